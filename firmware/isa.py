@@ -1,0 +1,210 @@
+"""The zeroskip instruction set and host memory map, defined once.
+
+The sequencer decodes ``Signal(Insn)``, the assembler encodes with
+``Insn.const({...}).as_bits()`` and the disassembler decodes with
+``Insn.from_bits()``. The driver and the AXI4-Lite slave both take register
+offsets and window addresses from :class:`MemoryMap`. Nothing else in the
+project spells out an encoding.
+
+Execution semantics (the ISA model implements them bit-exactly):
+
+``SPMV`` runs one tile of ``y = A @ x`` on every lane at once. For lane ``p``
+the tile descriptor lives in that lane's row-pointer memory ``ptr``:
+``ptr[ptr_base]`` is the lane's row count ``n`` and ``ptr[ptr_base + 1 + i]``
+the end (exclusive, relative to ``nz_base``) of local row ``i``'s nonzeros;
+row ``i`` starts where row ``i - 1`` ended (row 0 at 0). Each nonzero entry in
+``nz[nz_base + k]`` holds a column ``col`` and a value ``a``; the operand is
+``x[x_base + col]``. Row ``i``'s result goes to ``out[out_base + i]``:
+
+1. ``s = sum(a * x)`` over the row, in stored order (zero products are
+   skipped, not computed);
+2. if ``accumulate``: ``s += out[out_base + i]`` (a partial sum of an earlier
+   column tile);
+3. if ``bias``: ``s += bias[out_base + i]``;
+4. if ``epilogue``: ``s = (s + round) >> shift`` (arithmetic, ``round`` is
+   ``1 << (shift - 1)`` or 0 when ``shift`` is 0), then ``max(s, 0)`` if
+   ``relu``, then clamped to ``[clamp_lo, clamp_hi]`` and saturated to the
+   value width; the epilogue parameters are those of the last ``SET_EPI``.
+
+Every partial sum in steps 1 to 3 must fit ``acc_width`` signed bits; one that
+does not stops the program with :attr:`ErrorCode.OVERFLOW` after the
+instruction. Descriptors reaching outside a memory stop it with
+:attr:`ErrorCode.DESCRIPTOR` before anything is written.
+"""
+
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+from ..config import AcceleratorConfig
+
+__all__ = [
+    "INSN_WIDTH", "Opcode", "ErrorCode", "SpmvArgs", "EpiArgs", "InsnArgs", "Insn",
+    "nz_entry_layout", "Reg", "Region", "MemoryMap", "HARDWARE_ID",
+]
+
+#: Bits of one instruction; the host writes it as two 32-bit words, low first.
+INSN_WIDTH = 64
+
+#: Value of the ``ID`` register: ``"ZS"`` and the ISA version.
+HARDWARE_ID = 0x5A53_0001
+
+
+class Opcode(enum.Enum, shape=4):
+    """Instruction opcodes; every other value is an illegal instruction."""
+    NOP = 0
+    HALT = 1
+    SET_EPI = 2
+    SPMV = 3
+
+
+class ErrorCode(enum.Enum, shape=8):
+    """Error codes reported in ``STATUS[15:8]``."""
+    NONE = 0
+    #: The fetched word does not decode to an instruction.
+    ILLEGAL_INSN = 1
+    #: A tile descriptor reaches outside a buffer.
+    DESCRIPTOR = 2
+    #: A partial sum did not fit the accumulator.
+    OVERFLOW = 3
+    #: The program counter ran past the instruction memory without ``HALT``.
+    PC_OVERRUN = 4
+
+
+class SpmvArgs(data.Struct):
+    """Operands of ``SPMV`` (see the module documentation)."""
+    accumulate: unsigned(1)
+    epilogue: unsigned(1)
+    bias: unsigned(1)
+    _reserved: unsigned(3)
+    ptr_base: unsigned(12)
+    nz_base: unsigned(16)
+    x_base: unsigned(14)
+    out_base: unsigned(12)
+
+
+class EpiArgs(data.Struct):
+    """Operands of ``SET_EPI``: the epilogue applied by later ``SPMV``."""
+    shift: unsigned(5)
+    relu: unsigned(1)
+    clamp_lo: signed(16)
+    clamp_hi: signed(16)
+
+
+class InsnArgs(data.Union):
+    spmv: SpmvArgs
+    epi: EpiArgs
+
+
+class Insn(data.Struct):
+    """One 64-bit instruction: opcode in the low 4 bits, then operands."""
+    opcode: Opcode
+    args: InsnArgs
+
+
+assert Insn.as_shape().size == INSN_WIDTH
+
+
+def nz_entry_layout(config: AcceleratorConfig):
+    """Layout of one word of a lane's nonzero memory: column, then value."""
+    return data.StructLayout({
+        "col": unsigned(config.col_width),
+        "value": signed(config.value_width),
+    })
+
+
+class Reg(enum.IntEnum):
+    """Byte offsets of the control and status registers (region ``CSR``)."""
+    #: Read: :data:`HARDWARE_ID`.
+    ID = 0x00
+    #: Read: ``pes | value_width << 8 | acc_width << 16``.
+    CONFIG = 0x04
+    #: Read: the first 32 bits of :attr:`AcceleratorConfig.fingerprint`.
+    FINGERPRINT = 0x08
+    #: Write: bit 0 starts at instruction 0 (ignored while busy); bit 1 clears
+    #: status and counters.
+    CTRL = 0x10
+    #: Read: bit 0 busy, bit 1 done, bit 2 error, bits 15:8 :class:`ErrorCode`.
+    STATUS = 0x14
+    #: Read: address of the instruction executing, or of the one that failed.
+    PC = 0x18
+    CYCLES = 0x20
+    INSNS = 0x24
+    MACS = 0x28
+    SKIPPED = 0x2C
+    GATHER_STALLS = 0x30
+    #: ``PE_BUSY + 4 * p``: cycles in which PE ``p`` consumed a nonzero.
+    PE_BUSY = 0x100
+
+
+STATUS_BUSY = 1 << 0
+STATUS_DONE = 1 << 1
+STATUS_ERROR = 1 << 2
+CTRL_START = 1 << 0
+CTRL_CLEAR = 1 << 1
+
+
+class Region(enum.IntEnum):
+    """Windows of the host address space, selected by address bits 27:24."""
+    CSR = 0
+    IMEM = 1  # write: instruction i at 8*i (low word) and 8*i+4 (high word)
+    X = 2     # write: x[j] at 4*j (the hardware spreads it over the banks)
+    PTR = 3   # write, per lane: row-pointer word i
+    NZ = 4    # write, per lane: nonzero entry i (nz_entry_layout, packed)
+    BIAS = 5  # write, per lane: bias of local row i (acc_width, signed)
+    OUT = 6   # read, per lane: output word of local row i (acc_width, signed)
+
+
+class MemoryMap:
+    """Byte addresses of everything the host reads or writes.
+
+    Addresses are 28 bits: ``region << 24``; per-lane windows add
+    ``lane << 18``; words are 4 bytes apart. Writes to memory windows while
+    the accelerator is busy, accesses outside any window and reads of
+    write-only windows answer ``SLVERR``.
+    """
+
+    ADDR_WIDTH = 28
+    REGION_SHIFT = 24
+    LANE_SHIFT = 18
+
+    def __init__(self, config: AcceleratorConfig):
+        self.config = config
+
+    @staticmethod
+    def reg(reg):
+        return int(reg)
+
+    @staticmethod
+    def pe_busy(pe):
+        return int(Reg.PE_BUSY) + 4 * pe
+
+    def imem(self, index):
+        """Address of the low word of instruction ``index``."""
+        return (Region.IMEM << self.REGION_SHIFT) + 8 * index
+
+    def x(self, index):
+        return (Region.X << self.REGION_SHIFT) + 4 * index
+
+    def lane(self, region, lane, index):
+        """Address of word ``index`` of ``lane``'s memory in ``region``."""
+        return (region << self.REGION_SHIFT) + (lane << self.LANE_SHIFT) + 4 * index
+
+    def depth(self, region):
+        """Words in one window (per lane for per-lane regions)."""
+        c = self.config
+        return {
+            Region.IMEM: 2 * c.imem_depth,
+            Region.X: c.x_depth,
+            Region.PTR: c.row_depth,
+            Region.NZ: c.nz_depth,
+            Region.BIAS: c.row_depth,
+            Region.OUT: c.row_depth,
+        }[Region(region)]
+
+    def fingerprint_word(self):
+        return int(self.config.fingerprint[:8], 16)
+
+    def config_word(self):
+        c = self.config
+        return c.pes | c.value_width << 8 | c.acc_width << 16

@@ -1,0 +1,210 @@
+"""The one configuration of a zeroskip accelerator.
+
+Every parameter of the generated hardware lives in :class:`AcceleratorConfig`.
+The generator writes it next to the Verilog and the firmware compiler reads it
+back, so a program can never be built for different hardware than it runs on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+__all__ = ["AcceleratorConfig", "ConfigError"]
+
+#: Formats the compressed-format memory controller may support.
+KNOWN_FORMATS = ("csr",)
+
+
+class ConfigError(ValueError):
+    """An accelerator configuration that cannot be built."""
+
+
+def _is_pow2(value):
+    return value > 0 and value & (value - 1) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceleratorConfig:
+    """Parameters of one zeroskip accelerator.
+
+    Parameters
+    ----------
+    pes : int
+        Number of processing elements (lanes), 1 to 64.
+    value_width : int
+        Width of stored matrix and vector values (signed), 8 or 16.
+    acc_width : int
+        Width of the accumulators and of the output buffer words (signed),
+        from ``2 * value_width`` to 32.
+    x_depth : int
+        Entries of the input-vector buffer, a power of two from 16 to 16384.
+    x_banks : int
+        Banks the input-vector buffer is split into (element ``j`` lives in
+        bank ``j % x_banks``); a power of two, at most ``x_depth``. ``0``
+        picks ``2 * pes`` rounded up to a power of two.
+    nz_depth : int
+        Nonzero entries each PE lane can hold, a power of two from 16 to 65536.
+    row_depth : int
+        Rows each PE lane can hold (row pointers and output words),
+        a power of two from 4 to 4096.
+    imem_depth : int
+        Instructions the instruction memory holds, a power of two from 4 to 4096.
+    formats : tuple of str
+        Compressed formats the format decoder supports.
+
+    Raises
+    ------
+    ConfigError
+        With a message naming the offending parameter and its value.
+    """
+
+    pes: int = 8
+    value_width: int = 16
+    acc_width: int = 32
+    x_depth: int = 1024
+    x_banks: int = 0
+    nz_depth: int = 2048
+    row_depth: int = 256
+    imem_depth: int = 64
+    formats: tuple = ("csr",)
+
+    def __post_init__(self):
+        def check_int(name, low, high, *, pow2=False):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be an integer, not {value!r}")
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+            if pow2 and not _is_pow2(value):
+                raise ConfigError(f"{name} must be a power of two, not {value}")
+
+        check_int("pes", 1, 64)
+        if self.value_width not in (8, 16):
+            raise ConfigError(f"value_width must be 8 or 16, not {self.value_width!r}")
+        check_int("acc_width", 2 * self.value_width, 32)
+        check_int("x_depth", 16, 16384, pow2=True)
+        check_int("nz_depth", 16, 65536, pow2=True)
+        check_int("row_depth", 4, 4096, pow2=True)
+        check_int("imem_depth", 4, 4096, pow2=True)
+        if self.x_banks == 0:
+            banks = 1
+            while banks < 2 * self.pes:
+                banks *= 2
+            object.__setattr__(self, "x_banks", min(banks, self.x_depth))
+        check_int("x_banks", 1, self.x_depth, pow2=True)
+        formats = tuple(self.formats)
+        object.__setattr__(self, "formats", formats)
+        if not formats:
+            raise ConfigError("formats must name at least one format")
+        for name in formats:
+            if name not in KNOWN_FORMATS:
+                raise ConfigError(
+                    f"formats: unknown format {name!r}; known: {', '.join(KNOWN_FORMATS)}")
+
+    # Derived widths: every block computes its address widths from these.
+
+    @property
+    def col_width(self):
+        """Bits of a column index into the input-vector buffer."""
+        return (self.x_depth - 1).bit_length()
+
+    @property
+    def nz_addr_width(self):
+        """Bits of an address into a lane's nonzero memory."""
+        return (self.nz_depth - 1).bit_length()
+
+    @property
+    def row_addr_width(self):
+        """Bits of an address into a lane's row-pointer or output memory."""
+        return (self.row_depth - 1).bit_length()
+
+    @property
+    def bank_addr_width(self):
+        """Bits of an address inside one input-vector bank."""
+        return max(1, (self.x_depth // self.x_banks - 1).bit_length())
+
+    @property
+    def value_min(self):
+        return -(1 << (self.value_width - 1))
+
+    @property
+    def value_max(self):
+        return (1 << (self.value_width - 1)) - 1
+
+    @property
+    def acc_min(self):
+        return -(1 << (self.acc_width - 1))
+
+    @property
+    def acc_max(self):
+        return (1 << (self.acc_width - 1)) - 1
+
+    # Serialization.
+
+    def to_dict(self):
+        """Return the configuration as a JSON-compatible dictionary."""
+        data = dataclasses.asdict(self)
+        data["formats"] = list(self.formats)
+        return data
+
+    @classmethod
+    def from_dict(cls, data, *, source="configuration"):
+        """Build a configuration from a dictionary, rejecting unknown keys.
+
+        Raises
+        ------
+        ConfigError
+            If a key is unknown or a value is invalid; the message names
+            ``source``.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object")
+        known = {field.name for field in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"{source}: unknown parameter {key!r}")
+        try:
+            return cls(**{key: (tuple(v) if key == "formats" else v) for key, v in data.items()})
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def load(cls, path):
+        """Read a configuration written by :meth:`save`.
+
+        Raises
+        ------
+        ConfigError
+            If the file cannot be read, is not JSON or holds an invalid
+            configuration.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read configuration: {error.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: line {error.lineno}: not valid JSON: {error.msg}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def save(self, path):
+        Path(path).write_text(self.to_json())
+
+    @property
+    def fingerprint(self):
+        """A short hash identifying this configuration (and its hardware)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    def replace(self, **changes):
+        """Return a copy with ``changes`` applied (and validated)."""
+        data = self.to_dict()
+        data.update(changes)
+        return type(self).from_dict(data)
