@@ -12,14 +12,12 @@ import hashlib
 import json
 from pathlib import Path
 
+from .errors import ConfigError
+
 __all__ = ["AcceleratorConfig", "ConfigError"]
 
 #: Formats the compressed-format memory controller may support.
 KNOWN_FORMATS = ("csr",)
-
-
-class ConfigError(ValueError):
-    """An accelerator configuration that cannot be built."""
 
 
 def _is_pow2(value):
