@@ -1,0 +1,129 @@
+"""Sequencer: fetches, decodes and dispatches microcode; owns the status."""
+
+from amaranth import Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig
+from ..firmware.isa import INSN_WIDTH, EpiArgs, ErrorCode, Insn, Opcode, SpmvArgs
+
+__all__ = ["Sequencer"]
+
+
+class Sequencer(wiring.Component):
+    """Instruction memory, fetch/decode/dispatch and the status register.
+
+    A run starts at instruction 0 and ends at ``HALT`` (``done``) or at the
+    first error (``error`` holds its :class:`ErrorCode`, ``pc`` the failing
+    instruction). Every instruction takes two cycles to fetch and decode;
+    ``SPMV`` then starts all lanes and waits until none is busy.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Attributes
+    ----------
+    start : In(1)
+        Begin a run (ignored while busy).
+    clear : In(1)
+        Clear ``done`` and ``error`` (ignored while busy).
+    busy, done : Out(1)
+    error : Out(ErrorCode)
+    pc : Out
+        The instruction executing, or the one that ended the run.
+    retire : Out(1)
+        Pulses when an instruction completes without error.
+    host_addr : In
+        Instruction-memory word address (32-bit halves: bit 0 selects the half).
+    host_wdata, host_we : In
+        Host write of one 32-bit half of an instruction.
+    lane_start : Out(1)
+        Starts every lane on ``desc``/``epi``.
+    lanes_busy, lanes_desc_error, lanes_overflow : In(1)
+        OR of the lanes' ``busy``, ``desc_error`` and ``overflow``.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
+        self._config = config
+        pc_width = config.imem_depth.bit_length()
+        super().__init__({
+            "start": In(1), "clear": In(1),
+            "busy": Out(1), "done": Out(1), "error": Out(ErrorCode), "pc": Out(pc_width),
+            "retire": Out(1),
+            "host_addr": In(pc_width), "host_wdata": In(32), "host_we": In(1),
+            "lane_start": Out(1), "desc": Out(SpmvArgs), "epi": Out(EpiArgs),
+            "lanes_busy": In(1), "lanes_desc_error": In(1), "lanes_overflow": In(1),
+        })
+
+    def elaborate(self, platform):
+        config = self._config
+        m = Module()
+
+        m.submodules.imem = imem = memory.Memory(
+            shape=INSN_WIDTH, depth=config.imem_depth, init=[])
+        fetch = imem.read_port()
+        host = imem.write_port(granularity=32)
+        m.d.comb += [
+            host.addr.eq(self.host_addr[1:]),
+            host.data.eq(self.host_wdata.replicate(2)),
+            host.en.eq(self.host_we << self.host_addr[0]),
+        ]
+
+        insn = Signal(Insn)
+        m.d.comb += [insn.eq(fetch.data), fetch.addr.eq(self.pc)]
+
+        def fail(code):
+            m.d.sync += self.error.eq(code)
+            m.next = "IDLE"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.pc.eq(0), self.done.eq(0), self.error.eq(ErrorCode.NONE)]
+                    m.next = "FETCH"
+                with m.Elif(self.clear):
+                    m.d.sync += [self.done.eq(0), self.error.eq(ErrorCode.NONE)]
+            with m.State("FETCH"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(self.pc == config.imem_depth):
+                    fail(ErrorCode.PC_OVERRUN)
+                with m.Else():
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.comb += self.busy.eq(1)
+                with m.Switch(insn.opcode):
+                    with m.Case(Opcode.NOP):
+                        m.d.comb += self.retire.eq(1)
+                        m.d.sync += self.pc.eq(self.pc + 1)
+                        m.next = "FETCH"
+                    with m.Case(Opcode.HALT):
+                        m.d.comb += self.retire.eq(1)
+                        m.d.sync += self.done.eq(1)
+                        m.next = "IDLE"
+                    with m.Case(Opcode.SET_EPI):
+                        m.d.comb += self.retire.eq(1)
+                        m.d.sync += [self.epi.eq(insn.args.epi), self.pc.eq(self.pc + 1)]
+                        m.next = "FETCH"
+                    with m.Case(Opcode.SPMV):
+                        m.d.sync += self.desc.eq(insn.args.spmv)
+                        m.next = "DISPATCH"
+                    with m.Default():
+                        fail(ErrorCode.ILLEGAL_INSN)
+            with m.State("DISPATCH"):
+                m.d.comb += [self.busy.eq(1), self.lane_start.eq(1)]
+                m.next = "EXECUTE"
+            with m.State("EXECUTE"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~self.lanes_busy):
+                    with m.If(self.lanes_desc_error):
+                        fail(ErrorCode.DESCRIPTOR)
+                    with m.Elif(self.lanes_overflow):
+                        fail(ErrorCode.OVERFLOW)
+                    with m.Else():
+                        m.d.comb += self.retire.eq(1)
+                        m.d.sync += self.pc.eq(self.pc + 1)
+                        m.next = "FETCH"
+        return m

@@ -1,0 +1,207 @@
+"""The one host driver of a zeroskip accelerator, for every backend.
+
+:class:`Driver` loads a :class:`~zeroskip.firmware.program.Program`, writes
+the input vector, runs every tile and reads results and counters. It talks to
+a *bus*: any object with two coroutine methods,
+
+``await bus.write(addr, words)``
+    write 32-bit ``words`` to consecutive word addresses from ``addr``;
+``await bus.read(addr, count)``
+    read ``count`` 32-bit words from consecutive word addresses.
+
+Both raise :class:`~zeroskip.errors.DeviceError` when the accelerator answers
+with an error. The ISA model, the Amaranth simulator, cocotb (Icarus,
+Verilator) and a board's UART bridge each provide one.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ..errors import DeviceError, ProgramMismatchError
+from ..firmware.isa import (
+    CTRL_CLEAR, CTRL_START, HARDWARE_ID, STATUS_BUSY, STATUS_ERROR, ErrorCode, MemoryMap, Reg,
+    Region,
+)
+
+__all__ = ["Driver", "RunResult", "COUNTER_NAMES"]
+
+#: Counters read after every tile, in the order of their registers.
+COUNTER_NAMES = ("cycles", "insns", "macs", "skipped", "gather_stalls")
+_COUNTER_REGS = (Reg.CYCLES, Reg.INSNS, Reg.MACS, Reg.SKIPPED, Reg.GATHER_STALLS)
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run of a program produced.
+
+    Attributes
+    ----------
+    y_raw : numpy.ndarray
+        One int64 output word per matrix row (the accelerator's integers).
+    counters : dict
+        ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls`` (ints,
+        summed over tiles) and ``pe_busy`` (a list, one per PE).
+    backend : str
+    """
+
+    y_raw: np.ndarray
+    counters: dict
+    backend: str = ""
+
+
+def _to_word(value):
+    return int(value) & 0xFFFF_FFFF
+
+
+def _from_word(word, width):
+    word &= (1 << width) - 1
+    return word - (1 << width) if word >> (width - 1) else word
+
+
+class Driver:
+    """Host-side control of one accelerator through a bus.
+
+    Parameters
+    ----------
+    bus : object
+        Provides ``write(addr, words)`` and ``read(addr, count)`` coroutines.
+    config : AcceleratorConfig
+        The configuration the hardware was generated from.
+    max_polls : int
+        Status reads before a run that has not finished is reported as hung.
+    """
+
+    def __init__(self, bus, config, *, max_polls=1_000_000):
+        self.bus = bus
+        self.config = config
+        self.map = MemoryMap(config)
+        self.max_polls = max_polls
+
+    async def read_reg(self, reg):
+        return (await self.bus.read(int(reg), 1))[0]
+
+    async def identify(self):
+        """Check that the hardware is a zeroskip of this driver's configuration.
+
+        Raises
+        ------
+        DeviceError
+            If the ID register does not read :data:`HARDWARE_ID`.
+        ProgramMismatchError
+            If the hardware was generated from another configuration.
+        """
+        ident = await self.read_reg(Reg.ID)
+        if ident != HARDWARE_ID:
+            raise DeviceError(f"no zeroskip accelerator answers: ID register reads 0x{ident:08x}, "
+                              f"expected 0x{HARDWARE_ID:08x}")
+        fingerprint = await self.read_reg(Reg.FINGERPRINT)
+        if fingerprint != self.map.fingerprint_word():
+            raise ProgramMismatchError(
+                f"the hardware's configuration fingerprint is {fingerprint:08x} but the program "
+                f"was built for {self.map.fingerprint_word():08x} ({self.config.fingerprint})")
+
+    async def load_tile(self, tile):
+        """Write a tile's microcode and lane images."""
+        code = np.asarray(tile.code, dtype=np.uint64)
+        halves = np.empty(2 * len(code), dtype=np.uint64)
+        halves[0::2] = code & np.uint64(0xFFFF_FFFF)
+        halves[1::2] = code >> np.uint64(32)
+        await self.bus.write(self.map.imem(0), [int(w) for w in halves])
+        for region, images in ((Region.PTR, tile.ptr), (Region.NZ, tile.nz),
+                               (Region.BIAS, tile.bias)):
+            if images is None:
+                continue
+            for lane, image in enumerate(images):
+                if len(image):
+                    await self.bus.write(self.map.lane(region, lane, 0),
+                                         [_to_word(v) for v in image])
+
+    async def write_x(self, values):
+        """Write input-vector integers to X from address 0."""
+        if len(values):
+            await self.bus.write(self.map.x(0), [_to_word(v) for v in values])
+
+    async def run_loaded(self):
+        """Start the loaded microcode and wait for ``HALT``.
+
+        Raises
+        ------
+        DeviceError
+            With the hardware's error code and PC when it stops on an error,
+            or when it is still busy after ``max_polls`` status reads.
+        """
+        await self.bus.write(int(Reg.CTRL), [CTRL_CLEAR])
+        await self.bus.write(int(Reg.CTRL), [CTRL_START])
+        for _ in range(self.max_polls):
+            status = await self.read_reg(Reg.STATUS)
+            if not status & STATUS_BUSY:
+                break
+        else:
+            pc = await self.read_reg(Reg.PC)
+            raise DeviceError(f"the accelerator is still busy after {self.max_polls} status "
+                              f"reads (instruction {pc}); it may be hung", pc=pc)
+        if status & STATUS_ERROR:
+            pc = await self.read_reg(Reg.PC)
+            code_value = (status >> 8) & 0xFF
+            try:
+                code = ErrorCode(code_value)
+                name = code.name
+            except ValueError:
+                code, name = None, f"unknown error {code_value}"
+            raise DeviceError(f"the accelerator stopped with {name} at instruction {pc}",
+                              code=code, pc=pc)
+
+    async def read_counters(self):
+        counters = {}
+        for name, reg in zip(COUNTER_NAMES, _COUNTER_REGS):
+            counters[name] = await self.read_reg(reg)
+        counters["pe_busy"] = await self.bus.read(self.map.pe_busy(0), self.config.pes)
+        return counters
+
+    async def read_out(self, lane, count):
+        words = await self.bus.read(self.map.lane(Region.OUT, lane, 0), count)
+        return [_from_word(w, self.config.acc_width) for w in words]
+
+    async def run(self, program, x_int, *, progress=None):
+        """Run every tile of ``program`` on the integer input vector ``x_int``.
+
+        Parameters
+        ----------
+        program : Program
+        x_int : array of int
+            The quantized input vector (length = matrix columns).
+        progress : callable, optional
+            Called as ``progress(done, total)`` after each tile.
+
+        Returns
+        -------
+        RunResult
+        """
+        program.check_config(self.config)
+        await self.identify()
+        x_int = np.asarray(x_int, dtype=np.int64)
+        y = np.zeros(program.shape[0], dtype=np.int64)
+        totals = {name: 0 for name in COUNTER_NAMES}
+        totals["pe_busy"] = [0] * self.config.pes
+        loaded_x = None
+        for index, tile in enumerate(program.tiles):
+            await self.load_tile(tile)
+            if loaded_x != tuple(tile.x_cols):
+                start, stop = tile.x_cols
+                await self.write_x(x_int[start:stop])
+                loaded_x = tuple(tile.x_cols)
+            await self.run_loaded()
+            counters = await self.read_counters()
+            for name in COUNTER_NAMES:
+                totals[name] += counters[name]
+            totals["pe_busy"] = [a + b for a, b in zip(totals["pe_busy"], counters["pe_busy"])]
+            readback = np.asarray(tile.readback, dtype=np.int64).reshape(-1, 3)
+            for lane in np.unique(readback[:, 0]) if len(readback) else ():
+                rows = readback[readback[:, 0] == lane]
+                count = int(rows[:, 1].max()) + 1
+                words = await self.read_out(int(lane), count)
+                y[rows[:, 2]] = np.asarray(words, dtype=np.int64)[rows[:, 1]]
+            if progress is not None:
+                progress(index + 1, len(program.tiles))
+        return RunResult(y_raw=y, counters=totals)
