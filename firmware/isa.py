@@ -28,8 +28,12 @@ row ``i`` starts where row ``i - 1`` ended (row 0 at 0). Each nonzero entry in
 
 Every partial sum in steps 1 to 3 must fit ``acc_width`` signed bits; one that
 does not stops the program with :attr:`ErrorCode.OVERFLOW` after the
-instruction. Descriptors reaching outside a memory stop it with
-:attr:`ErrorCode.DESCRIPTOR` before anything is written.
+instruction. A descriptor reaching outside a memory stops it with
+:attr:`ErrorCode.DESCRIPTOR`: a row count or output range that does not fit is
+found before anything is written; a row end or column found out of range
+while streaming stops the instruction there. After any error the ``out``
+words and the counters of the failing instruction are undefined; ``STATUS``
+and ``PC`` are exact.
 """
 
 

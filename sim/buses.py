@@ -28,17 +28,16 @@ class ModelBus:
         self._bus_error_type = BusError
 
     async def write(self, addr, words):
-        for index, word in enumerate(words):
-            try:
-                self.machine.write_word(addr + 4 * index, word)
-            except self._bus_error_type:
-                raise _bus_error("write", addr + 4 * index) from None
+        try:
+            self.machine.write_words(addr, words)
+        except self._bus_error_type as error:
+            raise _bus_error("write", error.address) from None
 
     async def read(self, addr, count):
         try:
-            return [self.machine.read_word(addr + 4 * i) for i in range(count)]
-        except self._bus_error_type:
-            raise _bus_error("read", addr) from None
+            return [int(word) for word in self.machine.read_words(addr, count)]
+        except self._bus_error_type as error:
+            raise _bus_error("read", error.address) from None
 
 
 class PysimBus:

@@ -20,7 +20,14 @@ import numpy as np
 
 from ..errors import DeviceError, ProgramMismatchError
 from ..firmware.isa import (
-    CTRL_CLEAR, CTRL_START, HARDWARE_ID, STATUS_BUSY, STATUS_ERROR, ErrorCode, MemoryMap, Reg,
+    CTRL_CLEAR,
+    CTRL_START,
+    HARDWARE_ID,
+    STATUS_BUSY,
+    STATUS_ERROR,
+    ErrorCode,
+    MemoryMap,
+    Reg,
     Region,
 )
 

@@ -120,6 +120,11 @@ class AcceleratorConfig:
         return (self.row_depth - 1).bit_length()
 
     @property
+    def ptr_width(self):
+        """Bits of a row-pointer word: a row count or a row end (both inclusive)."""
+        return max(self.nz_addr_width, self.row_addr_width) + 1
+
+    @property
     def bank_addr_width(self):
         """Bits of an address inside one input-vector bank."""
         return max(1, (self.x_depth // self.x_banks - 1).bit_length())

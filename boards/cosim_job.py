@@ -1,0 +1,194 @@
+"""cocotb test module: the host link code against the board logic over a pty.
+
+Started by :func:`zeroskip.boards.cosim.run_board_cosim`, which describes the
+run in the pickle named by ``ZEROSKIP_BOARD_JOB``; the
+:class:`~zeroskip.boards.cosim.CosimReport` goes to the pickle named by
+``ZEROSKIP_BOARD_RESULT``.
+
+Threads: the host (:class:`~zeroskip.boards.link.SerialBus` and
+:class:`~zeroskip.sim.driver.Driver`) runs in its own thread on the pty's
+slave side, exactly as it would on a real serial port; the simulator's thread
+runs the coroutines below on the master side.
+"""
+
+import asyncio
+import os
+import pickle
+import random
+import threading
+import tty
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
+from cocotb.utils import get_sim_time
+
+from ..errors import ZeroskipError
+from ..sim.backends import predicted_polls
+from ..sim.driver import Driver
+from .cosim import ENV_JOB, ENV_RESULT, CosimReport
+from .link import SerialBus
+
+#: Simulated time between two looks at the pty when it has nothing to send.
+IDLE_POLL_BYTES = 2
+#: Simulated time limit (a run that needs more is stuck).
+MAX_SIM_TIME_NS = 5e9
+
+
+class FaultInjector:
+    """Applies :class:`~zeroskip.boards.cosim.LinkFaults` to one direction."""
+
+    def __init__(self, faults, direction, counts):
+        self.faults = faults
+        self.rng = random.Random(f"{faults.seed}-{direction}")
+        self.direction = direction
+        self.counts = counts
+        for kind in ("flip", "drop", "duplicate"):
+            counts[f"{direction} {kind}"] = 0
+
+    def apply(self, data):
+        out = bytearray()
+        f = self.faults
+        for byte in data:
+            r = self.rng.random()
+            if r < f.drop:
+                self.counts[f"{self.direction} drop"] += 1
+            elif r < f.drop + f.flip:
+                self.counts[f"{self.direction} flip"] += 1
+                out.append(byte ^ 1 << self.rng.randrange(8))
+            elif r < f.drop + f.flip + f.duplicate:
+                self.counts[f"{self.direction} duplicate"] += 1
+                out += bytes([byte, byte])
+            else:
+                out.append(byte)
+        return bytes(out)
+
+
+def _frame_bits(byte):
+    return [0] + [byte >> i & 1 for i in range(8)] + [1]
+
+
+async def host_to_board(dut, master, bit_ns, injector):
+    """Serialize what the host writes onto ``uart_rx``, bit by bit."""
+    dut.uart_rx.value = 1
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except BlockingIOError:
+            data = b""
+        if not data:
+            await Timer(IDLE_POLL_BYTES * 10 * bit_ns, unit="ns")
+            continue
+        for byte in injector.apply(data):
+            for bit in _frame_bits(byte):
+                dut.uart_rx.value = bit
+                await Timer(bit_ns, unit="ns")
+
+
+async def board_to_host(dut, master, bit_ns, injector):
+    """Sample ``uart_tx`` in the middle of every bit and pass bytes to the host."""
+    while True:
+        await FallingEdge(dut.uart_tx)
+        await Timer(bit_ns * 3 // 2, unit="ns")
+        byte = 0
+        for i in range(8):
+            byte |= int(dut.uart_tx.value) << i
+            await Timer(bit_ns, unit="ns")
+        assert int(dut.uart_tx.value) == 1, "the board sent a byte without a stop bit"
+        data = injector.apply(bytes([byte]))
+        if data:
+            os.write(master, data)
+
+
+async def watch_writes(dut, writes):
+    """Record every write handshake on the accelerator's AXI4-Lite port."""
+    while True:
+        await FallingEdge(dut.clk)
+        if not int(dut.axil__awvalid.value):
+            # Sleep until the next write starts.
+            await RisingEdge(dut.axil__awvalid)
+            continue
+        if int(dut.axil__awready.value):
+            writes.append((int(dut.axil__awaddr.value), int(dut.axil__wdata.value)))
+
+
+class RecordingBus:
+    """A bus that remembers every word written through it."""
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.writes = []
+
+    async def write(self, addr, words):
+        self.writes.extend((addr + 4 * i, int(w) & 0xFFFF_FFFF) for i, w in enumerate(words))
+        await self.bus.write(addr, words)
+
+    async def read(self, addr, count):
+        return await self.bus.read(addr, count)
+
+
+@cocotb.test()
+async def board_link(dut):
+    """Run every job through SerialBus, the pty, the UART pins and the board logic."""
+    with open(os.environ[ENV_JOB], "rb") as file:
+        job = pickle.load(file)
+    config = job["config"]
+    period = job["clock_period_ns"]
+    bit_ns = period * job["divisor"]
+
+    cocotb.start_soon(Clock(dut.clk, period, unit="ns").start())
+    dut.uart_rx.value = 1
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    port = os.ttyname(slave)
+
+    fault_counts = {}
+    down = FaultInjector(job["faults"], "host->board", fault_counts)
+    up = FaultInjector(job["faults"], "board->host", fault_counts)
+    bus_writes = []
+    cocotb.start_soon(host_to_board(dut, master, bit_ns, down))
+    cocotb.start_soon(board_to_host(dut, master, bit_ns, up))
+    cocotb.start_soon(watch_writes(dut, bus_writes))
+
+    serial_bus = SerialBus(port, baudrate=job["baudrate"], timeout=job["host_timeout"],
+                           retries=job["retries"], retry_delay=job["retry_delay"])
+    bus = RecordingBus(serial_bus)
+    results = []
+
+    def host():
+        for item in job["jobs"]:
+            driver = Driver(bus, config, max_polls=predicted_polls(item.program, item.x_int))
+            try:
+                results.append(asyncio.run(driver.run(item.program, item.x_int)))
+            except ZeroskipError as error:
+                results.append(error)
+            except Exception as error:  # report, do not hang the simulation
+                results.append(error)
+        serial_bus.close()
+
+    thread = threading.Thread(target=host, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        await Timer(100 * bit_ns, unit="ns")
+        if get_sim_time("ns") > MAX_SIM_TIME_NS:
+            raise AssertionError("the host did not finish in the simulated time limit")
+    thread.join()
+
+    for result in results:
+        if hasattr(result, "backend"):
+            result.backend = "board-cosim"
+    report = CosimReport(results=results, link=serial_bus.stats.as_dict(), faults=fault_counts,
+                         host_writes=bus.writes, bus_writes=bus_writes,
+                         sim_time_ns=get_sim_time("ns"))
+    partial = os.environ[ENV_RESULT] + ".partial"
+    with open(partial, "wb") as file:
+        pickle.dump(report, file)
+    os.replace(partial, os.environ[ENV_RESULT])
+    os.close(master)
+    os.close(slave)

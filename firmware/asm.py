@@ -1,0 +1,240 @@
+"""Assembler and disassembler for zeroskip microcode.
+
+One instruction per line::
+
+    set_epi shift=8 relu=1 lo=-32768 hi=32767
+    spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=1 bias=0
+    halt
+    nop
+    .word 0x0000000000000007
+
+Fields left out are 0; ``;`` and ``#`` start comments. The disassembler
+prints ``.word`` for any word that does not decode to an instruction or
+carries bits the mnemonic form cannot express, so ``assemble(disassemble(w))
+== w`` for every 64-bit word. All encodings come from :mod:`.isa`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from amaranth.hdl import Shape
+
+from ..errors import CompileError
+from .isa import INSN_WIDTH, EpiArgs, Insn, Opcode, SpmvArgs
+
+__all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
+           "encode_halt", "encode_nop"]
+
+# Mnemonic field name -> (operand struct field, shape).
+_SPMV_FIELDS = {"ptr": "ptr_base", "nz": "nz_base", "x": "x_base", "out": "out_base",
+                "accumulate": "accumulate", "epilogue": "epilogue", "bias": "bias"}
+_EPI_FIELDS = {"shift": "shift", "relu": "relu", "lo": "clamp_lo", "hi": "clamp_hi"}
+
+
+def _shapes(struct):
+    return {name: Shape.cast(field.shape) for name, field in struct.as_shape()}
+
+
+_SPMV_SHAPES = _shapes(SpmvArgs)
+_EPI_SHAPES = _shapes(EpiArgs)
+
+# mnemonic -> (opcode, union member, {text name: struct field}, shapes)
+_MNEMONICS = {
+    "spmv": (Opcode.SPMV, "spmv", _SPMV_FIELDS, _SPMV_SHAPES),
+    "set_epi": (Opcode.SET_EPI, "epi", _EPI_FIELDS, _EPI_SHAPES),
+    "halt": (Opcode.HALT, None, {}, {}),
+    "nop": (Opcode.NOP, None, {}, {}),
+}
+_BY_OPCODE = {entry[0]: mnemonic for mnemonic, entry in _MNEMONICS.items()}
+
+
+def _check_field(text_name, value, shape):
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, int):
+        raise CompileError(f"field {text_name!r} = {value!r} is not an integer")
+    if shape.signed:
+        low, high = -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+        fits = f"{shape.width} signed bits"
+    else:
+        low, high = 0, (1 << shape.width) - 1
+        fits = f"{shape.width} bit{'s' if shape.width != 1 else ''}"
+    if not low <= value <= high:
+        raise CompileError(f"field {text_name!r} = {value} does not fit {fits}")
+    return value
+
+
+def _encode(mnemonic, fields):
+    opcode, member, names, shapes = _MNEMONICS[mnemonic]
+    init = {"opcode": opcode}
+    if member is not None:
+        init["args"] = {member: {names[name]: _check_field(name, value, shapes[names[name]])
+                                 for name, value in fields.items()}}
+    return int(Insn.const(init).as_bits())
+
+
+def encode_spmv(*, ptr_base=0, nz_base=0, x_base=0, out_base=0, accumulate=False,
+                epilogue=False, bias=False):
+    """Encode ``SPMV``; see :mod:`.isa` for the operands.
+
+    Raises
+    ------
+    CompileError
+        If an operand does not fit its field.
+    """
+    return _encode("spmv", {"ptr": ptr_base, "nz": nz_base, "x": x_base, "out": out_base,
+                            "accumulate": accumulate, "epilogue": epilogue, "bias": bias})
+
+
+def encode_set_epi(*, shift=0, relu=False, clamp_lo, clamp_hi):
+    """Encode ``SET_EPI`` (epilogue shift, ReLU and clamp bounds).
+
+    Raises
+    ------
+    CompileError
+        If an operand does not fit its field.
+    """
+    return _encode("set_epi", {"shift": shift, "relu": relu, "lo": clamp_lo, "hi": clamp_hi})
+
+
+def encode_halt():
+    """Encode ``HALT``."""
+    return _encode("halt", {})
+
+
+def encode_nop():
+    """Encode ``NOP``."""
+    return _encode("nop", {})
+
+
+@functools.lru_cache(maxsize=4096)
+def decode(word):
+    """Decode one instruction word.
+
+    Parameters
+    ----------
+    word : int
+        A 64-bit instruction.
+
+    Returns
+    -------
+    (Opcode or None, dict)
+        The opcode (``None`` for an illegal one) and the operands by their
+        :mod:`.isa` field names (``ptr_base``, ``clamp_lo``, ...).
+    """
+    word = int(word)
+    if not 0 <= word < 1 << INSN_WIDTH:
+        raise ValueError(f"instruction word {word:#x} does not fit {INSN_WIDTH} bits")
+    insn = Insn.from_bits(word)
+    try:
+        opcode = insn.opcode
+    except ValueError:
+        return None, {}
+    member = _MNEMONICS[_BY_OPCODE[opcode]][1]
+    if member is None:
+        return opcode, {}
+    args = getattr(insn.args, member)
+    shapes = _SPMV_SHAPES if member == "spmv" else _EPI_SHAPES
+    return opcode, {name: int(args[name]) for name in shapes}
+
+
+def _line(word):
+    opcode, operands = decode(word)
+    if opcode is not None:
+        mnemonic = _BY_OPCODE[opcode]
+        names = _MNEMONICS[mnemonic][2]
+        fields = {text: operands[field] for text, field in names.items()}
+        if _encode(mnemonic, fields) == word:
+            return " ".join([mnemonic] + [f"{text}={value}" for text, value in fields.items()])
+    return f".word {word:#018x}"
+
+
+def disassemble(words):
+    """Disassemble instruction words, one line per word.
+
+    Parameters
+    ----------
+    words : iterable of int
+        64-bit instruction words (a ``numpy.uint64`` array works).
+
+    Returns
+    -------
+    str
+        The lines joined by newlines; :func:`assemble` reproduces ``words``.
+    """
+    return "\n".join(_line(int(word)) for word in words)
+
+
+def _parse_int(text):
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
+
+
+def assemble(text):
+    """Assemble microcode text into 64-bit instruction words.
+
+    Parameters
+    ----------
+    text : str
+        Source, one instruction per line (see the module documentation).
+
+    Returns
+    -------
+    list of int
+
+    Raises
+    ------
+    CompileError
+        Naming the line, e.g. ``line 3: unknown mnemonic 'spmw'``.
+    """
+    words = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for marker in ";#":
+            line = line.split(marker, 1)[0]
+        parts = line.split()
+        if not parts:
+            continue
+        mnemonic, operands = parts[0].lower(), parts[1:]
+        try:
+            words.append(_assemble_line(mnemonic, operands))
+        except CompileError as error:
+            raise CompileError(f"line {number}: {error}") from None
+    return words
+
+
+def _assemble_line(mnemonic, operands):
+    if mnemonic == ".word":
+        if len(operands) != 1:
+            raise CompileError(".word takes one value")
+        value = _parse_int(operands[0])
+        if value is None:
+            raise CompileError(f".word value {operands[0]!r} is not an integer")
+        if not 0 <= value < 1 << INSN_WIDTH:
+            raise CompileError(f".word value {operands[0]} does not fit {INSN_WIDTH} bits")
+        return value
+    if mnemonic not in _MNEMONICS:
+        raise CompileError(f"unknown mnemonic {mnemonic!r}")
+    names = _MNEMONICS[mnemonic][2]
+    if operands and not names:
+        raise CompileError(f"{mnemonic} takes no fields")
+    fields = dict.fromkeys(names, 0)
+    given = set()
+    for operand in operands:
+        name, sep, value_text = operand.partition("=")
+        name = name.lower()
+        if not sep or not name or not value_text:
+            raise CompileError(f"expected field=value, found {operand!r}")
+        if name not in names:
+            raise CompileError(f"{mnemonic} has no field {name!r}; "
+                               f"fields: {', '.join(names)}")
+        if name in given:
+            raise CompileError(f"field {name!r} given twice")
+        given.add(name)
+        value = _parse_int(value_text)
+        if value is None:
+            raise CompileError(f"field {name!r} = {value_text!r} is not an integer")
+        fields[name] = value
+    return _encode(mnemonic, fields)

@@ -1,0 +1,540 @@
+"""The ISA model: a register-level twin of the accelerator.
+
+:class:`Machine` has the hardware's memories and registers behind the same
+host memory map (:class:`~.isa.MemoryMap`), executes instructions with the
+semantics of :mod:`.isa` bit-exactly (vectorized with NumPy) and counts
+cycles with the timing contract (:mod:`.timing`). It has no notion of wall
+time: writing ``CTRL.start`` runs the program to ``HALT`` or an error at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..config import AcceleratorConfig
+from ..errors import InputError
+from . import timing
+from .asm import decode
+from .isa import (
+    CTRL_CLEAR,
+    CTRL_START,
+    HARDWARE_ID,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+    ErrorCode,
+    MemoryMap,
+    Opcode,
+    Reg,
+    Region,
+    nz_entry_layout,
+)
+from .program import unpack_nz
+
+__all__ = ["BusError", "Machine", "ModelError", "ModelResult", "run_program"]
+
+_MASK32 = 0xFFFF_FFFF
+_COUNTERS = {Reg.CYCLES: "cycles", Reg.INSNS: "insns", Reg.MACS: "macs",
+             Reg.SKIPPED: "skipped", Reg.GATHER_STALLS: "gather_stalls"}
+
+
+class BusError(Exception):
+    """A bus access the hardware answers with ``SLVERR``.
+
+    Attributes
+    ----------
+    address : int
+        The byte address of the access.
+    """
+
+    def __init__(self, message, *, address):
+        super().__init__(message)
+        self.address = address
+
+
+def _signed(values, width):
+    values = np.asarray(values, dtype=np.int64) & ((1 << width) - 1)
+    return values - ((values >> (width - 1)) << width)
+
+
+class _Fault(Exception):
+    def __init__(self, code):
+        self.code = code
+
+
+class Machine:
+    """Register-level model of one accelerator.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Attributes
+    ----------
+    imem : numpy.ndarray of uint64
+    x : numpy.ndarray of int64
+    ptr, nz : numpy.ndarray of int64, shape (pes, depth)
+        Row-pointer words and packed nonzero words.
+    bias, out : numpy.ndarray of int64, shape (pes, row_depth)
+        Signed accumulator-width values.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        self.config = config
+        self.map = MemoryMap(config)
+        c = config
+        self.imem = np.zeros(c.imem_depth, dtype=np.uint64)
+        self.x = np.zeros(c.x_depth, dtype=np.int64)
+        self.ptr = np.zeros((c.pes, c.row_depth), dtype=np.int64)
+        self.nz = np.zeros((c.pes, c.nz_depth), dtype=np.int64)
+        self.bias = np.zeros((c.pes, c.row_depth), dtype=np.int64)
+        self.out = np.zeros((c.pes, c.row_depth), dtype=np.int64)
+        self._ptr_mask = (1 << c.ptr_width) - 1
+        self._nz_mask = (1 << nz_entry_layout(c).size) - 1
+        # Epilogue registers: reset to 0, set only by SET_EPI (they outlive runs).
+        self.epi_shift, self.epi_relu, self.epi_lo, self.epi_hi = 0, False, 0, 0
+        self.busy = False
+        self.pc = 0
+        self._clear()
+
+    def _clear(self):
+        self.done = False
+        self.error = ErrorCode.NONE
+        self.counters = dict.fromkeys(_COUNTERS.values(), 0)
+        self.pe_busy = [0] * self.config.pes
+
+    # Host bus.
+
+    def _decode_address(self, address):
+        if not isinstance(address, (int, np.integer)) or not 0 <= address < 1 << 32:
+            raise BusError(f"address {address!r} is not a 32-bit address", address=address)
+        address = int(address)
+        if address & 3 or address >> MemoryMap.ADDR_WIDTH:
+            raise BusError(f"address {address:#x} is not a word of the memory map",
+                           address=address)
+        region = address >> MemoryMap.REGION_SHIFT
+        offset = address & ((1 << MemoryMap.REGION_SHIFT) - 1)
+        try:
+            region = Region(region)
+        except ValueError:
+            raise BusError(f"address {address:#x} is outside every window",
+                           address=address) from None
+        if region in (Region.CSR, Region.IMEM, Region.X):
+            return region, None, offset // 4
+        lane = offset >> MemoryMap.LANE_SHIFT
+        index = (offset & ((1 << MemoryMap.LANE_SHIFT) - 1)) // 4
+        if lane >= self.config.pes or index >= self.map.depth(region):
+            raise BusError(f"address {address:#x} is outside the {region.name} window",
+                           address=address)
+        return region, lane, index
+
+    def write_word(self, address, value):
+        """Write one 32-bit word.
+
+        Raises
+        ------
+        BusError
+            For an address outside every window, a read-only register or
+            window, or a memory write while busy.
+        """
+        value = int(value)
+        if not 0 <= value <= _MASK32:
+            raise ValueError(f"bus word {value:#x} does not fit 32 bits")
+        region, lane, index = self._decode_address(address)
+        if region == Region.CSR:
+            if index * 4 != Reg.CTRL:
+                raise BusError(f"register at {address:#x} is not writable", address=address)
+            self._ctrl(value)
+            return
+        if self.busy:
+            raise BusError(f"write to {region.name} at {address:#x} while busy",
+                           address=address)
+        if region == Region.IMEM:
+            if index >= 2 * self.config.imem_depth:
+                raise BusError(f"address {address:#x} is outside the IMEM window",
+                               address=address)
+            word = int(self.imem[index // 2])
+            shift = 32 * (index & 1)
+            word = word & ~(_MASK32 << shift) | value << shift
+            self.imem[index // 2] = word
+        elif region == Region.X:
+            if index >= self.config.x_depth:
+                raise BusError(f"address {address:#x} is outside the X window",
+                               address=address)
+            self.x[index] = _signed(value, self.config.value_width)
+        elif region == Region.PTR:
+            self.ptr[lane, index] = value & self._ptr_mask
+        elif region == Region.NZ:
+            self.nz[lane, index] = value & self._nz_mask
+        elif region == Region.BIAS:
+            self.bias[lane, index] = _signed(value, self.config.acc_width)
+        else:
+            raise BusError(f"{region.name} window at {address:#x} is read-only",
+                           address=address)
+
+    def read_word(self, address):
+        """Read one 32-bit word.
+
+        Unassigned register offsets read 0.
+
+        Raises
+        ------
+        BusError
+            For an address outside every window or a write-only window.
+        """
+        region, lane, index = self._decode_address(address)
+        if region == Region.OUT:
+            return int(self.out[lane, index]) & _MASK32
+        if region != Region.CSR:
+            raise BusError(f"{region.name} window at {address:#x} is write-only",
+                           address=address)
+        offset = index * 4
+        if offset >= Reg.PE_BUSY:
+            pe = (offset - Reg.PE_BUSY) // 4
+            return self.pe_busy[pe] & _MASK32 if pe < self.config.pes else 0
+        if offset in _COUNTERS:
+            return self.counters[_COUNTERS[offset]] & _MASK32
+        elif offset == Reg.ID:
+            return HARDWARE_ID
+        elif offset == Reg.CONFIG:
+            return self.map.config_word()
+        elif offset == Reg.FINGERPRINT:
+            return self.map.fingerprint_word()
+        elif offset == Reg.STATUS:
+            return self.status
+        elif offset == Reg.PC:
+            return self.pc & _MASK32
+        return 0
+
+    def write_words(self, address, words):
+        """Write consecutive words from ``address`` (a bulk :meth:`write_word`)."""
+        words = np.asarray(words, dtype=np.int64).reshape(-1)
+        if len(words) == 0:
+            return
+        if words.min() < 0 or words.max() > _MASK32:
+            raise ValueError("bus words must fit 32 bits")
+        region, lane, index = self._decode_address(address)
+        last = address + 4 * (len(words) - 1)
+        if (region in (Region.CSR, Region.IMEM) or self._decode_address(last)[:2]
+                != (region, lane)):
+            for k, word in enumerate(words.tolist()):
+                self.write_word(address + 4 * k, word)
+            return
+        if region == Region.X and index + len(words) > self.config.x_depth:
+            raise BusError(f"address {last:#x} is outside the X window", address=last)
+        if self.busy:
+            raise BusError(f"write to {region.name} at {address:#x} while busy",
+                           address=address)
+        span = slice(index, index + len(words))
+        if region == Region.X:
+            self.x[span] = _signed(words, self.config.value_width)
+        elif region == Region.PTR:
+            self.ptr[lane, span] = words & self._ptr_mask
+        elif region == Region.NZ:
+            self.nz[lane, span] = words & self._nz_mask
+        elif region == Region.BIAS:
+            self.bias[lane, span] = _signed(words, self.config.acc_width)
+        else:
+            raise BusError(f"{region.name} window at {address:#x} is read-only",
+                           address=address)
+
+    def read_words(self, address, count):
+        """Read ``count`` consecutive words from ``address``."""
+        if count <= 0:
+            return np.zeros(0, dtype=np.int64)
+        region, lane, index = self._decode_address(address)
+        last = address + 4 * (count - 1)
+        if region == Region.OUT and self._decode_address(last)[:2] == (region, lane):
+            return self.out[lane, index:index + count] & _MASK32
+        return np.array([self.read_word(address + 4 * k) for k in range(count)],
+                        dtype=np.int64)
+
+    # Control.
+
+    @property
+    def status(self):
+        """The ``STATUS`` register."""
+        value = int(self.error.value) << 8
+        if self.busy:
+            value |= STATUS_BUSY
+        if self.done:
+            value |= STATUS_DONE
+        if self.error != ErrorCode.NONE:
+            value |= STATUS_ERROR
+        return value
+
+    def _ctrl(self, value):
+        if self.busy:
+            return
+        if value & CTRL_CLEAR:
+            self._clear()
+        if value & CTRL_START:
+            self.run()
+
+    def run(self):
+        """Run from instruction 0 to ``HALT`` or an error (``CTRL.start``)."""
+        self.done = False
+        self.error = ErrorCode.NONE
+        self.busy = True
+        rr = [0] * self.config.x_banks
+        pc = 0
+        try:
+            while True:
+                if pc >= self.config.imem_depth:
+                    self.pc = pc
+                    self._count("cycles", timing.OVERRUN_OVERHEAD)
+                    raise _Fault(ErrorCode.PC_OVERRUN)
+                self.pc = pc
+                opcode, args = decode(int(self.imem[pc]))
+                if opcode is None:
+                    self._count("cycles", timing.INSN_OVERHEAD)
+                    raise _Fault(ErrorCode.ILLEGAL_INSN)
+                if opcode == Opcode.SPMV:
+                    try:
+                        rr, overflow = self._spmv(args, rr)
+                    except _Fault:
+                        self._count("cycles", timing.INSN_OVERHEAD)
+                        raise
+                    if overflow:
+                        raise _Fault(ErrorCode.OVERFLOW)
+                    self._count("insns", 1)
+                else:
+                    self._count("cycles", timing.INSN_OVERHEAD)
+                    self._count("insns", 1)
+                    if opcode == Opcode.HALT:
+                        break
+                    if opcode == Opcode.SET_EPI:
+                        self.epi_shift, self.epi_relu = args["shift"], bool(args["relu"])
+                        self.epi_lo, self.epi_hi = args["clamp_lo"], args["clamp_hi"]
+                pc += 1
+            self.done = True
+        except _Fault as fault:
+            self.error = fault.code
+        finally:
+            self.busy = False
+
+    def _count(self, name, amount):
+        self.counters[name] = (self.counters[name] + int(amount)) & _MASK32
+
+    # SPMV.
+
+    def _lane_tile(self, p, args):
+        c = self.config
+        ptr_base, nz_base = args["ptr_base"], args["nz_base"]
+        x_base, out_base = args["x_base"], args["out_base"]
+        n = int(self.ptr[p, ptr_base])
+        if ptr_base + n >= c.row_depth or out_base + n > c.row_depth:
+            raise _Fault(ErrorCode.DESCRIPTOR)
+        ends = self.ptr[p, ptr_base + 1:ptr_base + 1 + n]
+        if n and (np.any(np.diff(ends) < 0) or nz_base + int(ends[-1]) > c.nz_depth):
+            raise _Fault(ErrorCode.DESCRIPTOR)
+        total = int(ends[-1]) if n else 0
+        cols, values = unpack_nz(self.nz[p, nz_base:nz_base + total], c)
+        addresses = cols + x_base
+        if total and int(addresses.max()) >= c.x_depth:
+            raise _Fault(ErrorCode.DESCRIPTOR)
+        return n, ends, addresses, values
+
+    def _spmv(self, args, rr):
+        c = self.config
+        tiles = [self._lane_tile(p, args) for p in range(c.pes)]
+        overflow = False
+        tokens = []
+        for p, (n, ends, addresses, values) in enumerate(tiles):
+            tokens.append(timing.lane_tokens(ends, addresses, x_banks=c.x_banks))
+            if n == 0:
+                continue
+            operands = self.x[addresses]
+            products = values * operands
+            macs = int(np.count_nonzero(products))
+            self._count("macs", macs)
+            self._count("skipped", len(products) - macs)
+            sums, row_overflow = _row_sums(products, ends, c)
+            out_base = args["out_base"]
+            rows = slice(out_base, out_base + n)
+            if args["accumulate"]:
+                sums = sums + self.out[p, rows]
+                row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
+            if args["bias"]:
+                sums = sums + self.bias[p, rows]
+                row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
+            overflow |= bool(row_overflow.any())
+            sums = _signed(sums, c.acc_width)
+            if args["epilogue"]:
+                sums = self._epilogue(sums)
+            self.out[p, rows] = sums
+        result = timing.schedule(tokens, c.x_banks, rr=rr)
+        self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
+        self._count("gather_stalls", result.stalls)
+        for p, busy in enumerate(result.busy_per_lane):
+            self.pe_busy[p] = (self.pe_busy[p] + busy) & _MASK32
+        return result.rr, overflow
+
+    def _epilogue(self, sums):
+        c = self.config
+        shift = self.epi_shift
+        if shift:
+            sums = (sums + (1 << (shift - 1))) >> shift
+        if self.epi_relu:
+            sums = np.maximum(sums, 0)
+        sums = np.minimum(np.maximum(sums, self.epi_lo), self.epi_hi)
+        return np.clip(sums, c.value_min, c.value_max)
+
+
+def _row_sums(products, ends, config):
+    """Row sums of ``products`` (rows end at ``ends``) and per-row overflow of
+    any partial sum taken in stored order."""
+    n = len(ends)
+    ends = ends.astype(np.int64)
+    starts = np.concatenate(([0], ends[:-1]))
+    prefix = np.concatenate(([0], np.cumsum(products)))
+    sums = prefix[ends] - prefix[starts]
+    overflow = np.zeros(n, dtype=bool)
+    if len(products):
+        # Partial sums within each row: prefix minus the prefix at the row start.
+        lengths = ends - starts
+        row_of = np.repeat(np.arange(n), lengths)
+        partial = prefix[1:] - prefix[starts][row_of]
+        bad = (partial < config.acc_min) | (partial > config.acc_max)
+        if bad.any():
+            overflow[row_of[bad]] = True
+    return sums, overflow
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelError:
+    """An error the machine reported while running a program.
+
+    Attributes
+    ----------
+    code : ErrorCode
+    pc : int
+    tile : int
+        Index of the tile whose run failed.
+    """
+
+    code: ErrorCode
+    pc: int
+    tile: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelResult:
+    """Result of :func:`run_program`.
+
+    Attributes
+    ----------
+    y_raw : numpy.ndarray of int64
+        The output words read back, one per matrix row (signed accumulator
+        values; rows never read back because of an error are 0).
+    counters : dict
+        ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls`` (int)
+        and ``pe_busy`` (list of int), summed over all tiles.
+    error : ModelError or None
+    """
+
+    y_raw: np.ndarray
+    counters: dict
+    error: ModelError | None = None
+
+
+def _vector(x_int, cols, config):
+    x = np.asarray(x_int)
+    if x.ndim != 1 or len(x) != cols:
+        raise InputError(f"vector has shape {x.shape} but the matrix has {cols} columns")
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer)
+                               or np.issubdtype(x.dtype, np.floating)):
+        raise InputError(f"vector values must be integers, not {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(x) | (x != np.floor(x)))
+        if len(bad):
+            raise InputError(f"vector value {float(x[bad[0]])!r} at index {bad[0]} is not "
+                             f"an integer (quantize it first)")
+    outside = np.flatnonzero((x < config.value_min) | (x > config.value_max))
+    if len(outside):
+        k = outside[0]
+        raise InputError(f"vector value {int(x[k])} at index {k} does not fit "
+                         f"{config.value_width}-bit signed values")
+    return x.astype(np.int64)
+
+
+def run_program(program, x_int, *, machine=None):
+    """Run a program on the model the way a host driver does.
+
+    Each tile is loaded through the memory map (microcode, its slice of the
+    vector, the lane images), started with ``CTRL = clear | start``, and its
+    rows are read back from the ``OUT`` windows.
+
+    Parameters
+    ----------
+    program : Program
+    x_int : 1-D array of int
+        The quantized input vector (one value per matrix column).
+    machine : Machine, optional
+        The machine to use (a fresh one by default); its configuration must
+        match the program's.
+
+    Returns
+    -------
+    ModelResult
+
+    Raises
+    ------
+    ProgramMismatchError
+        If ``machine`` was built for another configuration.
+    InputError
+        If ``x_int`` has the wrong length or values that do not fit.
+    """
+    config = program.config
+    if machine is None:
+        machine = Machine(config)
+    program.check_config(machine.config)
+    x = _vector(x_int, program.shape[1], config)
+    m = machine.map
+    rows = program.shape[0]
+    y = np.zeros(rows, dtype=np.int64)
+    totals = dict.fromkeys(_COUNTERS.values(), 0)
+    pe_busy = [0] * config.pes
+    error = None
+    for index, tile in enumerate(program.tiles):
+        code = np.asarray(tile.code, dtype=np.uint64)
+        halves = np.empty(2 * len(code), dtype=np.int64)
+        halves[0::2] = (code & np.uint64(_MASK32)).astype(np.int64)
+        halves[1::2] = (code >> np.uint64(32)).astype(np.int64)
+        for k, word in enumerate(halves.tolist()):
+            machine.write_word(m.imem(0) + 4 * k, word)
+        start, stop = tile.x_cols
+        machine.write_words(m.x(0), x[start:stop] & _MASK32)
+        for p in range(config.pes):
+            machine.write_words(m.lane(Region.PTR, p, 0), tile.ptr[p])
+            machine.write_words(m.lane(Region.NZ, p, 0), tile.nz[p])
+            if tile.bias is not None:
+                machine.write_words(m.lane(Region.BIAS, p, 0),
+                                    np.asarray(tile.bias[p], dtype=np.int64) & _MASK32)
+        machine.write_word(m.reg(Reg.CTRL), CTRL_CLEAR | CTRL_START)
+        status = machine.read_word(m.reg(Reg.STATUS))
+        for reg, name in _COUNTERS.items():
+            totals[name] += machine.read_word(m.reg(reg))
+        for p in range(config.pes):
+            pe_busy[p] += machine.read_word(m.pe_busy(p))
+        failed = status & STATUS_ERROR
+        if failed:
+            code_value = (status >> 8) & 0xFF
+            error = ModelError(code=ErrorCode(code_value), pc=machine.read_word(m.reg(Reg.PC)),
+                               tile=index)
+        if not failed or error.code == ErrorCode.OVERFLOW:
+            readback = np.asarray(tile.readback, dtype=np.int64).reshape(-1, 3)
+            for p in range(config.pes):
+                mine = readback[readback[:, 0] == p]
+                if len(mine) == 0:
+                    continue
+                words = machine.read_words(m.lane(Region.OUT, p, 0), int(mine[:, 1].max()) + 1)
+                y[mine[:, 2]] = _signed(words[mine[:, 1]], 32)
+        if failed:
+            break
+    totals["pe_busy"] = pe_busy
+    return ModelResult(y_raw=y, counters=totals, error=error)

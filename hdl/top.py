@@ -1,0 +1,219 @@
+"""The accelerator top level: host port, sequencer, gather network and lanes."""
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig
+from ..firmware.isa import (
+    CTRL_CLEAR,
+    CTRL_START,
+    HARDWARE_ID,
+    STATUS_BUSY,
+    STATUS_DONE,
+    STATUS_ERROR,
+    ErrorCode,
+    MemoryMap,
+    Reg,
+    Region,
+)
+from .axil import AxiLiteSignature, AxiLiteSlave
+from .gather import Gather
+from .lane import Lane
+from .layouts import operand_tag_layout
+from .sequencer import Sequencer
+
+__all__ = ["ZeroskipTop"]
+
+COUNTER_WIDTH = 32
+
+
+def _popcount(bits):
+    return sum(bits[i] for i in range(len(bits)))
+
+
+class ZeroskipTop(wiring.Component):
+    """A complete zeroskip accelerator behind an AXI4-Lite slave port.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Attributes
+    ----------
+    axil : In(AxiLiteSignature)
+        The host port; its address map is :class:`~zeroskip.firmware.isa.MemoryMap`.
+    irq : Out(1)
+        High while the last run has ended (done or error) and no new run began.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
+        self._config = config
+        self.memory_map = MemoryMap(config)
+        super().__init__({
+            "axil": In(AxiLiteSignature(addr_width=MemoryMap.ADDR_WIDTH)),
+            "irq": Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        config = self._config
+        mmap = self.memory_map
+        m = Module()
+
+        m.submodules.host = host = AxiLiteSlave(addr_width=MemoryMap.ADDR_WIDTH)
+        wiring.connect(m, wiring.flipped(self.axil), host.axil)
+        bus = host.bus
+
+        m.submodules.sequencer = seq = Sequencer(config)
+        tag = operand_tag_layout(config)
+        m.submodules.gather = gather = Gather(config, tag_shape=tag)
+        lanes = []
+        for index in range(config.pes):
+            lane = Lane(config)
+            m.submodules[f"lane{index}"] = lane
+            lanes.append(lane)
+            wiring.connect(m, lane.req, gather.req[index])
+            wiring.connect(m, gather.resp[index], lane.resp)
+            m.d.comb += [
+                lane.start.eq(seq.lane_start),
+                lane.desc.eq(seq.desc),
+                lane.epi.eq(seq.epi),
+            ]
+        m.d.comb += [
+            seq.lanes_busy.eq(Cat(lane.busy for lane in lanes).any()),
+            seq.lanes_desc_error.eq(Cat(lane.desc_error for lane in lanes).any()),
+            seq.lanes_overflow.eq(Cat(lane.overflow for lane in lanes).any()),
+            gather.rr_reset.eq(seq.start),
+            self.irq.eq(seq.done | (seq.error != ErrorCode.NONE)),
+        ]
+
+        # Performance counters.
+        cycles = Signal(COUNTER_WIDTH)
+        insns = Signal(COUNTER_WIDTH)
+        macs = Signal(COUNTER_WIDTH)
+        skipped = Signal(COUNTER_WIDTH)
+        stalls = Signal(COUNTER_WIDTH)
+        pe_busy = [Signal(COUNTER_WIDTH, name=f"pe_busy{i}") for i in range(config.pes)]
+        clear = Signal()
+        with m.If(clear):
+            m.d.sync += [c.eq(0) for c in (cycles, insns, macs, skipped, stalls, *pe_busy)]
+        with m.Else():
+            m.d.sync += [
+                cycles.eq(cycles + seq.busy),
+                insns.eq(insns + seq.retire),
+                macs.eq(macs + _popcount(Cat(lane.mac for lane in lanes))),
+                skipped.eq(skipped + _popcount(Cat(lane.skip for lane in lanes))),
+                stalls.eq(stalls + _popcount(gather.stall)),
+            ]
+            m.d.sync += [count.eq(count + lane.pe_busy) for count, lane in zip(pe_busy, lanes)]
+
+        # Address decode of the register bus.
+        region = bus.addr[MemoryMap.REGION_SHIFT:]
+        lane_index = bus.addr[MemoryMap.LANE_SHIFT:MemoryMap.REGION_SHIFT]
+        word = bus.addr[2:MemoryMap.LANE_SHIFT]
+        offset = bus.addr[:MemoryMap.REGION_SHIFT]
+        aligned = bus.addr[:2] == 0
+        lane_ok = lane_index < config.pes
+        idle = ~seq.busy
+
+        def in_window(depth):
+            return aligned & (word < depth)
+
+        for lane in lanes:
+            m.d.comb += [lane.host_addr.eq(word), lane.host_wdata.eq(bus.wdata)]
+        m.d.comb += [
+            seq.host_addr.eq(bus.addr[2:]),
+            seq.host_wdata.eq(bus.wdata),
+            gather.host_addr.eq(word),
+            gather.host_wdata.eq(bus.wdata),
+        ]
+
+        write_ok = Signal()
+        with m.Switch(region):
+            with m.Case(Region.CSR):
+                m.d.comb += write_ok.eq(offset == Reg.CTRL)
+                with m.If(bus.we & (offset == Reg.CTRL)):
+                    m.d.comb += [
+                        seq.start.eq((bus.wdata & CTRL_START).any()),
+                        seq.clear.eq((bus.wdata & CTRL_CLEAR).any()),
+                        clear.eq((bus.wdata & CTRL_CLEAR).any() & idle),
+                    ]
+            with m.Case(Region.IMEM):
+                m.d.comb += [
+                    write_ok.eq(idle & aligned & (bus.addr[2:MemoryMap.REGION_SHIFT]
+                                                  < mmap.depth(Region.IMEM))),
+                    seq.host_we.eq(bus.we & write_ok),
+                ]
+            with m.Case(Region.X):
+                m.d.comb += [
+                    write_ok.eq(idle & in_window(config.x_depth)
+                                & (lane_index == 0)),
+                    gather.host_we.eq(bus.we & write_ok),
+                ]
+            for region_id, strobe in ((Region.PTR, "host_we_ptr"), (Region.NZ, "host_we_nz"),
+                                      (Region.BIAS, "host_we_bias")):
+                with m.Case(region_id):
+                    m.d.comb += write_ok.eq(idle & lane_ok & in_window(mmap.depth(region_id)))
+                    for index, lane in enumerate(lanes):
+                        m.d.comb += getattr(lane, strobe).eq(
+                            bus.we & write_ok & (lane_index == index))
+        with m.If(bus.we):
+            m.d.comb += bus.err.eq(~write_ok)
+
+        # Reads: decode now, answer in the next cycle (memories read synchronously).
+        read_region = Signal.like(region)
+        read_lane = Signal.like(lane_index)
+        read_offset = Signal.like(offset)
+        read_ok = Signal()
+        with m.If(bus.re):
+            m.d.sync += [read_region.eq(region), read_lane.eq(lane_index),
+                         read_offset.eq(offset)]
+            with m.Switch(region):
+                with m.Case(Region.CSR):
+                    m.d.sync += read_ok.eq(aligned)
+                with m.Case(Region.OUT):
+                    m.d.sync += read_ok.eq(idle & lane_ok & in_window(config.row_depth))
+                with m.Default():
+                    m.d.sync += read_ok.eq(0)
+
+        csr_data = Signal(32)
+        status = Cat(seq.busy, seq.done, seq.error != ErrorCode.NONE, Signal(5), seq.error.as_value())
+        assert STATUS_BUSY == 1 and STATUS_DONE == 2 and STATUS_ERROR == 4
+        with m.Switch(read_offset):
+            for reg, value in (
+                (Reg.ID, HARDWARE_ID),
+                (Reg.CONFIG, mmap.config_word()),
+                (Reg.FINGERPRINT, mmap.fingerprint_word()),
+                (Reg.STATUS, status),
+                (Reg.PC, seq.pc),
+                (Reg.CYCLES, cycles),
+                (Reg.INSNS, insns),
+                (Reg.MACS, macs),
+                (Reg.SKIPPED, skipped),
+                (Reg.GATHER_STALLS, stalls),
+            ):
+                with m.Case(reg):
+                    m.d.comb += csr_data.eq(value)
+            for index, count in enumerate(pe_busy):
+                with m.Case(mmap.pe_busy(index)):
+                    m.d.comb += csr_data.eq(count)
+            with m.Default():
+                m.d.comb += csr_data.eq(0)
+
+        lane_data = Signal(32)
+        with m.Switch(read_lane):
+            for index, lane in enumerate(lanes):
+                with m.Case(index):
+                    m.d.comb += lane_data.eq(lane.host_rdata)
+        m.d.comb += [
+            bus.rdata.eq(Mux(read_region == Region.CSR, csr_data, lane_data)),
+        ]
+        with m.If(~bus.we):
+            m.d.comb += bus.err.eq(~read_ok)
+        return m

@@ -1,0 +1,131 @@
+"""Run programs on any backend through the one driver.
+
+``model`` executes the ISA model, ``pysim`` the Amaranth components in
+Amaranth's simulator, ``icarus`` and ``verilator`` the generated Verilog under
+cocotb. Every backend runs the same :class:`~zeroskip.sim.driver.Driver` code.
+"""
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from ..errors import ZeroskipError
+from .driver import Driver, RunResult
+
+__all__ = ["BACKENDS", "Job", "run", "run_many", "predicted_polls"]
+
+BACKENDS = ("model", "pysim", "icarus", "verilator")
+
+
+@dataclasses.dataclass
+class Job:
+    """One program and its quantized input vector."""
+    program: object
+    x_int: object
+
+
+def predicted_polls(program, x_int):
+    """Status reads a run may take before it counts as hung.
+
+    The ISA model predicts the cycles; a status read takes at least four
+    cycles on AXI4-Lite, so four times the prediction (plus a margin) can
+    only be exceeded by hardware that does not finish.
+    """
+    from ..firmware.model import run_program
+    try:
+        cycles = run_program(program, x_int).counters["cycles"]
+    except ZeroskipError:
+        cycles = 0
+    return 4 * cycles + 10_000
+
+
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise ZeroskipError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def run_many(jobs, *, backend, waves=False, build_dir="build", progress=None):
+    """Run ``jobs`` (all built for one configuration) on ``backend``.
+
+    Simulator backends build the hardware once per configuration and run all
+    jobs in one simulation.
+
+    Returns
+    -------
+    list
+        Per job, a :class:`RunResult` or the :class:`ZeroskipError` it raised.
+    """
+    _check_backend(backend)
+    jobs = list(jobs)
+    if not jobs:
+        return []
+    config = jobs[0].program.config
+    for job in jobs:
+        job.program.check_config(config)
+    if backend == "model":
+        results = [_run_model(job, progress) for job in jobs]
+    elif backend == "pysim":
+        results = _run_pysim(config, jobs, waves=waves, build_dir=build_dir, progress=progress)
+    else:
+        from .cocotb_backend import run_cocotb
+        results = run_cocotb(backend, config, jobs, waves=waves, build_dir=build_dir)
+    for result in results:
+        if isinstance(result, RunResult):
+            result.backend = backend
+    return results
+
+
+def run(program, x_int, *, backend, waves=False, build_dir="build", progress=None):
+    """Run one program on ``backend`` and return its :class:`RunResult`.
+
+    Raises
+    ------
+    ZeroskipError
+        Whatever the driver or the hardware reported.
+    """
+    result, = run_many([Job(program, x_int)], backend=backend, waves=waves,
+                       build_dir=build_dir, progress=progress)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _run_model(job, progress):
+    from ..firmware.model import Machine
+    from .buses import ModelBus
+    driver = Driver(ModelBus(Machine(job.program.config)), job.program.config)
+    try:
+        return asyncio.run(driver.run(job.program, job.x_int, progress=progress))
+    except ZeroskipError as error:
+        return error
+
+
+def _run_pysim(config, jobs, *, waves, build_dir, progress):
+    from amaranth.sim import Simulator
+
+    from ..hdl.top import ZeroskipTop
+    from .buses import PysimBus
+
+    top = ZeroskipTop(config)
+    results = []
+
+    async def testbench(ctx):
+        bus = PysimBus(ctx, top.axil)
+        for job in jobs:
+            driver = Driver(bus, config, max_polls=predicted_polls(job.program, job.x_int))
+            try:
+                results.append(await driver.run(job.program, job.x_int, progress=progress))
+            except ZeroskipError as error:
+                results.append(error)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    if waves:
+        path = Path(build_dir) / "waves" / f"pysim-{config.fingerprint}.vcd"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sim.write_vcd(str(path)):
+            sim.run()
+    else:
+        sim.run()
+    return results

@@ -1,0 +1,55 @@
+"""cocotb test module: runs a batch of jobs on the generated accelerator.
+
+Started by :mod:`zeroskip.sim.cocotb_backend`; it reads the jobs from the
+pickle named by ``ZEROSKIP_JOBS`` and writes one result (or error) per job to
+the pickle named by ``ZEROSKIP_RESULTS``.
+"""
+
+import os
+import pickle
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+from ..errors import ZeroskipError
+from .backends import predicted_polls
+from .buses import CocotbBus
+from .cocotb_backend import ENV_JOBS, ENV_RESULTS
+from .driver import Driver
+
+MANAGER_OUTPUTS = ("awaddr", "awvalid", "wdata", "wstrb", "wvalid", "bready",
+                   "araddr", "arvalid", "rready")
+
+
+@cocotb.test()
+async def run_jobs(dut):
+    """Run every job through the driver over AXI4-Lite."""
+    with open(os.environ[ENV_JOBS], "rb") as file:
+        batch = pickle.load(file)
+    config, jobs = batch["config"], batch["jobs"]
+
+    # Drive every manager output before reset ends: an undriven valid would
+    # reach the slave's state machine as X.
+    for name in MANAGER_OUTPUTS:
+        getattr(dut, f"axil__{name}").value = 0
+    master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axil_"), dut.clk, dut.rst)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    bus = CocotbBus(master)
+    results = []
+    for job in jobs:
+        driver = Driver(bus, config, max_polls=predicted_polls(job.program, job.x_int))
+        try:
+            results.append(await driver.run(job.program, job.x_int))
+        except ZeroskipError as error:
+            results.append(error)
+
+    partial = os.environ[ENV_RESULTS] + ".partial"
+    with open(partial, "wb") as file:
+        pickle.dump(results, file)
+    os.replace(partial, os.environ[ENV_RESULTS])

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+
+from zeroskip.errors import CompileError
+from zeroskip.firmware.asm import (
+    assemble,
+    decode,
+    disassemble,
+    encode_halt,
+    encode_nop,
+    encode_set_epi,
+    encode_spmv,
+)
+from zeroskip.firmware.isa import Insn, Opcode
+
+
+def test_disassemble_forms():
+    words = [
+        encode_set_epi(shift=8, relu=True, clamp_lo=-32768, clamp_hi=32767),
+        encode_spmv(epilogue=True),
+        encode_halt(),
+        encode_nop(),
+        0x7,
+    ]
+    assert disassemble(words).splitlines() == [
+        "set_epi shift=8 relu=1 lo=-32768 hi=32767",
+        "spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=1 bias=0",
+        "halt",
+        "nop",
+        ".word 0x0000000000000007",
+    ]
+
+
+def test_encodings_come_from_isa():
+    word = encode_spmv(ptr_base=5, nz_base=7, x_base=9, out_base=11, accumulate=True, bias=True)
+    insn = Insn.from_bits(word)
+    assert insn.opcode == Opcode.SPMV
+    spmv = insn.args.spmv
+    assert (spmv.ptr_base, spmv.nz_base, spmv.x_base, spmv.out_base) == (5, 7, 9, 11)
+    assert (spmv.accumulate, spmv.epilogue, spmv.bias) == (1, 0, 1)
+    opcode, args = decode(encode_set_epi(shift=3, clamp_lo=-5, clamp_hi=7))
+    assert opcode == Opcode.SET_EPI
+    assert (args["shift"], args["relu"], args["clamp_lo"], args["clamp_hi"]) == (3, 0, -5, 7)
+    assert decode(0x7) == (None, {})
+
+
+def _random_line(rng):
+    kind = rng.integers(4)
+    if kind == 0:
+        return (f"spmv ptr={rng.integers(4096)} nz={rng.integers(65536)} x={rng.integers(16384)} "
+                f"out={rng.integers(4096)} accumulate={rng.integers(2)} "
+                f"epilogue={rng.integers(2)} bias={rng.integers(2)}")
+    if kind == 1:
+        return (f"set_epi shift={rng.integers(32)} relu={rng.integers(2)} "
+                f"lo={rng.integers(-32768, 32768)} hi={rng.integers(-32768, 32768)}")
+    return ["halt", "nop"][kind - 2]
+
+
+def test_round_trip_random_instructions():
+    rng = np.random.default_rng(0)
+    lines = [_random_line(rng) for _ in range(300)]
+    words = assemble("\n".join(lines))
+    assert disassemble(words).splitlines() == lines
+    assert assemble(disassemble(words)) == words
+
+
+def test_round_trip_random_words():
+    rng = np.random.default_rng(1)
+    words = [int(w) for w in rng.integers(0, 2**63, 300, dtype=np.uint64)] + [2**64 - 1]
+    # also legal opcodes with junk in unused or reserved bits
+    words += [(w & ~0xF) | op for w, op in zip(words[:40], [0, 1, 2, 3] * 10, strict=True)]
+    assert assemble(disassemble(words)) == words
+    assert assemble(disassemble(np.array(words, dtype=np.uint64))) == words
+
+
+def test_assemble_syntax():
+    text = """
+    ; a comment
+    SPMV ptr=0x10 out=3   # fields left out are 0
+    set_epi lo=-1 hi=1
+    .word 0x1
+    """
+    words = assemble(text)
+    assert words == [encode_spmv(ptr_base=16, out_base=3),
+                     encode_set_epi(clamp_lo=-1, clamp_hi=1), encode_halt()]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("halt\nhalt\nspmw ptr=0", "line 3: unknown mnemonic 'spmw'"),
+    ("halt\nspmv ptr=5000", "line 2: field 'ptr' = 5000 does not fit 12 bits"),
+    ("set_epi lo=40000", "line 1: field 'lo' = 40000 does not fit 16 signed bits"),
+    ("spmv ptr", "line 1: expected field=value, found 'ptr'"),
+    ("spmv foo=1", "line 1: spmv has no field 'foo'; fields: ptr, nz, x, out, accumulate, "
+                   "epilogue, bias"),
+    ("spmv ptr=1 ptr=2", "line 1: field 'ptr' given twice"),
+    ("spmv ptr=abc", "line 1: field 'ptr' = 'abc' is not an integer"),
+    ("halt now=1", "line 1: halt takes no fields"),
+    (".word", "line 1: .word takes one value"),
+    (".word 0x10000000000000000", "line 1: .word value 0x10000000000000000 does not fit 64 bits"),
+    ("spmv bias=2", "line 1: field 'bias' = 2 does not fit 1 bit"),
+])
+def test_assemble_errors(text, message):
+    with pytest.raises(CompileError) as info:
+        assemble(text)
+    assert str(info.value) == message
+
+
+def test_encode_errors():
+    with pytest.raises(CompileError, match="field 'ptr' = -1 does not fit 12 bits"):
+        encode_spmv(ptr_base=-1)

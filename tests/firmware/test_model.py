@@ -1,0 +1,335 @@
+import numpy as np
+import pytest
+
+from zeroskip.config import AcceleratorConfig
+from zeroskip.firmware import timing
+from zeroskip.firmware.asm import assemble
+from zeroskip.firmware.isa import (
+    CTRL_CLEAR,
+    CTRL_START,
+    HARDWARE_ID,
+    STATUS_DONE,
+    STATUS_ERROR,
+    ErrorCode,
+    Reg,
+    Region,
+)
+from zeroskip.firmware.model import BusError, Machine
+from zeroskip.firmware.program import pack_nz
+
+CONFIG = AcceleratorConfig(pes=2, value_width=8, acc_width=16, x_depth=16, x_banks=2,
+                           nz_depth=16, row_depth=8, imem_depth=8)
+
+
+def load_code(m, text):
+    for i, word in enumerate(assemble(text)):
+        m.write_word(m.map.imem(i), word & 0xFFFFFFFF)
+        m.write_word(m.map.imem(i) + 4, word >> 32)
+
+
+def load_lane(m, lane, rows, *, base=0, nz_base=0, bias=None):
+    """rows: list of lists of (col, value)."""
+    ends = np.cumsum([len(r) for r in rows]).tolist()
+    for i, word in enumerate([len(rows)] + ends):
+        m.write_word(m.map.lane(Region.PTR, lane, base + i), word)
+    entries = [e for r in rows for e in r]
+    if entries:
+        cols, values = zip(*entries, strict=True)
+        for i, word in enumerate(pack_nz(cols, values, m.config).tolist()):
+            m.write_word(m.map.lane(Region.NZ, lane, nz_base + i), word)
+    for i, b in enumerate(bias or []):
+        m.write_word(m.map.lane(Region.BIAS, lane, i), b & 0xFFFFFFFF)
+
+
+def load_x(m, values):
+    for i, v in enumerate(values):
+        m.write_word(m.map.x(i), v & 0xFFFFFFFF)
+
+
+def start(m, clear=True):
+    m.write_word(m.map.reg(Reg.CTRL), CTRL_START | (CTRL_CLEAR if clear else 0))
+
+
+def read(m, reg):
+    return m.read_word(m.map.reg(reg))
+
+
+def out(m, lane, n):
+    words = [m.read_word(m.map.lane(Region.OUT, lane, i)) for i in range(n)]
+    return [w - (1 << 32) if w >> 31 else w for w in words]
+
+
+def error_code(m):
+    status = read(m, Reg.STATUS)
+    return ErrorCode((status >> 8) & 0xFF) if status & STATUS_ERROR else None
+
+
+def test_identification_registers():
+    m = Machine(CONFIG)
+    assert read(m, Reg.ID) == HARDWARE_ID
+    assert read(m, Reg.CONFIG) == 2 | 8 << 8 | 16 << 16
+    assert read(m, Reg.FINGERPRINT) == int(CONFIG.fingerprint[:8], 16)
+    assert read(m, Reg.CTRL) == 0
+    assert read(m, Reg.STATUS) == 0
+    assert m.read_word(m.map.pe_busy(1)) == 0
+    # unassigned offsets of the register window read 0
+    assert m.read_word(0x1C) == 0 and m.read_word(m.map.pe_busy(2)) == 0
+
+
+@pytest.mark.parametrize("address", [
+    7 << 24,                       # no such region
+    1 << 28,                       # beyond the 28-bit map
+    (Region.X << 24) + 2,          # not word aligned
+    (Region.OUT << 24) + (2 << 18),  # lane 2 of 2
+    (Region.OUT << 24) + 4 * 8,    # beyond row_depth
+    (Region.IMEM << 24),           # write-only windows
+    (Region.X << 24),
+    (Region.PTR << 24),
+    (Region.NZ << 24),
+    (Region.BIAS << 24),
+])
+def test_read_bus_errors(address):
+    with pytest.raises(BusError) as info:
+        Machine(CONFIG).read_word(address)
+    assert info.value.address == address
+
+
+@pytest.mark.parametrize("address", [
+    7 << 24,
+    int(Reg.STATUS),                   # read-only register
+    (Region.OUT << 24),                # read-only window
+    (Region.IMEM << 24) + 8 * 8,       # instruction 8 of 8
+    (Region.X << 24) + 4 * 16,
+    (Region.NZ << 24) + 4 * 16,
+    (Region.PTR << 24) + (3 << 18),
+])
+def test_write_bus_errors(address):
+    with pytest.raises(BusError):
+        Machine(CONFIG).write_word(address, 0)
+
+
+def test_memory_writes_while_busy_fail():
+    m = Machine(CONFIG)
+    m.busy = True
+    with pytest.raises(BusError, match="while busy"):
+        m.write_word(m.map.x(0), 1)
+
+
+def test_word_formats():
+    m = Machine(CONFIG)
+    m.write_word(m.map.imem(3), 0x89ABCDEF)
+    m.write_word(m.map.imem(3) + 4, 0x01234567)
+    assert int(m.imem[3]) == 0x0123456789ABCDEF
+    m.write_word(m.map.x(2), 0xFFFFFFFF)
+    m.write_word(m.map.x(3), 0x17F)     # only value_width bits are kept
+    assert m.x[2:4].tolist() == [-1, 127]
+    m.write_word(m.map.lane(Region.BIAS, 1, 0), 0xFFFF8000)
+    assert m.bias[1, 0] == -32768
+    m.out[1, 5] = -2
+    assert m.read_word(m.map.lane(Region.OUT, 1, 5)) == 0xFFFFFFFE
+
+
+def test_hand_program_results_and_counters():
+    m = Machine(CONFIG)
+    load_code(m, "set_epi shift=0 lo=-128 hi=127\nspmv\nhalt")
+    # lane 0: row 0 = 2*x0 - 3*x3, row 1 empty, row 2 = 5*x1 + 7*x2 (x2 = 0: skipped)
+    load_lane(m, 0, [[(0, 2), (3, -3)], [], [(1, 5), (2, 7)]])
+    load_lane(m, 1, [[(3, 1)]])
+    load_x(m, [10, -4, 0, 6])
+    start(m)
+    assert read(m, Reg.STATUS) == STATUS_DONE
+    assert out(m, 0, 3) == [2 * 10 - 3 * 6, 0, -20]
+    assert out(m, 1, 1) == [6]
+    assert read(m, Reg.INSNS) == 3
+    assert read(m, Reg.MACS) == 4
+    assert read(m, Reg.SKIPPED) == 1
+    assert m.read_word(m.map.pe_busy(0)) == 4
+    assert m.read_word(m.map.pe_busy(1)) == 1
+    sched = timing.schedule([[0, 1, -1, 1, 0], [1]], 2)
+    assert read(m, Reg.CYCLES) == 2 * timing.INSN_OVERHEAD + timing.SPMV_OVERHEAD + sched.cycles
+    assert read(m, Reg.GATHER_STALLS) == sched.stalls
+    assert read(m, Reg.PC) == 2
+
+
+def test_bases_accumulate_bias_and_epilogue():
+    m = Machine(CONFIG)
+    load_code(m, """
+        spmv ptr=2 nz=4 x=8 out=1
+        set_epi shift=2 relu=1 lo=-100 hi=50
+        spmv ptr=2 nz=4 x=8 out=1 accumulate=1 bias=1 epilogue=1
+        halt
+    """)
+    load_lane(m, 0, [[(0, 3)], [(1, 4)], [(1, -9)]], base=2, nz_base=4)
+    for i, b in enumerate([0, 1, 2, -60]):
+        m.write_word(m.map.lane(Region.BIAS, 0, i), b & 0xFFFFFFFF)
+    load_x(m, [0] * 8 + [20, 7])
+    start(m)
+    assert error_code(m) is None
+    # first pass: [60, 28, -63]; second doubles and adds bias[1:4] = [1, 2, -60]
+    # -> [121, 58, -186]; (s + 2) >> 2 -> [30, 15, -47]; relu -> [30, 15, 0]; clamp hi 50
+    assert out(m, 0, 4) == [0, 30, 15, 0]
+
+
+def test_epilogue_saturates_and_rounds():
+    m = Machine(CONFIG)
+    load_code(m, "set_epi shift=1 lo=-32768 hi=32767\nspmv epilogue=1\nhalt")
+    load_lane(m, 0, [[(0, 100)], [(0, -100)], [(1, 3)], [(1, -3)]])
+    load_x(m, [100, 1])
+    start(m)
+    # 10000 >> 1 saturates to 127; -10000 -> -128; (3 + 1) >> 1 = 2; (-3 + 1) >> 1 = -1
+    assert out(m, 0, 4) == [127, -128, 2, -1]
+
+
+def test_epilogue_registers_persist_across_runs():
+    m = Machine(CONFIG)
+    load_lane(m, 0, [[(0, 3)]])
+    load_x(m, [5])
+    # reset values: shift 0, no relu, clamp [0, 0]
+    load_code(m, "spmv epilogue=1\nhalt")
+    start(m)
+    assert out(m, 0, 1) == [0]
+    load_code(m, "set_epi shift=1 lo=-128 hi=127\nhalt")
+    start(m)
+    load_code(m, "spmv epilogue=1\nhalt")
+    start(m)
+    assert out(m, 0, 1) == [8]   # (15 + 1) >> 1
+
+
+def test_illegal_instruction():
+    m = Machine(CONFIG)
+    load_code(m, "nop\n.word 0x5\nhalt")
+    start(m)
+    assert error_code(m) == ErrorCode.ILLEGAL_INSN
+    assert not read(m, Reg.STATUS) & STATUS_DONE
+    assert read(m, Reg.PC) == 1
+    assert read(m, Reg.INSNS) == 1
+
+
+def test_pc_overrun():
+    m = Machine(CONFIG)
+    start(m)   # the instruction memory holds nothing but NOP
+    assert error_code(m) == ErrorCode.PC_OVERRUN
+    assert read(m, Reg.PC) == CONFIG.imem_depth
+    assert read(m, Reg.INSNS) == CONFIG.imem_depth
+    assert read(m, Reg.CYCLES) == (CONFIG.imem_depth * timing.INSN_OVERHEAD
+                                   + timing.OVERRUN_OVERHEAD)
+
+
+def _descriptor_case(m, case):
+    code = "spmv\nhalt"
+    if case == "ptr_base":       # ptr_base + n >= row_depth
+        m.write_word(m.map.lane(Region.PTR, 1, 5), 3)   # ends would be words 6..8
+        code = "spmv ptr=5\nhalt"
+    elif case == "out_base":     # out_base + n > row_depth
+        load_lane(m, 1, [[(0, 1)]] * 3)
+        code = "spmv out=6\nhalt"
+    elif case == "decreasing":
+        for i, word in enumerate([2, 3, 1]):
+            m.write_word(m.map.lane(Region.PTR, 1, i), word)
+    elif case == "nz_end":       # nz_base + end > nz_depth
+        load_lane(m, 1, [[(0, 1)]] * 3)
+        code = "spmv nz=14\nhalt"
+    elif case == "x_address":    # x_base + col >= x_depth
+        load_lane(m, 1, [[(5, 1)]])
+        code = "spmv x=11\nhalt"
+    load_code(m, code)
+
+
+@pytest.mark.parametrize("case", ["ptr_base", "out_base", "decreasing", "nz_end", "x_address"])
+def test_descriptor_errors_write_nothing(case):
+    m = Machine(CONFIG)
+    load_lane(m, 0, [[(0, 1)]])   # a valid lane 0
+    load_x(m, [9])
+    _descriptor_case(m, case)
+    start(m)
+    assert error_code(m) == ErrorCode.DESCRIPTOR
+    assert read(m, Reg.PC) == 0
+    assert out(m, 0, 1) == [0]
+    assert read(m, Reg.MACS) == 0
+
+
+def test_descriptor_limits_are_inclusive():
+    m = Machine(CONFIG)
+    load_lane(m, 0, [[(0, 1)]] * 3, base=4)   # ptr words 4..7: fits exactly
+    load_code(m, "spmv ptr=4 out=5 x=15\nhalt")  # out words 5..7, x address 15
+    load_x(m, [0] * 15 + [3])
+    start(m)
+    assert error_code(m) is None
+    assert out(m, 0, 8)[5:] == [3, 3, 3]
+
+
+def test_overflow_of_a_partial_sum():
+    m = Machine(CONFIG)
+    load_code(m, "spmv\nhalt")
+    # 127 * 127 = 16129; partial sums 16129, 32258, 48387 (overflow), 32258, 16129
+    load_lane(m, 0, [[(0, 127)] * 3 + [(0, -127)] * 2])
+    load_lane(m, 1, [[(0, 1)]])
+    load_x(m, [127])
+    start(m)
+    assert error_code(m) == ErrorCode.OVERFLOW
+    assert read(m, Reg.PC) == 0
+    assert read(m, Reg.INSNS) == 0   # the SPMV completes but does not retire
+    assert read(m, Reg.MACS) == 6
+    assert out(m, 0, 1) == [16129]   # written, and wrapped results are exact here
+    assert out(m, 1, 1) == [127]
+
+
+def test_overflow_from_bias():
+    m = Machine(CONFIG)
+    load_code(m, "spmv bias=1\nhalt")
+    load_lane(m, 0, [[(0, 127)]], bias=[32767])
+    load_x(m, [1])
+    start(m)
+    assert error_code(m) == ErrorCode.OVERFLOW
+    assert out(m, 0, 1) == [127 + 32767 - 65536]
+
+
+def test_round_robin_pointers_persist_within_a_run():
+    config = CONFIG.replace(x_banks=1)
+    m = Machine(config)
+    load_lane(m, 0, [[(0, 1), (1, 1)]])
+    load_lane(m, 1, [[(2, 1)]])
+    load_code(m, "spmv\nspmv\nhalt")
+    start(m)
+    # first SPMV: stalls lane 1 then lane 0, leaves rr = 1; the second starts with lane 1
+    first = timing.schedule([[0, 0], [0]], 1)
+    second = timing.schedule([[0, 0], [0]], 1, rr=first.rr)
+    assert (first.stalls, second.stalls) == (2, 1)
+    assert read(m, Reg.GATHER_STALLS) == 3
+    assert read(m, Reg.CYCLES) == 2 * timing.SPMV_OVERHEAD + first.cycles + second.cycles + 2
+
+
+def test_counters_accumulate_until_cleared():
+    m = Machine(CONFIG)
+    load_code(m, "nop\nhalt")
+    start(m)
+    start(m, clear=False)
+    assert read(m, Reg.INSNS) == 4
+    assert read(m, Reg.STATUS) == STATUS_DONE
+    m.write_word(m.map.reg(Reg.CTRL), CTRL_CLEAR)
+    assert read(m, Reg.INSNS) == 0 and read(m, Reg.STATUS) == 0
+    assert read(m, Reg.PC) == 1   # the HALT's address; clear leaves PC alone
+
+
+def test_counters_wrap_at_32_bits():
+    m = Machine(CONFIG)
+    m.counters["cycles"] = 0xFFFFFFFF
+    load_code(m, "halt")
+    start(m, clear=False)
+    assert read(m, Reg.CYCLES) == timing.INSN_OVERHEAD - 1
+
+
+def test_bulk_helpers_match_single_words():
+    a, b = Machine(CONFIG), Machine(CONFIG)
+    words = [1, 0xFFFFFFFF, 0x80, 5]
+    a.write_words(a.map.lane(Region.NZ, 1, 2), words)
+    for i, w in enumerate(words):
+        b.write_word(b.map.lane(Region.NZ, 1, 2 + i), w)
+    assert np.array_equal(a.nz, b.nz)
+    with pytest.raises(BusError):
+        a.write_words(a.map.lane(Region.NZ, 1, 14), words)
+    with pytest.raises(BusError):
+        a.write_words(a.map.x(14), words)
+    a.out[0, :3] = [-1, 2, -3]
+    assert a.read_words(a.map.lane(Region.OUT, 0, 0), 3).tolist() == [
+        0xFFFFFFFF, 2, 0xFFFFFFFD]

