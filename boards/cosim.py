@@ -30,9 +30,11 @@ from ..hdl.generate import VERILATOR_WAIVERS
 from ..tools import find_tool
 from .bridged import BridgedAccelerator
 
-__all__ = ["LinkFaults", "CosimReport", "TOP_NAME", "build_board_simulation",
+__all__ = ["LinkFaults", "RawJob", "CosimReport", "TOP_NAME", "build_board_simulation",
            "run_board_cosim", "SIM_CLOCK_HZ", "SIM_BAUDRATE", "SIM_LINK_TIMEOUT"]
 
+#: The two directions of the link.
+DIRECTIONS = ("host->board", "board->host")
 #: Module name of the generated board logic.
 TOP_NAME = "zeroskip_board"
 TEST_MODULE = "zeroskip.boards.cosim_job"
@@ -59,18 +61,37 @@ class LinkFaults:
     flip, drop, duplicate : float
         Probabilities per byte, each from 0 to 0.1.
     seed : int
+    directions : tuple of str
+        Where faults happen: ``"host->board"``, ``"board->host"`` or both.
     """
 
     flip: float = 0.0
     drop: float = 0.0
     duplicate: float = 0.0
     seed: int = 0
+    directions: tuple = DIRECTIONS
 
     def __post_init__(self):
         for name in ("flip", "drop", "duplicate"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value <= 0.1:
                 raise ValueError(f"{name} must be a probability from 0 to 0.1, not {value!r}")
+        for direction in self.directions:
+            if direction not in DIRECTIONS:
+                raise ValueError(f"unknown direction {direction!r}; choose from "
+                                 f"{', '.join(DIRECTIONS)}")
+
+
+@dataclasses.dataclass
+class RawJob:
+    """Bus operations to run instead of a program.
+
+    ``ops`` is a list of ``("read", addr, count)`` and ``("write", addr,
+    words)``; its result is the list of what each operation returned (the
+    words read, ``None`` for a write, or the error it raised).
+    """
+
+    ops: list
 
 
 @dataclasses.dataclass
@@ -80,7 +101,8 @@ class CosimReport:
     Attributes
     ----------
     results : list
-        Per job, a :class:`~zeroskip.sim.driver.RunResult` or the error it raised.
+        Per job, a :class:`~zeroskip.sim.driver.RunResult` or the error it
+        raised (for a :class:`RawJob`, the list of its operations' results).
     link : dict
         The host's :class:`~zeroskip.boards.link.LinkStats`.
     faults : dict
@@ -178,7 +200,7 @@ def run_board_cosim(config, jobs, *, faults=LinkFaults(), simulator="verilator",
     Parameters
     ----------
     config : AcceleratorConfig
-    jobs : list of zeroskip.sim.backends.Job
+    jobs : list of zeroskip.sim.backends.Job or RawJob
     faults : LinkFaults
     host_timeout : float
         The host's answer timeout in (wall-clock) seconds.

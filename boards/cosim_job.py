@@ -26,7 +26,7 @@ from cocotb.utils import get_sim_time
 from ..errors import ZeroskipError
 from ..sim.backends import predicted_polls
 from ..sim.driver import Driver
-from .cosim import ENV_JOB, ENV_RESULT, CosimReport
+from .cosim import ENV_JOB, ENV_RESULT, CosimReport, RawJob
 from .link import SerialBus
 
 #: Simulated time between two looks at the pty when it has nothing to send.
@@ -40,6 +40,7 @@ class FaultInjector:
 
     def __init__(self, faults, direction, counts):
         self.faults = faults
+        self.enabled = direction in faults.directions
         self.rng = random.Random(f"{faults.seed}-{direction}")
         self.direction = direction
         self.counts = counts
@@ -47,6 +48,8 @@ class FaultInjector:
             counts[f"{direction} {kind}"] = 0
 
     def apply(self, data):
+        if not self.enabled:
+            return data
         out = bytearray()
         f = self.faults
         for byte in data:
@@ -161,8 +164,24 @@ async def board_link(dut):
     bus = RecordingBus(serial_bus)
     results = []
 
+    def raw(ops):
+        out = []
+        for op in ops:
+            try:
+                if op[0] == "read":
+                    out.append(serial_bus.read_words(op[1], op[2]))
+                else:
+                    bus.writes.extend((op[1] + 4 * i, w) for i, w in enumerate(op[2]))
+                    out.append(serial_bus.write_words(op[1], op[2]))
+            except ZeroskipError as error:
+                out.append(error)
+        return out
+
     def host():
         for item in job["jobs"]:
+            if isinstance(item, RawJob):
+                results.append(raw(item.ops))
+                continue
             driver = Driver(bus, config, max_polls=predicted_polls(item.program, item.x_int))
             try:
                 results.append(asyncio.run(driver.run(item.program, item.x_int)))

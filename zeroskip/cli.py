@@ -17,7 +17,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -477,14 +476,9 @@ def _demo_matrix():
 
 
 def _find_tool(name):
-    """Whether ``name`` is on PATH; a tool next to this Python is put on PATH."""
-    if shutil.which(name):
-        return True
-    here = Path(sys.executable).parent
-    if (here / name).exists():
-        os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
-        return shutil.which(name) is not None
-    return False
+    """Whether ``name`` is installed; one beside this Python is put on PATH."""
+    from .tools import find_tool
+    return find_tool(name, add_to_path=True) is not None
 
 
 def _rtl_backend():

@@ -6,6 +6,7 @@ build; the cases then check their own results. Results must equal scipy's
 with the ISA model's, and errors must carry the model's error code.
 """
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import scipy.sparse as sp
 
 from zeroskip import AcceleratorConfig
 from zeroskip.errors import DeviceError
+from zeroskip.firmware.asm import encode_halt, encode_nop, encode_spmv
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.firmware.isa import ErrorCode
 from zeroskip.firmware.loader import load_matrix
@@ -64,8 +66,25 @@ def edge_vector():
     return np.array([-32768, 5, -3, 32767, 0, 32767, 1, 0, 2, -1, 4, 9])
 
 
+def replace_code(*words):
+    """A program mutation: the first tile runs ``words`` instead of its microcode."""
+    def mutate(program):
+        tile = program.tiles[0]
+        program.tiles[0] = dataclasses.replace(tile, code=np.array(words, dtype=np.uint64))
+    return mutate
+
+
+#: Hand-written microcode the hardware must refuse: (words, error code, failing pc).
+BAD_PROGRAMS = {
+    "illegal-instruction": ((encode_nop(), 0xF, encode_halt()), ErrorCode.ILLEGAL_INSN, 1),
+    "descriptor-out-of-range": ((encode_spmv(ptr_base=15), encode_halt()),
+                                ErrorCode.DESCRIPTOR, 0),
+    "no-halt": ((encode_nop(),) * 8, ErrorCode.PC_OVERRUN, 8),
+}
+
+
 def cases_for(config_name):
-    """``name -> (matrix, x, expected error code or None, epilogue kwargs)``."""
+    """``name -> (matrix, x, expected error code or None, epilogue kwargs[, mutation])``."""
     c = {}
     if config_name == "p4":
         for density in (0.01, 0.05, 0.2, 0.5):
@@ -92,6 +111,9 @@ def cases_for(config_name):
         c["random-20%"] = (random_int_matrix(20, 30, 0.2, seed=8), vector(30, 8), None, {})
         c["tiled"] = (random_int_matrix(40, 100, 0.1, seed=9), vector(100, 9), None, {})
         c["west0067"] = (sample("west0067"), vector(67, 10), None, {})
+        for name, (words, code, _) in BAD_PROGRAMS.items():
+            c[name] = (random_int_matrix(20, 30, 0.2, seed=8), vector(30, 8), code, {},
+                       replace_code(*words))
     else:
         c["random-30%"] = (random_int_matrix(31, 20, 0.3, seed=11, low=-128, high=128),
                            vector(20, 11), None, {})
@@ -106,7 +128,12 @@ def batch(backend, config_name):
     """Compile every case of a configuration and run them together on ``backend``."""
     config = CONFIGS[config_name]
     cases = cases_for(config_name)
-    jobs = [Job(compile_spmv(matrix, config, **epi), x) for matrix, x, _, epi in cases.values()]
+    jobs = []
+    for matrix, x, _, epi, *mutation in cases.values():
+        program = compile_spmv(matrix, config, **epi)
+        for mutate in mutation:
+            mutate(program)
+        jobs.append(Job(program, x))
     results = run_many(jobs, backend=backend)
     models = run_many(jobs, backend="model") if backend != "model" else results
     return {name: (case, job, result, model)
@@ -126,11 +153,15 @@ PARAMS = [
 
 @pytest.mark.parametrize("backend, config_name, case", PARAMS)
 def test_spmv_matches_scipy(backend, config_name, case):
-    (matrix, x, error_code, epi), job, result, model = batch(backend, config_name)[case]
+    (matrix, x, error_code, epi, *_), job, result, model = batch(backend, config_name)[case]
     config = CONFIGS[config_name]
     if error_code is not None:
+        # The run stops with the error the model predicts; the driver does not hang.
         assert isinstance(result, DeviceError), result
-        assert result.code == error_code
+        assert isinstance(model, DeviceError), model
+        assert (result.code, result.pc) == (error_code, model.pc)
+        if case in BAD_PROGRAMS:
+            assert result.pc == BAD_PROGRAMS[case][2]
         return
     assert not isinstance(result, Exception), result
     expected, overflow = spmv_reference(matrix, x, config=config, **epi)
