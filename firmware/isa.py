@@ -26,6 +26,32 @@ row ``i`` starts where row ``i - 1`` ended (row 0 at 0). Each nonzero entry in
    ``relu``, then clamped to ``[clamp_lo, clamp_hi]`` and saturated to the
    value width; the epilogue parameters are those of the last ``SET_EPI``.
 
+``SPMV.fmt`` (:class:`Format`) selects how the lane's tile is stored. Every
+format starts with ``ptr[ptr_base] = n`` (the lane's rows); ``meta`` is a
+second per-lane memory of 16-bit words indexed like ``nz``:
+
+- ``CSR``: ``ptr[ptr_base + 1 + i]`` ends row ``i`` (above);
+- ``COO``: ``ptr[ptr_base + 1] = e`` entries; entry ``k`` is
+  ``nz[nz_base + k]`` (column, value) in row ``meta[nz_base + k]``; rows are
+  non-decreasing, a row without entries yields 0 like an empty CSR row;
+- ``BITMAP``: ``ptr[ptr_base + 1] = C`` chunks of 16 columns per row; chunk
+  ``c`` of row ``i`` is ``meta[nz_base + i * C + c]`` (bit ``t`` is column
+  ``16 * c + t``); the values of the set bits follow one another, row by row,
+  in ``nz[nz_base + k]`` (value field);
+- ``NM``: ``ptr[ptr_base + 1] = G`` groups per row and
+  ``ptr[ptr_base + 2] = N | log2(M) << 8``; row ``i`` holds ``G * N`` slots,
+  slot ``s`` at ``nz[nz_base + i * G * N + s]`` with column
+  ``(s // N) * M + col``; a slot of value 0 is padding (a skipped product);
+- ``DENSE``: ``ptr[ptr_base + 1] = L`` columns; ``nz[nz_base + i * L + j]``
+  holds the value of column ``j`` (value field);
+- ``CSC`` (column mode, activation zero-skipping): ``ptr[ptr_base + 1] = c``
+  columns and ``ptr[ptr_base + 2 + j]`` ends column ``j``; entry ``k`` is the
+  value ``nz[nz_base + k]`` in row ``meta[nz_base + k]``. Only columns with
+  ``x[x_base + j] != 0`` are visited; ``s`` of row ``i`` sums its products in
+  column order. Steps 2 to 4 then apply as for the other formats.
+
+A format the hardware was generated without is an illegal instruction.
+
 Every partial sum in steps 1 to 3 must fit ``acc_width`` signed bits; one that
 does not stops the program with :attr:`ErrorCode.OVERFLOW` after the
 instruction. A descriptor reaching outside a memory stops it with
@@ -43,8 +69,8 @@ from amaranth.lib import data, enum
 from ..config import AcceleratorConfig
 
 __all__ = [
-    "INSN_WIDTH", "Opcode", "ErrorCode", "SpmvArgs", "EpiArgs", "InsnArgs", "Insn",
-    "nz_entry_layout", "Reg", "Region", "MemoryMap", "HARDWARE_ID",
+    "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
+    "EpiArgs", "InsnArgs", "Insn", "nz_entry_layout", "Reg", "Region", "MemoryMap", "HARDWARE_ID",
 ]
 
 #: Bits of one instruction; the host writes it as two 32-bit words, low first.
@@ -75,12 +101,28 @@ class ErrorCode(enum.Enum, shape=8):
     PC_OVERRUN = 4
 
 
+class Format(enum.Enum, shape=3):
+    """Storage formats of a tile, selected by ``SPMV.fmt``."""
+    CSR = 0
+    COO = 1
+    BITMAP = 2
+    NM = 3
+    DENSE = 4
+    CSC = 5
+
+
+#: Bits of a ``meta`` word (COO and CSC rows, BITMAP chunks).
+META_WIDTH = 16
+#: Columns described by one BITMAP chunk.
+BITMAP_CHUNK = META_WIDTH
+
+
 class SpmvArgs(data.Struct):
     """Operands of ``SPMV`` (see the module documentation)."""
     accumulate: unsigned(1)
     epilogue: unsigned(1)
     bias: unsigned(1)
-    _reserved: unsigned(3)
+    fmt: Format
     ptr_base: unsigned(12)
     nz_base: unsigned(16)
     x_base: unsigned(14)
@@ -157,6 +199,7 @@ class Region(enum.IntEnum):
     NZ = 4    # write, per lane: nonzero entry i (nz_entry_layout, packed)
     BIAS = 5  # write, per lane: bias of local row i (acc_width, signed)
     OUT = 6   # read, per lane: output word of local row i (acc_width, signed)
+    META = 7  # write, per lane: meta word i (META_WIDTH bits)
 
 
 class MemoryMap:
@@ -204,6 +247,7 @@ class MemoryMap:
             Region.NZ: c.nz_depth,
             Region.BIAS: c.row_depth,
             Region.OUT: c.row_depth,
+            Region.META: c.nz_depth,
         }[Region(region)]
 
     def fingerprint_word(self):

@@ -17,7 +17,7 @@ from .errors import ConfigError
 __all__ = ["AcceleratorConfig", "ConfigError"]
 
 #: Formats the compressed-format memory controller may support.
-KNOWN_FORMATS = ("csr",)
+KNOWN_FORMATS = ("csr", "coo", "bitmap", "nm", "dense", "csc")
 
 
 def _is_pow2(value):
