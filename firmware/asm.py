@@ -4,11 +4,14 @@ One instruction per line::
 
     set_epi shift=8 relu=1 lo=-32768 hi=32767
     spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=1 bias=0
+    spmv ptr=0 nz=0 x=64 out=32 accumulate=0 epilogue=0 bias=0 fmt=csc
     halt
     nop
     .word 0x0000000000000007
 
-Fields left out are 0; ``;`` and ``#`` start comments. The disassembler
+Fields left out are 0 (``fmt`` left out is ``csr``); ``fmt`` takes a format
+name (``csr``, ``coo``, ``bitmap``, ``nm``, ``dense``, ``csc``) or its number.
+``;`` and ``#`` start comments. The disassembler
 prints ``.word`` for any word that does not decode to an instruction or
 carries bits the mnemonic form cannot express, so ``assemble(disassemble(w))
 == w`` for every 64-bit word. All encodings come from :mod:`.isa`.
@@ -16,19 +19,23 @@ carries bits the mnemonic form cannot express, so ``assemble(disassemble(w))
 
 from __future__ import annotations
 
+import enum
 import functools
 
 from amaranth.hdl import Shape
 
 from ..errors import CompileError
-from .isa import INSN_WIDTH, EpiArgs, Insn, Opcode, SpmvArgs
+from .isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, SpmvArgs
 
 __all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
            "encode_halt", "encode_nop"]
 
 # Mnemonic field name -> (operand struct field, shape).
 _SPMV_FIELDS = {"ptr": "ptr_base", "nz": "nz_base", "x": "x_base", "out": "out_base",
-                "accumulate": "accumulate", "epilogue": "epilogue", "bias": "bias"}
+                "accumulate": "accumulate", "epilogue": "epilogue", "bias": "bias",
+                "fmt": "fmt"}
+_FORMAT_NAMES = {fmt.value: fmt.name.lower() for fmt in Format}
+_FORMAT_VALUES = {name: value for value, name in _FORMAT_NAMES.items()}
 _EPI_FIELDS = {"shift": "shift", "relu": "relu", "lo": "clamp_lo", "hi": "clamp_hi"}
 
 
@@ -50,6 +57,19 @@ _BY_OPCODE = {entry[0]: mnemonic for mnemonic, entry in _MNEMONICS.items()}
 
 
 def _check_field(text_name, value, shape):
+    if text_name == "fmt":
+        if isinstance(value, Format):
+            return value
+        if isinstance(value, str):
+            if value.lower() not in _FORMAT_VALUES:
+                raise CompileError(f"field 'fmt' = {value!r} is not a format; formats: "
+                                   f"{', '.join(_FORMAT_VALUES)}")
+            return Format(_FORMAT_VALUES[value.lower()])
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                value not in _FORMAT_NAMES:
+            raise CompileError(f"field 'fmt' = {value!r} is not a format; formats: "
+                               f"{', '.join(_FORMAT_VALUES)}")
+        return Format(value)
     if isinstance(value, bool):
         value = int(value)
     if not isinstance(value, int):
@@ -75,8 +95,10 @@ def _encode(mnemonic, fields):
 
 
 def encode_spmv(*, ptr_base=0, nz_base=0, x_base=0, out_base=0, accumulate=False,
-                epilogue=False, bias=False):
+                epilogue=False, bias=False, fmt=Format.CSR):
     """Encode ``SPMV``; see :mod:`.isa` for the operands.
+
+    ``fmt`` is a :class:`~.isa.Format`, its number or its lower-case name.
 
     Raises
     ------
@@ -84,7 +106,8 @@ def encode_spmv(*, ptr_base=0, nz_base=0, x_base=0, out_base=0, accumulate=False
         If an operand does not fit its field.
     """
     return _encode("spmv", {"ptr": ptr_base, "nz": nz_base, "x": x_base, "out": out_base,
-                            "accumulate": accumulate, "epilogue": epilogue, "bias": bias})
+                            "accumulate": accumulate, "epilogue": epilogue, "bias": bias,
+                            "fmt": fmt})
 
 
 def encode_set_epi(*, shift=0, relu=False, clamp_lo, clamp_hi):
@@ -120,8 +143,9 @@ def decode(word):
     Returns
     -------
     (Opcode or None, dict)
-        The opcode (``None`` for an illegal one) and the operands by their
-        :mod:`.isa` field names (``ptr_base``, ``clamp_lo``, ...).
+        The opcode (``None`` for an illegal one, including an ``SPMV`` whose
+        ``fmt`` names no format) and the operands by their :mod:`.isa` field
+        names (``ptr_base``, ``clamp_lo``, ...; ``fmt`` as its number).
     """
     word = int(word)
     if not 0 <= word < 1 << INSN_WIDTH:
@@ -136,7 +160,14 @@ def decode(word):
         return opcode, {}
     args = getattr(insn.args, member)
     shapes = _SPMV_SHAPES if member == "spmv" else _EPI_SHAPES
-    return opcode, {name: int(args[name]) for name in shapes}
+    operands = {}
+    for name in shapes:
+        try:
+            value = args[name]
+        except ValueError:   # an enumerated field holding no member: illegal
+            return None, {}
+        operands[name] = int(value.value) if isinstance(value, enum.Enum) else int(value)
+    return opcode, operands
 
 
 def _line(word):
@@ -146,7 +177,14 @@ def _line(word):
         names = _MNEMONICS[mnemonic][2]
         fields = {text: operands[field] for text, field in names.items()}
         if _encode(mnemonic, fields) == word:
-            return " ".join([mnemonic] + [f"{text}={value}" for text, value in fields.items()])
+            parts = [mnemonic]
+            for text, value in fields.items():
+                if text == "fmt":
+                    if value != Format.CSR.value:
+                        parts.append(f"fmt={_FORMAT_NAMES[value]}")
+                else:
+                    parts.append(f"{text}={value}")
+            return " ".join(parts)
     return f".word {word:#018x}"
 
 
@@ -235,6 +273,9 @@ def _assemble_line(mnemonic, operands):
         given.add(name)
         value = _parse_int(value_text)
         if value is None:
-            raise CompileError(f"field {name!r} = {value_text!r} is not an integer")
+            if name == "fmt":
+                value = value_text
+            else:
+                raise CompileError(f"field {name!r} = {value_text!r} is not an integer")
         fields[name] = value
     return _encode(mnemonic, fields)

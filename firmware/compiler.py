@@ -1,16 +1,33 @@
 """The firmware compiler: a quantized sparse matrix to a :class:`Program`.
 
-Steps: validate; split the columns into tiles of at most ``x_depth`` columns;
-split the rows into blocks whose per-lane rows and nonzeros fit the lane
-memories; spread each block's rows over the lanes, balanced by work (a row
-costs ``max(nnz, 1)`` tokens) with longest-processing-time-first; order each
-row's nonzeros so that the lanes' heads hit different input-vector banks
-(replaying the gather arbitration of the timing contract); lay out the lane
-images and emit ``SET_EPI``/``SPMV``/``HALT`` per tile.
+Steps: validate (and, on request, prune to N:M); pick the kernel from the
+right-hand operand (a vector or a matrix, dense or sparse); split the rows
+into bands whose rows and nonzeros fit the lane memories; then, per band,
+the cost model builds every candidate — each enabled format with its
+dataflow (row mode, dense mode, column mode) and its own partition of the
+rows over the lanes — predicts its cycles with the timing contract and keeps
+the fastest (for a sparse right-hand matrix, per right-hand column: column
+mode or the best row format). Lay out the lane images, emit
+``SET_EPI``/``SPMV``/``HALT`` per tile, batching as many right-hand columns per
+tile as the ``x`` buffer, the ``out`` memories and the instruction memory
+hold.
+
+CSR keeps the original path: columns split into tiles of at most ``x_depth``
+columns; rows spread over the lanes, balanced by work (a row costs
+``max(nnz, 1)`` tokens) with longest-processing-time-first; each row's
+nonzeros ordered so that the lanes' heads hit different input-vector banks
+(replaying the gather arbitration of the timing contract).
+
+Rows are never split across lanes: a lane's partial sum can only reach the
+``out`` word of its own lane, and the ISA has no instruction that moves or
+reduces partial sums between lanes. The compiler reports instead how much
+splitting the rows longer than a lane's fair share would even out the work
+(``report["balance"]``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 
 import numpy as np
@@ -19,11 +36,45 @@ from amaranth.hdl import Shape
 
 from ..config import AcceleratorConfig
 from ..errors import CompileError
+from . import timing
 from .asm import encode_halt, encode_set_epi, encode_spmv
-from .isa import EpiArgs
-from .program import Epilogue, Program, Tile, pack_nz
+from .formats import (
+    BITMAP_CHUNK,
+    DATAFLOWS,
+    FORMAT_NAMES,
+    LaneImage,
+    bitmap_row_cycles,
+    decode_lane,
+    encode_lane,
+    format_by_name,
+    nm_descriptor,
+    nm_violation,
+    parse_nm,
+    prune_nm,
+    ptr_word_width,
+    unpack_entries,
+)
+from .isa import EpiArgs, Format
+from .program import KERNELS, Epilogue, Program, Tile, pack_nz
 
-__all__ = ["compile_spmv"]
+__all__ = ["compile_spmv", "compile_kernel", "choose_kernel", "parse_nm", "ACTIVATION_SPARSE",
+           "NM_DEFAULT", "DENSE_MARGIN", "FORMAT_CHOICES", "KERNEL_CHOICES"]
+
+#: ``kernel="auto"`` picks the sparse kernel (SpMSpV, SpMSpM) when at most this
+#: share of the right-hand operand is nonzero.
+ACTIVATION_SPARSE = 0.5
+#: Dense mode wins a band when the best sparse option saves less than this share
+#: of its predicted cycles: sparsity does not pay there.
+DENSE_MARGIN = 0.01
+#: The N:M structure ``fmt="nm"`` assumes by default.
+NM_DEFAULT = (2, 4)
+#: What ``fmt`` and ``kernel`` accept.
+FORMAT_CHOICES = ("auto",) + tuple(FORMAT_NAMES.values())
+KERNEL_CHOICES = ("auto",) + KERNELS
+#: On equal predicted cycles, the earlier format wins (fewer memory words).
+_PREFERENCE = (Format.CSR, Format.COO, Format.NM, Format.BITMAP, Format.CSC, Format.DENSE)
+#: Formats whose lane images use the meta memory.
+_META_FORMATS = (Format.COO, Format.BITMAP, Format.CSC)
 
 
 def _show(value):
@@ -289,140 +340,6 @@ def _order_lanes(lane_rows, x_banks, lanes, *, reorder_rows=False, window=16):
     return order, row_order, cycles
 
 
-def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, epilogue=None,
-                 a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True):
-    """Compile ``y = A @ x`` for one accelerator configuration.
-
-    Parameters
-    ----------
-    matrix : scipy.sparse matrix or 2-D array
-        Integer values fitting the signed value width (already quantized).
-        Explicit zeros are dropped.
-    config : AcceleratorConfig
-    bias : 1-D array of int, optional
-        Added to each row at accumulator scale (before the epilogue).
-    shift : int
-        Epilogue right shift (rounding to nearest), 0 to 31.
-    relu : bool
-        Epilogue ReLU.
-    clamp : (int, int), optional
-        Epilogue clamp bounds; the value range by default.
-    epilogue : bool, optional
-        Apply the epilogue; by default when ``shift``, ``relu`` or ``clamp``
-        is given. Without it the raw accumulator is read back.
-    a_frac_bits, x_frac_bits : int
-        Fixed-point scaling of the matrix and of the vector (recorded only).
-    name : str
-        Name of the program.
-    bank_aware : bool
-        Order nonzeros to avoid input-vector bank conflicts (else by column).
-
-    Returns
-    -------
-    Program
-
-    Raises
-    ------
-    CompileError
-        On values that are not integers or do not fit, a bias of the wrong
-        length, or invalid epilogue settings.
-    """
-    if not isinstance(config, AcceleratorConfig):
-        raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
-    a = _matrix(matrix, config)
-    rows, cols = a.shape
-    epi_layout = EpiArgs.as_shape()
-    shift_shape = Shape.cast(epi_layout["shift"].shape)
-    lo_shape = Shape.cast(epi_layout["clamp_lo"].shape)
-    shift = _check_int("shift", shift, 0, (1 << shift_shape.width) - 1)
-    if not isinstance(relu, (bool, np.bool_)):
-        raise CompileError(f"relu must be True or False, not {relu!r}")
-    if epilogue is None:
-        epilogue = bool(shift or relu or clamp is not None)
-    elif not isinstance(epilogue, (bool, np.bool_)):
-        raise CompileError(f"epilogue must be True or False, not {epilogue!r}")
-    elif not epilogue and (shift or relu or clamp is not None):
-        raise CompileError("shift, relu and clamp need the epilogue (epilogue=False given)")
-    if clamp is None:
-        clamp_lo, clamp_hi = config.value_min, config.value_max
-    else:
-        try:
-            clamp_lo, clamp_hi = clamp
-        except (TypeError, ValueError):
-            raise CompileError(f"clamp must be a pair (lo, hi), not {clamp!r}") from None
-        low, high = -(1 << (lo_shape.width - 1)), (1 << (lo_shape.width - 1)) - 1
-        clamp_lo = _check_int("clamp low bound", clamp_lo, low, high)
-        clamp_hi = _check_int("clamp high bound", clamp_hi, low, high)
-        if clamp_lo > clamp_hi:
-            raise CompileError(f"clamp low bound {clamp_lo} exceeds high bound {clamp_hi}")
-    bias_values = None if bias is None else _bias(bias, rows, config)
-    for label, value in (("a_frac_bits", a_frac_bits), ("x_frac_bits", x_frac_bits)):
-        _check_int(label, value, -64, 64)
-    if not isinstance(name, str):
-        raise CompileError(f"name must be a string, not {name!r}")
-
-    lanes = config.pes
-    width = _column_width(a, config)
-    n_ct = max(1, -(-cols // width))
-    entry_rows = np.repeat(np.arange(rows), np.diff(a.indptr))
-    entry_ct = a.indices // width
-    counts = np.zeros((rows, n_ct), dtype=np.int64)
-    np.add.at(counts, (entry_rows, entry_ct), 1)
-    # CSR columns are sorted, so each (row, column tile) is a contiguous run.
-    starts = a.indptr[:-1, None] + np.cumsum(counts, axis=1) - counts
-
-    set_epi = encode_set_epi(shift=shift, relu=bool(relu), clamp_lo=clamp_lo, clamp_hi=clamp_hi)
-    halt = encode_halt()
-    tiles = []
-    lane_nnz = np.zeros(lanes, dtype=np.int64)
-    for start, _stop, assign, active_cts in _blocks(counts, config):
-        lane_rows = [np.flatnonzero(assign == p) + start for p in range(lanes)]
-        for k, ct in enumerate(active_cts.tolist()):
-            first, last = k == 0, k == len(active_cts) - 1
-            x_start = ct * width
-            x_stop = min(cols, x_start + width)
-            if bank_aware:
-                # Rows keep their out address across column tiles: reorder rows
-                # only when the block has a single one.
-                lane_rows, per_lane = _bank_order(lane_rows, counts[:, ct], starts[:, ct], a,
-                                                  x_start, config,
-                                                  reorder_rows=len(active_cts) == 1)
-            else:
-                per_lane = []
-                for rows_p in lane_rows:
-                    lengths = counts[rows_p, ct]
-                    per_lane.append((lengths, _ranges(starts[rows_p, ct], lengths)))
-            ptr, nz, tile_bias = [], [], [] if (last and bias_values is not None) else None
-            for p, (lengths, entries) in enumerate(per_lane):
-                ptr.append(np.concatenate(([len(lengths)], np.cumsum(lengths)))
-                           .astype(np.uint32))
-                nz.append(pack_nz(a.indices[entries] - x_start, a.data[entries], config))
-                lane_nnz[p] += len(entries)
-                if tile_bias is not None:
-                    tile_bias.append(bias_values[lane_rows[p]].astype(np.int64))
-            if not any(len(words) for words in nz):
-                x_start = x_stop = 0
-            code = ([set_epi] if last and epilogue else []) + [
-                encode_spmv(accumulate=not first, epilogue=last and epilogue,
-                            bias=last and bias_values is not None),
-                halt]
-            if last:
-                readback = np.concatenate([
-                    np.stack([np.full(len(r), p), np.arange(len(r)), r], axis=1)
-                    for p, r in enumerate(lane_rows)]).astype(np.int64).reshape(-1, 3)
-            else:
-                readback = np.zeros((0, 3), dtype=np.int64)
-            tiles.append(Tile(code=np.array(code, dtype=np.uint64), ptr=ptr, nz=nz,
-                              bias=tile_bias, x_cols=(x_start, x_stop), readback=readback))
-
-    return Program(
-        config=config, shape=(rows, cols), nnz=int(a.nnz), tiles=tiles,
-        a_frac_bits=int(a_frac_bits), x_frac_bits=int(x_frac_bits),
-        epilogue=Epilogue(applied=bool(epilogue), shift=shift, relu=bool(relu),
-                          clamp_lo=clamp_lo, clamp_hi=clamp_hi,
-                          has_bias=bias_values is not None),
-        lane_nnz=lane_nnz, name=name)
-
 
 def _bank_order(lane_rows, counts, starts, a, x_start, config, *, reorder_rows):
     """Order the lanes' entries (and rows) with :func:`_order_lanes`.
@@ -450,3 +367,928 @@ def _bank_order(lane_rows, counts, starts, a, x_start, config, *, reorder_rows):
         new_rows.append(rows_p)
         per_lane.append((counts[rows_p], np.array(entries, dtype=np.int64)))
     return new_rows, per_lane
+
+
+# Settings ----------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Epi:
+    """Validated epilogue settings of a compilation."""
+    applied: bool
+    shift: int
+    relu: bool
+    clamp_lo: int
+    clamp_hi: int
+    bias: np.ndarray | None
+    set_epi: int
+
+    @property
+    def tail(self):
+        """Whether the last column tile adds a bias or applies the epilogue."""
+        return self.applied or self.bias is not None
+
+    def record(self):
+        return Epilogue(applied=self.applied, shift=self.shift, relu=self.relu,
+                        clamp_lo=self.clamp_lo, clamp_hi=self.clamp_hi,
+                        has_bias=self.bias is not None)
+
+
+def _epilogue_settings(config, rows, *, bias, shift, relu, clamp, epilogue):
+    epi_layout = EpiArgs.as_shape()
+    shift_shape = Shape.cast(epi_layout["shift"].shape)
+    lo_shape = Shape.cast(epi_layout["clamp_lo"].shape)
+    shift = _check_int("shift", shift, 0, (1 << shift_shape.width) - 1)
+    if not isinstance(relu, (bool, np.bool_)):
+        raise CompileError(f"relu must be True or False, not {relu!r}")
+    if epilogue is None:
+        epilogue = bool(shift or relu or clamp is not None)
+    elif not isinstance(epilogue, (bool, np.bool_)):
+        raise CompileError(f"epilogue must be True or False, not {epilogue!r}")
+    elif not epilogue and (shift or relu or clamp is not None):
+        raise CompileError("shift, relu and clamp need the epilogue (epilogue=False given)")
+    if clamp is None:
+        clamp_lo, clamp_hi = config.value_min, config.value_max
+    else:
+        try:
+            clamp_lo, clamp_hi = clamp
+        except (TypeError, ValueError):
+            raise CompileError(f"clamp must be a pair (lo, hi), not {clamp!r}") from None
+        low, high = -(1 << (lo_shape.width - 1)), (1 << (lo_shape.width - 1)) - 1
+        clamp_lo = _check_int("clamp low bound", clamp_lo, low, high)
+        clamp_hi = _check_int("clamp high bound", clamp_hi, low, high)
+        if clamp_lo > clamp_hi:
+            raise CompileError(f"clamp low bound {clamp_lo} exceeds high bound {clamp_hi}")
+    bias_values = None if bias is None else _bias(bias, rows, config)
+    return _Epi(applied=bool(epilogue), shift=shift, relu=bool(relu), clamp_lo=clamp_lo,
+                clamp_hi=clamp_hi, bias=bias_values,
+                set_epi=encode_set_epi(shift=shift, relu=bool(relu), clamp_lo=clamp_lo,
+                                       clamp_hi=clamp_hi))
+
+
+def _check_nm(nm, config):
+    n, m = nm
+    if m > config.x_depth:
+        raise CompileError(f"N:M group of {m} columns exceeds the {config.x_depth}-entry "
+                           f"x buffer")
+    word = nm_descriptor(n, m)
+    width = ptr_word_width(config)
+    if word >> width:
+        raise CompileError(f"the {n}:{m} descriptor (N | log2(M) << 8 = {word}) needs "
+                           f"{word.bit_length()} bits but pointer words have {width} in this "
+                           f"configuration")
+
+
+# The right-hand operand --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Operand:
+    kernel: str
+    columns: int                 # 0: a vector
+    patterns: np.ndarray | None  # (cols, k) bool: nonzero activations; None: all nonzero
+    density: float | None        # share of nonzero activations (None: unknown)
+
+    @property
+    def count(self):
+        return max(self.columns, 1)
+
+    @property
+    def sparse(self):
+        return self.kernel in ("spmspv", "spmspm")
+
+
+def _shape_of(x):
+    if scipy.sparse.issparse(x):
+        return x.shape
+    return np.shape(x)
+
+
+def _pattern(x, cols):
+    """``(cols, k)`` bool nonzero pattern of a vector or matrix operand, and whether
+    it is a matrix."""
+    if scipy.sparse.issparse(x):
+        x = scipy.sparse.csc_matrix(x)
+        if x.shape[0] == 1 and x.shape[1] != 1:
+            x = x.T.tocsc()
+            is_matrix = False
+        else:
+            is_matrix = x.shape[1] != 1
+        rows = x.shape[0]
+        pattern = np.zeros(x.shape, dtype=bool)
+        xc = x.tocoo()
+        pattern[xc.row, xc.col] = xc.data != 0
+    else:
+        array = np.asarray(x)
+        if array.ndim not in (1, 2):
+            raise CompileError(f"x must be a vector or a matrix, not {array.ndim}-D")
+        is_matrix = array.ndim == 2
+        pattern = (array != 0).reshape(array.shape[0], -1)
+        rows = array.shape[0]
+    if rows != cols:
+        what = "rows" if is_matrix else "entries"
+        raise CompileError(f"x has {rows} {what} but the matrix has {cols} columns")
+    return pattern, is_matrix
+
+
+def choose_kernel(x, cols, kernel="auto", *, rhs_columns=None):
+    """The kernel ``kernel="auto"`` runs for the operand ``x`` (see :func:`compile_kernel`)."""
+    return _operand(x, cols, kernel, rhs_columns).kernel
+
+
+def _operand(x, cols, kernel, rhs_columns):
+    if kernel not in KERNEL_CHOICES:
+        raise CompileError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNEL_CHOICES)}")
+    if rhs_columns is not None:
+        rhs_columns = _check_int("rhs_columns", rhs_columns, 1, 1 << 20)
+    pattern, is_matrix, density = None, False, None
+    if x is not None:
+        pattern, is_matrix = _pattern(x, cols)
+        density = float(pattern.mean()) if pattern.size else 0.0
+        if rhs_columns is not None and pattern.shape[1] != rhs_columns:
+            raise CompileError(f"x has {pattern.shape[1]} columns but rhs_columns is "
+                               f"{rhs_columns}")
+    elif rhs_columns is not None:
+        is_matrix = True
+    if kernel == "auto":
+        sparse = density is not None and density <= ACTIVATION_SPARSE
+        if is_matrix:
+            kernel = "spmspm" if sparse else "spmm"
+        else:
+            kernel = "spmspv" if sparse else "spmv"
+    if kernel in ("spmv", "spmspv"):
+        if is_matrix and (pattern is None or pattern.shape[1] != 1 or rhs_columns):
+            k = rhs_columns if pattern is None else pattern.shape[1]
+            raise CompileError(f"kernel {kernel} takes a vector but x is a {cols} x {k} "
+                               f"matrix (use spmm or spmspm)")
+        columns = 0
+    else:
+        if pattern is None and rhs_columns is None:
+            raise CompileError(f"kernel {kernel} needs the right-hand matrix (x) or its "
+                               f"number of columns (rhs_columns)")
+        columns = pattern.shape[1] if pattern is not None else rhs_columns
+    sparse = kernel in ("spmspv", "spmspm")
+    if not sparse or pattern is None:
+        pattern = None
+    return _Operand(kernel, columns, pattern, density)
+
+
+# Plans: one format's lane images for one band ----------------------------------------------------
+
+@dataclasses.dataclass
+class _ImageSet:
+    """One column tile of a block: the lanes' images and their cost."""
+    fmt: Format
+    images: list
+    x_start: int
+    x_stop: int
+    width: int               # columns the SPMV spans (the x slot it needs)
+    cycles: int = 0          # row and dense formats: schedule length from rr = 0
+    lane_n: np.ndarray = None        # CSC: rows per lane
+    col_weights: np.ndarray = None   # CSC: (pes, width) max(entries, 1) per column
+
+    def column_cycles(self, patterns, tail):
+        """CSC: schedule length for each right-hand column (``patterns``: (cols, k))."""
+        n = self.lane_n[:, None]
+        if patterns is None:
+            visits = self.col_weights.sum(axis=1)[:, None]
+        else:
+            visited = patterns[self.x_start:self.x_start + self.width].astype(np.int64)
+            visits = self.col_weights @ visited
+        total = n + visits + (n if tail else 0)
+        return total.max(axis=0)
+
+
+@dataclasses.dataclass
+class _Block:
+    """Rows spread over the lanes (local order) and the column tiles they run."""
+    lane_rows: list
+    sets: list
+
+    @property
+    def n_max(self):
+        return max((len(r) for r in self.lane_rows), default=0)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """One candidate (a format) for one band."""
+    fmt: Format
+    blocks: list
+
+    @property
+    def dataflow(self):
+        return DATAFLOWS[self.fmt]
+
+    def spmv_cycles(self, patterns, count, tail):
+        """Cycles of every ``SPMV`` for each of ``count`` right-hand columns."""
+        total = np.zeros(count, dtype=np.int64)
+        for block in self.blocks:
+            for index, image_set in enumerate(block.sets):
+                last = index == len(block.sets) - 1
+                if self.fmt is Format.CSC:
+                    total += timing.SPMV_OVERHEAD + image_set.column_cycles(
+                        patterns, tail and last)
+                else:
+                    total += timing.SPMV_OVERHEAD + image_set.cycles
+        return total
+
+    def overhead(self, count, config, epi, matrix):
+        """Cycles of the ``HALT`` and ``SET_EPI`` of the tiles for ``count`` columns."""
+        if count == 0:
+            return 0
+        total = 0
+        for block in self.blocks:
+            batch = _batch_size(block, config, epi, matrix, count)
+            batches = -(-count // batch)
+            per_tile = [timing.INSN_OVERHEAD * (1 + (epi.applied and i == len(block.sets) - 1))
+                        for i in range(len(block.sets))]
+            total += batches * sum(per_tile)
+        return total
+
+    def tiles(self, count, config, epi, matrix):
+        """Tiles (load-run-read rounds) for ``count`` right-hand columns."""
+        if count == 0:
+            return 0
+        return sum(-(-count // _batch_size(block, config, epi, matrix, count)) * len(block.sets)
+                   for block in self.blocks)
+
+
+def _x_stride(block, config):
+    width = max((s.width for s in block.sets), default=1)
+    banks = config.x_banks
+    stride = -(-max(width, 1) // banks) * banks
+    return stride if stride <= config.x_depth else width
+
+
+def _batch_size(block, config, epi, matrix, count):
+    if not matrix:
+        return 1
+    rows = max(block.n_max, 1)
+    limit = min(config.row_depth // rows, config.x_depth // _x_stride(block, config),
+                config.imem_depth - 1 - int(epi.applied))
+    return max(1, min(count, limit))
+
+
+def _stream_cycles(fmt, images, config):
+    """Schedule length of one column tile from rr = 0 (row and dense formats)."""
+    tokens = []
+    for image in images:
+        stream = decode_lane(fmt, image.ptr, image.nz, image.meta, ptr_base=0, nz_base=0,
+                             x_base=0, out_base=0, config=config)
+        tokens.append(stream.banks(0, config.x_banks))
+    return timing.schedule(tokens, config.x_banks).cycles
+
+
+def _plan_csr(fmt, band, a, counts, starts, width, config, bank_aware):
+    """The original CSR path for one band (COO shares its order and its tokens)."""
+    start, _stop, assign, active_cts = band
+    lanes = config.pes
+    cols = a.shape[1]
+    lane_rows = [np.flatnonzero(assign == p) + start for p in range(lanes)]
+    sets = []
+    for ct in active_cts.tolist():
+        x_start = ct * width
+        x_stop = min(cols, x_start + width)
+        if bank_aware:
+            # Rows keep their out address across column tiles: reorder rows
+            # only when the block has a single one.
+            lane_rows, per_lane = _bank_order(lane_rows, counts[:, ct], starts[:, ct], a,
+                                              x_start, config,
+                                              reorder_rows=len(active_cts) == 1)
+        else:
+            per_lane = []
+            for rows_p in lane_rows:
+                lengths = counts[rows_p, ct]
+                per_lane.append((lengths, _ranges(starts[rows_p, ct], lengths)))
+        images = []
+        for lengths, entries in per_lane:
+            if fmt is Format.CSR:
+                ptr = np.concatenate(([len(lengths)], np.cumsum(lengths))).astype(np.uint32)
+                images.append(LaneImage(ptr, pack_nz(a.indices[entries] - x_start,
+                                                     a.data[entries], config),
+                                        np.zeros(0, dtype=np.uint32)))
+            else:
+                images.append(encode_lane(fmt, lengths, a.indices[entries] - x_start,
+                                          a.data[entries], config, width=x_stop - x_start))
+        if not any(len(image.nz) for image in images):
+            x_start = x_stop = 0
+        sets.append(_ImageSet(fmt, images, x_start, x_stop, max(x_stop - x_start, 1)))
+    for image_set in sets:
+        image_set.cycles = _stream_cycles(fmt, image_set.images, config)
+    return _Plan(fmt, [_Block(lane_rows, sets)])
+
+
+def _split_rows(rows, work, memory, cap, config):
+    """Split ``rows`` into blocks whose lanes' memory words fit ``nz_depth``.
+
+    Yields ``(rows of the block, lane of each row)``; rows go to lanes by
+    longest-processing-time-first on ``work``, at most ``cap`` per lane.
+    ``memory`` is ``(rows, tiles)``: the words a row needs in each tile.
+    """
+    lanes, limit = config.pes, config.nz_depth
+    total = len(rows)
+    cumulative = np.vstack([np.zeros((1, memory.shape[1]), dtype=np.int64),
+                            np.cumsum(memory, axis=0)])
+    start = 0
+    while start < total:
+        stop = min(total, start + lanes * cap)
+        bounds = cumulative[start] + lanes * limit
+        for t in range(memory.shape[1]):
+            stop = min(stop, int(np.searchsorted(cumulative[:, t], bounds[t], "right")) - 1)
+        stop = max(stop, start + 1)
+
+        def fits(end, start=start):
+            assign = _lpt(work[start:end], lanes, cap)
+            per_lane = np.zeros((lanes, memory.shape[1]), dtype=np.int64)
+            np.add.at(per_lane, assign, memory[start:end])
+            return (int(per_lane.max()) if per_lane.size else 0) <= limit, assign
+
+        ok, assign = fits(stop)
+        if not ok:
+            # The largest block that fits (binary search; one row always does).
+            low, high = start + 1, stop - 1
+            best = (start + 1, fits(start + 1)[1])
+            while low <= high:
+                middle = (low + high) // 2
+                ok, trial = fits(middle)
+                if ok:
+                    best = (middle, trial)
+                    low = middle + 1
+                else:
+                    high = middle - 1
+            stop, assign = best
+        yield rows[start:stop], assign
+        start = stop
+
+
+def _column_tiles(cols, width):
+    return [(t * width, min(cols, (t + 1) * width)) for t in range(max(1, -(-cols // width)))]
+
+
+def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
+    """A format other than CSR/COO for the rows ``rows`` (one band)."""
+    lanes = config.pes
+    sub = a[rows]
+    n_rows = len(rows)
+    counts = np.zeros((n_rows, len(tiles)), dtype=np.int64)
+    entry_rows = np.repeat(np.arange(n_rows), np.diff(sub.indptr))
+    bounds = np.array([start for start, _ in tiles[1:]], dtype=np.int64)
+    entry_tile = np.searchsorted(bounds, sub.indices, side="right")
+    np.add.at(counts, (entry_rows, entry_tile), 1)
+    widths = np.array([stop - start for start, stop in tiles], dtype=np.int64)
+    cap = config.row_depth
+    if fmt is Format.DENSE:
+        spans = np.array([_dense_span(w, config) for w in widths], dtype=np.int64)
+        memory = np.tile(spans, (n_rows, 1))
+        work = np.full(n_rows, int(spans.sum()), dtype=np.int64)
+    elif fmt is Format.NM:
+        n, m = nm
+        spans = -(-widths // m) * m
+        slots = (-(-widths // m)) * n
+        memory = np.tile(slots, (n_rows, 1))
+        work = np.full(n_rows, int(np.maximum(slots, 1).sum()), dtype=np.int64)
+    elif fmt is Format.BITMAP:
+        spans = widths
+        chunks = -(-widths // BITMAP_CHUNK)
+        memory = np.maximum(counts, chunks[None, :])
+        work = bitmap_row_cycles(counts, chunks[None, :]).sum(axis=1)
+    else:   # CSC
+        spans = widths
+        memory = counts
+        work = 1 + counts.sum(axis=1) + int(epi.tail)
+        cap = config.row_depth
+    blocks = []
+    for block_rows, assign in _split_rows(np.arange(n_rows), work, memory, cap, config):
+        lane_local = [block_rows[assign == p] for p in range(lanes)]
+        block_counts = counts[block_rows]
+        if fmt is Format.DENSE:
+            active = list(range(len(tiles)))
+        else:
+            active = np.flatnonzero(block_counts.any(axis=0)).tolist() or [0]
+        sets = []
+        for t in active:
+            x_start, x_stop = tiles[t]
+            part = sub[:, x_start:x_stop].tocsr()
+            images = []
+            for local in lane_local:
+                lane = part[local]
+                lane.sort_indices()
+                images.append(encode_lane(fmt, np.diff(lane.indptr), lane.indices, lane.data,
+                                          config, width=int(spans[t]), nm=nm))
+            sets.append(_ImageSet(fmt, images, x_start, x_stop, int(spans[t])))
+        if fmt is Format.NM:
+            for image_set in sets:
+                _order_nm_slots(image_set, nm, config)
+        if fmt is Format.CSC:
+            for image_set in sets:
+                image_set.lane_n = np.array([int(img.ptr[0]) for img in image_set.images],
+                                            dtype=np.int64)
+                weights = np.zeros((lanes, image_set.width), dtype=np.int64)
+                for p, image in enumerate(image_set.images):
+                    ends = image.ptr[2:].astype(np.int64)
+                    weights[p, :len(ends)] = np.maximum(np.diff(ends, prepend=0), 1)
+                image_set.col_weights = weights
+        else:
+            for image_set in sets:
+                image_set.cycles = _stream_cycles(fmt, image_set.images, config)
+        blocks.append(_Block([rows[local] for local in lane_local], sets))
+    return _Plan(fmt, blocks)
+
+
+def _order_nm_slots(image_set, nm, config):
+    """Order the slots inside every N:M group (any order is valid) so that the
+    lanes' heads hit different banks, replaying the arbitration like CSR."""
+    n, m = nm
+    banks = config.x_banks
+    nested, words = [], []
+    for image in image_set.images:
+        fields = np.asarray(image.nz, dtype=np.int64)
+        cols, _ = unpack_entries(fields, config)
+        slot = np.arange(len(fields))
+        group = slot // n
+        groups_per_row = int(image.ptr[1]) if len(image.ptr) > 1 else 0
+        column = (group % max(groups_per_row, 1)) * m + cols
+        bank = (column % banks).tolist()
+        lane = [list(zip(bank[g * n:(g + 1) * n], range(g * n, (g + 1) * n), strict=True))
+                for g in range(len(fields) // n)]
+        nested.append(lane)
+        words.append(fields)
+    order, _, _ = _order_lanes(nested, banks, config.pes)
+    for image, fields, entries in zip(image_set.images, words, order, strict=True):
+        image.nz = fields[np.asarray(entries, dtype=np.int64)].astype(np.uint32)
+
+
+def _dense_span(width, config):
+    """DENSE tiles stream a multiple of ``x_banks`` columns when the x buffer allows:
+    then the lanes, one column apart, never request one bank together."""
+    banks = config.x_banks
+    padded = -(-width // banks) * banks
+    return padded if padded <= min(config.x_depth, config.nz_depth) else width
+
+
+# Tiles -------------------------------------------------------------------------------------------
+
+def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
+    """Append the tiles that run ``plan`` for the right-hand columns ``ks``."""
+    halt = encode_halt()
+    has_bias = epi.bias is not None
+    width = 4 if matrix else 3
+    for block in plan.blocks:
+        n_max = block.n_max
+        stride = _x_stride(block, config)
+        size = _batch_size(block, config, epi, matrix, len(ks))
+        for first_k in range(0, len(ks), size):
+            batch = ks[first_k:first_k + size]
+            for index, image_set in enumerate(block.sets):
+                first, last = index == 0, index == len(block.sets) - 1
+                code = [epi.set_epi] if last and epi.applied else []
+                for j in range(len(batch)):
+                    code.append(encode_spmv(
+                        fmt=image_set.fmt, x_base=j * stride if matrix else 0,
+                        out_base=j * n_max if matrix else 0, accumulate=not first,
+                        epilogue=last and epi.applied, bias=last and has_bias))
+                code.append(halt)
+                bias = None
+                if last and has_bias:
+                    bias = []
+                    for rows_p in block.lane_rows:
+                        words = np.zeros((len(batch) - 1) * n_max + len(rows_p), dtype=np.int64)
+                        for j in range(len(batch)):
+                            words[j * n_max:j * n_max + len(rows_p)] = epi.bias[rows_p]
+                        bias.append(words)
+                meta = None
+                if image_set.fmt in _META_FORMATS:
+                    meta = [image.meta for image in image_set.images]
+                loads = None
+                if matrix:
+                    loads = np.array([(j * stride, k, image_set.x_start, image_set.x_stop)
+                                      for j, k in enumerate(batch)
+                                      if image_set.x_stop > image_set.x_start],
+                                     dtype=np.int64).reshape(-1, 4)
+                parts = []
+                if last:
+                    for j, k in enumerate(batch):
+                        for p, rows_p in enumerate(block.lane_rows):
+                            columns = [np.full(len(rows_p), p), j * n_max + np.arange(len(rows_p)),
+                                       rows_p]
+                            if matrix:
+                                columns.append(np.full(len(rows_p), k))
+                            parts.append(np.stack(columns, axis=1))
+                readback = (np.concatenate(parts) if parts else np.zeros((0, width))) \
+                    .astype(np.int64).reshape(-1, width)
+                tiles_out.append(Tile(
+                    code=np.array(code, dtype=np.uint64),
+                    ptr=[image.ptr for image in image_set.images],
+                    nz=[image.nz for image in image_set.images], bias=bias,
+                    x_cols=(image_set.x_start, image_set.x_stop), readback=readback,
+                    meta=meta, x_loads=loads))
+                for p, image in enumerate(image_set.images):
+                    lane_entries[p] += len(batch) * len(image.nz)
+
+
+# The cost model ----------------------------------------------------------------------------------
+
+def _option(plan, operand, epi, config):
+    """The predicted cost of one candidate: its report entry and per-column cycles."""
+    count, matrix = operand.count, operand.columns > 0
+    per_column = plan.spmv_cycles(operand.patterns if plan.fmt is Format.CSC else None,
+                                  count, epi.tail)
+    total = int(per_column.sum()) + plan.overhead(count, config, epi, matrix)
+    return {"format": FORMAT_NAMES[plan.fmt], "dataflow": plan.dataflow, "cycles": total,
+            "tiles": plan.tiles(count, config, epi, matrix), "note": ""}, per_column
+
+
+def _rank(fmt):
+    return _PREFERENCE.index(fmt)
+
+
+def _choose(plans, operand, epi, config):
+    """Pick the plan(s) of one band: ``([(plan, right-hand columns)], report)``."""
+    count = operand.count
+    matrix = operand.columns > 0
+    options, per_column = [], {}
+    for fmt, plan in plans.items():
+        option, cycles = _option(plan, operand, epi, config)
+        options.append(option)
+        per_column[fmt] = cycles
+    order = sorted(plans, key=lambda f: (next(o["cycles"] for o in options
+                                             if o["format"] == FORMAT_NAMES[f]), _rank(f)))
+    winner = order[0]
+    ks = list(range(count))
+    choice = [(plans[winner], ks)]
+    label = FORMAT_NAMES[winner]
+    best = next(o["cycles"] for o in options if o["format"] == label)
+    split = None
+    row_formats = [f for f in order if f is not Format.CSC]
+    if operand.sparse and count > 1 and Format.CSC in plans and row_formats:
+        # Per right-hand column: column mode or the best row format.
+        row = row_formats[0]
+        row_cycles = per_column[row]
+        column_cycles = per_column[Format.CSC]
+        column = [k for k in ks if column_cycles[k] < row_cycles[k]]
+        rows = [k for k in ks if column_cycles[k] >= row_cycles[k]]
+        if column and rows:
+            mixed = (int(row_cycles[rows].sum()) + int(column_cycles[column].sum())
+                     + plans[row].overhead(len(rows), config, epi, matrix)
+                     + plans[Format.CSC].overhead(len(column), config, epi, matrix))
+            if mixed < best:
+                choice = [(plans[row], rows), (plans[Format.CSC], column)]
+                label = f"{FORMAT_NAMES[row]}+csc"
+                best = mixed
+                split = {FORMAT_NAMES[row]: rows, "csc": column}
+                options.append({"format": label, "dataflow": "row+column", "cycles": mixed,
+                                "tiles": plans[row].tiles(len(rows), config, epi, matrix)
+                                + plans[Format.CSC].tiles(len(column), config, epi, matrix),
+                                "note": f"{len(column)} of {count} right-hand columns in "
+                                        f"column mode"})
+    reason = None
+    if Format.DENSE in plans and label != "dense":
+        dense = next(o["cycles"] for o in options if o["format"] == "dense")
+        if dense <= best * (1 + DENSE_MARGIN):
+            saved = 100 * (dense - best) / dense if dense else 0.0
+            reason = (f"dense: sparsity does not pay here — {label} would save only "
+                      f"{saved:.2f} % of dense mode's {dense} predicted cycles (break-even "
+                      f"{100 * DENSE_MARGIN:g} %), and dense mode decodes no indices")
+            choice, label, best, split = [(plans[Format.DENSE], ks)], "dense", dense, None
+    report = {"options": options, "winner": label, "cycles": best,
+              "reason": reason or _reason(options, label)}
+    if split is not None:
+        report["columns"] = split
+    return choice, report
+
+
+def _reason(options, winner):
+    ranked = sorted(options, key=lambda o: o["cycles"])
+    best = next(o for o in options if o["format"] == winner)
+    others = [o for o in ranked if o["format"] != winner]
+    if not others:
+        return f"{winner} is the only option"
+    runner = others[0]
+    if runner["cycles"] == best["cycles"]:
+        text = (f"{winner} ties with {runner['format']} at {best['cycles']} predicted cycles "
+                f"and needs fewer memory words")
+    else:
+        gain = 100 * (runner["cycles"] - best["cycles"]) / runner["cycles"]
+        text = (f"{winner} predicts {best['cycles']} cycles, {gain:.1f} % fewer than the "
+                f"next option, {runner['format']} ({runner['cycles']})")
+    dense = next((o for o in options if o["format"] == "dense"), None)
+    if winner == "dense":
+        text += "; at this density the sparse formats stream nearly every entry anyway"
+    elif dense is not None and dense is not runner:
+        ratio = dense["cycles"] / best["cycles"] if best["cycles"] else 0.0
+        text += f"; dense mode would take {dense['cycles']} ({ratio:.1f}x)"
+    return text
+
+
+def _balance(bands, counts, config):
+    """How evenly whole rows spread, and how much splitting long rows would help."""
+    lanes = config.pes
+    whole = np.zeros(lanes)
+    split = np.zeros(lanes)
+    long_rows = 0
+    for start, stop, _assign, active in bands:
+        work = np.maximum(counts[start:stop][:, active], 1).sum(axis=1).astype(np.float64)
+        if not len(work):
+            continue
+        fair = work.sum() / lanes
+        whole += np.sort(_loads(work, lanes))
+        pieces = np.ceil(work / max(fair, 1.0)).astype(np.int64)
+        long_rows += int(np.count_nonzero(pieces > 1))
+        chunks = np.repeat(work / pieces, pieces)
+        split += np.sort(_loads(chunks, lanes))
+
+    def cv(load):
+        return float(load.std() / load.mean()) if load.mean() else 0.0
+    return {"cv_whole_rows": round(cv(whole), 4), "cv_split_rows": round(cv(split), 4),
+            "long_rows": long_rows, "split": False,
+            "note": "rows are not split across lanes: the ISA has no cross-lane reduction of "
+                    "partial sums"}
+
+
+def _loads(work, lanes):
+    heap = [(0.0, p) for p in range(lanes)]
+    loads = np.zeros(lanes)
+    for w in np.sort(work)[::-1].tolist():
+        load, p = heapq.heappop(heap)
+        loads[p] = load + w
+        heapq.heappush(heap, (load + w, p))
+    return loads
+
+
+# The compiler ------------------------------------------------------------------------------------
+
+def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_columns=None,
+                   nm=NM_DEFAULT, prune_nm=False, bias=None, shift=0, relu=False, clamp=None,
+                   epilogue=None, a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True,
+                   band_rows=None, dense_baseline=True):
+    """Compile ``y = A @ x`` (a vector) or ``Y = A @ X`` (a matrix) for one configuration.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix or 2-D array
+        Integer values fitting the signed value width (already quantized).
+        Explicit zeros are dropped.
+    config : AcceleratorConfig
+    x : array or scipy.sparse matrix, optional
+        The right-hand operand, or a sample of it: a vector (1-D, or an
+        ``n x 1`` / ``1 x n`` sparse matrix) or a matrix with one row per
+        column of ``A``. Its shape picks the vector or matrix kernels and,
+        for the sparse kernels, its nonzero pattern drives the cost model;
+        the program computes the right result for any operand of that shape.
+    kernel : str
+        ``auto`` (default), ``spmv``, ``spmspv``, ``spmm`` or ``spmspm``.
+        ``auto`` takes a matrix kernel for a matrix ``x`` (or ``rhs_columns``)
+        and the sparse kernel when at most :data:`ACTIVATION_SPARSE` of ``x``
+        is nonzero. Dense kernels assume every activation nonzero; the sparse
+        ones may run column mode (CSC) where the activations' zeros pay.
+    fmt : str
+        ``auto`` (default: the cost model picks per row band among the
+        configuration's formats) or a format name, which must be enabled.
+    rhs_columns : int, optional
+        Columns of the right-hand matrix when ``x`` is not given.
+    nm : (int, int) or str
+        The N:M structure of ``fmt="nm"`` (default 2:4); ``auto`` considers
+        NM only for a matrix with that structure.
+    prune_nm : bool
+        Prune the matrix to N:M first (largest magnitudes kept) instead of
+        rejecting a matrix without the structure for ``fmt="nm"``.
+    bias : 1-D array of int, optional
+        Added to each row at accumulator scale (before the epilogue).
+    shift, relu, clamp, epilogue
+        The epilogue: right shift (rounding to nearest), ReLU, clamp bounds
+        (the value range by default); applied by default when ``shift``,
+        ``relu`` or ``clamp`` is given, else the raw accumulator is read back.
+    a_frac_bits, x_frac_bits : int
+        Fixed-point scaling of the matrix and of the operand (recorded only).
+    name : str
+    bank_aware : bool
+        CSR: order nonzeros to avoid input-vector bank conflicts.
+    band_rows : int, optional
+        Cap the rows of a band (the unit the cost model picks a format for).
+    dense_baseline : bool
+        Predict the cycles of dense mode for the same work
+        (``program.dense_cycles``).
+
+    Returns
+    -------
+    Program
+
+    Raises
+    ------
+    CompileError
+        On values that are not integers or do not fit, a bias of the wrong
+        length, invalid epilogue settings, a format the configuration lacks,
+        a matrix that is not N:M structured for ``fmt="nm"``, or an operand
+        whose shape does not match the kernel or the matrix.
+    """
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+    a = _matrix(matrix, config)
+    rows, cols = a.shape
+    epi = _epilogue_settings(config, rows, bias=bias, shift=shift, relu=relu, clamp=clamp,
+                             epilogue=epilogue)
+    for label, value in (("a_frac_bits", a_frac_bits), ("x_frac_bits", x_frac_bits)):
+        _check_int(label, value, -64, 64)
+    if not isinstance(name, str):
+        raise CompileError(f"name must be a string, not {name!r}")
+    if band_rows is not None:
+        band_rows = _check_int("band_rows", band_rows, 1, 1 << 30)
+    operand = _operand(x, cols, kernel, rhs_columns)
+    nm = parse_nm(nm)
+    report = {"kernel": operand.kernel, "format_request": str(fmt)}
+
+    # Candidate formats.
+    enabled = [f for f in Format if FORMAT_NAMES[f] in config.formats]
+    if fmt == "auto":
+        candidates = list(enabled)
+    else:
+        requested = format_by_name(fmt)
+        if requested not in enabled:
+            raise CompileError(f"format {FORMAT_NAMES[requested]!r} is not enabled in this "
+                               f"configuration (formats: {', '.join(config.formats)})")
+        candidates = [requested]
+    notes = {}
+    if prune_nm:
+        a, removed = prune_nm_matrix(a, nm)
+        report["pruned"] = removed
+    if Format.NM in candidates:
+        violation = nm_violation(a, *nm)
+        problem = None
+        if violation is not None:
+            row, column, held = violation
+            problem = (f"matrix is not {nm[0]}:{nm[1]} structured: row {row}, columns "
+                       f"{column}-{column + nm[1] - 1} hold {held} nonzeros (use --prune-nm)")
+        else:
+            try:
+                _check_nm(nm, config)
+            except CompileError as error:
+                problem = str(error)
+        if problem is not None:
+            if candidates == [Format.NM]:
+                raise CompileError(problem)
+            candidates.remove(Format.NM)
+            notes[Format.NM] = problem
+        report["nm"] = list(nm)
+
+    # Row bands: the CSR blocks (row and nonzero memories), optionally capped.
+    width = _column_width(a, config)
+    n_ct = max(1, -(-cols // width))
+    entry_rows = np.repeat(np.arange(rows), np.diff(a.indptr))
+    counts = np.zeros((rows, n_ct), dtype=np.int64)
+    np.add.at(counts, (entry_rows, a.indices // width), 1)
+    # CSR columns are sorted, so each (row, column tile) is a contiguous run.
+    starts = a.indptr[:-1, None] + np.cumsum(counts, axis=1) - counts
+    bands = _bands(counts, config, band_rows)
+
+    def build(fmt_, band):
+        start, stop, _, _ = band
+        if fmt_ in (Format.CSR, Format.COO):
+            return _plan_csr(fmt_, band, a, counts, starts, width, config, bank_aware)
+        if fmt_ is Format.DENSE:
+            tile_width = min(width, config.nz_depth)
+        elif fmt_ is Format.NM:
+            tile_width = width
+            while tile_width > nm[1] and tile_width * nm[0] // nm[1] > config.nz_depth:
+                tile_width //= 2
+        elif fmt_ is Format.CSC:
+            tile_width = min(width, config.row_depth - 2)
+        else:
+            tile_width = width
+        return _plan_generic(fmt_, np.arange(start, stop), a, _column_tiles(cols, tile_width),
+                             config, epi, nm)
+
+    matrix_kernel = operand.columns > 0
+    ks = list(range(operand.count))
+    tiles, dense_tiles = [], []
+    lane_entries = np.zeros(config.pes, dtype=np.int64)
+    dense_entries = np.zeros(config.pes, dtype=np.int64)
+    band_reports = []
+    for band in bands:
+        plans = {f: build(f, band) for f in candidates}
+        choice, band_report = _choose(plans, operand, epi, config)
+        start, stop = int(band[0]), int(band[1])
+        band_report.update({"rows": [start, stop],
+                            "nnz": int(a.indptr[stop] - a.indptr[start])})
+        for f, note in notes.items():
+            band_report["options"].append({"format": FORMAT_NAMES[f],
+                                           "dataflow": DATAFLOWS[f], "cycles": None,
+                                           "tiles": 0, "note": note})
+        band_reports.append(band_report)
+        for plan, columns in choice:
+            _emit(plan, columns, epi, config, matrix_kernel, tiles, lane_entries)
+    if dense_baseline and rows:
+        # Dense mode needs no bands: its blocks follow its own memory limits.
+        dense = build(Format.DENSE, (0, rows, None, None))
+        _emit(dense, ks, epi, config, matrix_kernel, dense_tiles, dense_entries)
+    report["bands"] = band_reports
+    report["balance"] = _balance(bands, counts, config)
+
+    program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz), tiles=tiles,
+                      a_frac_bits=int(a_frac_bits), x_frac_bits=int(x_frac_bits),
+                      epilogue=epi.record(), lane_nnz=lane_entries, name=name,
+                      kernel=operand.kernel, rhs_columns=operand.columns, report=report)
+    if dense_baseline:
+        dense_program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz),
+                                tiles=dense_tiles, epilogue=epi.record(),
+                                lane_nnz=dense_entries, kernel=operand.kernel,
+                                rhs_columns=operand.columns)
+        report["dense_cycles"] = int(dense_program.predicted_cycles())
+        report["dense_source"] = "predicted by the ISA model's timing rules"
+    report["summary"] = _summary(program)
+    return program
+
+
+def prune_nm_matrix(a, nm):
+    """Prune ``a`` (CSR, int64) to N:M; returns ``(pruned matrix, entries removed)``."""
+    pruned, removed = prune_nm(a, *nm)
+    pruned = scipy.sparse.csr_matrix(pruned, dtype=np.int64)
+    pruned.sort_indices()
+    return pruned, removed
+
+
+def _bands(counts, config, band_rows):
+    bands = []
+    for start, stop, assign, active in _blocks(counts, config):
+        if band_rows is None or stop - start <= band_rows:
+            bands.append((start, stop, assign, active))
+            continue
+        cap = config.row_depth - 1
+        for first in range(start, stop, band_rows):
+            last = min(stop, first + band_rows)
+            block = counts[first:last]
+            sub_active = block.any(axis=0)
+            if not sub_active.any():
+                sub_active[0] = True
+            work = np.maximum(block[:, sub_active], 1).sum(axis=1)
+            bands.append((first, last, _lpt(work, config.pes, cap),
+                          np.flatnonzero(sub_active)))
+    return bands
+
+
+def _summary(program):
+    report = program.report
+    lines = []
+    for index, band in enumerate(report.get("bands", [])):
+        start, stop = band["rows"]
+        options = ", ".join(f"{o['format']} {o['cycles']}" for o in band["options"]
+                            if o["cycles"] is not None)
+        lines.append(f"band {index}: rows {start}-{stop - 1}: {band['winner']} "
+                     f"({band['cycles']} cycles predicted; options: {options})")
+    balance = report.get("balance")
+    if balance:
+        lines.append(f"balance: {balance['long_rows']} row(s) longer than a lane's share; "
+                     f"CV of whole rows {balance['cv_whole_rows']:.3f}, "
+                     f"{balance['cv_split_rows']:.3f} if they were split "
+                     f"(not done: no cross-lane reduction in the ISA)")
+    return lines
+
+
+def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, epilogue=None,
+                 a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True, fmt="auto",
+                 x=None, nm=NM_DEFAULT, prune_nm=False, band_rows=None, dense_baseline=False):
+    """Compile ``y = A @ x`` for one accelerator configuration.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix or 2-D array
+        Integer values fitting the signed value width (already quantized).
+        Explicit zeros are dropped.
+    config : AcceleratorConfig
+    bias : 1-D array of int, optional
+        Added to each row at accumulator scale (before the epilogue).
+    shift : int
+        Epilogue right shift (rounding to nearest), 0 to 31.
+    relu : bool
+        Epilogue ReLU.
+    clamp : (int, int), optional
+        Epilogue clamp bounds; the value range by default.
+    epilogue : bool, optional
+        Apply the epilogue; by default when ``shift``, ``relu`` or ``clamp``
+        is given. Without it the raw accumulator is read back.
+    a_frac_bits, x_frac_bits : int
+        Fixed-point scaling of the matrix and of the vector (recorded only).
+    name : str
+        Name of the program.
+    bank_aware : bool
+        Order nonzeros to avoid input-vector bank conflicts (else by column).
+    fmt, x, nm, prune_nm, band_rows, dense_baseline
+        As for :func:`compile_kernel`; ``x`` (a vector) makes the kernel
+        SpMSpV when it is sparse. With the default configuration (CSR only)
+        the program is the classic CSR SpMV.
+
+    Returns
+    -------
+    Program
+
+    Raises
+    ------
+    CompileError
+        On values that are not integers or do not fit, a bias of the wrong
+        length, or invalid epilogue settings.
+    """
+    if x is not None and len(_shape_of(x)) == 2 and 1 not in _shape_of(x):
+        raise CompileError("compile_spmv takes a vector x; use compile_kernel for a matrix")
+    return compile_kernel(matrix, config, x=x, kernel="auto", fmt=fmt, nm=nm,
+                          prune_nm=prune_nm, bias=bias, shift=shift, relu=relu, clamp=clamp,
+                          epilogue=epilogue, a_frac_bits=a_frac_bits, x_frac_bits=x_frac_bits,
+                          name=name, bank_aware=bank_aware, band_rows=band_rows,
+                          dense_baseline=dense_baseline)

@@ -14,24 +14,25 @@ import dataclasses
 import numpy as np
 
 from ..config import AcceleratorConfig
-from ..errors import InputError
 from . import timing
 from .asm import decode
+from .formats import DescriptorFault, decode_lane, format_name, ptr_word_width
 from .isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,
+    META_WIDTH,
     STATUS_BUSY,
     STATUS_DONE,
     STATUS_ERROR,
     ErrorCode,
+    Format,
     MemoryMap,
     Opcode,
     Reg,
     Region,
     nz_entry_layout,
 )
-from .program import unpack_nz
 
 __all__ = ["BusError", "Machine", "ModelError", "ModelResult", "run_program"]
 
@@ -75,8 +76,8 @@ class Machine:
     ----------
     imem : numpy.ndarray of uint64
     x : numpy.ndarray of int64
-    ptr, nz : numpy.ndarray of int64, shape (pes, depth)
-        Row-pointer words and packed nonzero words.
+    ptr, nz, meta : numpy.ndarray of int64, shape (pes, depth)
+        Row-pointer words, packed nonzero words and meta words.
     bias, out : numpy.ndarray of int64, shape (pes, row_depth)
         Signed accumulator-width values.
     """
@@ -91,10 +92,13 @@ class Machine:
         self.x = np.zeros(c.x_depth, dtype=np.int64)
         self.ptr = np.zeros((c.pes, c.row_depth), dtype=np.int64)
         self.nz = np.zeros((c.pes, c.nz_depth), dtype=np.int64)
+        self.meta = np.zeros((c.pes, c.nz_depth), dtype=np.int64)
         self.bias = np.zeros((c.pes, c.row_depth), dtype=np.int64)
         self.out = np.zeros((c.pes, c.row_depth), dtype=np.int64)
-        self._ptr_mask = (1 << c.ptr_width) - 1
+        self._ptr_mask = (1 << ptr_word_width(c)) - 1
         self._nz_mask = (1 << nz_entry_layout(c).size) - 1
+        self._meta_mask = (1 << META_WIDTH) - 1
+        self._formats = {fmt for fmt in Format if format_name(fmt) in c.formats}
         # Epilogue registers: reset to 0, set only by SET_EPI (they outlive runs).
         self.epi_shift, self.epi_relu, self.epi_lo, self.epi_hi = 0, False, 0, 0
         self.busy = False
@@ -170,6 +174,8 @@ class Machine:
             self.ptr[lane, index] = value & self._ptr_mask
         elif region == Region.NZ:
             self.nz[lane, index] = value & self._nz_mask
+        elif region == Region.META:
+            self.meta[lane, index] = value & self._meta_mask
         elif region == Region.BIAS:
             self.bias[lane, index] = _signed(value, self.config.acc_width)
         else:
@@ -236,6 +242,8 @@ class Machine:
             self.ptr[lane, span] = words & self._ptr_mask
         elif region == Region.NZ:
             self.nz[lane, span] = words & self._nz_mask
+        elif region == Region.META:
+            self.meta[lane, span] = words & self._meta_mask
         elif region == Region.BIAS:
             self.bias[lane, span] = _signed(words, self.config.acc_width)
         else:
@@ -290,7 +298,8 @@ class Machine:
                     raise _Fault(ErrorCode.PC_OVERRUN)
                 self.pc = pc
                 opcode, args = decode(int(self.imem[pc]))
-                if opcode is None:
+                if opcode is None or (opcode == Opcode.SPMV
+                                      and Format(args["fmt"]) not in self._formats):
                     self._count("cycles", timing.INSN_OVERHEAD)
                     raise _Fault(ErrorCode.ILLEGAL_INSN)
                 if opcode == Opcode.SPMV:
@@ -322,37 +331,50 @@ class Machine:
 
     # SPMV.
 
-    def _lane_tile(self, p, args):
-        c = self.config
-        ptr_base, nz_base = args["ptr_base"], args["nz_base"]
-        x_base, out_base = args["x_base"], args["out_base"]
-        n = int(self.ptr[p, ptr_base])
-        if ptr_base + n >= c.row_depth or out_base + n > c.row_depth:
-            raise _Fault(ErrorCode.DESCRIPTOR)
-        ends = self.ptr[p, ptr_base + 1:ptr_base + 1 + n]
-        if n and (np.any(np.diff(ends) < 0) or nz_base + int(ends[-1]) > c.nz_depth):
-            raise _Fault(ErrorCode.DESCRIPTOR)
-        total = int(ends[-1]) if n else 0
-        cols, values = unpack_nz(self.nz[p, nz_base:nz_base + total], c)
-        addresses = cols + x_base
-        if total and int(addresses.max()) >= c.x_depth:
-            raise _Fault(ErrorCode.DESCRIPTOR)
-        return n, ends, addresses, values
+    def _lane_stream(self, p, args):
+        try:
+            return decode_lane(Format(args["fmt"]), self.ptr[p], self.nz[p], self.meta[p],
+                               ptr_base=args["ptr_base"], nz_base=args["nz_base"],
+                               x_base=args["x_base"], out_base=args["out_base"],
+                               config=self.config)
+        except DescriptorFault:
+            raise _Fault(ErrorCode.DESCRIPTOR) from None
 
     def _spmv(self, args, rr):
         c = self.config
-        tiles = [self._lane_tile(p, args) for p in range(c.pes)]
+        streams = [self._lane_stream(p, args) for p in range(c.pes)]
+        x_base = args["x_base"]
+        column_mode = Format(args["fmt"]) is Format.CSC
         overflow = False
-        tokens = []
-        for p, (n, ends, addresses, values) in enumerate(tiles):
-            tokens.append(timing.lane_tokens(ends, addresses, x_banks=c.x_banks))
+        tokens, lane_cycles = [], []
+        for p, stream in enumerate(streams):
+            n = stream.n
+            if column_mode:
+                # Only columns with a nonzero activation are visited.
+                columns = len(stream.col_ends)
+                visited = self.x[x_base:x_base + columns] != 0
+                take = visited[stream.cols]
+                rows, values = stream.rows[take], stream.values[take]
+                operands = self.x[x_base + stream.cols[take]]
+                # A row sums its products in column order.
+                order = np.argsort(rows, kind="stable")
+                rows, products = rows[order], (values * operands)[order]
+                ends = np.cumsum(np.bincount(rows, minlength=n)) if n else rows
+                macs = int(np.count_nonzero(products))
+                self._count("macs", macs)
+                self._count("skipped", len(stream.values) - macs)
+                self.pe_busy[p] = (self.pe_busy[p] + len(products)) & _MASK32
+                lane_cycles.append(timing.column_lane_cycles(
+                    n, stream.col_ends, visited, tail=bool(args["bias"] or args["epilogue"])))
+            else:
+                tokens.append(stream.banks(x_base, c.x_banks))
+                products = stream.values * self.x[x_base + stream.cols]
+                macs = int(np.count_nonzero(products))
+                self._count("macs", macs)
+                self._count("skipped", len(products) - macs)
+                ends = stream.row_ends()
             if n == 0:
                 continue
-            operands = self.x[addresses]
-            products = values * operands
-            macs = int(np.count_nonzero(products))
-            self._count("macs", macs)
-            self._count("skipped", len(products) - macs)
             sums, row_overflow = _row_sums(products, ends, c)
             out_base = args["out_base"]
             rows = slice(out_base, out_base + n)
@@ -367,6 +389,9 @@ class Machine:
             if args["epilogue"]:
                 sums = self._epilogue(sums)
             self.out[p, rows] = sums
+        if column_mode:
+            self._count("cycles", timing.SPMV_OVERHEAD + max(lane_cycles))
+            return rr, overflow
         result = timing.schedule(tokens, c.x_banks, rr=rr)
         self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
         self._count("gather_stalls", result.stalls)
@@ -429,8 +454,9 @@ class ModelResult:
     Attributes
     ----------
     y_raw : numpy.ndarray of int64
-        The output words read back, one per matrix row (signed accumulator
-        values; rows never read back because of an error are 0).
+        The output words read back (signed accumulator values; results never
+        read back because of an error are 0): one per matrix row, or for a
+        matrix program one per row and right-hand column (``(rows, k)``).
     counters : dict
         ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls`` (int)
         and ``pe_busy`` (list of int), summed over all tiles.
@@ -442,38 +468,20 @@ class ModelResult:
     error: ModelError | None = None
 
 
-def _vector(x_int, cols, config):
-    x = np.asarray(x_int)
-    if x.ndim != 1 or len(x) != cols:
-        raise InputError(f"vector has shape {x.shape} but the matrix has {cols} columns")
-    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer)
-                               or np.issubdtype(x.dtype, np.floating)):
-        raise InputError(f"vector values must be integers, not {x.dtype}")
-    if np.issubdtype(x.dtype, np.floating):
-        bad = np.flatnonzero(~np.isfinite(x) | (x != np.floor(x)))
-        if len(bad):
-            raise InputError(f"vector value {float(x[bad[0]])!r} at index {bad[0]} is not "
-                             f"an integer (quantize it first)")
-    outside = np.flatnonzero((x < config.value_min) | (x > config.value_max))
-    if len(outside):
-        k = outside[0]
-        raise InputError(f"vector value {int(x[k])} at index {k} does not fit "
-                         f"{config.value_width}-bit signed values")
-    return x.astype(np.int64)
-
-
 def run_program(program, x_int, *, machine=None):
     """Run a program on the model the way a host driver does.
 
-    Each tile is loaded through the memory map (microcode, its slice of the
-    vector, the lane images), started with ``CTRL = clear | start``, and its
-    rows are read back from the ``OUT`` windows.
+    Each tile is loaded through the memory map (microcode, its slices of the
+    operand, the lane images), started with ``CTRL = clear | start``, and its
+    results are read back from the ``OUT`` windows.
 
     Parameters
     ----------
     program : Program
-    x_int : 1-D array of int
-        The quantized input vector (one value per matrix column).
+    x_int : array of int
+        The quantized operand: a vector (one value per matrix column) for a
+        vector program, a ``(columns, rhs_columns)`` matrix for a matrix
+        program (see :meth:`.program.Program.operand`).
     machine : Machine, optional
         The machine to use (a fresh one by default); its configuration must
         match the program's.
@@ -487,16 +495,17 @@ def run_program(program, x_int, *, machine=None):
     ProgramMismatchError
         If ``machine`` was built for another configuration.
     InputError
-        If ``x_int`` has the wrong length or values that do not fit.
+        If ``x_int`` has the wrong shape or values that do not fit.
     """
     config = program.config
     if machine is None:
         machine = Machine(config)
     program.check_config(machine.config)
-    x = _vector(x_int, program.shape[1], config)
+    x = program.operand(x_int)
+    columns = x if x.ndim == 2 else x[:, None]
     m = machine.map
-    rows = program.shape[0]
-    y = np.zeros(rows, dtype=np.int64)
+    y = program.empty_result()
+    y_view = y if y.ndim == 2 else y[:, None]
     totals = dict.fromkeys(_COUNTERS.values(), 0)
     pe_busy = [0] * config.pes
     error = None
@@ -507,11 +516,13 @@ def run_program(program, x_int, *, machine=None):
         halves[1::2] = (code >> np.uint64(32)).astype(np.int64)
         for k, word in enumerate(halves.tolist()):
             machine.write_word(m.imem(0) + 4 * k, word)
-        start, stop = tile.x_cols
-        machine.write_words(m.x(0), x[start:stop] & _MASK32)
+        for address, column, start, stop in tile.loads():
+            machine.write_words(m.x(address), columns[start:stop, column] & _MASK32)
         for p in range(config.pes):
             machine.write_words(m.lane(Region.PTR, p, 0), tile.ptr[p])
             machine.write_words(m.lane(Region.NZ, p, 0), tile.nz[p])
+            if tile.meta is not None:
+                machine.write_words(m.lane(Region.META, p, 0), tile.meta[p])
             if tile.bias is not None:
                 machine.write_words(m.lane(Region.BIAS, p, 0),
                                     np.asarray(tile.bias[p], dtype=np.int64) & _MASK32)
@@ -527,13 +538,13 @@ def run_program(program, x_int, *, machine=None):
             error = ModelError(code=ErrorCode(code_value), pc=machine.read_word(m.reg(Reg.PC)),
                                tile=index)
         if not failed or error.code == ErrorCode.OVERFLOW:
-            readback = np.asarray(tile.readback, dtype=np.int64).reshape(-1, 3)
+            readback = tile.results()
             for p in range(config.pes):
                 mine = readback[readback[:, 0] == p]
                 if len(mine) == 0:
                     continue
                 words = machine.read_words(m.lane(Region.OUT, p, 0), int(mine[:, 1].max()) + 1)
-                y[mine[:, 2]] = _signed(words[mine[:, 1]], 32)
+                y_view[mine[:, 2], mine[:, 3]] = _signed(words[mine[:, 1]], 32)
         if failed:
             break
     totals["pe_busy"] = pe_busy

@@ -19,16 +19,20 @@ from ..config import AcceleratorConfig
 from ..errors import ConfigError, InputError, ProgramMismatchError
 from . import timing
 from .asm import decode, disassemble
-from .isa import Opcode, nz_entry_layout
+from .formats import DescriptorFault, decode_lane, format_name, pack_entries, unpack_entries
+from .isa import Format, Opcode
 
-__all__ = ["Epilogue", "Tile", "Program", "pack_nz", "unpack_nz", "config_summary"]
+__all__ = ["Epilogue", "Tile", "Program", "pack_nz", "unpack_nz", "config_summary",
+           "KERNELS"]
 
 FORMAT = "zeroskip-program"
-VERSION = 1
+VERSION = 2
+#: Versions :meth:`Program.load` reads (version 1 programs have no meta images).
+READABLE_VERSIONS = (1, 2)
 
-
-def _fields(config):
-    return {name: field for name, field in nz_entry_layout(config)}
+#: The kernels a program computes: ``spmv`` and ``spmspv`` take a vector,
+#: ``spmm`` and ``spmspm`` a matrix of right-hand columns.
+KERNELS = ("spmv", "spmspv", "spmm", "spmspm")
 
 
 def pack_nz(cols, values, config):
@@ -38,24 +42,12 @@ def pack_nz(cols, values, config):
     -------
     numpy.ndarray of uint32
     """
-    fields = _fields(config)
-    col, value = fields["col"], fields["value"]
-    cols = np.asarray(cols, dtype=np.int64)
-    values = np.asarray(values, dtype=np.int64)
-    words = ((cols & ((1 << col.width) - 1)) << col.offset
-             | (values & ((1 << value.width) - 1)) << value.offset)
-    return words.astype(np.uint32)
+    return pack_entries(cols, values, config)
 
 
 def unpack_nz(words, config):
     """Split nonzero-memory words into ``(cols, values)`` (both ``int64``)."""
-    fields = _fields(config)
-    col, value = fields["col"], fields["value"]
-    words = np.asarray(words, dtype=np.int64)
-    cols = (words >> col.offset) & ((1 << col.width) - 1)
-    raw = (words >> value.offset) & ((1 << value.width) - 1)
-    values = raw - ((raw >> (value.width - 1)) << value.width)
-    return cols, values
+    return unpack_entries(words, config)
 
 
 def config_summary(config):
@@ -100,11 +92,19 @@ class Tile:
     ptr, nz : list of numpy.ndarray of uint32
         Per lane, the row-pointer and nonzero memory images (from address 0).
     bias : list of numpy.ndarray of int64, or None
-        Per lane, the bias of each local row.
+        Per lane, the bias words (indexed like ``out``).
     x_cols : (int, int)
-        The slice ``x[start:stop]`` to load at X address 0.
-    readback : numpy.ndarray of int64, shape (k, 3)
-        ``(lane, out address, row)`` of the rows final after this tile.
+        The slice ``x[start:stop]`` to load at X address 0 (vector programs),
+        or the span of columns the tile reads (see ``x_loads``).
+    readback : numpy.ndarray of int64, shape (k, 3) or (k, 4)
+        ``(lane, out address, row[, result column])`` of the results final
+        after this tile (result column 0 when left out).
+    meta : list of numpy.ndarray of uint32, or None
+        Per lane, the meta memory image (COO and CSC rows, BITMAP chunks).
+    x_loads : numpy.ndarray of int64, shape (k, 4), or None
+        ``(X address, right-hand column, start, stop)``: load
+        ``x[start:stop, column]`` at the X address. ``None``: load ``x_cols``
+        of the vector at address 0.
     """
 
     code: np.ndarray
@@ -113,20 +113,99 @@ class Tile:
     bias: list | None
     x_cols: tuple
     readback: np.ndarray
+    meta: list | None = None
+    x_loads: np.ndarray | None = None
+
+    def loads(self):
+        """``(X address, right-hand column, start, stop)`` of every slice to load."""
+        if self.x_loads is not None:
+            return [tuple(int(v) for v in row) for row in np.asarray(self.x_loads).reshape(-1, 4)]
+        start, stop = self.x_cols
+        return [(0, 0, int(start), int(stop))] if stop > start else []
+
+    def results(self):
+        """The readback table with its result column: ``(k, 4)`` int64."""
+        table = np.asarray(self.readback, dtype=np.int64)
+        if table.ndim != 2 or table.shape[1] == 3:
+            table = table.reshape(-1, 3)
+            table = np.concatenate([table, np.zeros((len(table), 1), dtype=np.int64)], axis=1)
+        return table
+
+    def spmvs(self):
+        """The operands of every ``SPMV`` before the first ``HALT``."""
+        found = []
+        for word in self.code:
+            opcode, args = decode(int(word))
+            if opcode is Opcode.SPMV:
+                found.append(args)
+            elif opcode in (Opcode.HALT, None):
+                break
+        return found
+
+    def formats(self):
+        """Names of the formats the tile's ``SPMV`` read, in order of first use."""
+        names = []
+        for args in self.spmvs():
+            name = format_name(args["fmt"])
+            if name not in names:
+                names.append(name)
+        return names
+
+    def stream(self, lane, args, config):
+        """What ``lane``'s decoder streams for the ``SPMV`` with ``args``."""
+        meta = self.meta[lane] if self.meta is not None else np.zeros(0, dtype=np.uint32)
+        return decode_lane(Format(args["fmt"]), self.ptr[lane], self.nz[lane], meta,
+                           ptr_base=args["ptr_base"], nz_base=args["nz_base"],
+                           x_base=args["x_base"], out_base=args["out_base"], config=config)
 
     def lane_rows(self):
         """Rows each lane holds (the ``ptr[0]`` headers)."""
         return [int(p[0]) if len(p) else 0 for p in self.ptr]
 
-    def lane_tokens(self):
-        """Tokens each lane streams: one per nonzero, one per empty row."""
+    def lane_tokens(self, config=None):
+        """Cycles of work each lane streams in the tile's first ``SPMV``.
+
+        Row formats: tokens (one per stored entry, one per empty row, BITMAP
+        scan cycles); CSC: the column-mode cycles with every column visited.
+        Without ``config`` the ptr images are read as CSR.
+        """
+        spmvs = self.spmvs()
+        if config is None or not spmvs:
+            tokens = []
+            for ptr in self.ptr:
+                n = int(ptr[0]) if len(ptr) else 0
+                ends = ptr[1:n + 1].astype(np.int64)
+                lengths = np.diff(ends, prepend=0)
+                tokens.append(int(np.maximum(lengths, 1).sum()))
+            return tokens
+        args = spmvs[0]
         tokens = []
-        for ptr in self.ptr:
-            n = int(ptr[0]) if len(ptr) else 0
-            ends = ptr[1:n + 1].astype(np.int64)
-            lengths = np.diff(ends, prepend=0)
-            tokens.append(int(np.maximum(lengths, 1).sum()))
+        for p in range(config.pes):
+            try:
+                stream = self.stream(p, args, config)
+            except DescriptorFault:
+                tokens.append(0)
+                continue
+            if stream.tokens is not None:
+                tokens.append(len(stream.tokens))
+            else:
+                counts = np.diff(stream.col_ends, prepend=0)
+                tail = stream.n if args["bias"] or args["epilogue"] else 0
+                tokens.append(stream.n + int(np.maximum(counts, 1).sum()) + tail)
         return tokens
+
+    def lane_entries(self, config=None):
+        """Stored entries (padding and zeros of dense formats included) per lane."""
+        spmvs = self.spmvs()
+        if config is None or not spmvs:
+            return [len(nz) for nz in self.nz]
+        entries = []
+        for p in range(config.pes):
+            try:
+                entries.append(len(self.stream(p, spmvs[0], config).values))
+            except DescriptorFault:
+                entries.append(0)
+        return entries
 
 
 @dataclasses.dataclass(eq=False)
@@ -145,8 +224,21 @@ class Program:
         Fixed-point scaling of the matrix and of the input vector.
     epilogue : Epilogue
     lane_nnz : numpy.ndarray of int64
-        Nonzeros per lane over all tiles.
+        Entries each lane streams over the whole program (every column
+        visited): one per stored nonzero in CSR, padding and zeros included in
+        the dense formats; summed over every ``SPMV`` that reads them.
     name : str
+    kernel : str
+        One of :data:`KERNELS`.
+    rhs_columns : int
+        ``0`` when the right-hand operand is a vector (``x`` 1-D, ``y``
+        1-D); else the columns of the right-hand matrix (``x`` of shape
+        ``(columns of A, rhs_columns)``, ``y`` of shape ``(rows,
+        rhs_columns)``).
+    report : dict
+        What the compiler decided and why (JSON-compatible): per row band the
+        options with their predicted cycles and the winner, the predicted
+        cycles of dense mode (``dense_cycles``) and the work balance.
     """
 
     config: AcceleratorConfig
@@ -158,6 +250,9 @@ class Program:
     epilogue: Epilogue = dataclasses.field(default_factory=Epilogue)
     lane_nnz: np.ndarray = None
     name: str = "matrix"
+    kernel: str = "spmv"
+    rhs_columns: int = 0
+    report: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.shape = tuple(int(v) for v in self.shape)
@@ -173,11 +268,49 @@ class Program:
         return self.a_frac_bits + self.x_frac_bits - shift
 
     @property
+    def is_matrix(self):
+        """Whether the right-hand operand (and the result) is a matrix."""
+        return self.rhs_columns > 0
+
+    @property
+    def formats(self):
+        """Names of the formats the program's tiles use, in order of first use."""
+        names = []
+        for tile in self.tiles:
+            for name in tile.formats():
+                if name not in names:
+                    names.append(name)
+        return names
+
+    @property
+    def format_label(self):
+        """The formats used, joined with ``+`` (``"csr"``, ``"csr+csc"``)."""
+        return "+".join(self.formats) or "none"
+
+    @property
+    def dataflow_label(self):
+        """The dataflows used (``row``, ``column``, ``dense``), joined with ``+``."""
+        from .formats import dataflow_of, format_by_name
+        flows = []
+        for name in self.formats:
+            flow = dataflow_of(format_by_name(name))
+            if flow not in flows:
+                flows.append(flow)
+        return "+".join(flows) or "none"
+
+    @property
+    def dense_cycles(self):
+        """Predicted cycles of the same work in dense mode on the same array, if known."""
+        value = self.report.get("dense_cycles")
+        return None if value is None else int(value)
+
+    @property
     def lane_work(self):
-        """Tokens (cycles of work) per lane over all tiles."""
+        """Cycles of work per lane over all tiles (every column visited)."""
         work = np.zeros(self.config.pes, dtype=np.int64)
         for tile in self.tiles:
-            work += tile.lane_tokens()
+            spmvs = len(tile.spmvs()) or 1
+            work += np.asarray(tile.lane_tokens(self.config), dtype=np.int64) * spmvs
         return work
 
     @property
@@ -201,13 +334,83 @@ class Program:
                 f"(fingerprint {self.config.fingerprint}) but the hardware is "
                 f"{config_summary(config)} (fingerprint {config.fingerprint})")
 
+    def operand(self, x_int):
+        """Check the integer right-hand operand and return it as int64.
+
+        A vector program takes a 1-D array of one value per matrix column; a
+        matrix program a 2-D array (dense or scipy.sparse) of shape
+        ``(columns, rhs_columns)`` (a 1-D array when ``rhs_columns`` is 1).
+
+        Raises
+        ------
+        InputError
+            On the wrong shape, values that are not integers or do not fit.
+        """
+        import scipy.sparse
+        cols = self.shape[1]
+        x = x_int.toarray() if scipy.sparse.issparse(x_int) else np.asarray(x_int)
+        if self.is_matrix:
+            if x.ndim == 1 and self.rhs_columns == 1:
+                x = x[:, None]
+            if x.ndim != 2 or x.shape != (cols, self.rhs_columns):
+                raise InputError(f"right-hand matrix has shape {x.shape} but the program "
+                                 f"needs ({cols}, {self.rhs_columns})")
+            what = "right-hand matrix value"
+        else:
+            if x.ndim != 1 or len(x) != cols:
+                raise InputError(f"vector has shape {x.shape} but the matrix has {cols} "
+                                 f"columns")
+            what = "vector value"
+        if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer)
+                                   or np.issubdtype(x.dtype, np.floating)):
+            raise InputError(f"{what}s must be integers, not {x.dtype}")
+
+        def where(k):
+            if x.ndim == 1:
+                return f"at index {k}"
+            return f"at row {k // x.shape[1]}, column {k % x.shape[1]}"
+        flat = x.reshape(-1)
+        if np.issubdtype(x.dtype, np.floating):
+            bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.floor(flat)))
+            if len(bad):
+                raise InputError(f"{what} {float(flat[bad[0]])!r} {where(bad[0])} is not "
+                                 f"an integer (quantize it first)")
+        c = self.config
+        outside = np.flatnonzero((flat < c.value_min) | (flat > c.value_max))
+        if len(outside):
+            k = outside[0]
+            raise InputError(f"{what} {int(flat[k])} {where(k)} does not fit "
+                             f"{c.value_width}-bit signed values")
+        return x.astype(np.int64)
+
+    def empty_result(self):
+        """Zeros shaped like the program's result."""
+        rows = self.shape[0]
+        return np.zeros((rows, self.rhs_columns) if self.is_matrix else rows, dtype=np.int64)
+
     # Cycle prediction.
 
-    def tile_cycles(self, tile):
-        """Predicted ``CYCLES`` of one tile's run (see :mod:`.timing`)."""
+    def x_buffer(self, tile, x):
+        """The X buffer after loading ``tile``'s slices of the operand ``x``."""
+        buffer = np.zeros(self.config.x_depth, dtype=np.int64)
+        x = np.asarray(x, dtype=np.int64)
+        if x.ndim == 1:
+            x = x[:, None]
+        for address, column, start, stop in tile.loads():
+            buffer[address:address + stop - start] = x[start:stop, column]
+        return buffer
+
+    def tile_cycles(self, tile, x=None):
+        """Predicted ``CYCLES`` of one tile's run (see :mod:`.timing`).
+
+        Column-mode (CSC) instructions visit the columns whose activation in
+        ``x`` (the integer operand) is nonzero; without ``x`` every column.
+        """
         config = self.config
+        buffer = None if x is None else self.x_buffer(tile, x)
         rr = None
         cycles = 0
+        streams = {}
         for word in tile.code:
             opcode, args = decode(int(word))
             if opcode is not Opcode.SPMV:
@@ -215,25 +418,34 @@ class Program:
                 if opcode in (Opcode.HALT, None):
                     break
                 continue
-            tokens = []
-            for p in range(config.pes):
-                ptr = tile.ptr[p].astype(np.int64)
-                base = args["ptr_base"]
-                n = int(ptr[base]) if base < len(ptr) else 0
-                ends = ptr[base + 1:base + 1 + n]
-                total = int(ends[-1]) if n else 0
-                nz = tile.nz[p][args["nz_base"]:args["nz_base"] + total]
-                cols, _ = unpack_nz(nz, config)
-                tokens.append(timing.lane_tokens(ends, cols, x_base=args["x_base"],
-                                                 x_banks=config.x_banks))
+            key = (args["fmt"], args["ptr_base"], args["nz_base"])
+            if key not in streams:
+                zero = dict(args, x_base=0, out_base=0)
+                try:
+                    streams[key] = [tile.stream(p, zero, config) for p in range(config.pes)]
+                except DescriptorFault:
+                    cycles += timing.INSN_OVERHEAD
+                    break
+            lanes = streams[key]
+            try:
+                for stream in lanes:
+                    stream.check_bases(args["x_base"], args["out_base"], config)
+            except DescriptorFault:
+                cycles += timing.INSN_OVERHEAD
+                break
+            if Format(args["fmt"]) is Format.CSC:
+                cycles += timing.SPMV_OVERHEAD + timing.column_mode_cycles(
+                    lanes, args, buffer, config)
+                continue
+            tokens = [stream.banks(args["x_base"], config.x_banks) for stream in lanes]
             result = timing.schedule(tokens, config.x_banks, rr=rr)
             rr = result.rr
             cycles += timing.SPMV_OVERHEAD + result.cycles
         return cycles
 
-    def predicted_cycles(self):
-        """Predicted ``CYCLES`` summed over all tiles."""
-        return sum(self.tile_cycles(tile) for tile in self.tiles)
+    def predicted_cycles(self, x=None):
+        """Predicted ``CYCLES`` summed over all tiles (see :meth:`tile_cycles`)."""
+        return sum(self.tile_cycles(tile, x) for tile in self.tiles)
 
     # Listing.
 
@@ -247,6 +459,10 @@ class Program:
             f"program {self.name!r}: {rows} x {cols}, {self.nnz} nonzeros "
             f"({100 * density:.2f} %), {len(self.tiles)} tile(s)",
             f"hardware: {config_summary(c)} (fingerprint {c.fingerprint})",
+            f"kernel: {self.kernel}, " + (
+                f"{self.rhs_columns} right-hand column(s)" if self.is_matrix
+                else "right-hand vector") +
+            f"; format {self.format_label}, dataflow {self.dataflow_label}",
             f"quantization: a_frac_bits={self.a_frac_bits} x_frac_bits={self.x_frac_bits} "
             f"y_frac_bits={self.y_frac_bits}",
         ]
@@ -259,21 +475,34 @@ class Program:
         work = self.lane_work
         lines.append(f"work spread: tokens per lane min {work.min() if len(work) else 0} "
                      f"max {work.max() if len(work) else 0}, CV {self.work_cv:.3f}")
+        for line in self.report.get("summary", []):
+            lines.append(line)
         total = 0
         for index, tile in enumerate(self.tiles):
             cycles = self.tile_cycles(tile)
             total += cycles
             start, stop = tile.x_cols
-            lines.append(f"tile {index}: x[{start}:{stop}], {len(tile.readback)} rows read "
-                         f"back, predicted {cycles} cycles")
+            formats = ", ".join(tile.formats()) or "no SPMV"
+            loads = tile.loads()
+            columns = sorted({column for _, column, _, _ in loads})
+            operand = (f"x[{start}:{stop}]" if not self.is_matrix else
+                       f"x[{start}:{stop}, {_span(columns)}]")
+            lines.append(f"tile {index}: {formats}, {operand}, {len(tile.readback)} "
+                         f"results read back, predicted {cycles} cycles")
             for address, line in enumerate(disassemble(tile.code).splitlines()):
                 lines.append(f"  {address:4d}: {line}")
-            tokens = tile.lane_tokens()
+            tokens = tile.lane_tokens(c)
+            entries = tile.lane_entries(c)
             lines.append("  lane  rows   nnz  tokens")
             for p, n in enumerate(tile.lane_rows()):
-                lines.append(f"  {p:4d} {n:5d} {len(tile.nz[p]):5d} {tokens[p]:7d}")
-        ideal = -(-self.nnz // c.pes)
-        lines.append(f"predicted cycles: {total} (ideal {ideal}: nnz / pes)")
+                lines.append(f"  {p:4d} {n:5d} {entries[p]:5d} {tokens[p]:7d}")
+        ideal = -(-self.nnz * max(self.rhs_columns, 1) // c.pes)
+        lines.append(f"predicted cycles: {total} (ideal {ideal}: nnz / pes"
+                     + (" per right-hand column" if self.rhs_columns > 1 else "") + ")")
+        if self.dense_cycles is not None:
+            speedup = self.dense_cycles / total if total else 0.0
+            lines.append(f"dense mode on this array: predicted {self.dense_cycles} cycles "
+                         f"({speedup:.2f}x)")
         return "\n".join(lines) + "\n"
 
     # Serialization.
@@ -294,16 +523,26 @@ class Program:
                          "relu": bool(e.relu), "clamp_lo": int(e.clamp_lo),
                          "clamp_hi": int(e.clamp_hi), "has_bias": bool(e.has_bias)},
             "lane_nnz": [int(v) for v in self.lane_nnz],
-            "tiles": [{"x_cols": [int(v) for v in t.x_cols], "bias": t.bias is not None}
+            "kernel": self.kernel,
+            "rhs_columns": int(self.rhs_columns),
+            "report": self.report,
+            "tiles": [{"x_cols": [int(v) for v in t.x_cols], "bias": t.bias is not None,
+                       "meta": t.meta is not None, "x_loads": t.x_loads is not None}
                       for t in self.tiles],
         }
         arrays = {"header": np.array(json.dumps(header))}
         for i, tile in enumerate(self.tiles):
             arrays[f"t{i}_code"] = np.asarray(tile.code, dtype=np.uint64)
-            arrays[f"t{i}_readback"] = np.asarray(tile.readback, dtype=np.int64).reshape(-1, 3)
+            readback = np.asarray(tile.readback, dtype=np.int64)
+            arrays[f"t{i}_readback"] = readback.reshape(-1, readback.shape[-1] if
+                                                        readback.ndim == 2 else 3)
+            if tile.x_loads is not None:
+                arrays[f"t{i}_xloads"] = np.asarray(tile.x_loads, dtype=np.int64).reshape(-1, 4)
             for p in range(self.config.pes):
                 arrays[f"t{i}_ptr{p}"] = np.asarray(tile.ptr[p], dtype=np.uint32)
                 arrays[f"t{i}_nz{p}"] = np.asarray(tile.nz[p], dtype=np.uint32)
+                if tile.meta is not None:
+                    arrays[f"t{i}_meta{p}"] = np.asarray(tile.meta[p], dtype=np.uint32)
                 if tile.bias is not None:
                     arrays[f"t{i}_bias{p}"] = np.asarray(tile.bias[p], dtype=np.int64)
         with open(path, "wb") as file:
@@ -344,8 +583,9 @@ class Program:
             raise _Invalid(f"header is not JSON: {error.msg}") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise _Invalid("header does not name the zeroskip program format")
-        if header.get("version") != VERSION:
-            raise _Invalid(f"format version {header.get('version')!r} is not {VERSION}")
+        if header.get("version") not in READABLE_VERSIONS:
+            raise _Invalid(f"format version {header.get('version')!r} is not one of "
+                           f"{', '.join(str(v) for v in READABLE_VERSIONS)}")
         try:
             config = AcceleratorConfig.from_dict(header["config"], source="config")
             rows, cols = (int(v) for v in header["shape"])
@@ -353,14 +593,25 @@ class Program:
             epilogue = Epilogue(applied=bool(epi["applied"]), shift=int(epi["shift"]),
                                 relu=bool(epi["relu"]), clamp_lo=int(epi["clamp_lo"]),
                                 clamp_hi=int(epi["clamp_hi"]), has_bias=bool(epi["has_bias"]))
+            kernel = str(header.get("kernel", "spmv"))
+            if kernel not in KERNELS:
+                raise _Invalid(f"unknown kernel {kernel!r}")
+            rhs_columns = int(header.get("rhs_columns", 0))
+            if rhs_columns < 0:
+                raise _Invalid(f"rhs_columns is {rhs_columns}")
+            report = header.get("report", {})
+            if not isinstance(report, dict):
+                raise _Invalid("report is not an object")
             tiles = []
             for i, meta in enumerate(header["tiles"]):
-                tiles.append(_load_tile(arrays, i, meta, config, rows, cols))
+                tiles.append(_load_tile(arrays, i, meta, config, rows, cols,
+                                        max(rhs_columns, 1)))
             program = cls(config=config, shape=(rows, cols), nnz=int(header["nnz"]),
                           tiles=tiles, a_frac_bits=int(header["a_frac_bits"]),
                           x_frac_bits=int(header["x_frac_bits"]), epilogue=epilogue,
                           lane_nnz=np.array(header["lane_nnz"], dtype=np.int64),
-                          name=str(header["name"]))
+                          name=str(header["name"]), kernel=kernel, rhs_columns=rhs_columns,
+                          report=report)
         except ConfigError as error:
             raise _Invalid(str(error)) from None
         except KeyError as error:
@@ -370,6 +621,14 @@ class Program:
         if len(program.lane_nnz) != config.pes:
             raise _Invalid(f"lane_nnz has {len(program.lane_nnz)} lanes, not {config.pes}")
         return program
+
+
+def _span(columns):
+    if not columns:
+        return "-"
+    if columns == list(range(columns[0], columns[-1] + 1)):
+        return str(columns[0]) if len(columns) == 1 else f"{columns[0]}:{columns[-1] + 1}"
+    return ",".join(str(c) for c in columns)
 
 
 class _Invalid(Exception):
@@ -387,15 +646,34 @@ def _array(arrays, key, dtype, limit, what):
     return value
 
 
-def _load_tile(arrays, i, meta, config, rows, cols):
+def _load_tile(arrays, i, meta, config, rows, cols, rhs):
     start, stop = (int(v) for v in meta["x_cols"])
-    if not (0 <= start <= stop <= cols and stop - start <= config.x_depth):
+    if not (0 <= start <= stop <= cols):
+        raise _Invalid(f"tile {i}: x_cols ({start}, {stop}) does not fit")
+    x_loads = None
+    if meta.get("x_loads"):
+        key = f"t{i}_xloads"
+        if key not in arrays:
+            raise _Invalid(f"missing array {key!r}")
+        x_loads = arrays[key]
+        if x_loads.dtype != np.int64 or x_loads.ndim != 2 or x_loads.shape[1] != 4:
+            raise _Invalid(f"{key} must be a (k, 4) int64 array")
+        for address, column, first, last in x_loads.tolist():
+            if not (0 <= first <= last <= cols and 0 <= column < rhs and address >= 0
+                    and address + last - first <= config.x_depth):
+                raise _Invalid(f"{key} loads x[{first}:{last}, {column}] at {address}, "
+                               f"which does not fit")
+    elif stop - start > config.x_depth:
         raise _Invalid(f"tile {i}: x_cols ({start}, {stop}) does not fit")
     code = _array(arrays, f"t{i}_code", np.uint64, config.imem_depth, "instruction memory")
     ptr = [_array(arrays, f"t{i}_ptr{p}", np.uint32, config.row_depth, "pointer memory")
            for p in range(config.pes)]
     nz = [_array(arrays, f"t{i}_nz{p}", np.uint32, config.nz_depth, "nonzero memory")
           for p in range(config.pes)]
+    lane_meta = None
+    if meta.get("meta"):
+        lane_meta = [_array(arrays, f"t{i}_meta{p}", np.uint32, config.nz_depth,
+                            "meta memory") for p in range(config.pes)]
     bias = None
     if meta["bias"]:
         bias = [_array(arrays, f"t{i}_bias{p}", np.int64, config.row_depth, "bias memory")
@@ -404,10 +682,13 @@ def _load_tile(arrays, i, meta, config, rows, cols):
     if key not in arrays:
         raise _Invalid(f"missing array {key!r}")
     readback = arrays[key]
-    if readback.dtype != np.int64 or readback.ndim != 2 or readback.shape[1] != 3:
-        raise _Invalid(f"{key} must be a (k, 3) int64 array")
-    if len(readback) and (readback.min(axis=0) < 0).any() or len(readback) and (
-            readback[:, 0].max() >= config.pes or readback[:, 1].max() >= config.row_depth
-            or readback[:, 2].max() >= rows):
-        raise _Invalid(f"{key} names a lane, address or row outside the program")
-    return Tile(code=code, ptr=ptr, nz=nz, bias=bias, x_cols=(start, stop), readback=readback)
+    if readback.dtype != np.int64 or readback.ndim != 2 or readback.shape[1] not in (3, 4):
+        raise _Invalid(f"{key} must be a (k, 3) or (k, 4) int64 array")
+    if len(readback) and ((readback.min(axis=0) < 0).any()
+                          or readback[:, 0].max() >= config.pes
+                          or readback[:, 1].max() >= config.row_depth
+                          or readback[:, 2].max() >= rows
+                          or (readback.shape[1] == 4 and readback[:, 3].max() >= rhs)):
+        raise _Invalid(f"{key} names a lane, address, row or column outside the program")
+    return Tile(code=code, ptr=ptr, nz=nz, bias=bias, x_cols=(start, stop), readback=readback,
+                meta=lane_meta, x_loads=x_loads)

@@ -1,4 +1,9 @@
-"""Reference results of ``SPMV`` computed with SciPy in exact integers."""
+"""Reference results of ``SPMV`` computed with SciPy in exact integers.
+
+The same reference serves every kernel: ``x`` is a vector (SpMV, SpMSpV) or
+a matrix of right-hand columns (SpMM, SpMSpM), dense or scipy.sparse; the
+format and dataflow the accelerator uses do not change the result.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ def spmv_reference(matrix_int, x_int, *, config, bias=None, shift=0, relu=False,
     Parameters
     ----------
     matrix_int : scipy.sparse matrix or 2-D array of int
-    x_int : 1-D array of int
+    x_int : array of int or scipy.sparse matrix
+        A vector (1-D) or a matrix with one row per column of ``A``.
     config : AcceleratorConfig
     bias : 1-D array of int, optional
         Added at accumulator scale.
@@ -28,16 +34,22 @@ def spmv_reference(matrix_int, x_int, *, config, bias=None, shift=0, relu=False,
     -------
     (numpy.ndarray of int64, bool)
         The results (wrapped to the accumulator width before the epilogue,
-        as the hardware stores them) and whether any row's sum, or sum plus
-        bias, leaves the accumulator range.
+        as the hardware stores them; 1-D for a vector ``x``, ``(rows, k)``
+        for a matrix) and whether any sum, or sum plus bias, leaves the
+        accumulator range.
     """
     a = scipy.sparse.csr_matrix(matrix_int).astype(np.int64)
+    if scipy.sparse.issparse(x_int):
+        x_int = x_int.toarray()
     x = np.asarray(x_int, dtype=np.int64)
-    y = np.asarray(a @ x, dtype=np.int64).reshape(-1)
+    y = np.asarray(a @ x, dtype=np.int64)
+    if x.ndim == 1:
+        y = y.reshape(-1)
     low, high = config.acc_min, config.acc_max
     overflow = bool(np.any((y < low) | (y > high)))
     if bias is not None:
-        y = y + np.asarray(bias, dtype=np.int64)
+        bias = np.asarray(bias, dtype=np.int64)
+        y = y + (bias[:, None] if y.ndim == 2 else bias)
         overflow |= bool(np.any((y < low) | (y > high)))
     if epilogue is None:
         epilogue = bool(shift or relu or clamp is not None)

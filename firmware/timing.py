@@ -1,9 +1,13 @@
 """The timing contract: cycle counts the ISA model predicts and the RTL meets.
 
-Per lane, an ``SPMV`` is a sequence of tokens: the bank of each stored
-nonzero, in stored order, and ``-1`` for each empty row. :func:`schedule`
+Per lane, a row-mode or dense ``SPMV`` is a sequence of tokens: the bank of
+each streamed entry, in stored order, and ``-1`` for a token that requests no
+bank (an empty row, a BITMAP scan cycle); which tokens each format streams is
+defined in :mod:`.formats` (:func:`~.formats.decode_lane`). :func:`schedule`
 replays the gather network's round-robin bank arbitration cycle by cycle
-(see ``docs/internals.md``, "Timing contract"); an instruction then costs
+(see ``docs/internals.md``, "Timing contract"). A column-mode (CSC) ``SPMV``
+uses no gather; :func:`column_mode_cycles` gives its length. An instruction
+then costs
 
 - ``SPMV``: :data:`SPMV_OVERHEAD` + the schedule length,
 - every other instruction: :data:`INSN_OVERHEAD`.
@@ -20,7 +24,7 @@ import dataclasses
 import numpy as np
 
 __all__ = ["SPMV_OVERHEAD", "INSN_OVERHEAD", "OVERRUN_OVERHEAD", "ScheduleResult", "schedule",
-           "lane_tokens"]
+           "lane_tokens", "column_lane_cycles", "column_mode_cycles"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
@@ -70,6 +74,10 @@ def schedule(lane_tokens, x_banks, *, rr=None):
     after ``rr[b]`` (wrapping) and sets ``rr[b]`` to that lane + 1 (mod the
     number of lanes). Ungranted lanes stall and offer the same token again.
 
+    Stretches in which no two lanes request the same bank in the same cycle
+    are replayed many cycles at a time (with NumPy); the result is the same
+    as the cycle-by-cycle rule's.
+
     Parameters
     ----------
     lane_tokens : sequence of sequences of int
@@ -88,12 +96,12 @@ def schedule(lane_tokens, x_banks, *, rr=None):
     if not isinstance(x_banks, int) or x_banks < 1:
         raise ValueError(f"x_banks must be a positive integer, not {x_banks!r}")
     lanes = len(lane_tokens)
-    tokens = [t.tolist() if hasattr(t, "tolist") else list(t) for t in lane_tokens]
+    tokens = [np.asarray(t, dtype=np.int64).reshape(-1) for t in lane_tokens]
     for lane, toks in enumerate(tokens):
-        if toks and (min(toks) < -1 or max(toks) >= x_banks):
-            bad = next(b for b in toks if not -1 <= b < x_banks)
+        if len(toks) and (toks.min() < -1 or toks.max() >= x_banks):
+            bad = next(int(b) for b in toks if not -1 <= b < x_banks)
             raise ValueError(f"lane {lane}: token {bad} is neither -1 nor a bank below {x_banks}")
-    pointers = [0] * x_banks if rr is None else list(rr)
+    pointers = [0] * x_banks if rr is None else [int(v) for v in rr]
     if len(pointers) != x_banks:
         raise ValueError(f"rr must hold {x_banks} pointers, not {len(pointers)}")
     lengths = [len(t) for t in tokens]
@@ -101,22 +109,41 @@ def schedule(lane_tokens, x_banks, *, rr=None):
     stalls = [0] * lanes
     busy = [0] * lanes
     active = [p for p in range(lanes) if lengths[p]]
+    lists = [None] * lanes     # Python lists, made on the first slow cycle of a lane
     cycles = 0
+    backoff = 0                # slow cycles to run before the next fast attempt
+    failures = 0
     while active:
         if len(active) == 1:
             # A lone lane never conflicts: it drains one token per cycle.
             p = active[0]
             rest = tokens[p][pos[p]:]
             cycles += len(rest)
-            granted = [b for b in rest if b >= 0]
+            granted = rest[rest >= 0]
             busy[p] += len(granted)
-            for bank in granted:
-                pointers[bank] = (p + 1) % lanes
+            if len(granted):
+                for bank in np.unique(granted).tolist():
+                    pointers[bank] = (p + 1) % lanes
             break
+        if backoff == 0:
+            advanced = _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes)
+            if advanced:
+                cycles += advanced
+                active = [p for p in active if pos[p] < lengths[p]]
+            if advanced >= _WINDOW // 4:
+                failures = 0
+            else:
+                failures = min(failures + 1, 6)
+                backoff = 1 << failures
+            continue
+        backoff -= 1
         cycles += 1
         claims = {}
         for p in active:
-            bank = tokens[p][pos[p]]
+            toks = lists[p]
+            if toks is None:
+                toks = lists[p] = tokens[p].tolist()
+            bank = toks[pos[p]]
             if bank < 0:
                 pos[p] += 1
             else:
@@ -146,6 +173,49 @@ def schedule(lane_tokens, x_banks, *, rr=None):
                           rr=pointers)
 
 
+#: Cycles :func:`_fast_forward` looks ahead at most.
+_WINDOW = 512
+
+
+def _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes):
+    """Advance every active lane through the cycles before the first conflict.
+
+    As long as no two lanes request one bank in the same cycle, every lane
+    consumes one token per cycle; the first cycle with a conflict (or the end
+    of the window) stops the stretch. Updates ``pos``, ``busy`` and
+    ``pointers`` in place and returns the number of cycles advanced.
+    """
+    remaining = max(lengths[p] - pos[p] for p in active)
+    k = min(remaining, _WINDOW)
+    window = np.full((len(active), k), -2, dtype=np.int64)
+    for row, p in enumerate(active):
+        part = tokens[p][pos[p]:pos[p] + k]
+        window[row, :len(part)] = part
+    ordered = np.sort(window, axis=0)
+    clash = ((ordered[1:] == ordered[:-1]) & (ordered[1:] >= 0)).any(axis=0)
+    hits = np.flatnonzero(clash)
+    c = int(hits[0]) if len(hits) else k
+    if c == 0:
+        return 0
+    head = window[:, :c]
+    requests = head >= 0
+    counts = requests.sum(axis=1).tolist()
+    for row, p in enumerate(active):
+        pos[p] = min(pos[p] + c, lengths[p])
+        busy[p] += counts[row]
+    # The last grant of each bank sets its pointer: scan cycle-major, keep the last.
+    banks = head.T.reshape(-1)
+    owners = np.tile(np.asarray(active, dtype=np.int64), c)
+    keep = banks >= 0
+    banks, owners = banks[keep], owners[keep]
+    if len(banks):
+        last = np.full(len(pointers), -1, dtype=np.int64)
+        np.maximum.at(last, banks, np.arange(len(banks)))
+        for bank in np.flatnonzero(last >= 0).tolist():
+            pointers[bank] = (int(owners[last[bank]]) + 1) % lanes
+    return c
+
+
 def lane_tokens(ends, cols, *, x_base=0, x_banks):
     """Tokens of one lane's tile: banks of its nonzeros, ``-1`` per empty row.
 
@@ -171,3 +241,53 @@ def lane_tokens(ends, cols, *, x_base=0, x_banks):
     if len(empty):
         banks = np.insert(banks, empty, -1)
     return banks
+
+
+def column_lane_cycles(n, col_ends, visited, *, tail):
+    """Cycles of one lane in a column-mode (CSC) ``SPMV``, overhead excluded.
+
+    ``n`` cycles initialise the lane's rows (while the nonzero detector scans
+    ``x``), every visited column takes ``max(entries in this lane, 1)``
+    cycles, and ``n`` more cycles apply bias and epilogue when ``tail``.
+
+    Parameters
+    ----------
+    n : int
+        Rows of the lane.
+    col_ends : array of int
+        End (exclusive) of each column's entries.
+    visited : array of bool
+        Per column, whether its activation is nonzero.
+    tail : bool
+        Whether the instruction adds a bias or applies the epilogue.
+    """
+    counts = np.diff(np.asarray(col_ends, dtype=np.int64), prepend=0)
+    visited = np.asarray(visited, dtype=bool)
+    return int(n) + int(np.maximum(counts[visited], 1).sum()) + (int(n) if tail else 0)
+
+
+def column_mode_cycles(streams, args, x_buffer, config):
+    """Schedule length of a column-mode ``SPMV``: its slowest lane (see
+    :func:`column_lane_cycles`).
+
+    Parameters
+    ----------
+    streams : sequence of LaneStream
+        The lanes' decoded CSC tiles (``n`` and ``col_ends``).
+    args : dict
+        The instruction's operands.
+    x_buffer : numpy.ndarray or None
+        The X buffer; ``None`` visits every column.
+    config : AcceleratorConfig
+    """
+    tail = bool(args["bias"] or args["epilogue"])
+    x_base = args["x_base"]
+    worst = 0
+    for stream in streams:
+        columns = len(stream.col_ends)
+        if x_buffer is None:
+            visited = np.ones(columns, dtype=bool)
+        else:
+            visited = np.asarray(x_buffer[x_base:x_base + columns]) != 0
+        worst = max(worst, column_lane_cycles(stream.n, stream.col_ends, visited, tail=tail))
+    return worst

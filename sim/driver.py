@@ -45,7 +45,9 @@ class RunResult:
     Attributes
     ----------
     y_raw : numpy.ndarray
-        One int64 output word per matrix row (the accelerator's integers).
+        The accelerator's int64 output words: one per matrix row, or for a
+        program with a right-hand matrix one per row and right-hand column
+        (shape ``(rows, k)``).
     counters : dict
         ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls`` (ints,
         summed over tiles) and ``pe_busy`` (a list, one per PE).
@@ -116,6 +118,7 @@ class Driver:
         halves[1::2] = code >> np.uint64(32)
         await self.bus.write(self.map.imem(0), [int(w) for w in halves])
         for region, images in ((Region.PTR, tile.ptr), (Region.NZ, tile.nz),
+                               (Region.META, getattr(tile, "meta", None)),
                                (Region.BIAS, tile.bias)):
             if images is None:
                 continue
@@ -124,10 +127,10 @@ class Driver:
                     await self.bus.write(self.map.lane(region, lane, 0),
                                          [_to_word(v) for v in image])
 
-    async def write_x(self, values):
-        """Write input-vector integers to X from address 0."""
+    async def write_x(self, values, address=0):
+        """Write input-vector integers to X from ``address``."""
         if len(values):
-            await self.bus.write(self.map.x(0), [_to_word(v) for v in values])
+            await self.bus.write(self.map.x(address), [_to_word(v) for v in values])
 
     async def run_loaded(self):
         """Start the loaded microcode and wait for ``HALT``.
@@ -171,13 +174,15 @@ class Driver:
         return [_from_word(w, self.config.acc_width) for w in words]
 
     async def run(self, program, x_int, *, progress=None):
-        """Run every tile of ``program`` on the integer input vector ``x_int``.
+        """Run every tile of ``program`` on the integer operand ``x_int``.
 
         Parameters
         ----------
         program : Program
         x_int : array of int
-            The quantized input vector (length = matrix columns).
+            The quantized operand: a vector (length = matrix columns), or for
+            a program with a right-hand matrix an array of shape
+            ``(columns, program.rhs_columns)``.
         progress : callable, optional
             Called as ``progress(done, total)`` after each tile.
 
@@ -187,28 +192,31 @@ class Driver:
         """
         program.check_config(self.config)
         await self.identify()
-        x_int = np.asarray(x_int, dtype=np.int64)
-        y = np.zeros(program.shape[0], dtype=np.int64)
+        x_int = program.operand(x_int)
+        columns = x_int if x_int.ndim == 2 else x_int[:, None]
+        y = program.empty_result()
+        y_view = y if y.ndim == 2 else y[:, None]
         totals = {name: 0 for name in COUNTER_NAMES}
         totals["pe_busy"] = [0] * self.config.pes
         loaded_x = None
         for index, tile in enumerate(program.tiles):
             await self.load_tile(tile)
-            if loaded_x != tuple(tile.x_cols):
-                start, stop = tile.x_cols
-                await self.write_x(x_int[start:stop])
-                loaded_x = tuple(tile.x_cols)
+            loads = tuple(tile.loads())
+            if loaded_x != loads:
+                for address, column, start, stop in loads:
+                    await self.write_x(columns[start:stop, column], address)
+                loaded_x = loads
             await self.run_loaded()
             counters = await self.read_counters()
             for name in COUNTER_NAMES:
                 totals[name] += counters[name]
             totals["pe_busy"] = [a + b for a, b in zip(totals["pe_busy"], counters["pe_busy"])]
-            readback = np.asarray(tile.readback, dtype=np.int64).reshape(-1, 3)
+            readback = tile.results()
             for lane in np.unique(readback[:, 0]) if len(readback) else ():
                 rows = readback[readback[:, 0] == lane]
                 count = int(rows[:, 1].max()) + 1
                 words = await self.read_out(int(lane), count)
-                y[rows[:, 2]] = np.asarray(words, dtype=np.int64)[rows[:, 1]]
+                y_view[rows[:, 2], rows[:, 3]] = np.asarray(words, dtype=np.int64)[rows[:, 1]]
             if progress is not None:
                 progress(index + 1, len(program.tiles))
         return RunResult(y_raw=y, counters=totals)

@@ -1,4 +1,4 @@
-"""The ``zeroskip`` command: generate, compile, disassemble, run and demo.
+"""The ``zeroskip`` command: generate, compile, disassemble, explain, run and demo.
 
 Every command imports the heavy parts (Amaranth, the compiler, the
 simulators) only when it runs, so ``zeroskip --help`` answers at once.
@@ -34,6 +34,12 @@ BACKENDS = ("model", "pysim", "icarus", "verilator")
 #: The seeded input vector used when ``run`` gets no ``--x``: integers in [X_LOW, X_HIGH].
 X_LOW, X_HIGH = -8, 7
 DEFAULT_SEED = 0
+#: Right-hand columns drawn for a matrix kernel without ``--x``.
+RANDOM_COLUMNS = 4
+#: Share of nonzero activations drawn for a sparse kernel without ``--x``.
+RANDOM_ACTIVATION = 0.25
+FORMATS = ("auto", "csr", "csc", "coo", "bitmap", "nm", "dense")
+KERNELS = ("auto", "spmv", "spmspv", "spmm", "spmspm")
 DEMO_MATRIX = "west0067.mtx"
 DEMO_BUILD_DIR = Path("build") / "demo"
 
@@ -93,14 +99,24 @@ def _add_config_options(parser):
     for name, text in _CONFIG_OPTIONS:
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=int, metavar="N",
                            help=f"{text} (default {defaults[name]})")
+    group.add_argument("--formats", metavar="LIST", type=_format_list,
+                       help=f"storage formats the hardware decodes, comma-separated, from "
+                            f"{', '.join(FORMATS[1:])} (default {','.join(defaults['formats'])})")
+
+
+def _format_list(text):
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    return names or (text,)
 
 
 def _config_from_args(args):
     overrides = {name: getattr(args, name) for name, _ in _CONFIG_OPTIONS
                  if getattr(args, name, None) is not None}
+    if getattr(args, "formats", None) is not None:
+        overrides["formats"] = args.formats
     if getattr(args, "config", None) is not None:
         base = AcceleratorConfig.load(args.config)
-        return dataclasses.replace(base, **overrides) if overrides else base
+        return base.replace(**overrides) if overrides else base
     return AcceleratorConfig(**overrides)
 
 
@@ -179,11 +195,11 @@ def _write_json(path, data):
 
 @dataclasses.dataclass
 class _Prepared:
-    """A matrix and input vector ready for the accelerator."""
+    """A matrix and right-hand operand ready for the accelerator."""
     matrix: object          # scipy.sparse.csr_matrix as loaded
-    x: object               # numpy array as loaded or drawn
-    matrix_int: object      # csr_matrix of int64
-    x_int: object           # int64 array
+    x: object               # numpy array (vector or matrix) or scipy.sparse matrix as loaded
+    matrix_int: object      # csr_matrix of int64 (pruned to N:M when asked)
+    x_int: object           # int64 array: a vector, or (columns, k) for a matrix
     a_frac_bits: int
     x_frac_bits: int
     notes: list
@@ -195,6 +211,10 @@ class _Prepared:
     @property
     def scale(self):
         return 2.0 ** -self.frac_bits
+
+    @property
+    def is_matrix(self):
+        return self.x_int.ndim == 2
 
 
 def _saturation_note(what, saturated, config):
@@ -228,35 +248,120 @@ def _quantize_matrix(matrix, config, *, saturate):
     return matrix_int, int(q.frac_bits), notes
 
 
-def _random_x(columns, seed):
+def _random_x(columns, seed, *, kernel="auto"):
+    """The seeded operand ``run`` draws without ``--x``.
+
+    A vector of integers in [X_LOW, X_HIGH]; a matrix of :data:`RANDOM_COLUMNS`
+    such columns for the matrix kernels; the sparse kernels keep
+    :data:`RANDOM_ACTIVATION` of the entries.
+    """
     import numpy as np
     rng = np.random.default_rng(seed)
-    return rng.integers(X_LOW, X_HIGH + 1, size=columns, dtype=np.int64)
+    shape = (columns, RANDOM_COLUMNS) if kernel in ("spmm", "spmspm") else columns
+    x = rng.integers(X_LOW, X_HIGH + 1, size=shape, dtype=np.int64)
+    if kernel in ("spmspv", "spmspm"):
+        x = x * (rng.random(shape) < RANDOM_ACTIVATION)
+    return x
 
 
-def _prepare(matrix, x, config, *, saturate):
+def _describe_random(kernel, seed):
+    what = f"random integers in [{X_LOW}, {X_HIGH}], seed {seed}"
+    if kernel in ("spmm", "spmspm"):
+        what = f"{RANDOM_COLUMNS} columns of {what}"
+    if kernel in ("spmspv", "spmspm"):
+        what += f", {100 * RANDOM_ACTIVATION:g} % kept nonzero"
+    return what
+
+
+def _npy_ndim(path):
+    """Dimensions of the array in a ``.npy`` file, or None when unreadable."""
     import numpy as np
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, _, _ = np.lib.format.read_array_header_1_0(file)
+            else:
+                shape, _, _ = np.lib.format.read_array_header_2_0(file)
+        return len(shape)
+    except (OSError, ValueError):
+        return None
+
+
+def _load_operand(path, cols):
+    """Read ``--x``: a vector or a matrix with one row per column of A.
+
+    ``.txt`` holds a vector; ``.npy`` a 1-D vector or a 2-D dense matrix;
+    ``.mtx`` and ``.npz`` (scipy.sparse) a matrix, read as a vector when one
+    of its dimensions is 1.
+    """
+    from .firmware.loader import load_matrix, load_vector
+    name = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".txt":
+        return load_vector(path, length=cols)
+    if suffix == ".npy":
+        if _npy_ndim(path) == 2:
+            matrix = load_matrix(path).toarray()
+        else:
+            return load_vector(path, length=cols)
+    elif suffix in (".mtx", ".npz"):
+        matrix = load_matrix(path)
+        if 1 in matrix.shape:
+            if suffix == ".mtx":
+                return load_vector(path, length=cols)
+            vector = matrix.toarray().ravel()
+            if len(vector) != cols:
+                raise InputError(f"{name}: vector has {len(vector)} entries but the matrix has "
+                                 f"{cols} columns")
+            return vector
+    else:
+        raise InputError(f"{name}: unknown operand file type {suffix or '(no suffix)'!r} "
+                         f"(expected .npy, .mtx, .npz, .txt)")
+    if matrix.shape[0] != cols:
+        raise InputError(f"{name}: right-hand matrix has {matrix.shape[0]} rows but the matrix "
+                         f"has {cols} columns")
+    return matrix
+
+
+def _prepare(matrix, x, config, *, saturate, nm=None, prune=False):
+    import numpy as np
+    import scipy.sparse
     quantize = _import("zeroskip.firmware.quant").quantize
     matrix_int, a_frac, notes = _quantize_matrix(matrix, config, saturate=saturate)
-    qx = quantize(x, value_width=config.value_width, saturate=saturate, what="vector x")
-    x_int = np.asarray(qx.ints, dtype=np.int64)
+    if prune:
+        prune_nm = _import("zeroskip.firmware.formats").prune_nm
+        matrix_int, removed = prune_nm(matrix_int, *nm)
+        matrix_int = scipy.sparse.csr_matrix(matrix_int, dtype=np.int64)
+        notes.append(f"note: pruned to {nm[0]}:{nm[1]}: {removed} of "
+                     f"{matrix_int.nnz + removed} nonzeros removed")
+    is_matrix = scipy.sparse.issparse(x) or np.ndim(x) == 2
+    what = "right-hand matrix x" if is_matrix else "vector x"
+    qx = quantize(x, value_width=config.value_width, saturate=saturate, what=what)
+    ints = qx.ints.toarray() if scipy.sparse.issparse(qx.ints) else qx.ints
+    x_int = np.asarray(ints, dtype=np.int64)
     note = _saturation_note("x", qx.saturated, config)
     if note:
         notes.append(note)
     return _Prepared(matrix, x, matrix_int, x_int, a_frac, int(qx.frac_bits), notes)
 
 
-def _compile(prepared, config, name):
-    compile_spmv = _import("zeroskip.firmware.compiler").compile_spmv
-    return compile_spmv(prepared.matrix_int, config, a_frac_bits=prepared.a_frac_bits,
-                        x_frac_bits=prepared.x_frac_bits, name=name)
+def _compile(prepared, config, name, *, kernel="auto", fmt="auto", nm=None, operand=True):
+    compile_kernel = _import("zeroskip.firmware.compiler").compile_kernel
+    options = {"kernel": kernel, "fmt": fmt}
+    if nm is not None:
+        options["nm"] = nm
+    return compile_kernel(prepared.matrix_int, config, x=prepared.x_int if operand else None,
+                          a_frac_bits=prepared.a_frac_bits, x_frac_bits=prepared.x_frac_bits,
+                          name=name, **options)
 
 
 def _overflow_rows(matrix_int, x_int, config):
     """Rows whose sum leaves the accumulator range (as the reference checks it)."""
     import numpy as np
-    y = np.asarray(matrix_int @ np.asarray(x_int, dtype=np.int64), dtype=np.int64).reshape(-1)
-    return np.flatnonzero((y < config.acc_min) | (y > config.acc_max))
+    y = np.asarray(matrix_int @ np.asarray(x_int, dtype=np.int64), dtype=np.int64)
+    y = y.reshape(y.shape[0], -1)
+    return np.flatnonzero(((y < config.acc_min) | (y > config.acc_max)).any(axis=1))
 
 
 def _reference(prepared, config):
@@ -283,13 +388,19 @@ def _compare(y_raw, y_ref):
     import numpy as np
     y_raw = np.asarray(y_raw, dtype=np.int64)
     if y_raw.shape != y_ref.shape:
-        return f"NO (the backend returned {y_raw.shape[0]} rows, expected {y_ref.shape[0]})"
-    bad = np.flatnonzero(y_raw != y_ref)
+        if y_raw.ndim == y_ref.ndim == 1:
+            return f"NO (the backend returned {y_raw.shape[0]} rows, expected {y_ref.shape[0]})"
+        return (f"NO (the backend returned shape {y_raw.shape}, expected {y_ref.shape})")
+    bad = np.argwhere(y_raw != y_ref)
     if not len(bad):
         return None
-    row = int(bad[0])
-    return (f"NO ({len(bad)} of {len(y_ref)} rows differ; first row {row}: "
-            f"got {int(y_raw[row])}, expected {int(y_ref[row])})")
+    if y_ref.ndim == 1:
+        row = int(bad[0][0])
+        return (f"NO ({len(bad)} of {len(y_ref)} rows differ; first row {row}: "
+                f"got {int(y_raw[row])}, expected {int(y_ref[row])})")
+    row, column = (int(v) for v in bad[0])
+    return (f"NO ({len(bad)} of {y_ref.size} results differ; first row {row}, column {column}: "
+            f"got {int(y_raw[row, column])}, expected {int(y_ref[row, column])})")
 
 
 def _run_backend(program, x_int, backend, *, waves=False, progress=None):
@@ -297,13 +408,21 @@ def _run_backend(program, x_int, backend, *, waves=False, progress=None):
     return run(program, x_int, backend=backend, waves=waves, progress=progress)
 
 
-def _statistics(result, nnz, pes):
+def _statistics(result, nnz, pes, *, columns=1):
+    """Counters and derived figures of a run.
+
+    Utilization is the share of PE cycles that consumed an entry (the
+    ``PE_BUSY`` counters over ``pes x cycles``): ``nnz / (pes x cycles)`` for
+    CSR; column mode counts only the columns it visited.
+    """
     counters = result.counters
     cycles = int(counters["cycles"])
+    work = nnz * columns
+    busy = sum(int(v) for v in counters.get("pe_busy", []))
     return {
         "cycles": cycles,
-        "ideal_cycles": math.ceil(nnz / pes),
-        "utilization": nnz / (pes * cycles) if cycles else 0.0,
+        "ideal_cycles": math.ceil(work / pes),
+        "utilization": busy / (pes * cycles) if cycles else 0.0,
         "macs": int(counters.get("macs", 0)),
         "skipped": int(counters.get("skipped", 0)),
         "gather_stalls": int(counters.get("gather_stalls", 0)),
@@ -345,26 +464,104 @@ def cmd_generate(args):
     return 0
 
 
+def _nm_option(args):
+    """The ``--nm N:M`` option as ``(N, M)``."""
+    parse_nm = _import("zeroskip.firmware.formats").parse_nm
+    try:
+        return parse_nm(args.nm)
+    except ZeroskipError as error:
+        raise InputError(f"--nm: {error}") from None
+
+
+def _check_kernel_options(args):
+    if args.prune_nm and args.format not in ("nm", "auto"):
+        raise InputError(f"--prune-nm prunes to N:M for --format nm or auto, not --format "
+                         f"{args.format}")
+
+
+def _sample_operand(args, cols):
+    """``--x`` of compile and explain (a sample of the operand), or None."""
+    if getattr(args, "x", None) is None:
+        if args.kernel in ("spmm", "spmspm"):
+            raise InputError(f"--kernel {args.kernel} needs --x FILE: the right-hand matrix "
+                             f"(or a sample with its number of columns)")
+        return None
+    return _load_operand(args.x, cols)
+
+
 def cmd_compile(args):
     from .firmware.loader import load_matrix
     config = _config_from_args(args)
+    _check_kernel_options(args)
+    nm = _nm_option(args)
     matrix_path = Path(args.matrix)
     output = Path(args.output) if args.output else \
         Path("build") / f"{matrix_path.stem}.program.npz"
     _prepare_output(output)
     matrix = load_matrix(matrix_path)
-    matrix_int, a_frac, notes = _quantize_matrix(matrix, config, saturate=args.saturate)
-    for note in notes:
-        print(note)
-    compile_spmv = _import("zeroskip.firmware.compiler").compile_spmv
-    program = compile_spmv(matrix_int, config, a_frac_bits=a_frac, name=matrix_path.stem)
-    _atomic_write(output, program.save)
     rows, cols = matrix.shape
-    print(f"wrote {output}: {rows} x {cols}, {matrix_int.nnz} nonzeros, {_tiles(program)}, "
-          f"{config.value_width}-bit values with {a_frac} fractional bits, "
-          f"for configuration {config.fingerprint} ({_pes(config)})")
+    x = _sample_operand(args, cols)
+    if x is None:
+        import numpy as np
+        x = np.ones(cols, dtype=np.int64)
+    prepared = _prepare(matrix, x, config, saturate=args.saturate, nm=nm, prune=args.prune_nm)
+    for note in prepared.notes:
+        print(note)
+    program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
+                       nm=nm)
+    _atomic_write(output, program.save)
+    print(f"wrote {output}: {rows} x {cols}, {prepared.matrix_int.nnz} nonzeros, "
+          f"{_tiles(program)}, {config.value_width}-bit values with {prepared.a_frac_bits} "
+          f"fractional bits, for configuration {config.fingerprint} ({_pes(config)})")
+    _print_plan(program)
     if args.listing:
         _print_text(program.listing())
+    return 0
+
+
+def _print_plan(program):
+    """One line: kernel, format, dataflow and the predicted cycles against dense mode."""
+    kernel = getattr(program, "kernel", None)
+    if kernel is None:
+        return
+    predicted = program.predicted_cycles()
+    line = (f"kernel {kernel}, format {program.format_label} ({program.dataflow_label} "
+            f"dataflow), predicted {predicted} cycles")
+    if program.dense_cycles is not None and predicted:
+        line += (f"; dense mode {program.dense_cycles} cycles "
+                 f"({program.dense_cycles / predicted:.2f}x)")
+    print(line)
+
+
+def cmd_explain(args):
+    from .firmware.loader import load_matrix
+    config = _config_from_args(args)
+    _check_kernel_options(args)
+    nm = _nm_option(args)
+    matrix_path = Path(args.matrix)
+    matrix = load_matrix(matrix_path)
+    rows, cols = matrix.shape
+    x = _sample_operand(args, cols)
+    given = x is not None
+    if x is None:
+        import numpy as np
+        x = np.ones(cols, dtype=np.int64)
+    prepared = _prepare(matrix, x, config, saturate=args.saturate, nm=nm, prune=args.prune_nm)
+    for note in prepared.notes:
+        print(note)
+    program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
+                       nm=nm)
+    if given:
+        import numpy as np
+        nonzero = int(np.count_nonzero(prepared.x_int))
+        shape = " x ".join(str(v) for v in prepared.x_int.shape)
+        operand = (f"{args.x}: {'matrix' if prepared.is_matrix else 'vector'} of {shape}, "
+                   f"{nonzero} of {prepared.x_int.size} nonzero "
+                   f"({100 * nonzero / max(prepared.x_int.size, 1):.1f} %)")
+    else:
+        operand = "none given (--x): every activation assumed nonzero"
+    explain = _import("zeroskip.firmware.explain").explain
+    _print_text(explain(program, operand=operand, x=prepared.x_int if given else None))
     return 0
 
 
@@ -383,24 +580,27 @@ def cmd_disasm(args):
 def cmd_run(args):
     import numpy as np
 
-    from .firmware.loader import load_matrix, load_vector
+    from .firmware.loader import load_matrix
 
     config = _config_from_args(args)
+    _check_kernel_options(args)
+    nm = _nm_option(args)
     if args.json is not None:
         _prepare_output(args.json)
     matrix_path = Path(args.matrix)
     matrix = load_matrix(matrix_path)
     rows, cols = matrix.shape
     if args.x is not None:
-        x = load_vector(args.x, length=cols)
+        x = _load_operand(args.x, cols)
         x_source = str(args.x)
     else:
-        x = _random_x(cols, args.seed)
-        x_source = f"random integers in [{X_LOW}, {X_HIGH}], seed {args.seed}"
-    prepared = _prepare(matrix, x, config, saturate=args.saturate)
+        x = _random_x(cols, args.seed, kernel=args.kernel)
+        x_source = _describe_random(args.kernel, args.seed)
+    prepared = _prepare(matrix, x, config, saturate=args.saturate, nm=nm, prune=args.prune_nm)
     for note in prepared.notes:
         print(note)
-    program = _compile(prepared, config, matrix_path.stem)
+    program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
+                       nm=nm)
     y_ref = _reference(prepared, config)
     if args.waves and args.backend == "model":
         print("note: --waves has no effect on the model backend (it has no signals)")
@@ -411,7 +611,13 @@ def cmd_run(args):
     y_raw = np.asarray(result.y_raw, dtype=np.int64)
     mismatch = _compare(y_raw, y_ref)
     nnz = int(prepared.matrix_int.nnz)
-    stats = _statistics(result, nnz, config.pes)
+    columns = prepared.x_int.shape[1] if prepared.is_matrix else 1
+    stats = _statistics(result, nnz, config.pes, columns=columns)
+    kernel = getattr(program, "kernel", args.kernel)
+    fmt = getattr(program, "format_label", args.format)
+    dataflow = getattr(program, "dataflow_label", "row")
+    dense_cycles = getattr(program, "dense_cycles", None)
+    speedup = dense_cycles / stats["cycles"] if dense_cycles and stats["cycles"] else None
 
     table = [
         ("backend", args.backend),
@@ -419,16 +625,25 @@ def cmd_run(args):
         ("shape", f"{rows} x {cols}"),
         ("nnz", nnz),
         ("x", x_source),
+        ("kernel", kernel),
+        ("format", f"{fmt} ({dataflow} dataflow)"),
         ("cycles", stats["cycles"]),
-        ("ideal cycles", f"{stats['ideal_cycles']}  (ceil(nnz / pes))"),
-        ("utilization", f"{100 * stats['utilization']:.1f} %  (nnz / (pes x cycles))"),
+        ("ideal cycles", f"{stats['ideal_cycles']}  (ceil(nnz / pes)"
+                         + (f" x {columns} columns)" if prepared.is_matrix else ")")),
+        ("utilization", f"{100 * stats['utilization']:.1f} %  (PE busy / (pes x cycles))"),
         ("MACs", stats["macs"]),
         ("skipped", stats["skipped"]),
         ("gather stalls", stats["gather_stalls"]),
     ]
-    real_input = matrix.dtype.kind == "f" or np.asarray(x).dtype.kind == "f"
+    if dense_cycles is not None:
+        table.append(("dense cycles", f"{dense_cycles}  (dense mode on this array, predicted "
+                                      f"by the ISA model)"))
+        table.append(("speedup vs dense", f"{speedup:.2f}x" if speedup else "-"))
+    real_input = matrix.dtype.kind == "f" or np.asarray(
+        x.data if hasattr(x, "tocsr") else x).dtype.kind == "f"
     if prepared.frac_bits or real_input:
-        y_float = matrix @ np.asarray(x, dtype=np.float64)
+        dense_x = x.toarray() if hasattr(x, "toarray") else np.asarray(x, dtype=np.float64)
+        y_float = np.asarray(matrix @ dense_x.astype(np.float64))
         error = float(np.max(np.abs(y_raw * prepared.scale - y_float))) if rows else 0.0
         table.append(("fixed point", f"A {prepared.a_frac_bits} and x {prepared.x_frac_bits} "
                                      f"fractional bits, y = y_raw x 2^-{prepared.frac_bits}"))
@@ -449,20 +664,29 @@ def cmd_run(args):
             "pes": config.pes,
             "shape": [rows, cols],
             "nnz": nnz,
+            "kernel": kernel,
+            "format": fmt,
+            "dataflow": dataflow,
             **stats,
+            "dense_cycles": dense_cycles,
+            "dense_cycles_source": "predicted by the ISA model" if dense_cycles is not None
+                                   else None,
+            "speedup_vs_dense": speedup,
             "matches_reference": mismatch is None,
             "config": config.to_dict(),
         }
+        if prepared.is_matrix:
+            report["x_columns"] = columns
         if prepared.frac_bits:
             report.update({
                 "a_frac_bits": prepared.a_frac_bits,
                 "x_frac_bits": prepared.x_frac_bits,
                 "scale": prepared.scale,
-                "y": [float(v) * prepared.scale for v in y_raw],
-                "y_raw": [int(v) for v in y_raw],
+                "y": (y_raw * prepared.scale).tolist(),
+                "y_raw": y_raw.tolist(),
             })
         else:
-            report["y"] = [int(v) for v in y_raw]
+            report["y"] = y_raw.tolist()
         _write_json(args.json, report)
         print(f"wrote {args.json}")
     if mismatch:
@@ -599,6 +823,7 @@ examples:
   zeroskip generate --pes 4 --value-width 8 -o build/verilog
   zeroskip compile examples/data/cage5.mtx --config build/verilog/zeroskip_top.config.json
   zeroskip disasm build/cage5.program.npz
+  zeroskip explain examples/data/Erdos971.mtx --formats csr,dense,csc --x x.npy
   zeroskip run examples/data/west0067.mtx --backend verilator --json build/west0067.json
 
 'zeroskip COMMAND --help' describes each command."""
@@ -620,12 +845,30 @@ examples:
         """\
 Load a matrix (.mtx, .npz from scipy.sparse.save_npz, or a dense 2-D .npy),
 quantize it to the value width and compile it into a program (.npz) for the
-configuration: microcode plus memory images per tile.""",
+configuration: microcode plus memory images per tile. The cost model picks
+the format per row band (--format auto) among the configuration's formats;
+--x gives a sample of the right-hand operand (vector or matrix).""",
         """\
 examples:
   zeroskip compile examples/data/cage5.mtx
   zeroskip compile examples/data/cage5.mtx --pes 4 -o build/cage5.npz --listing
-  zeroskip compile A.npz --config build/verilog/zeroskip_top.config.json --saturate"""),
+  zeroskip compile A.npz --config build/verilog/zeroskip_top.config.json --saturate
+  zeroskip compile W.mtx --formats csr,nm --format nm --nm 2:4 --prune-nm"""),
+    "explain": (
+        "show the cost model's options and why the winner won",
+        """\
+Compile a matrix the way 'run' and 'compile' do and print, per row band,
+every option the cost model weighed - each enabled format with its dataflow
+(row mode, dense mode, column mode), its tiles and its predicted cycles -
+the winner and why it won, then the program's total against dense mode on
+the same array and the spread of work over the PEs. --x gives the
+right-hand operand (or a sample of it): its shape picks the kernel and, for
+the sparse kernels, its zeros drive column mode.""",
+        """\
+examples:
+  zeroskip explain examples/data/west0067.mtx
+  zeroskip explain examples/data/Erdos971.mtx --formats csr,coo,bitmap,dense,csc --x x.npy
+  zeroskip explain W.npz --formats csr,nm,dense --format nm --nm 2:4 --prune-nm"""),
     "disasm": (
         "print the listing of a compiled program",
         """\
@@ -641,8 +884,12 @@ examples:
 Load A (and x, or draw x as random integers in [{X_LOW}, {X_HIGH}] from
 numpy.random.default_rng(SEED), one per column of A), quantize both,
 compile, run on a backend and compare the output bit for bit with the
-reference. Prints cycles, the ideal ceil(nnz / pes), utilization
-nnz / (pes x cycles), MACs, skipped products and gather stalls.
+reference. x may be a vector or a matrix of right-hand columns, dense (.npy)
+or sparse (.mtx, .npz); --kernel auto takes SpMM/SpMSpM for a matrix and the
+sparse kernels (column mode allowed) when at most half of x is nonzero.
+Prints the kernel, format and dataflow, cycles, the ideal ceil(nnz / pes),
+utilization (PE busy / (pes x cycles)), MACs, skipped products, gather stalls and
+the speedup over dense mode on the same array (predicted by the ISA model).
 Exit status 1 when the result differs from the reference.""",
         """\
 backends:
@@ -651,9 +898,17 @@ backends:
   icarus     the generated Verilog under cocotb on Icarus Verilog
   verilator  the generated Verilog under cocotb on Verilator
 
+kernels:
+  spmv       sparse matrix x dense vector (row mode, dense mode)
+  spmspv     sparse matrix x sparse vector (column mode skips zero activations)
+  spmm       sparse matrix x dense matrix (several right-hand columns)
+  spmspm     sparse matrix x sparse matrix (column or row mode per column)
+
 examples:
   zeroskip run examples/data/west0067.mtx
   zeroskip run examples/data/cage5.mtx --x x.npy --backend icarus --pes 4
+  zeroskip run examples/data/494_bus.mtx --formats csr,csc,dense --x X.npz --json b.json
+  zeroskip run W.mtx --formats csr,nm,dense --format nm --nm 2:4 --prune-nm
   zeroskip run examples/data/494_bus.mtx --backend verilator --json build/494_bus.json
   zeroskip run A.mtx --value-width 8 --saturate --seed 3 --backend pysim --waves"""),
     "demo": (
@@ -690,6 +945,19 @@ def build_parser():
                      help="output directory (created if missing; default build/verilog)")
     _add_config_options(sub)
 
+    def kernel_options(sub, *, x_help):
+        sub.add_argument("--x", metavar="FILE", type=Path, help=x_help)
+        sub.add_argument("--kernel", choices=KERNELS, default="auto",
+                         help="the kernel (default auto: from the shape and sparsity of x)")
+        sub.add_argument("--format", choices=FORMATS, default="auto",
+                         help="storage format (default auto: the cost model picks per row band "
+                              "among the configuration's formats)")
+        sub.add_argument("--nm", metavar="N:M", default="2:4",
+                         help="the N:M structure of --format nm (default 2:4)")
+        sub.add_argument("--prune-nm", action="store_true",
+                         help="prune the matrix to N:M (largest magnitudes kept) instead of "
+                              "rejecting one that is not N:M structured")
+
     sub = command("compile", cmd_compile)
     sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
     sub.add_argument("-o", "--output", metavar="PROGRAM.npz", type=Path,
@@ -697,16 +965,26 @@ def build_parser():
     sub.add_argument("--saturate", action="store_true",
                      help="clip values that do not fit the value width instead of failing")
     sub.add_argument("--listing", action="store_true", help="also print the program's listing")
+    kernel_options(sub, x_help="a sample of the right-hand operand (vector or matrix: .npy, "
+                               ".mtx, .npz, .txt) for the kernel choice and the cost model")
     _add_config_options(sub)
 
     sub = command("disasm", cmd_disasm)
     sub.add_argument("program", metavar="PROGRAM.npz", help="a program written by 'compile'")
 
+    sub = command("explain", cmd_explain)
+    sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
+    sub.add_argument("--saturate", action="store_true",
+                     help="clip values that do not fit the value width instead of failing")
+    kernel_options(sub, x_help="the right-hand operand or a sample of it (vector or matrix: "
+                               ".npy, .mtx, .npz, .txt)")
+    _add_config_options(sub)
+
     sub = command("run", cmd_run)
     sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
-    sub.add_argument("--x", metavar="FILE", type=Path,
-                     help="input vector: .npy (1-D), .mtx (n x 1) or .txt (one number a line); "
-                          "default: random integers (see --seed)")
+    kernel_options(sub, x_help="right-hand operand: a vector (.npy 1-D, .mtx n x 1, .txt one "
+                               "number a line) or a matrix (.npy 2-D, .mtx, .npz); default: "
+                               "random integers (see --seed)")
     sub.add_argument("--backend", choices=BACKENDS, default="model",
                      help="where to run (default model)")
     sub.add_argument("--saturate", action="store_true",

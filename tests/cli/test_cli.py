@@ -22,7 +22,7 @@ from zeroskip import AcceleratorConfig
 from zeroskip.cli import build_parser, main
 from zeroskip.errors import DeviceError
 
-COMMANDS = ["generate", "compile", "disasm", "run", "demo"]
+COMMANDS = ["generate", "compile", "disasm", "explain", "run", "demo"]
 
 
 def run_main(capsys, *argv):
@@ -67,7 +67,8 @@ class FakeResult:
 
 
 class FakeProgram:
-    def __init__(self, matrix_int, config, a_frac_bits=0, x_frac_bits=0, name="matrix"):
+    def __init__(self, matrix_int, config, a_frac_bits=0, x_frac_bits=0, name="matrix",
+                 kernel="spmv", fmt="csr"):
         self.matrix_int = matrix_int
         self.config = config
         self.shape = matrix_int.shape
@@ -76,6 +77,13 @@ class FakeProgram:
         self.a_frac_bits = a_frac_bits
         self.x_frac_bits = x_frac_bits
         self.name = name
+        self.kernel = "spmv" if kernel == "auto" else kernel
+        self.format_label = "csr" if fmt == "auto" else fmt
+        self.dataflow_label = "column" if fmt == "csc" else "row"
+        self.dense_cycles = 400
+
+    def predicted_cycles(self, x=None):
+        return 40
 
     @property
     def y_frac_bits(self):
@@ -107,10 +115,12 @@ class Fakes:
         self.save_error = None        # Program.save raises this
         fakes = self
 
-        def compile_spmv(matrix_int, config, *, a_frac_bits=0, x_frac_bits=0, name="matrix",
-                         **kwargs):
+        def compile_kernel(matrix_int, config, *, a_frac_bits=0, x_frac_bits=0, name="matrix",
+                           kernel="auto", fmt="auto", **kwargs):
             fakes.calls.append(("compile", name, a_frac_bits, x_frac_bits, config))
-            program = FakeProgram(matrix_int, config, a_frac_bits, x_frac_bits, name)
+            fakes.compile_options = dict(kernel=kernel, fmt=fmt, **kwargs)
+            program = FakeProgram(matrix_int, config, a_frac_bits, x_frac_bits, name, kernel,
+                                  fmt)
             if fakes.save_error is not None:
                 def failing_save(path):
                     with open(path, "wb") as file:
@@ -120,17 +130,22 @@ class Fakes:
             return program
 
         def spmv_reference(matrix_int, x_int, *, config):
-            return np.asarray(matrix_int @ x_int, dtype=np.int64), fakes.overflow
+            y = np.asarray(matrix_int @ x_int, dtype=np.int64)
+            return (y.reshape(-1) if np.ndim(x_int) == 1 else y), fakes.overflow
 
         def run(program, x_int, *, backend, waves=False, progress=None):
             fakes.calls.append(("run", backend, np.array(x_int)))
             if fakes.backend_error is not None:
                 raise fakes.backend_error
             y = np.asarray(program.matrix_int @ x_int, dtype=np.int64)
+            if np.ndim(x_int) == 1:
+                y = y.reshape(-1)
             if fakes.corrupt:
                 y[0] += 1
+            pes = program.config.pes
+            busy = [program.nnz // pes + (p < program.nnz % pes) for p in range(pes)]
             counters = {"cycles": 40, "insns": 3, "macs": program.nnz, "skipped": 2,
-                        "gather_stalls": 5, "pe_busy": [1] * program.config.pes}
+                        "gather_stalls": 5, "pe_busy": busy}
             return FakeResult(y, counters, backend)
 
         def generate(config, out_dir):
@@ -144,7 +159,7 @@ class Fakes:
             return verilog, config_path
 
         modules = {
-            "zeroskip.firmware.compiler": {"compile_spmv": compile_spmv},
+            "zeroskip.firmware.compiler": {"compile_kernel": compile_kernel},
             "zeroskip.firmware.reference": {"spmv_reference": spmv_reference},
             "zeroskip.sim.backends": {"run": run},
             "zeroskip.hdl.generate": {"generate": generate},
@@ -546,3 +561,195 @@ def test_run_model_end_to_end(capsys, examples_data, tmp_path, name):
     assert report["matches_reference"] is True
     assert report["cycles"] >= report["ideal_cycles"] > 0
     assert 0 < report["utilization"] <= 1
+
+
+# Formats, kernels and explain (the real compiler and ISA model) -------------------------------
+
+ALL_FORMATS = "csr,coo,bitmap,nm,dense,csc"
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """A 6 x 8 integer matrix: row 1 is 2:4 structured, row 3 is not."""
+    dense = np.array([[1, 0, 0, 2, 0, 0, 0, 0],
+                      [0, 3, 4, 0, 0, 0, 5, 0],
+                      [0, 0, 0, 0, 0, 0, 0, 0],
+                      [6, 7, 8, 0, 0, 0, 0, -1],
+                      [0, 0, 0, 0, 9, 0, 0, 0],
+                      [0, 0, 2, 0, 0, 0, 0, 3]])
+    return write_mtx(tmp_path / "grid.mtx", dense), dense
+
+
+def test_parser_defaults_of_the_kernel_options():
+    args = build_parser().parse_args(["run", "a.mtx"])
+    assert (args.kernel, args.format, args.nm, args.prune_nm, args.formats) == \
+        ("auto", "auto", "2:4", False, None)
+
+
+def test_run_matrix_operand_json(capsys, grid, tmp_path):
+    path, dense = grid
+    x = np.arange(24).reshape(8, 3) % 5 - 2
+    np.save(tmp_path / "X.npy", x)
+    out_json = tmp_path / "r.json"
+    code, out, err = run_main(capsys, "run", path, "--x", tmp_path / "X.npy", "--formats",
+                              ALL_FORMATS, "--json", out_json)
+    assert code == 0, err
+    table = parse_table(out)
+    assert table["kernel"] == "spmm"
+    assert table["matches reference"] == "yes"
+    assert "dense cycles" in table and table["speedup vs dense"].endswith("x")
+    report = json.loads(out_json.read_text())
+    assert report["kernel"] == "spmm" and report["x_columns"] == 3
+    assert report["y"] == (dense @ x).tolist()
+    for key in ("format", "dataflow", "macs", "skipped", "dense_cycles", "speedup_vs_dense"):
+        assert key in report
+    assert report["dense_cycles_source"] == "predicted by the ISA model"
+    assert report["speedup_vs_dense"] == pytest.approx(report["dense_cycles"] / report["cycles"])
+    assert report["macs"] == int(sum(np.count_nonzero(x[np.flatnonzero(row), k])
+                                     for row in dense for k in range(3)))
+
+
+def test_run_sparse_vector_in_column_mode(capsys, grid, tmp_path):
+    path, dense = grid
+    x = np.zeros(8, dtype=np.int64)
+    x[[2, 7]] = [3, -1]
+    x_path = write_mtx(tmp_path / "x.mtx", x[:, None])
+    out_json = tmp_path / "r.json"
+    code, out, err = run_main(capsys, "run", path, "--x", x_path, "--formats", "csr,csc",
+                              "--format", "csc", "--json", out_json)
+    assert code == 0, err
+    report = json.loads(out_json.read_text())
+    assert (report["kernel"], report["format"], report["dataflow"]) == \
+        ("spmspv", "csc", "column")
+    assert report["y"] == (dense @ x).tolist()
+    assert report["gather_stalls"] == 0
+
+
+def test_run_sparse_matrix_operand(capsys, grid, tmp_path):
+    path, dense = grid
+    x = scipy.sparse.random(8, 5, density=0.2, format="csr", random_state=1,
+                            data_rvs=lambda n: np.arange(1, n + 1))
+    scipy.sparse.save_npz(tmp_path / "X.npz", x)
+    out_json = tmp_path / "r.json"
+    code, _, err = run_main(capsys, "run", path, "--x", tmp_path / "X.npz", "--formats",
+                            ALL_FORMATS, "--kernel", "spmspm", "--json", out_json)
+    assert code == 0, err
+    report = json.loads(out_json.read_text())
+    assert report["kernel"] == "spmspm" and report["matches_reference"]
+    assert np.array_equal(np.array(report["y"]), dense @ x.toarray())
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo", "bitmap", "dense", "csc"])
+def test_run_every_format(capsys, grid, fmt):
+    path, _ = grid
+    code, out, err = run_main(capsys, "run", path, "--formats", ALL_FORMATS, "--format", fmt)
+    assert code == 0, err
+    assert parse_table(out)["format"].startswith(fmt + " (")
+
+
+def test_run_prune_nm(capsys, grid):
+    path, _ = grid
+    code, out, err = run_main(capsys, "run", path, "--formats", ALL_FORMATS, "--format", "nm",
+                              "--prune-nm")
+    assert code == 0, err
+    assert "note: pruned to 2:4: 1 of 12 nonzeros removed" in out
+    assert parse_table(out)["format"] == "nm (row dataflow)"
+
+
+def test_random_operands_of_the_kernels(capsys, grid):
+    path, _ = grid
+    code, out, err = run_main(capsys, "run", path, "--kernel", "spmspm", "--formats", "csr,csc")
+    assert code == 0, err
+    table = parse_table(out)
+    assert table["kernel"] == "spmspm"
+    assert table["x"] == "4 columns of random integers in [-8, 7], seed 0, 25 % kept nonzero"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "nm", "--formats", "csr,nm"],
+     "matrix is not 2:4 structured: row 3, columns 0-3 hold 3 nonzeros (use --prune-nm)"),
+    (["--format", "bitmap"], "format 'bitmap' is not enabled in this configuration "
+                             "(formats: csr)"),
+    (["--format", "csr", "--prune-nm"],
+     "--prune-nm prunes to N:M for --format nm or auto, not --format csr"),
+    (["--format", "nm", "--formats", "csr,nm", "--nm", "3:5"],
+     "--nm: N:M needs 1 <= N <= M < 256 with M a power of two, not 3:5"),
+    (["--formats", "csr,ell"], "formats: unknown format 'ell'; known: csr, coo, bitmap, nm, "
+                               "dense, csc"),
+])
+def test_kernel_option_errors(capsys, grid, argv, message):
+    path, _ = grid
+    code, out, err = run_main(capsys, "run", path, *argv)
+    assert code == 2
+    assert_one_line_error(err, message)
+
+
+def test_operand_file_errors(capsys, grid, tmp_path):
+    path, _ = grid
+    np.save(tmp_path / "X.npy", np.ones((4, 2), dtype=np.int64))
+    code, _, err = run_main(capsys, "run", path, "--x", tmp_path / "X.npy")
+    assert code == 2
+    assert_one_line_error(err, f"{tmp_path / 'X.npy'}: right-hand matrix has 4 rows but the "
+                               f"matrix has 8 columns")
+    np.save(tmp_path / "M.npy", np.ones((8, 2), dtype=np.int64))
+    code, _, err = run_main(capsys, "run", path, "--x", tmp_path / "M.npy", "--kernel", "spmv")
+    assert code == 2
+    assert_one_line_error(err, "kernel spmv takes a vector but x is a 8 x 2 matrix (use spmm "
+                               "or spmspm)")
+    (tmp_path / "x.csv").write_text("1,2\n")
+    code, _, err = run_main(capsys, "run", path, "--x", tmp_path / "x.csv")
+    assert code == 2
+    assert_one_line_error(err, f"{tmp_path / 'x.csv'}: unknown operand file type '.csv' "
+                               f"(expected .npy, .mtx, .npz, .txt)")
+
+
+def test_explain(capsys, grid, tmp_path):
+    path, _ = grid
+    x = np.zeros(8, dtype=np.int64)
+    x[4] = 2
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = run_main(capsys, "explain", path, "--formats", ALL_FORMATS, "--x",
+                              tmp_path / "x.npy")
+    assert code == 0, err
+    assert out.startswith("explain grid: 6 x 8, 12 nonzeros")
+    assert f"operand: {tmp_path / 'x.npy'}: vector of 8, 1 of 8 nonzero (12.5 %)" in out
+    assert "kernel: spmspv" in out
+    for name in ("csr", "coo", "bitmap", "nm", "dense", "csc"):
+        assert re.search(rf"^  {name} ", out, re.M), name
+    assert "not 2:4 structured" in out
+    assert re.search(r"^  -> \w+: ", out, re.M)
+    assert re.search(r"^program: .* predicted \d+ cycles; dense mode \d+ cycles", out, re.M)
+
+
+def test_explain_without_operand(capsys, examples_data):
+    code, out, err = run_main(capsys, "explain", examples_data / "west0067.mtx")
+    assert code == 0, err
+    assert "operand: none given (--x): every activation assumed nonzero" in out
+    assert "kernel: spmv" in out
+    assert re.search(r"^  csr +row +1 +\d+ +winner", out, re.M)
+
+
+def test_compile_with_a_format(capsys, grid, tmp_path):
+    path, _ = grid
+    output = tmp_path / "p.npz"
+    code, out, err = run_main(capsys, "compile", path, "-o", output, "--formats", ALL_FORMATS,
+                              "--format", "dense", "--listing")
+    assert code == 0, err
+    assert re.search(r"^kernel spmv, format dense \(dense dataflow\), predicted \d+ cycles",
+                     out, re.M)
+    assert "fmt=dense" in out
+    code, out, err = run_main(capsys, "disasm", output)
+    assert code == 0 and "format dense, dataflow dense" in out
+
+
+def test_compile_matrix_kernel_needs_an_operand(capsys, grid, tmp_path):
+    path, _ = grid
+    code, _, err = run_main(capsys, "compile", path, "--kernel", "spmm", "-o", tmp_path / "p.npz")
+    assert code == 2
+    assert_one_line_error(err, "--kernel spmm needs --x FILE: the right-hand matrix (or a "
+                               "sample with its number of columns)")
+    np.save(tmp_path / "X.npy", np.ones((8, 3), dtype=np.int64))
+    code, out, err = run_main(capsys, "explain", path, "--kernel", "spmm", "--x",
+                              tmp_path / "X.npy")
+    assert code == 0, err
+    assert "kernel: spmm (3 right-hand column(s);" in out

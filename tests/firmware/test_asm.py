@@ -91,7 +91,7 @@ def test_assemble_syntax():
     ("set_epi lo=40000", "line 1: field 'lo' = 40000 does not fit 16 signed bits"),
     ("spmv ptr", "line 1: expected field=value, found 'ptr'"),
     ("spmv foo=1", "line 1: spmv has no field 'foo'; fields: ptr, nz, x, out, accumulate, "
-                   "epilogue, bias"),
+                   "epilogue, bias, fmt"),
     ("spmv ptr=1 ptr=2", "line 1: field 'ptr' given twice"),
     ("spmv ptr=abc", "line 1: field 'ptr' = 'abc' is not an integer"),
     ("halt now=1", "line 1: halt takes no fields"),
@@ -108,3 +108,23 @@ def test_assemble_errors(text, message):
 def test_encode_errors():
     with pytest.raises(CompileError, match="field 'ptr' = -1 does not fit 12 bits"):
         encode_spmv(ptr_base=-1)
+
+
+def test_format_field():
+    words = assemble("spmv fmt=csc x=3\nspmv fmt=2\nspmv fmt=CSR")
+    assert disassemble(words).splitlines() == [
+        "spmv ptr=0 nz=0 x=3 out=0 accumulate=0 epilogue=0 bias=0 fmt=csc",
+        "spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=0 bias=0 fmt=bitmap",
+        "spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=0 bias=0",
+    ]
+    assert decode(words[0])[1]["fmt"] == 5
+    assert encode_spmv(fmt="nm") == encode_spmv(fmt=3)
+    # a fmt value naming no format does not decode: the word is illegal
+    illegal = encode_spmv() | 7 << 7     # fmt: bits 7-9
+    assert decode(illegal) == (None, {})
+    assert disassemble([illegal]) == f".word {illegal:#018x}"
+    with pytest.raises(CompileError, match=r"line 1: field 'fmt' = 'ell' is not a format; "
+                                           r"formats: csr, coo, bitmap, nm, dense, csc"):
+        assemble("spmv fmt=ell")
+    with pytest.raises(CompileError, match="field 'fmt' = 6 is not a format"):
+        assemble("spmv fmt=6")

@@ -77,7 +77,8 @@ def test_identification_registers():
 
 
 @pytest.mark.parametrize("address", [
-    7 << 24,                       # no such region
+    8 << 24,                       # no such region
+    (Region.META << 24),           # write-only
     1 << 28,                       # beyond the 28-bit map
     (Region.X << 24) + 2,          # not word aligned
     (Region.OUT << 24) + (2 << 18),  # lane 2 of 2
@@ -95,7 +96,7 @@ def test_read_bus_errors(address):
 
 
 @pytest.mark.parametrize("address", [
-    7 << 24,
+    8 << 24,
     int(Reg.STATUS),                   # read-only register
     (Region.OUT << 24),                # read-only window
     (Region.IMEM << 24) + 8 * 8,       # instruction 8 of 8
@@ -333,3 +334,143 @@ def test_bulk_helpers_match_single_words():
     a.out[0, :3] = [-1, 2, -3]
     assert a.read_words(a.map.lane(Region.OUT, 0, 0), 3).tolist() == [
         0xFFFFFFFF, 2, 0xFFFFFFFD]
+
+
+# Storage formats ------------------------------------------------------------------------------
+
+ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")
+FMT = CONFIG.replace(formats=ALL, nz_depth=512, row_depth=16, x_depth=32)
+
+
+def load_words(m, region, lane, words, base=0):
+    for i, word in enumerate(words):
+        m.write_word(m.map.lane(region, lane, base + i), int(word))
+
+
+def test_pointer_words_hold_the_nm_descriptor():
+    # ptr_width is 5 bits here; with N:M enabled pointer words keep 12
+    small = CONFIG.replace(formats=("csr", "nm"))
+    assert small.ptr_width == 5
+    m = Machine(small)
+    m.write_word(m.map.lane(Region.PTR, 0, 2), 2 | 2 << 8 | 1 << 12)
+    assert m.ptr[0, 2] == 2 | 2 << 8
+    m = Machine(CONFIG)
+    m.write_word(m.map.lane(Region.PTR, 0, 2), 2 | 2 << 8)
+    assert m.ptr[0, 2] == 2
+
+
+def test_meta_window():
+    m = Machine(FMT)
+    m.write_word(m.map.lane(Region.META, 1, 3), 0x1_ABCD)    # 16 bits are kept
+    assert m.meta[1, 3] == 0xABCD
+    m.write_words(m.map.lane(Region.META, 0, 0), [1, 2, 3])
+    assert m.meta[0, :3].tolist() == [1, 2, 3]
+    with pytest.raises(BusError):
+        m.read_word(m.map.lane(Region.META, 0, 0))
+
+
+def test_coo_hand_program():
+    m = Machine(FMT)
+    load_code(m, "spmv fmt=coo\nhalt")
+    # rows 0 and 3 of 4 hold entries; rows 1 and 2 are empty
+    load_words(m, Region.PTR, 0, [4, 3])
+    load_words(m, Region.NZ, 0, pack_nz([0, 2, 1], [2, 3, -1], FMT))
+    load_words(m, Region.META, 0, [0, 0, 3])
+    load_x(m, [5, 7, 1])
+    start(m)
+    assert error_code(m) is None
+    assert out(m, 0, 4) == [13, 0, 0, -7]
+    # tokens: 2 entries, 2 empty rows, 1 entry: banks 0, 0, -, -, 1 (x_banks 2)
+    sched = timing.schedule([[0, 0, -1, -1, 1], []], 2)
+    assert read(m, Reg.CYCLES) == timing.SPMV_OVERHEAD + sched.cycles + timing.INSN_OVERHEAD
+
+
+def test_dense_and_nm_hand_programs():
+    m = Machine(FMT)
+    load_code(m, "spmv fmt=dense\nspmv fmt=nm ptr=4 nz=8 out=4\nhalt")
+    # DENSE: 2 rows of L = 3
+    load_words(m, Region.PTR, 0, [2, 3])
+    load_words(m, Region.NZ, 0, pack_nz([0] * 6, [1, 0, 2, 0, 0, -1], FMT))
+    # NM 1:2 with G = 2 groups: row 0 slots (col 1 of group 0, padding), row 1 (0, 1)
+    load_words(m, Region.PTR, 0, [2, 2, 1 | 1 << 8], base=4)
+    load_words(m, Region.NZ, 0, pack_nz([1, 0, 0, 1], [4, 0, 3, 5], FMT), base=8)
+    load_x(m, [10, 20, 30, 40])
+    start(m)
+    assert error_code(m) is None
+    assert out(m, 0, 2) == [70, -30]
+    assert out(m, 0, 6)[4:] == [80, 230]
+    # every slot is a token; zeros and padding are skipped products
+    assert read(m, Reg.MACS) == 3 + 3
+    assert read(m, Reg.SKIPPED) == 3 + 1
+    assert m.read_word(m.map.pe_busy(0)) == 6 + 4
+
+
+def test_bitmap_hand_program():
+    m = Machine(FMT)
+    load_code(m, "spmv fmt=bitmap\nhalt")
+    # 2 rows, C = 2 chunks: row 0 columns 1 and 17, row 1 none
+    load_words(m, Region.PTR, 0, [2, 2])
+    load_words(m, Region.META, 0, [1 << 1, 1 << 1, 0, 0])
+    load_words(m, Region.NZ, 0, pack_nz([0, 0], [3, -2], FMT))
+    x = [0] * 32
+    x[1], x[17] = 4, 6
+    load_x(m, x)
+    start(m)
+    assert out(m, 0, 2) == [0, 0]
+    x[1] = 5
+    load_x(m, x)
+    start(m)
+    assert out(m, 0, 2) == [3 * 5 - 2 * 6, 0]
+    # each row costs max(bits, ceil(C / 2), 1): 2 + 1 tokens (banks 1, 1; an empty row)
+    sched = timing.schedule([[1, 1, -1], []], 2)
+    assert read(m, Reg.CYCLES) == timing.SPMV_OVERHEAD + sched.cycles + timing.INSN_OVERHEAD
+
+
+def test_csc_hand_program():
+    m = Machine(FMT)
+    load_code(m, "spmv fmt=csc x=1 bias=1\nhalt")
+    # 3 rows, 3 columns: col 0 = rows 0, 2; col 1 = row 1; col 2 = rows 0, 1
+    load_words(m, Region.PTR, 0, [3, 3, 2, 3, 5])
+    load_words(m, Region.NZ, 0, pack_nz([0] * 5, [1, 2, 3, 4, 5], FMT))
+    load_words(m, Region.META, 0, [0, 2, 1, 0, 1])
+    load_words(m, Region.BIAS, 0, [100, 200, 300])
+    load_x(m, [9, 2, 0, 3])          # x_base 1: columns see 2, 0, 3
+    start(m)
+    assert error_code(m) is None
+    assert out(m, 0, 3) == [100 + 2 + 12, 200 + 15, 300 + 4]
+    assert read(m, Reg.MACS) == 4 and read(m, Reg.SKIPPED) == 1
+    assert m.read_word(m.map.pe_busy(0)) == 4
+    assert read(m, Reg.GATHER_STALLS) == 0
+    # lane 0: n + max(2, 1) + max(2, 1) + n (bias); lane 1 (n = 0): 1 + 1
+    assert read(m, Reg.CYCLES) == timing.SPMV_OVERHEAD + 3 + 2 + 2 + 3 + timing.INSN_OVERHEAD
+
+
+@pytest.mark.parametrize("fmt, ptr, meta", [
+    ("coo", [2, 2], [1, 0]),           # rows decrease
+    ("coo", [2, 1], [2]),              # row beyond n
+    ("csc", [2, 1, 1], [2]),           # row beyond n
+    ("csc", [1, 40], []),              # column ends beyond the pointer memory
+    ("dense", [2, 40], []),            # x_base + L beyond the x buffer
+    ("nm", [2, 200, 2 | 2 << 8], []),  # slots beyond the nonzero memory
+])
+def test_format_descriptor_errors(fmt, ptr, meta):
+    m = Machine(FMT)
+    load_code(m, f"spmv fmt={fmt}\nhalt")
+    load_words(m, Region.PTR, 1, ptr)
+    load_words(m, Region.META, 1, meta)
+    start(m)
+    assert error_code(m) == ErrorCode.DESCRIPTOR
+    assert read(m, Reg.PC) == 0
+
+
+def test_disabled_and_unknown_formats_are_illegal():
+    m = Machine(CONFIG)              # CSR only
+    load_code(m, "spmv fmt=dense\nhalt")
+    start(m)
+    assert error_code(m) == ErrorCode.ILLEGAL_INSN and read(m, Reg.PC) == 0
+    m = Machine(FMT)
+    word = assemble("spmv")[0] | 6 << 7     # fmt (bits 7-9) 6 names no format
+    m.write_word(m.map.imem(0), word & 0xFFFFFFFF)
+    m.write_word(m.map.imem(0) + 4, word >> 32)
+    start(m)
+    assert error_code(m) == ErrorCode.ILLEGAL_INSN

@@ -121,3 +121,31 @@ def test_listing():
     assert "spmv ptr=0 nz=0 x=0 out=0 accumulate=1 epilogue=1 bias=1" in text
     assert "CV" in text
     assert f"predicted cycles: {program.predicted_cycles()}" in text
+
+
+def test_version_1_programs_still_load(tmp_path):
+    import json
+    program, x = _program()
+    path = tmp_path / "p.npz"
+    program.save(path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    header = json.loads(str(arrays["header"]))
+    header["version"] = 1
+    for key in ("kernel", "rhs_columns", "report"):
+        del header[key]
+    for tile in header["tiles"]:
+        del tile["meta"], tile["x_loads"]
+    arrays["header"] = np.array(json.dumps(header))
+    old = tmp_path / "old.npz"
+    with open(old, "wb") as f:
+        np.savez(f, **arrays)
+    loaded = Program.load(old)
+    assert loaded.kernel == "spmv" and loaded.rhs_columns == 0 and loaded.report == {}
+    assert np.array_equal(run_program(loaded, x).y_raw, run_program(program, x).y_raw)
+    header["version"] = 3
+    arrays["header"] = np.array(json.dumps(header))
+    with open(old, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(InputError, match="format version 3 is not one of 1, 2"):
+        Program.load(old)

@@ -113,3 +113,36 @@ def test_lane_tokens():
     tokens = lane_tokens([2, 2, 2, 3], [3, 5, 16], x_base=1, x_banks=4)
     assert tokens.tolist() == [0, 2, -1, -1, 1]
     assert lane_tokens([], [], x_banks=4).tolist() == []
+
+
+def test_long_streams_match_brute_force():
+    # Long conflict-free stretches (dense-like streams) are replayed many cycles at a time.
+    rng = np.random.default_rng(2)
+    for trial in range(40):
+        lanes, banks = int(rng.integers(2, 9)), int(rng.choice([2, 4, 8, 16]))
+        toks = []
+        for p in range(lanes):
+            length = int(rng.integers(0, 700))
+            if trial % 2:
+                width = int(rng.integers(1, 64))
+                t = [(p + j % width) % banks for j in range(length)]
+            else:
+                t = rng.integers(-1, banks, length).tolist()
+            toks.append(t)
+        assert schedule(toks, banks) == _brute(toks, banks)
+
+
+def test_dense_stream_staggers_once():
+    # Every lane streams the same columns: after a stagger of one cycle per lane the
+    # lanes never meet again (x_banks >= lanes, rows a multiple of x_banks long).
+    result = schedule([[j % 16 for j in range(64 * 16)] for _ in range(8)], 16)
+    assert result.cycles == 64 * 16 + 7
+    assert result.stalls == sum(range(8))
+
+
+def test_column_lane_cycles():
+    # n = 3 rows; columns hold 2, 0, 5 entries; columns 0 and 1 visited
+    ends = [2, 2, 7]
+    assert timing.column_lane_cycles(3, ends, [True, True, False], tail=False) == 3 + 2 + 1
+    assert timing.column_lane_cycles(3, ends, [True, True, True], tail=True) == 3 + 8 + 3
+    assert timing.column_lane_cycles(0, [], [], tail=True) == 0
