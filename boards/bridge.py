@@ -32,6 +32,9 @@ from . import protocol as p
 
 __all__ = ["UartAxiBridge", "crc16_step"]
 
+#: Width of the inter-byte timeout counter (it counts prescaled ticks).
+TIMER_BITS = 8
+
 
 def _crc16_matrix():
     """For each CRC output bit, the input bits it is the XOR of.
@@ -83,7 +86,9 @@ class UartAxiBridge(wiring.Component):
     timeout_cycles : int
         Clock cycles without a byte after which a frame in progress is
         dropped (and the time the line must stay idle before a NAK is sent);
-        several byte times at the baud rate in use.
+        several byte times at the baud rate in use. Long timeouts are counted
+        in ticks of a prescaler and may last up to one tick (under 1/256 of
+        the timeout) longer.
     addr_width : int
         Width of the AXI4-Lite addresses; addresses at or above
         ``2 ** addr_width`` answer ``STATUS_SLVERR`` without an access.
@@ -149,7 +154,6 @@ class UartAxiBridge(wiring.Component):
         crc_next = crc16_step(crc, byte)
 
         # Execution and the answer.
-        cur_addr = Signal(32)
         status = Signal(8)
         index = Signal(8)
         error_seen = Signal()
@@ -164,34 +168,50 @@ class UartAxiBridge(wiring.Component):
         # The last executed command.
         last_valid = Signal()
         last_seq = Signal(8)
-        last_op = Signal(8)
+        last_write = Signal()
         last_status = Signal(8)
         last_index = Signal(8)
 
-        timer = Signal(range(self._timeout_cycles + 1), init=self._timeout_cycles)
+        # The inter-byte timeout counts ticks of a free-running prescaler, so
+        # that no long counter sits on the critical path: it expires after
+        # ``timeout_cycles`` rounded up to a whole number of ticks.
+        shift = max(0, (self._timeout_cycles - 1).bit_length() - TIMER_BITS)
+        ticks = -(-self._timeout_cycles // (1 << shift))
+        tick = Signal()
+        if shift:
+            prescaler = Signal(shift)
+            m.d.sync += prescaler.eq(prescaler + 1)
+            m.d.comb += tick.eq(prescaler.all())
+        else:
+            m.d.comb += tick.eq(1)
+        timer = Signal(range(ticks + 1), init=ticks)
         expired = timer == 0
         take = rx.valid & rx.ready
         with m.If(take):
-            m.d.sync += timer.eq(self._timeout_cycles)
-        with m.Elif(~expired):
+            m.d.sync += timer.eq(ticks)
+        with m.Elif(tick & ~expired):
             m.d.sync += timer.eq(timer - 1)
 
-        out_of_range = cur_addr[self._addr_width:] != 0
+        # ``addr`` walks the burst; words at or above 2 ** addr_width are not accessed.
+        out_of_range = addr[self._addr_width:] != 0
         m.d.comb += [
             rd.addr.eq(word_index),
             wr.addr.eq(word_index),
             wr.data.eq(Cat(word[8:], byte)),
-            axil.awaddr.eq(cur_addr),
-            axil.araddr.eq(cur_addr),
+            axil.awaddr.eq(addr[:self._addr_width]),
+            axil.araddr.eq(addr[:self._addr_width]),
             axil.wdata.eq(rd.data),
             axil.wstrb.eq(0b1111),
         ]
 
+        # One checksum network for every byte sent.
+        tx_checksum = Signal()
+        with m.If(tx.valid & tx.ready & tx_checksum):
+            m.d.sync += crc_tx.eq(crc16_step(crc_tx, tx.payload))
+
         def send(value, next_state, *, checksum=True):
-            m.d.comb += [tx.valid.eq(1), tx.payload.eq(value)]
+            m.d.comb += [tx.valid.eq(1), tx.payload.eq(value), tx_checksum.eq(checksum)]
             with m.If(tx.ready):
-                if checksum:
-                    m.d.sync += crc_tx.eq(crc16_step(crc_tx, value))
                 m.next = next_state
 
         def record_error():
@@ -281,11 +301,11 @@ class UartAxiBridge(wiring.Component):
             # Executing it.
             with m.State("EXECUTE"):
                 m.d.comb += rx.ready.eq(1)
-                m.d.sync += [cur_addr.eq(addr), word_index.eq(0), error_seen.eq(0),
+                m.d.sync += [word_index.eq(0), error_seen.eq(0),
                              status.eq(p.STATUS_OK), index.eq(0),
                              rsp_read.eq(op == p.OP_READ), rsp_ping.eq(op == p.OP_PING),
                              rsp_count.eq(0)]
-                duplicate = last_valid & (last_op == p.OP_WRITE) & (last_seq == seq)
+                duplicate = last_valid & last_write & (last_seq == seq)
                 with m.If(op == p.OP_WRITE):
                     with m.If(duplicate):
                         m.d.comb += self.replay.eq(1)
@@ -295,7 +315,7 @@ class UartAxiBridge(wiring.Component):
                     with m.Else():
                         m.next = "WRITE_FETCH"
                 with m.Else():
-                    m.d.sync += [last_valid.eq(1), last_seq.eq(seq), last_op.eq(op)]
+                    m.d.sync += [last_valid.eq(1), last_seq.eq(seq), last_write.eq(0)]
                     m.d.sync += rsp_count.eq(Mux(op == p.OP_READ, count, 1))
                     m.next = "RSP_SYNC"
             with m.State("WRITE_FETCH"):
@@ -324,11 +344,11 @@ class UartAxiBridge(wiring.Component):
                     with m.Elif(word_index == count - 1):
                         m.next = "WRITE_DONE"
                     with m.Else():
-                        m.d.sync += [word_index.eq(word_index + 1), cur_addr.eq(cur_addr + 4)]
+                        m.d.sync += [word_index.eq(word_index + 1), addr.eq(addr + 4)]
                         m.next = "WRITE_FETCH"
             with m.State("WRITE_DONE"):
                 m.d.comb += rx.ready.eq(1)
-                m.d.sync += [last_valid.eq(1), last_seq.eq(seq), last_op.eq(op),
+                m.d.sync += [last_valid.eq(1), last_seq.eq(seq), last_write.eq(1),
                              last_status.eq(status), last_index.eq(index)]
                 m.next = "RSP_SYNC"
 
@@ -385,7 +405,7 @@ class UartAxiBridge(wiring.Component):
                             m.next = "RSP_STATUS"
                         with m.Else():
                             m.d.sync += [word_index.eq(word_index + 1),
-                                         cur_addr.eq(cur_addr + 4)]
+                                         addr.eq(addr + 4)]
                             m.next = "READ_ADDR"
             with m.State("RSP_STATUS"):
                 m.d.comb += rx.ready.eq(1)

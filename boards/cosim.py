@@ -29,6 +29,7 @@ from ..errors import DeviceError
 from ..hdl.generate import VERILATOR_WAIVERS
 from ..tools import find_tool
 from .bridged import BridgedAccelerator
+from .uart import uart_divisor
 
 __all__ = ["LinkFaults", "RawJob", "CosimReport", "TOP_NAME", "build_board_simulation",
            "run_board_cosim", "SIM_CLOCK_HZ", "SIM_BAUDRATE", "SIM_LINK_TIMEOUT"]
@@ -54,12 +55,15 @@ class LinkFaults:
     """Random byte faults on both directions of the simulated link.
 
     Each byte is, independently and with these probabilities, dropped, sent
-    with one bit flipped, or sent twice.
+    with one bit flipped, or sent twice; and each answer of the board is lost
+    whole with probability ``lose_answer`` (a lost acknowledgement).
 
     Parameters
     ----------
     flip, drop, duplicate : float
         Probabilities per byte, each from 0 to 0.1.
+    lose_answer : float
+        Probability per answer frame, from 0 to 0.5.
     seed : int
     directions : tuple of str
         Where faults happen: ``"host->board"``, ``"board->host"`` or both.
@@ -68,6 +72,7 @@ class LinkFaults:
     flip: float = 0.0
     drop: float = 0.0
     duplicate: float = 0.0
+    lose_answer: float = 0.0
     seed: int = 0
     directions: tuple = DIRECTIONS
 
@@ -76,6 +81,9 @@ class LinkFaults:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value <= 0.1:
                 raise ValueError(f"{name} must be a probability from 0 to 0.1, not {value!r}")
+        if not isinstance(self.lose_answer, (int, float)) or not 0 <= self.lose_answer <= 0.5:
+            raise ValueError(f"lose_answer must be a probability from 0 to 0.5, "
+                             f"not {self.lose_answer!r}")
         for direction in self.directions:
             if direction not in DIRECTIONS:
                 raise ValueError(f"unknown direction {direction!r}; choose from "
@@ -169,10 +177,13 @@ def build_board_simulation(config, *, simulator="verilator", clock_hz=SIM_CLOCK_
     source = sim_dir / f"{TOP_NAME}.v"
     runner = get_runner(simulator)
     with _locked(sim_dir.with_suffix(".lock")):
-        if not source.exists():
+        # Regenerated every time (a second or so) and rewritten only when the
+        # gateware changed, so that the simulator rebuilds exactly then.
+        text = verilog.convert(board, name=TOP_NAME, emit_src=False)
+        if not source.exists() or source.read_text() != text:
             sim_dir.mkdir(parents=True, exist_ok=True)
             partial = source.with_name(source.name + ".partial")
-            partial.write_text(verilog.convert(board, name=TOP_NAME, emit_src=False))
+            partial.write_text(text)
             partial.replace(source)
         build_args = []
         if simulator == "verilator":
@@ -218,13 +229,13 @@ def run_board_cosim(config, jobs, *, faults=LinkFaults(), simulator="verilator",
     """
     if not isinstance(faults, LinkFaults):
         raise TypeError(f"Faults must be a LinkFaults, not {faults!r}")
-    board = _board(config, clock_hz, baudrate, link_timeout)
     runner, sim_dir = build_board_simulation(config, simulator=simulator, clock_hz=clock_hz,
                                      baudrate=baudrate, link_timeout=link_timeout,
                                      build_dir=build_dir)
     job = {
         "config": config, "jobs": list(jobs), "faults": faults,
-        "clock_period_ns": 1e9 / clock_hz, "divisor": board.divisor, "baudrate": baudrate,
+        "clock_period_ns": 1e9 / clock_hz,
+        "divisor": uart_divisor(clock_hz=clock_hz, baudrate=baudrate), "baudrate": baudrate,
         "host_timeout": host_timeout, "retries": retries,
         "retry_delay": max(0.02, 4 * link_timeout),
     }

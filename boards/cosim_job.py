@@ -16,6 +16,7 @@ import os
 import pickle
 import random
 import threading
+import traceback
 import tty
 
 import cocotb
@@ -26,6 +27,7 @@ from cocotb.utils import get_sim_time
 from ..errors import ZeroskipError
 from ..sim.backends import predicted_polls
 from ..sim.driver import Driver
+from . import protocol as p
 from .cosim import ENV_JOB, ENV_RESULT, CosimReport, RawJob
 from .link import SerialBus
 
@@ -46,6 +48,30 @@ class FaultInjector:
         self.counts = counts
         for kind in ("flip", "drop", "duplicate"):
             counts[f"{direction} {kind}"] = 0
+        self.answers = direction == "board->host"
+        if self.answers:
+            counts["board->host lost answer"] = 0
+        # Where the answer frame being passed on stands.
+        self.frame = bytearray()
+        self.frame_length = 0
+        self.losing = False
+
+    def _lost(self, byte):
+        """Whether ``byte`` belongs to an answer frame that is lost whole."""
+        if not self.frame and byte != p.SYNC_RSP:
+            return False
+        self.frame.append(byte)
+        if len(self.frame) == 1:
+            self.losing = self.rng.random() < self.faults.lose_answer
+            self.frame_length = 0
+            if self.losing:
+                self.counts["board->host lost answer"] += 1
+        elif len(self.frame) == p.RESPONSE_HEADER:
+            self.frame_length = p.RESPONSE_HEADER + 4 * byte + p.RESPONSE_TRAILER
+        lost = self.losing
+        if self.frame_length and len(self.frame) >= self.frame_length:
+            self.frame.clear()
+        return lost
 
     def apply(self, data):
         if not self.enabled:
@@ -53,6 +79,8 @@ class FaultInjector:
         out = bytearray()
         f = self.faults
         for byte in data:
+            if self.answers and self._lost(byte):
+                continue
             r = self.rng.random()
             if r < f.drop:
                 self.counts[f"{self.direction} drop"] += 1
@@ -178,18 +206,22 @@ async def board_link(dut):
         return out
 
     def host():
-        for item in job["jobs"]:
-            if isinstance(item, RawJob):
-                results.append(raw(item.ops))
-                continue
-            driver = Driver(bus, config, max_polls=predicted_polls(item.program, item.x_int))
-            try:
-                results.append(asyncio.run(driver.run(item.program, item.x_int)))
-            except ZeroskipError as error:
-                results.append(error)
-            except Exception as error:  # report, do not hang the simulation
-                results.append(error)
-        serial_bus.close()
+        try:
+            for item in job["jobs"]:
+                if isinstance(item, RawJob):
+                    results.append(raw(item.ops))
+                    continue
+                driver = Driver(bus, config,
+                                max_polls=predicted_polls(item.program, item.x_int))
+                try:
+                    results.append(asyncio.run(driver.run(item.program, item.x_int)))
+                except ZeroskipError as error:
+                    results.append(error)
+        except Exception as error:  # report it; never leave the simulation waiting
+            traceback.print_exc()
+            results.append(error)
+        finally:
+            serial_bus.close()
 
     thread = threading.Thread(target=host, daemon=True)
     thread.start()

@@ -16,7 +16,7 @@ import time
 from ..errors import DeviceError
 from . import protocol as p
 
-__all__ = ["SerialBus", "LinkStats"]
+__all__ = ["SerialBus", "LinkStats", "run_on_board"]
 
 
 class LinkStats:
@@ -295,3 +295,42 @@ class SerialBus:
                 self.stats.bad_responses += 1
                 raise _Retry("bad answer", settle=True)
             return (status, index), words
+
+
+def run_on_board(program, x_int, *, port, baudrate=p.DEFAULT_BAUDRATE, timeout=0.5, retries=5,
+                 progress=None):
+    """Run ``program`` on the board at ``port`` (the ``board`` backend).
+
+    Parameters
+    ----------
+    program : Program
+        Built for the configuration of the board's bitstream (the driver
+        checks the hardware's fingerprint).
+    x_int : array of int
+        The quantized input vector.
+    port : str
+        The board's serial device.
+    baudrate, timeout, retries
+        As for :class:`SerialBus`.
+    progress : callable, optional
+        ``progress(done, total)`` after each tile.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    DeviceError
+        If the board cannot be reached or reports an error.
+    ProgramMismatchError
+        If the bitstream was built for another configuration.
+    """
+    import asyncio
+
+    from ..sim.driver import Driver
+
+    with SerialBus(port, baudrate=baudrate, timeout=timeout, retries=retries) as bus:
+        result = asyncio.run(Driver(bus, program.config).run(program, x_int, progress=progress))
+    result.backend = "board"
+    return result

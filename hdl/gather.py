@@ -1,7 +1,7 @@
 """The gather network: operand reads of every lane from the banked input vector."""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
@@ -97,6 +97,13 @@ class Gather(wiring.Component):
         Host write data.
     host_we : In(1)
         Host write enable: ``x[host_addr] := host_wdata``.
+    scan_en : In(1)
+    scan_addr : In(bank_addr_width)
+        Column mode's read of a whole bank row: every bank reads its word
+        ``scan_addr`` (elements ``scan_addr * x_banks + b``). Only while no
+        lane offers a request (the lanes are in column mode); low otherwise.
+    scan_data : Out(data.ArrayLayout(signed(value_width), x_banks))
+        The bank row read by ``scan_en`` in the previous cycle.
     """
 
     #: Cycles from the acceptance of a request to its response.
@@ -122,6 +129,9 @@ class Gather(wiring.Component):
             "host_addr": In(config.col_width),
             "host_wdata": In(signed(config.value_width)),
             "host_we": In(1),
+            "scan_en": In(1),
+            "scan_addr": In(config.bank_addr_width),
+            "scan_data": Out(data.ArrayLayout(signed(config.value_width), config.x_banks)),
         })
 
     @property
@@ -179,10 +189,11 @@ class Gather(wiring.Component):
                 m.d.sync += mask.eq(~((grant << 1) - 1)[:pes])
             port = read_ports[b]
             m.d.comb += [
-                port.en.eq(requests.any()),
-                port.addr.eq(_or_tree(
+                port.en.eq(requests.any() | self.scan_en),
+                port.addr.eq(Mux(self.scan_en, self.scan_addr, _or_tree(
                     Mux(grant[p], self.req[p].payload.addr[sel_bits:], 0)
-                    for p in range(pes))),
+                    for p in range(pes)))),
+                self.scan_data[b].eq(port.data),
             ]
             grants.append(grant)
 

@@ -1,15 +1,25 @@
-"""One lane of the PE array: its memories, decoder, PE and writeback.
+"""One lane of the PE array: its memories, decoders, PE, writeback and accumulator.
 
-::
+Row mode (CSR, COO, BITMAP, N:M, dense)::
 
-    start/desc ─► CsrDecoder ─► req ──► (Gather) ──► resp ─► ProcessingElement ─► Writeback
-                   │    │                                                       │     │
-                  ptr   nz                                            bias (read)     out (r/w)
+    start/desc ─► FormatDecoder ─► req ──► (Gather) ──► resp ─► ProcessingElement ─► Writeback
+                   │   │    │                                                       │     │
+                  ptr  nz  meta                                          bias (read)     out (r/w)
 
-The lane owns the row-pointer (``ptr``), nonzero (``nz``), ``bias`` and
-``out`` memories. The host writes ``ptr``, ``nz`` and ``bias`` and reads
-``out`` while the lane is idle; the ``out`` read port is shared between the
-host and the writeback.
+Column mode (CSC, activation zero-skipping)::
+
+    cols ─► ColumnQueue ─► CscDecoder ─► ProcessingElement ─► Accumulator ─┬─► out (no steps 2-4)
+    (detector)              │   │    │                        (init, r-m-w) └─► psum ─► Writeback
+                           ptr  nz  meta                                     (final pass) ─► out
+
+The lane owns the row-pointer (``ptr``), nonzero (``nz``), ``meta``, ``bias``,
+``out`` and, with column mode, ``psum`` memories. The host writes ``ptr``,
+``nz``, ``meta`` and ``bias`` and reads ``out`` while the lane is idle; the
+``out`` read port is shared between the host, the writeback and the
+accumulator. Only the enabled formats' logic and memories are generated:
+``meta`` exists with COO, BITMAP or CSC, ``psum`` and the column queue with
+CSC, which also splits ``ptr`` into an even and an odd bank so that a
+column's two pointer words are read in one cycle.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -17,17 +27,19 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..firmware.isa import EpiArgs, SpmvArgs, nz_entry_layout
-from .decoder import CsrDecoder
+from ..firmware.isa import META_WIDTH, EpiArgs, Format, SpmvArgs, nz_entry_layout
+from .decoder import CscDecoder, FormatDecoder
+from .formats import column_mode, enabled_formats, ptr_word_width, row_formats, uses_meta
 from .layouts import gather_request_layout, gather_response_layout, operand_tag_layout
+from .nonzero import ColumnQueue, nonzero_column_layout
 from .pe import ProcessingElement
-from .writeback import Writeback
+from .writeback import Accumulator, Writeback
 
 __all__ = ["Lane"]
 
 
 class Lane(wiring.Component):
-    """One PE lane for the CSR format.
+    """One PE lane.
 
     Parameters
     ----------
@@ -43,34 +55,62 @@ class Lane(wiring.Component):
     busy : Out(1)
         Registered: high from the cycle after ``start`` until every result of
         the instruction is in ``out`` (after a descriptor error: until
-        everything in flight has drained).
+        everything in flight has drained and, in column mode, the columns
+        have been consumed up to ``end``).
     desc_error : Out(1)
         Sticky until the next ``start``: the tile descriptor reaches outside a
-        memory (see :class:`CsrDecoder`).
+        memory (see :class:`FormatDecoder` and :class:`CscDecoder`).
+    fmt_error : Out(1)
+        Sticky until the next ``start``: ``desc.fmt`` names a format the
+        lane was generated without (or no format at all). Nothing runs.
     overflow : Out(1)
         Sticky until the next ``start``: a partial sum left ``acc_width``.
     req : Out(stream.Signature(gather_request_layout(config, operand_tag_layout(config))))
-        The decoder's tokens as gather requests (``skip`` for empty rows).
+        Row mode: the decoder's tokens as gather requests (``skip`` for
+        ``empty`` tokens).
     resp : In(stream.Signature(gather_response_layout(config, operand_tag_layout(config))))
         ``x[addr]`` (zero when skipped) with the request's tag, in order.
+    cols : In(stream.Signature(nonzero_column_layout(config)))
+        Column mode: the nonzero columns, then ``end``, into the lane's
+        column queue. ``ready`` depends on registers only: it is high while
+        fewer than ``COLUMN_CREDITS`` columns taken are not yet done with
+        (the walker's last step on a column, or taking ``end``, releases
+        one), or after a descriptor error while the queue has room.
+    cols_count : Out(ptr_word_width(config))
+        Column mode: the lane's column count ``c`` (0 after a header error),
+        valid ``COUNT_LATENCY`` cycles after ``start``.
     host_addr : In(16)
         Word address of the host access (truncated to the memory's depth).
     host_wdata : In(32)
-    host_we_ptr, host_we_nz, host_we_bias : In(1)
+    host_we_ptr, host_we_nz, host_we_meta, host_we_bias : In(1)
         Write strobes; each memory takes the low bits of ``host_wdata``.
     host_rdata : Out(32)
         ``out[host_addr]`` sign-extended, the cycle after ``host_addr``
         (valid while the lane is idle).
     mac, skip, pe_busy : Out(1)
         Per-cycle pulses of the PE (see :class:`ProcessingElement`).
+    skip_bulk : Out(ptr_word_width(config) + 1)
+        Column mode: the products skipped with their whole column (the
+        entries of the columns whose activation is zero), in the last
+        ``busy`` cycle of an instruction without error; 0 otherwise.
+        ``SKIPPED`` adds it to the ``skip`` pulses.
     """
 
-    #: ``busy`` cycles of an ``SPMV`` minus its tokens minus the gather's
-    #: latency (cycles from a request's transfer to its response's offer),
-    #: when the gather takes a request and the PE a response every cycle.
+    #: ``busy`` cycles of a row-mode ``SPMV`` minus its tokens minus the
+    #: gather's latency (cycles from a request's transfer to its response's
+    #: offer), when the gather takes a request and the PE a response every
+    #: cycle.
     OVERHEAD = 12
-    #: ``busy`` cycles of an ``SPMV`` whose tile has no rows (``n = 0``).
+    #: ``busy`` cycles of a row-mode ``SPMV`` whose tile has no rows (``n = 0``).
     EMPTY_BUSY = 4
+    #: Cycles from ``start`` to the cycle ``cols_count`` is valid.
+    COUNT_LATENCY = CscDecoder.HEADER_LATENCY
+    #: Entries of the column queue.
+    COLUMN_QUEUE_DEPTH = 16
+    #: Columns a lane may hold (queued or being walked) before it stops
+    #: taking more: the nonzero detector's entry ``t`` moves once every lane
+    #: has finished column ``t - COLUMN_CREDITS``.
+    COLUMN_CREDITS = COLUMN_QUEUE_DEPTH
 
     def __init__(self, config):
         self._config = config
@@ -81,18 +121,23 @@ class Lane(wiring.Component):
             "epi": In(EpiArgs),
             "busy": Out(1),
             "desc_error": Out(1),
+            "fmt_error": Out(1),
             "overflow": Out(1),
             "req": Out(stream.Signature(gather_request_layout(config, tag))),
             "resp": In(stream.Signature(gather_response_layout(config, tag))),
+            "cols": In(stream.Signature(nonzero_column_layout(config))),
+            "cols_count": Out(ptr_word_width(config)),
             "host_addr": In(16),
             "host_wdata": In(32),
             "host_we_ptr": In(1),
             "host_we_nz": In(1),
+            "host_we_meta": In(1),
             "host_we_bias": In(1),
             "host_rdata": Out(32),
             "mac": Out(1),
             "skip": Out(1),
             "pe_busy": Out(1),
+            "skip_bulk": Out(ptr_word_width(config) + 1),
         })
 
     @property
@@ -102,42 +147,104 @@ class Lane(wiring.Component):
     def elaborate(self, platform):
         c = self._config
         m = Module()
+        word = ptr_word_width(c)
+        columns = column_mode(c)
+        rows = bool(row_formats(c))
 
         # Memories.
-        m.submodules.ptr = ptr = Memory(
-            shape=unsigned(c.ptr_width), depth=c.row_depth, init=[])
         m.submodules.nz = nz = Memory(shape=nz_entry_layout(c), depth=c.nz_depth, init=[])
         m.submodules.bias = bias = Memory(shape=signed(c.acc_width), depth=c.row_depth, init=[])
         m.submodules.out = out = Memory(shape=signed(c.acc_width), depth=c.row_depth, init=[])
-
-        ptr_rd = ptr.read_port()
         nz_rd = nz.read_port()
         bias_rd = bias.read_port()
         out_rd = out.read_port()
-        ptr_wr = ptr.write_port()
         nz_wr = nz.write_port()
         bias_wr = bias.write_port()
         out_wr = out.write_port()
+        host_writes = [(nz_wr, self.host_we_nz, self.host_addr), (bias_wr, self.host_we_bias,
+                                                                   self.host_addr)]
 
-        m.submodules.decoder = decoder = CsrDecoder(c)
+        # ptr: one memory, or (column mode) an even and an odd bank. Word ``a``
+        # is in bank ``a % 2`` at ``a // 2``; reading the even bank at
+        # ``(a + 1) // 2`` and the odd one at ``a // 2`` returns words ``a``
+        # and ``a + 1`` in one cycle.
+        ptr_addr = Signal(c.row_addr_width)
+        ptr_data = Signal(word)
+        ptr_data_next = Signal(word)
+        if columns:
+            half = c.row_depth // 2
+            m.submodules.ptr_even = ptr_even = Memory(shape=unsigned(word), depth=half, init=[])
+            m.submodules.ptr_odd = ptr_odd = Memory(shape=unsigned(word), depth=half, init=[])
+            even_rd, odd_rd = ptr_even.read_port(), ptr_odd.read_port()
+            odd_q = Signal()
+            m.d.sync += odd_q.eq(ptr_addr[0])
+            m.d.comb += [
+                even_rd.addr.eq((ptr_addr >> 1) + ptr_addr[0]),
+                odd_rd.addr.eq(ptr_addr >> 1),
+                ptr_data.eq(Mux(odd_q, odd_rd.data, even_rd.data)),
+                ptr_data_next.eq(Mux(odd_q, even_rd.data, odd_rd.data)),
+            ]
+            for bank, parity in ((ptr_even, 0), (ptr_odd, 1)):
+                port = bank.write_port()
+                m.d.comb += [
+                    port.addr.eq(self.host_addr[1:]),
+                    port.data.eq(self.host_wdata),
+                    port.en.eq(self.host_we_ptr & (self.host_addr[0] == parity)),
+                ]
+        else:
+            m.submodules.ptr = ptr = Memory(shape=unsigned(word), depth=c.row_depth, init=[])
+            ptr_rd = ptr.read_port()
+            m.d.comb += [ptr_rd.addr.eq(ptr_addr), ptr_data.eq(ptr_rd.data)]
+            host_writes.append((ptr.write_port(), self.host_we_ptr, self.host_addr))
+
+        if uses_meta(c):
+            m.submodules.meta = meta = Memory(shape=unsigned(META_WIDTH), depth=c.nz_depth,
+                                              init=[])
+            meta_rd = meta.read_port()
+            host_writes.append((meta.write_port(), self.host_we_meta, self.host_addr))
+            meta_addr, meta_en, meta_data = meta_rd.addr, meta_rd.en, meta_rd.data
+        else:
+            meta_addr, meta_en, meta_data = Signal(c.nz_addr_width), Signal(), Signal(META_WIDTH)
+
+        for port, strobe, addr in host_writes:
+            m.d.comb += [port.addr.eq(addr), port.data.eq(self.host_wdata), port.en.eq(strobe)]
+
+        m.submodules.decoder = decoder = FormatDecoder(c)
         m.submodules.pe = pe = ProcessingElement(c)
         m.submodules.writeback = writeback = Writeback(c)
 
-        # Instruction operands, latched at start.
+        # Instruction operands, latched at start; the mode of the instruction.
         desc = Signal(SpmvArgs)
         epi = Signal(EpiArgs)
-        with m.If(self.start):
-            m.d.sync += [desc.eq(self.desc), epi.eq(self.epi)]
-
-        # Decoder: memories and gather requests.
+        known = enabled_formats(c)
+        fmt_ok = Signal()
+        start_rows = Signal()
+        start_columns = Signal()
+        for fmt in known:
+            with m.If(self.desc.fmt == fmt):
+                m.d.comb += fmt_ok.eq(1)
         m.d.comb += [
-            decoder.start.eq(self.start),
+            start_columns.eq(self.start & (self.desc.fmt == Format.CSC) if columns else 0),
+            start_rows.eq(self.start & fmt_ok & (self.desc.fmt != Format.CSC)),
+        ]
+        col_mode = Signal()                 # the running instruction is column mode
+        use_psum = Signal()                 # column mode: steps 2-4 in a final pass
+        with m.If(self.start):
+            m.d.sync += [
+                desc.eq(self.desc), epi.eq(self.epi),
+                col_mode.eq(start_columns),
+                use_psum.eq(self.desc.accumulate | self.desc.bias | self.desc.epilogue),
+                self.fmt_error.eq(~fmt_ok),
+            ]
+        mode_cols = Mux(self.start, start_columns, col_mode)
+
+        # Row-mode decoder: memories and gather requests.
+        m.d.comb += [
+            decoder.start.eq(start_rows),
             decoder.desc.eq(self.desc),
-            ptr_rd.addr.eq(decoder.ptr_addr),
-            decoder.ptr_data.eq(ptr_rd.data),
-            nz_rd.addr.eq(decoder.nz_addr),
-            nz_rd.en.eq(decoder.nz_en),
+            decoder.ptr_data.eq(ptr_data),
             decoder.nz_data.eq(nz_rd.data),
+            decoder.meta_data.eq(meta_data),
 
             self.req.valid.eq(decoder.tokens.valid),
             decoder.tokens.ready.eq(self.req.ready),
@@ -147,24 +254,38 @@ class Lane(wiring.Component):
             self.req.payload.tag.row.eq(decoder.tokens.payload.row),
             self.req.payload.tag.last.eq(decoder.tokens.payload.last),
             self.req.payload.tag.empty.eq(decoder.tokens.payload.empty),
-            self.desc_error.eq(decoder.error),
         ]
+        with m.If(mode_cols):
+            pass
+        with m.Else():
+            m.d.comb += [
+                ptr_addr.eq(decoder.ptr_addr),
+                nz_rd.addr.eq(decoder.nz_addr),
+                nz_rd.en.eq(decoder.nz_en),
+                meta_addr.eq(decoder.meta_addr),
+                meta_en.eq(1),
+            ]
 
-        # PE: gather responses in, row sums out to the writeback.
+        # PE: gather responses (row mode) or the column decoder's products in.
         m.d.comb += [
             pe.clear.eq(self.start),
-            pe.input.valid.eq(self.resp.valid),
-            self.resp.ready.eq(pe.input.ready),
-            pe.input.payload.a.eq(self.resp.payload.tag.value),
-            pe.input.payload.x.eq(self.resp.payload.data),
-            pe.input.payload.row.eq(self.resp.payload.tag.row),
-            pe.input.payload.last.eq(self.resp.payload.tag.last),
-            pe.input.payload.empty.eq(self.resp.payload.tag.empty),
             self.mac.eq(pe.mac),
             self.skip.eq(pe.skip),
             self.pe_busy.eq(pe.busy),
         ]
-        wiring.connect(m, pe.output, writeback.input)
+        with m.If(~col_mode):
+            m.d.comb += [
+                pe.input.valid.eq(self.resp.valid),
+                self.resp.ready.eq(pe.input.ready),
+                pe.input.payload.a.eq(self.resp.payload.tag.value),
+                pe.input.payload.x.eq(self.resp.payload.data),
+                pe.input.payload.row.eq(self.resp.payload.tag.row),
+                pe.input.payload.last.eq(self.resp.payload.tag.last),
+                pe.input.payload.empty.eq(self.resp.payload.tag.empty),
+                writeback.input.valid.eq(pe.output.valid),
+                pe.output.ready.eq(writeback.input.ready),
+                writeback.input.payload.eq(pe.output.payload),
+            ]
 
         # Writeback: bias and out memories; out's read port is shared with
         # the host (which only reads while the lane is idle).
@@ -183,25 +304,116 @@ class Lane(wiring.Component):
             out_wr.addr.eq(writeback.wr_addr),
             out_wr.data.eq(writeback.wr_data),
             out_wr.en.eq(writeback.wr_en),
-            self.overflow.eq(writeback.overflow),
         ]
-
-        # Host writes.
-        for port, strobe in ((ptr_wr, self.host_we_ptr), (nz_wr, self.host_we_nz),
-                             (bias_wr, self.host_we_bias)):
-            m.d.comb += [
-                port.addr.eq(self.host_addr),
-                port.data.eq(self.host_wdata),
-                port.en.eq(strobe),
-            ]
 
         # Requests in the gather network, not yet answered.
         in_flight = Signal(range(c.nz_depth + c.row_depth + 1))
         sent = self.req.valid & self.req.ready
         answered = self.resp.valid & self.resp.ready
         m.d.sync += in_flight.eq(in_flight + sent - answered)
+        rows_drained = ~decoder.busy & (in_flight == 0) & pe.idle & writeback.idle
+        drained = Signal()
+        m.d.comb += drained.eq(rows_drained)
+        desc_error = decoder.error
+        overflow = writeback.overflow
 
-        drained = ~decoder.busy & (in_flight == 0) & pe.idle & writeback.idle
+        if columns:
+            m.submodules.psum = psum = Memory(shape=signed(c.acc_width), depth=c.row_depth,
+                                              init=[])
+            psum_rd = psum.read_port()
+            psum_wr = psum.write_port()
+            m.submodules.queue = queue = ColumnQueue(c, depth=self.COLUMN_QUEUE_DEPTH)
+            m.submodules.csc = csc = CscDecoder(c)
+            m.submodules.accumulator = acc = Accumulator(c)
+            wiring.connect(m, queue.output, csc.columns)
+            credits = Signal(range(self.COLUMN_CREDITS + 1))
+            pushed = self.cols.valid & self.cols.ready
+            m.d.comb += [
+                queue.input.valid.eq(pushed),
+                queue.input.payload.eq(self.cols.payload),
+                self.cols.ready.eq(Mux(csc.error, queue.input.ready,
+                                       credits != self.COLUMN_CREDITS)),
+            ]
+            m.d.sync += credits.eq(credits + pushed - csc.released)
+            with m.If(self.start):
+                m.d.sync += credits.eq(0)
+
+            phase_columns = Signal()        # the rows are being (or have been) zeroed
+            flushed = Signal()              # the final pass has been started
+            m.d.comb += [
+                queue.flush.eq(self.start),
+                csc.start.eq(start_columns),
+                csc.desc.eq(self.desc),
+                csc.ptr_data.eq(ptr_data),
+                csc.ptr_data_next.eq(ptr_data_next),
+                csc.nz_data.eq(nz_rd.data),
+                csc.meta_data.eq(meta_data),
+                csc.enable.eq(phase_columns & acc.initialised),
+                self.cols_count.eq(csc.count),
+
+                acc.clear.eq(self.start),
+                acc.base.eq(desc.out_base),
+                acc.rows.eq(csc.rows),
+                acc.init.eq(csc.header_ok),
+                psum_rd.addr.eq(acc.rd_addr),
+                psum_rd.en.eq(acc.rd_en),
+                psum_wr.addr.eq(acc.wr_addr),
+                psum_wr.data.eq(acc.wr_data),
+                psum_wr.en.eq(acc.wr_en & use_psum),
+            ]
+            with m.If(mode_cols):
+                m.d.comb += [
+                    ptr_addr.eq(csc.ptr_addr),
+                    nz_rd.addr.eq(csc.nz_addr),
+                    nz_rd.en.eq(csc.nz_en),
+                    meta_addr.eq(csc.meta_addr),
+                    meta_en.eq(csc.nz_en),
+                ]
+            with m.If(col_mode):
+                wiring.connect(m, csc.products, pe.input)
+                wiring.connect(m, pe.output, acc.input)
+                wiring.connect(m, acc.output, writeback.input)
+                with m.If(~use_psum):
+                    # Plain column mode: the sums are accumulated in ``out``.
+                    m.d.comb += [
+                        acc.rd_data.eq(out_rd.data),
+                        out_wr.addr.eq(acc.wr_addr),
+                        out_wr.data.eq(acc.wr_data),
+                        out_wr.en.eq(acc.wr_en),
+                        out_rd.en.eq(acc.rd_en | ~self.busy),
+                    ]
+                    with m.If(self.busy):
+                        m.d.comb += out_rd.addr.eq(acc.rd_addr)
+                with m.Else():
+                    m.d.comb += acc.rd_data.eq(psum_rd.data)
+
+            with m.If(csc.header_ok):
+                m.d.sync += phase_columns.eq(1)
+            columns_done = ~csc.busy & pe.idle & acc.idle
+            flush = Signal()
+            m.d.comb += [
+                flush.eq(col_mode & self.busy & ~self.start & columns_done & phase_columns &
+                         use_psum & ~csc.error & ~flushed),
+                acc.flush.eq(flush),
+            ]
+            with m.If(flush):
+                m.d.sync += flushed.eq(1)
+            with m.If(self.start):
+                m.d.sync += [phase_columns.eq(0), flushed.eq(0)]
+            cols_drained = (columns_done & ~flush & writeback.idle &
+                            (flushed | ~use_psum | csc.error | ~phase_columns))
+            m.d.comb += drained.eq(Mux(col_mode, cols_drained, rows_drained))
+            desc_error = desc_error | csc.error
+            overflow = overflow | acc.overflow
+            with m.If(col_mode & self.busy & ~self.start & cols_drained & ~csc.error):
+                m.d.comb += self.skip_bulk.eq(csc.unvisited)
+        elif not rows:
+            m.d.comb += drained.eq(1)
+
+        m.d.comb += [
+            self.desc_error.eq(desc_error),
+            self.overflow.eq(overflow),
+        ]
         with m.If(self.start):
             m.d.sync += [self.busy.eq(1), in_flight.eq(0)]
         with m.Elif(drained):

@@ -13,14 +13,17 @@ from ..firmware.isa import (
     STATUS_DONE,
     STATUS_ERROR,
     ErrorCode,
+    Format,
     MemoryMap,
     Reg,
     Region,
 )
 from .axil import AxiLiteSignature, AxiLiteSlave
+from .formats import column_mode
 from .gather import Gather
 from .lane import Lane
 from .layouts import operand_tag_layout
+from .nonzero import NonzeroDetector
 from .sequencer import Sequencer
 
 __all__ = ["ZeroskipTop"]
@@ -30,6 +33,28 @@ COUNTER_WIDTH = 32
 
 def _popcount(bits):
     return sum(bits[i] for i in range(len(bits)))
+
+
+def _sum_tree(values):
+    """The sum of ``values``, as a balanced tree of adders."""
+    values = list(values)
+    while len(values) > 1:
+        pairs = [a + b for a, b in zip(values[::2], values[1::2])]
+        if len(values) % 2:
+            pairs.append(values[-1])
+        values = pairs
+    return values[0]
+
+
+def _max_tree(values):
+    """The largest of ``values`` (unsigned), as a balanced tree of comparisons."""
+    values = list(values)
+    while len(values) > 1:
+        pairs = [Mux(a > b, a, b) for a, b in zip(values[::2], values[1::2])]
+        if len(values) % 2:
+            pairs.append(values[-1])
+        values = pairs
+    return values[0]
 
 
 class ZeroskipTop(wiring.Component):
@@ -85,9 +110,43 @@ class ZeroskipTop(wiring.Component):
                 lane.desc.eq(seq.desc),
                 lane.epi.eq(seq.epi),
             ]
+        lanes_busy = Cat(lane.busy for lane in lanes).any()
+        desc_error = Cat(lane.desc_error for lane in lanes).any()
+        fmt_error = Cat(lane.fmt_error for lane in lanes).any()
+        if "lanes_fmt_error" in seq.signature.members:
+            m.d.comb += seq.lanes_fmt_error.eq(fmt_error)
+        else:
+            # A sequencer without a format-error input still stops the program.
+            desc_error = desc_error | fmt_error
+
+        # Column mode: the nonzero detector reads x through the gather's banks
+        # (idle in column mode) and broadcasts the nonzero columns to every
+        # lane's column queue; an entry moves when every queue has room.
+        if column_mode(config):
+            m.submodules.detector = detector = NonzeroDetector(config)
+            delay = [Signal(name=f"detector_start_{i}") for i in range(Lane.COUNT_LATENCY)]
+            m.d.sync += delay[0].eq(seq.lane_start & (seq.desc.fmt == Format.CSC))
+            m.d.sync += [later.eq(earlier) for earlier, later in zip(delay, delay[1:])]
+            all_ready = Cat(lane.cols.ready for lane in lanes).all()
+            m.d.comb += [
+                detector.start.eq(delay[-1]),
+                detector.x_base.eq(seq.desc.x_base),
+                detector.count.eq(_max_tree(lane.cols_count for lane in lanes)),
+                gather.scan_en.eq(detector.scan_en),
+                gather.scan_addr.eq(detector.scan_addr),
+                detector.scan_data.eq(gather.scan_data),
+                detector.columns.ready.eq(all_ready),
+            ]
+            for lane in lanes:
+                m.d.comb += [
+                    lane.cols.valid.eq(detector.columns.valid & all_ready),
+                    lane.cols.payload.eq(detector.columns.payload),
+                ]
+            lanes_busy = lanes_busy | detector.busy
+
         m.d.comb += [
-            seq.lanes_busy.eq(Cat(lane.busy for lane in lanes).any()),
-            seq.lanes_desc_error.eq(Cat(lane.desc_error for lane in lanes).any()),
+            seq.lanes_busy.eq(lanes_busy),
+            seq.lanes_desc_error.eq(desc_error),
             seq.lanes_overflow.eq(Cat(lane.overflow for lane in lanes).any()),
             gather.rr_reset.eq(seq.start),
             self.irq.eq(seq.done | (seq.error != ErrorCode.NONE)),
@@ -108,7 +167,9 @@ class ZeroskipTop(wiring.Component):
                 cycles.eq(cycles + seq.busy),
                 insns.eq(insns + seq.retire),
                 macs.eq(macs + _popcount(Cat(lane.mac for lane in lanes))),
-                skipped.eq(skipped + _popcount(Cat(lane.skip for lane in lanes))),
+                skipped.eq(skipped + _popcount(Cat(lane.skip for lane in lanes)) +
+                           (_sum_tree(lane.skip_bulk for lane in lanes)
+                            if column_mode(config) else 0)),
                 stalls.eq(stalls + _popcount(gather.stall)),
             ]
             m.d.sync += [count.eq(count + lane.pe_busy) for count, lane in zip(pe_busy, lanes)]
@@ -157,6 +218,7 @@ class ZeroskipTop(wiring.Component):
                     gather.host_we.eq(bus.we & write_ok),
                 ]
             for region_id, strobe in ((Region.PTR, "host_we_ptr"), (Region.NZ, "host_we_nz"),
+                                      (Region.META, "host_we_meta"),
                                       (Region.BIAS, "host_we_bias")):
                 with m.Case(region_id):
                     m.d.comb += write_ok.eq(idle & lane_ok & in_window(mmap.depth(region_id)))

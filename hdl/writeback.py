@@ -1,7 +1,11 @@
 """The writeback: partial-sum accumulation, bias and epilogue, then ``out``.
 
-Implements steps 2 to 4 of the ``SPMV`` semantics (:mod:`zeroskip.firmware.isa`)
-on the row sums of a PE, as a pipeline that never stalls::
+:class:`Writeback` implements steps 2 to 4 of the ``SPMV`` semantics
+(:mod:`zeroskip.firmware.isa`) on finished row sums; :class:`Accumulator`
+builds the row sums of column mode, where a row's products arrive spread
+over the columns.
+
+:class:`Writeback` is a pipeline that never stalls::
 
     accept ─► read out, bias ─► + out ─► + bias ─► round, shift ─► relu, clamp, saturate, write
     (S0)      (sync ports)      (S1)     (S2)      (S3)            (S4)
@@ -18,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..firmware.isa import EpiArgs
 from .layouts import pe_result_layout
 
-__all__ = ["Writeback"]
+__all__ = ["Writeback", "Accumulator"]
 
 
 class Writeback(wiring.Component):
@@ -182,4 +186,167 @@ class Writeback(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [self.overflow.eq(0), v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
+        return m
+
+
+class Accumulator(wiring.Component):
+    """Column mode's row sums: zeroes the rows, adds products, reads the sums out.
+
+    In column mode a lane's products arrive in column order, each for any of
+    its rows, so the row sums live in a memory (``out`` itself, or the lane's
+    ``psum`` memory when steps 2 to 4 still have to be applied) and every
+    product is added to its row by a read-modify-write::
+
+        accept, read row ─► add, write          (a product per cycle)
+        (S0, sync port)     (S1: memory data or the sum S1 wrote in the previous cycle)
+
+    A product accepted in cycle ``t`` is written in cycle ``t + 1``. The read
+    of the next product (issued in that same cycle) cannot see that write,
+    so S1 forwards it: back-to-back products of one row lose nothing.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Members
+    -------
+    input : In(stream.Signature(pe_result_layout(config)))
+        Products ``(row, sum, overflow)``; ready except during a pass.
+    output : Out(stream.Signature(pe_result_layout(config)))
+        The final pass: ``(i, sum of row i, 0)`` for ``i`` from 0 to ``rows - 1``.
+    clear : In(1)
+        Clears ``overflow`` and every pass (pulsed at instruction start).
+    base : In(row_addr_width)
+        Row ``i`` lives at ``base + i``; stable during an instruction.
+    rows : In(range(row_depth + 1))
+        The number of rows; sampled with ``init`` and ``flush``.
+    init : In(1)
+        Starts the zeroing pass: rows 0 to ``rows - 1`` are written with 0
+        in the ``rows`` cycles after the pulse.
+    flush : In(1)
+        Starts the final pass (reads one row per cycle while ``output`` is
+        ready; the first is offered two cycles after the pulse).
+    initialised : Out(1)
+        Low while the zeroing pass is running.
+    rd_addr : Out(row_addr_width)
+    rd_en : Out(1)
+    rd_data : In(signed(acc_width))
+        A synchronous read port of the sums' memory (data holds while
+        ``rd_en`` is low).
+    wr_addr : Out(row_addr_width)
+    wr_data : Out(signed(acc_width))
+    wr_en : Out(1)
+    overflow : Out(1)
+        Sticky until ``clear``: a partial sum left ``acc_width`` signed bits
+        (or a product arrived with ``overflow``).
+    idle : Out(1)
+        High when no pass is running and every product has been written.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        aw = config.acc_width
+        super().__init__({
+            "input": In(stream.Signature(pe_result_layout(config))),
+            "output": Out(stream.Signature(pe_result_layout(config))),
+            "clear": In(1),
+            "base": In(config.row_addr_width),
+            "rows": In(range(config.row_depth + 1)),
+            "init": In(1),
+            "flush": In(1),
+            "initialised": Out(1),
+            "rd_addr": Out(config.row_addr_width),
+            "rd_en": Out(1),
+            "rd_data": In(signed(aw)),
+            "wr_addr": Out(config.row_addr_width),
+            "wr_data": Out(signed(aw)),
+            "wr_en": Out(1),
+            "overflow": Out(1),
+            "idle": Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        c = self._config
+        aw = c.acc_width
+        m = Module()
+        inp, out = self.input, self.output
+
+        # Zeroing pass.
+        init_left = Signal(range(c.row_depth + 1))
+        init_row = Signal(c.row_addr_width)
+        initialising = init_left != 0
+        with m.If(initialising):
+            m.d.sync += [init_left.eq(init_left - 1), init_row.eq(init_row + 1)]
+
+        # Final pass: F0 reads, F1 offers the memory's data.
+        flush_left = Signal(range(c.row_depth + 1))
+        flush_row = Signal(c.row_addr_width)
+        f1_valid = Signal()
+        f1_row = Signal(c.row_addr_width)
+        f_adv = ~f1_valid | out.ready
+        f_read = f_adv & (flush_left != 0)
+        with m.If(f_read):
+            m.d.sync += [flush_left.eq(flush_left - 1), flush_row.eq(flush_row + 1)]
+        with m.If(f_adv):
+            m.d.sync += [f1_valid.eq(f_read), f1_row.eq(flush_row)]
+        flushing = (flush_left != 0) | f1_valid
+        m.d.comb += [
+            out.valid.eq(f1_valid),
+            out.payload.row.eq(f1_row),
+            out.payload.sum.eq(self.rd_data),
+            out.payload.overflow.eq(0),
+        ]
+
+        # Read-modify-write of the products.
+        s1_valid = Signal()
+        s1_addr = Signal(c.row_addr_width)
+        s1_product = Signal(signed(aw))
+        s1_overflow = Signal()
+        fwd_valid = Signal()
+        fwd_addr = Signal(c.row_addr_width)
+        fwd_sum = Signal(signed(aw))
+        take = inp.valid & inp.ready
+        m.d.comb += inp.ready.eq(~initialising & ~flushing)
+        m.d.sync += s1_valid.eq(take)
+        with m.If(take):
+            m.d.sync += [
+                s1_addr.eq(self.base + inp.payload.row),
+                s1_product.eq(inp.payload.sum),
+                s1_overflow.eq(inp.payload.overflow),
+            ]
+        old = Mux(fwd_valid & (fwd_addr == s1_addr), fwd_sum, self.rd_data)
+        total = Signal(signed(aw + 1))
+        m.d.comb += total.eq(old + s1_product)
+        m.d.sync += [fwd_valid.eq(s1_valid), fwd_addr.eq(s1_addr), fwd_sum.eq(total[:aw])]
+        with m.If(s1_valid & (s1_overflow | (total[aw] != total[aw - 1]))):
+            m.d.sync += self.overflow.eq(1)
+
+        # The memory ports.
+        with m.If(flushing):
+            m.d.comb += [self.rd_addr.eq(self.base + flush_row), self.rd_en.eq(f_read)]
+        with m.Else():
+            m.d.comb += [self.rd_addr.eq(self.base + inp.payload.row), self.rd_en.eq(1)]
+        with m.If(initialising):
+            m.d.comb += [self.wr_addr.eq(self.base + init_row), self.wr_data.eq(0),
+                         self.wr_en.eq(1)]
+        with m.Else():
+            m.d.comb += [self.wr_addr.eq(s1_addr), self.wr_data.eq(total[:aw]),
+                         self.wr_en.eq(s1_valid)]
+
+        m.d.comb += [
+            self.initialised.eq(~initialising),
+            self.idle.eq(~initialising & ~flushing & ~s1_valid),
+        ]
+
+        with m.If(self.init):
+            m.d.sync += [init_left.eq(self.rows), init_row.eq(0)]
+        with m.If(self.flush):
+            m.d.sync += [flush_left.eq(self.rows), flush_row.eq(0)]
+        with m.If(self.clear):
+            m.d.sync += [self.overflow.eq(0), s1_valid.eq(0), fwd_valid.eq(0), f1_valid.eq(0),
+                         init_left.eq(0), flush_left.eq(0)]
         return m

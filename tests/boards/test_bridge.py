@@ -23,8 +23,8 @@ HOLE = 0x0100_0000
 class Harness:
     """The bridge, an AXI4-Lite memory model and a byte sink, with random stalls."""
 
-    def __init__(self, *, stall=0.3, seed=0):
-        self.dut = UartAxiBridge(timeout_cycles=TIMEOUT)
+    def __init__(self, *, stall=0.3, seed=0, timeout_cycles=TIMEOUT):
+        self.dut = UartAxiBridge(timeout_cycles=timeout_cycles)
         self.rng = random.Random(seed)
         self.stall = stall
         self.memory = {}
@@ -295,3 +295,21 @@ def test_bad_parameters():
                                         r"not 40$"):
         UartAxiBridge(timeout_cycles=10, addr_width=40)
     gc.collect()  # report the half-built components while the warning is ignored
+
+
+def test_long_timeout_is_prescaled():
+    # 1000 cycles: counted in ticks of 4 cycles (an 8-bit counter).
+    h = Harness(stall=0.0, timeout_cycles=1000)
+
+    async def testbench(ctx):
+        frame = command(p.OP_WRITE, 5, 0x20, words=[7])
+        for byte in frame:
+            await h.send(ctx, bytes([byte]))
+            await ctx.tick().repeat(950)
+        assert await h.response(ctx) == (5, p.STATUS_OK, 0, [])
+        await h.send(ctx, frame[:5])
+        await h.quiet(ctx, 990)
+        assert (await h.response(ctx, max_cycles=30))[1] == p.STATUS_NAK
+
+    h.run(testbench)
+    assert h.writes == [(0x20, 7)]

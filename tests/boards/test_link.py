@@ -28,8 +28,9 @@ class SoftBoard(threading.Thread):
     command numbers (counting every frame received, 0 first) to spoil.
     """
 
-    def __init__(self, *, answer=True, magic=p.PING_MAGIC):
+    def __init__(self, *, answer=True, magic=p.PING_MAGIC, machine=None):
         super().__init__(daemon=True)
+        self.machine = machine
         self.master, self.slave = os.openpty()
         self.port = os.ttyname(self.slave)
         self.answer = answer
@@ -91,24 +92,50 @@ class SoftBoard(threading.Thread):
             words = [self.magic << 16 | p.MAX_BURST << 8 | p.PROTOCOL_VERSION]
         elif op == p.OP_READ:
             for i in range(count):
-                if addr + 4 * i >= HOLE and status == p.STATUS_OK:
-                    status, index = p.STATUS_SLVERR, i
-                words.append(self.memory.get(addr + 4 * i, 0))
+                try:
+                    words.append(self._read(addr + 4 * i))
+                except ValueError:
+                    words.append(0)
+                    if status == p.STATUS_OK:
+                        status, index = p.STATUS_SLVERR, i
         elif self.last == (seq, op):
             status, index = self.last_answer
             status |= p.STATUS_REPLAYED
         else:
             data = frame[8:-2]
             for i in range(count):
-                if addr + 4 * i >= HOLE:
+                word = int.from_bytes(data[4 * i:4 * i + 4], "little")
+                try:
+                    self._write(addr + 4 * i, word)
+                except ValueError:
                     status, index = p.STATUS_SLVERR, i
                     break
-                word = int.from_bytes(data[4 * i:4 * i + 4], "little")
-                self.memory[addr + 4 * i] = word
                 self.applied.append((addr + 4 * i, word))
             self.last_answer = (status, index)
         self.last = (seq, op)
         self._send(seq, status, words=words, index=index, number=number)
+
+    def _read(self, addr):
+        if self.machine is not None:
+            from zeroskip.firmware.model import BusError
+            try:
+                return self.machine.read_word(addr)
+            except BusError:
+                raise ValueError(addr) from None
+        if addr >= HOLE:
+            raise ValueError(addr)
+        return self.memory.get(addr, 0)
+
+    def _write(self, addr, word):
+        if self.machine is not None:
+            from zeroskip.firmware.model import BusError
+            try:
+                return self.machine.write_word(addr, word)
+            except BusError:
+                raise ValueError(addr) from None
+        if addr >= HOLE:
+            raise ValueError(addr)
+        self.memory[addr] = word
 
     def _send(self, seq, status, *, words=(), index=0, number=None):
         if not self.answer or number in self.drop_answers:
@@ -226,3 +253,28 @@ def test_bad_parameters(kwargs, message):
     port = kwargs.pop("port", "/dev/ttyUSB1")
     with pytest.raises(TypeError, match=f"^{message}$"):
         SerialBus(port, **kwargs)
+
+
+def test_run_on_board_against_the_isa_model():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from zeroskip import AcceleratorConfig
+    from zeroskip.boards.link import run_on_board
+    from zeroskip.firmware.compiler import compile_spmv
+    from zeroskip.firmware.model import Machine
+
+    config = AcceleratorConfig(pes=2, x_depth=64, nz_depth=128, row_depth=32, imem_depth=8)
+    rng = np.random.default_rng(7)
+    matrix = sp.random(40, 50, density=0.1, format="csr", random_state=rng,
+                       data_rvs=lambda n: rng.integers(-50, 50, n) | 1).astype(np.int64)
+    x = rng.integers(-20, 20, 50)
+    board = SoftBoard(machine=Machine(config))
+    board.drop_answers = {3, 9, 14}  # lost acknowledgements
+    board.start()
+    try:
+        result = run_on_board(compile_spmv(matrix, config), x, port=board.port, timeout=0.2)
+    finally:
+        board.stop()
+    assert result.backend == "board"
+    assert np.array_equal(result.y_raw, matrix @ x)

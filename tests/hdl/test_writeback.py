@@ -1,4 +1,5 @@
-"""Writeback: accumulate, bias and epilogue against the ISA semantics."""
+"""Writeback (accumulate, bias and epilogue against the ISA semantics) and the
+column-mode Accumulator (read-modify-write row sums)."""
 
 import random
 
@@ -7,7 +8,7 @@ from amaranth.hdl import Elaboratable, Module, signed
 from amaranth.lib.memory import Memory
 
 from zeroskip.config import AcceleratorConfig
-from zeroskip.hdl.writeback import Writeback
+from zeroskip.hdl.writeback import Accumulator, Writeback
 from zeroskip.sim.streams import send, simulate
 
 CONFIG16 = AcceleratorConfig(pes=1, value_width=16, acc_width=32, row_depth=64)
@@ -232,3 +233,109 @@ def test_one_result_per_cycle():
     # The first write is LATENCY cycles after the first result; then one per cycle.
     assert done["writes"] == list(range(Writeback.LATENCY, Writeback.LATENCY + len(results)))
     assert done["image"][:40] == [4 * i for i in range(40)]
+
+
+# ---------------------------------------------------------------------------
+# Accumulator: column mode's read-modify-write row sums.
+# ---------------------------------------------------------------------------
+
+class AccHarness(Elaboratable):
+    def __init__(self, config, init):
+        self.dut = Accumulator(config)
+        self.mem = Memory(shape=signed(config.acc_width), depth=config.row_depth, init=init)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        m.submodules.mem = self.mem
+        rd = self.mem.read_port()
+        wr = self.mem.write_port()
+        m.d.comb += [
+            rd.addr.eq(dut.rd_addr), rd.en.eq(dut.rd_en), dut.rd_data.eq(rd.data),
+            wr.addr.eq(dut.wr_addr), wr.data.eq(dut.wr_data), wr.en.eq(dut.wr_en),
+        ]
+        return m
+
+
+def run_accumulator(config, products, *, rows, base, in_stall, out_stall, seed=0,
+                    init=None):
+    """Zero ``rows`` rows, add ``products`` (row, value), flush; returns the flushed sums."""
+    harness = AccHarness(config, init or [7] * config.row_depth)
+    dut = harness.dut
+    found = {}
+
+    async def bench(ctx):
+        rng = random.Random(seed)
+        ctx.set(dut.base, base)
+        ctx.set(dut.rows, rows)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        ctx.set(dut.init, 1)
+        await ctx.tick()
+        ctx.set(dut.init, 0)
+        cycles = 0
+        while not ctx.get(dut.initialised):
+            assert not ctx.get(dut.input.ready)
+            cycles += 1
+            await ctx.tick()
+        found["init_cycles"] = cycles
+        await send(ctx, dut.input, [{"row": r, "sum": v, "overflow": 0} for r, v in products],
+                   stall=in_stall, rng=rng)
+        while not ctx.get(dut.idle):
+            await ctx.tick()
+        found["overflow"] = ctx.get(dut.overflow)
+        ctx.set(dut.flush, 1)
+        await ctx.tick()
+        ctx.set(dut.flush, 0)
+        sums = []
+        while len(sums) < rows:
+            ready = not (out_stall and rng.random() < out_stall)
+            ctx.set(dut.output.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.output.valid, dut.output.payload)
+            if valid and ready:
+                sums.append((payload.row, payload.sum))
+        ctx.set(dut.output.ready, 0)
+        await ctx.tick()
+        found["idle"] = ctx.get(dut.idle)
+        found["sums"] = sums
+        found["memory"] = [ctx.get(harness.mem.data[i]) for i in range(config.row_depth)]
+
+    simulate(harness, bench)
+    return found
+
+
+@pytest.mark.parametrize("pattern", ["random", "same_row", "alternating"])
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_accumulator_read_modify_write(pattern, stall):
+    config = CONFIG16
+    rng = random.Random(len(pattern) + int(stall * 10))
+    rows, base = 13, 40
+    if pattern == "random":
+        products = [(rng.randrange(rows), rng.randint(-30000, 30000)) for _ in range(120)]
+    elif pattern == "same_row":
+        products = [(5, rng.randint(-30000, 30000)) for _ in range(60)]
+    else:
+        products = [(i % 2 * 12, rng.randint(-30000, 30000)) for i in range(60)]
+    found = run_accumulator(config, products, rows=rows, base=base, in_stall=stall,
+                            out_stall=stall, seed=3)
+    expected = [0] * rows
+    for r, v in products:
+        expected[r] += v
+    assert found["init_cycles"] == rows
+    assert found["sums"] == list(enumerate(expected))
+    assert found["memory"][base:base + rows] == expected
+    assert found["memory"][:base] == [7] * base            # outside the rows: untouched
+    assert not found["overflow"] and found["idle"]
+
+
+def test_accumulator_overflow_of_a_partial_sum():
+    config = CONFIG8
+    top = config.acc_max
+    found = run_accumulator(config, [(0, top), (0, 1), (0, -1), (1, -top), (1, -1)],
+                            rows=2, base=0, in_stall=0.0, out_stall=0.0)
+    assert found["overflow"]
+    assert found["sums"] == [(0, top), (1, config.acc_min)]
+    found = run_accumulator(config, [(0, top), (0, -1), (0, 1), (1, -top), (1, -1)],
+                            rows=2, base=0, in_stall=0.0, out_stall=0.0)
+    assert not found["overflow"]
