@@ -207,7 +207,9 @@ class FormatDecoder(wiring.Component):
         ]
 
         def is_fmt(f):
-            return (fmt == f) if enabled(f) else C(0)
+            if not enabled(f):
+                return C(0)
+            return C(1) if len(self._formats) == 1 else fmt == f
 
         is_csr, is_coo, is_bitmap = is_fmt(Format.CSR), is_fmt(Format.COO), is_fmt(Format.BITMAP)
         is_nm, is_dense = is_fmt(Format.NM), is_fmt(Format.DENSE)
@@ -234,7 +236,9 @@ class FormatDecoder(wiring.Component):
         with m.If(h3):
             m.d.sync += p2.eq(self.ptr_data)
 
-        queue = _WordQueue(max(word_width, META_WIDTH), 8, name="queue")
+        meta_formats = enabled(Format.COO) or enabled(Format.BITMAP)
+        queue = _WordQueue(max(word_width, META_WIDTH) if meta_formats else word_width,
+                           8 if meta_formats else self.QUEUE_DEPTH, name="queue")
         queue.elaborate(m)
 
         # ------------------------------------------------------------------
@@ -300,7 +304,7 @@ class FormatDecoder(wiring.Component):
         meta_b_data = Signal(META_WIDTH)
         issue_meta = Signal()
         meta_in_flight = meta_a + meta_b
-        if enabled(Format.COO) or enabled(Format.BITMAP):
+        if meta_formats:
             m.d.comb += [
                 issue_meta.eq((self.start & desc_meta) |
                               (meta_active & (queue.level + meta_in_flight

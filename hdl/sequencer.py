@@ -1,11 +1,11 @@
 """Sequencer: fetches, decodes and dispatches microcode; owns the status."""
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..firmware.isa import INSN_WIDTH, EpiArgs, ErrorCode, Insn, Opcode, SpmvArgs
+from ..firmware.isa import INSN_WIDTH, EpiArgs, ErrorCode, Format, Insn, Opcode, SpmvArgs
 
 __all__ = ["Sequencer"]
 
@@ -14,7 +14,8 @@ class Sequencer(wiring.Component):
     """Instruction memory, fetch/decode/dispatch and the status register.
 
     A run starts at instruction 0 and ends at ``HALT`` (``done``) or at the
-    first error (``error`` holds its :class:`ErrorCode`, ``pc`` the failing
+    first error (an ``SPMV`` in a format the configuration does not enable is
+    an illegal instruction) (``error`` holds its :class:`ErrorCode`, ``pc`` the failing
     instruction). Every instruction takes two cycles to fetch and decode;
     ``SPMV`` then starts all lanes and waits until none is busy.
 
@@ -108,8 +109,13 @@ class Sequencer(wiring.Component):
                         m.d.sync += [self.epi.eq(insn.args.epi), self.pc.eq(self.pc + 1)]
                         m.next = "FETCH"
                     with m.Case(Opcode.SPMV):
-                        m.d.sync += self.desc.eq(insn.args.spmv)
-                        m.next = "DISPATCH"
+                        enabled = Cat(insn.args.spmv.fmt == Format[name.upper()]
+                                      for name in config.formats).any()
+                        with m.If(enabled):
+                            m.d.sync += self.desc.eq(insn.args.spmv)
+                            m.next = "DISPATCH"
+                        with m.Else():
+                            fail(ErrorCode.ILLEGAL_INSN)
                     with m.Default():
                         fail(ErrorCode.ILLEGAL_INSN)
             with m.State("DISPATCH"):

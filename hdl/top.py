@@ -112,12 +112,9 @@ class ZeroskipTop(wiring.Component):
             ]
         lanes_busy = Cat(lane.busy for lane in lanes).any()
         desc_error = Cat(lane.desc_error for lane in lanes).any()
-        fmt_error = Cat(lane.fmt_error for lane in lanes).any()
-        if "lanes_fmt_error" in seq.signature.members:
-            m.d.comb += seq.lanes_fmt_error.eq(fmt_error)
-        else:
-            # A sequencer without a format-error input still stops the program.
-            desc_error = desc_error | fmt_error
+        # The sequencer refuses disabled formats before dispatch; a lane's own
+        # format check is a second line of defence.
+        desc_error = desc_error | Cat(lane.fmt_error for lane in lanes).any()
 
         # Column mode: the nonzero detector reads x through the gather's banks
         # (idle in column mode) and broadcasts the nonzero columns to every
@@ -245,7 +242,8 @@ class ZeroskipTop(wiring.Component):
                     m.d.sync += read_ok.eq(0)
 
         csr_data = Signal(32)
-        status = Cat(seq.busy, seq.done, seq.error != ErrorCode.NONE, Signal(5), seq.error.as_value())
+        failed = seq.error != ErrorCode.NONE
+        status = Cat(seq.busy, seq.done, failed, Signal(5), seq.error.as_value())
         assert STATUS_BUSY == 1 and STATUS_DONE == 2 and STATUS_ERROR == 4
         with m.Switch(read_offset):
             for reg, value in (

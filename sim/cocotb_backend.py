@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DeviceError
-from ..hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate
+from ..hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate, verilog_text
 from ..tools import find_tool
 
 __all__ = ["SIMULATORS", "build_simulation", "run_cocotb"]
@@ -91,7 +91,10 @@ def build_simulation(simulator, config, *, waves=False, build_dir="build"):
     verilog_path = sim_dir / f"{TOP_NAME}.v"
     runner = get_runner(simulator)
     with _locked(sim_dir.with_suffix(".lock")):
-        if not verilog_path.exists():
+        # Regenerate every time, rewriting only on change: a changed design
+        # rebuilds, an unchanged one keeps its compiled simulation.
+        text = verilog_text(config)
+        if not verilog_path.exists() or verilog_path.read_text() != text:
             generate(config, sim_dir)
         source = _icarus_source(verilog_path) if simulator == "icarus" else verilog_path
         build_args = [*VERILATOR_WAIVERS] if simulator == "verilator" else []

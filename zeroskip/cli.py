@@ -30,7 +30,7 @@ from .errors import InputError, ZeroskipError
 __all__ = ["main", "build_parser"]
 
 PROG = "zeroskip"
-BACKENDS = ("model", "pysim", "icarus", "verilator")
+BACKENDS = ("model", "pysim", "icarus", "verilator", "board")
 #: The seeded input vector used when ``run`` gets no ``--x``: integers in [X_LOW, X_HIGH].
 X_LOW, X_HIGH = -8, 7
 DEFAULT_SEED = 0
@@ -403,7 +403,13 @@ def _compare(y_raw, y_ref):
             f"got {int(y_raw[row, column])}, expected {int(y_ref[row, column])})")
 
 
-def _run_backend(program, x_int, backend, *, waves=False, progress=None):
+def _run_backend(program, x_int, backend, *, waves=False, progress=None, port=None):
+    if backend == "board":
+        if port is None:
+            raise ZeroskipError("--backend board needs --port (the board's serial device, "
+                                "e.g. /dev/ttyUSB1)")
+        run_on_board = _import("zeroskip.boards.link").run_on_board
+        return run_on_board(program, x_int, port=port, progress=progress)
     run = _import("zeroskip.sim.backends").run
     return run(program, x_int, backend=backend, waves=waves, progress=progress)
 
@@ -606,7 +612,8 @@ def cmd_run(args):
         print("note: --waves has no effect on the model backend (it has no signals)")
     if args.backend in _SIMULATOR_TOOLS:
         _find_tool(_SIMULATOR_TOOLS[args.backend])   # e.g. .venv/bin/verilator when not on PATH
-    result = _run_backend(program, prepared.x_int, args.backend, waves=args.waves,
+    result = _run_backend(program, prepared.x_int, args.backend, port=args.port,
+                          waves=args.waves,
                           progress=_tty_progress())
     y_raw = np.asarray(result.y_raw, dtype=np.int64)
     mismatch = _compare(y_raw, y_ref)
@@ -922,6 +929,31 @@ bit-exact reference. Writes under {DEMO_BUILD_DIR}/ and build/sim/.""",
         """\
 example:
   zeroskip demo"""),
+    "boards": (
+        "list the FPGA boards zeroskip builds for",
+        "List the board targets: default clock, default accelerator size and host link.",
+        """\
+example:
+  zeroskip boards"""),
+    "build": (
+        "build a bitstream for a board, with timing and resource report",
+        """\
+Synthesize, place and route the accelerator with its UART bridge for a board
+(Yosys, nextpnr and the packer from YoWASP, through amaranth-boards) and print
+Fmax and resource use. Fails when the design does not fit the device or misses
+the clock. Writes under build/boards/<board>/.""",
+        """\
+examples:
+  zeroskip build --board icebreaker
+  zeroskip build --board ulx3s --pes 16 --clock 100 --json build/ulx3s.json
+  zeroskip build --board icebreaker --program"""),
+    "program": (
+        "load a built bitstream onto a connected board",
+        "Program the board with openFPGALoader (the bitstream 'build' wrote, by default).",
+        """\
+examples:
+  zeroskip program --board icebreaker
+  zeroskip program --board ulx3s --bitstream build/boards/ulx3s-85f/top.bit --flash"""),
 }
 
 
@@ -995,10 +1027,66 @@ def build_parser():
                      help="also write the results as JSON (written only when the run completes)")
     sub.add_argument("--waves", action="store_true",
                      help="record waveforms (simulator backends; under build/waves)")
+    sub.add_argument("--port", metavar="DEVICE",
+                     help="serial device of the board for --backend board (e.g. /dev/ttyUSB1)")
     _add_config_options(sub)
 
     command("demo", cmd_demo)
+
+    command("boards", cmd_boards)
+
+    sub = command("build", cmd_build)
+    sub.add_argument("--board", required=True, metavar="NAME", help="target board (see 'boards')")
+    sub.add_argument("--clock", metavar="MHZ", type=float,
+                     help="clock frequency to meet (default: the board's)")
+    sub.add_argument("--json", metavar="OUT", type=Path, help="also write the report as JSON")
+    sub.add_argument("--program", action="store_true",
+                     help="load the bitstream onto the connected board when the build succeeds")
+    _add_config_options(sub)
+
+    sub = command("program", cmd_program)
+    sub.add_argument("--board", required=True, metavar="NAME", help="target board (see 'boards')")
+    sub.add_argument("--bitstream", metavar="FILE", type=Path,
+                     help="bitstream to load (default: the one 'build' wrote for the board)")
+    sub.add_argument("--flash", action="store_true",
+                     help="write the configuration flash instead of the FPGA's SRAM (ECP5)")
     return parser
+
+
+def cmd_boards(args):
+    build = _import("zeroskip.boards.build")
+    print(f"{'board':<12} {'clock':>9} {'PEs':>4}  {'device':<32} host link")
+    for name, title, clock, pes, link in build.list_boards():
+        print(f"{name:<12} {clock:>5.0f} MHz {pes:>4}  {title:<32} {link}")
+
+
+def cmd_build(args):
+    build = _import("zeroskip.boards.build")
+    targets = _import("zeroskip.boards.targets")
+    board_config = targets.get_board(args.board).config
+    overrides = {name: getattr(args, name) for name, _ in _CONFIG_OPTIONS
+                 if getattr(args, name, None) is not None}
+    if args.formats is not None:
+        overrides["formats"] = args.formats
+    # Start from the board's own sizing (what fits it) unless a file is given.
+    base = AcceleratorConfig.load(args.config) if args.config is not None else board_config
+    config = base.replace(**overrides) if overrides else base
+    if args.json is not None:
+        _prepare_output(args.json)
+    print(f"building {args.board} (Yosys, nextpnr and the packer; this takes minutes) ...",
+          flush=True)
+    report = build.build(args.board, config=config, clock_mhz=args.clock, program=args.program)
+    print(report.summary())
+    if args.json is not None:
+        _write_json(args.json, report.to_dict())
+        print(f"wrote {args.json}")
+
+
+def cmd_program(args):
+    build = _import("zeroskip.boards.build")
+    bitstream = args.bitstream or build.default_bitstream(args.board)
+    build.program(args.board, bitstream, flash=args.flash)
+    print(f"programmed {args.board} with {bitstream}")
 
 
 def _missing_module_message(error):

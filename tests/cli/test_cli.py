@@ -753,3 +753,34 @@ def test_compile_matrix_kernel_needs_an_operand(capsys, grid, tmp_path):
                               tmp_path / "X.npy")
     assert code == 0, err
     assert "kernel: spmm (3 right-hand column(s);" in out
+
+
+def test_boards_lists_every_target(capsys):
+    code, out, err = run_main(capsys, "boards")
+    assert code == 0 and err == ""
+    names = [line.split()[0] for line in out.splitlines()[1:]]
+    assert names == ["icebreaker", "ulx3s-12f", "ulx3s-25f", "ulx3s-45f", "ulx3s-85f",
+                     "orangecrab"]
+
+
+def test_build_rejects_an_unknown_board(capsys):
+    code, out, err = run_main(capsys, "build", "--board", "nosuch")
+    assert code == 2
+    assert_one_line_error(err, "unknown board 'nosuch'; known boards: icebreaker, ulx3s-12f, "
+                               "ulx3s-25f, ulx3s-45f, ulx3s-85f, orangecrab, ulx3s")
+
+
+def test_board_backend_needs_a_port(capsys, examples_data):
+    code, out, err = run_main(capsys, "run", str(examples_data / "cage5.mtx"),
+                              "--backend", "board")
+    assert code == 2
+    assert_one_line_error(err, "--backend board needs --port (the board's serial device, "
+                               "e.g. /dev/ttyUSB1)")
+
+
+def test_board_backend_reports_a_missing_port(capsys, examples_data, tmp_path):
+    port = tmp_path / "ttyNOPE"
+    code, out, err = run_main(capsys, "run", str(examples_data / "cage5.mtx"),
+                              "--backend", "board", "--port", str(port))
+    assert code == 2
+    assert_one_line_error(err, f"cannot open {port}: No such file or directory")

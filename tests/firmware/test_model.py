@@ -421,8 +421,8 @@ def test_bitmap_hand_program():
     load_x(m, x)
     start(m)
     assert out(m, 0, 2) == [3 * 5 - 2 * 6, 0]
-    # each row costs max(bits, ceil(C / 2), 1): 2 + 1 tokens (banks 1, 1; an empty row)
-    sched = timing.schedule([[1, 1, -1], []], 2)
+    # each chunk costs max(set bits, 1): banks 1 and 1 for row 0, two empty chunks for row 1
+    sched = timing.schedule([[1, 1, -1, -1], []], 2)
     assert read(m, Reg.CYCLES) == timing.SPMV_OVERHEAD + sched.cycles + timing.INSN_OVERHEAD
 
 

@@ -37,7 +37,8 @@ def test_generate_writes_verilog_and_config(tmp_path):
 def test_verilator_lint_is_clean(tmp_path, config):
     verilog_path, _ = generate(config, tmp_path)
     result = subprocess.run(
-        [tool("verilator"), "--lint-only", *VERILATOR_WAIVERS, "--top-module", TOP_NAME, str(verilog_path)],
+        [tool("verilator"), "--lint-only", *VERILATOR_WAIVERS, "--top-module", TOP_NAME,
+         str(verilog_path)],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "%Warning" not in result.stderr, result.stderr

@@ -31,7 +31,6 @@ from zeroskip.firmware.isa import (
     Region,
 )
 from zeroskip.hdl.lane import Lane
-from zeroskip.hdl.sequencer import Sequencer
 from zeroskip.hdl.top import ZeroskipTop
 from zeroskip.sim.buses import PysimBus
 
@@ -475,10 +474,8 @@ def test_disabled_format_stops_the_program():
     bad = Spmv(Format.DENSE, [random_matrix(rng, 3, 4, 0.5)] * 3)
     found, _ = run_program(config, x, [bad])
     assert found["status"] & STATUS_ERROR
-    # Until the sequencer decodes the lanes' format error, it reports DESCRIPTOR.
-    expected = (ErrorCode.ILLEGAL_INSN if "lanes_fmt_error" in Sequencer(config).signature.members
-                else ErrorCode.DESCRIPTOR)
-    assert found["code"] == expected and found["pc"] == 1
+    # The sequencer refuses a disabled format before dispatch.
+    assert found["code"] == ErrorCode.ILLEGAL_INSN and found["pc"] == 1
 
 
 def test_column_descriptor_error_does_not_hang():

@@ -88,8 +88,8 @@ def cases_for(config_name):
     c = {}
     if config_name == "p4":
         for density in (0.01, 0.05, 0.2, 0.5):
-            c[f"random-{density:.0%}"] = (random_int_matrix(61, 47, density, seed=int(density * 100)),
-                                          vector(47, 1), None, {})
+            matrix = random_int_matrix(61, 47, density, seed=int(density * 100))
+            c[f"random-{density:.0%}"] = (matrix, vector(47, 1), None, {})
         for name in ("west0067", "cage5", "494_bus", "Erdos971"):
             matrix = sample(name)
             c[name] = (matrix, vector(matrix.shape[1], 2), None, {})
