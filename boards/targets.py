@@ -154,15 +154,17 @@ BOARDS = {
         leds=_ICEBREAKER_LEDS, loader_board="ice40_generic", bitstream="bin",
         serial_port="/dev/ttyUSB1", link="on-board FTDI, channel B (USB)",
         synth_opts=("-dsp",)),
-    "ulx3s-12f": _ulx3s(12, 4, 512),
-    "ulx3s-25f": _ulx3s(25, 8, 1024),
-    "ulx3s-45f": _ulx3s(45, 12, 2048),
+    # About 2,300 LUT4s per PE: PEs fill half of each device's LUTs (fuller
+    # designs route slowly or not at all).
+    "ulx3s-12f": _ulx3s(12, 2, 512),
+    "ulx3s-25f": _ulx3s(25, 4, 1024),
+    "ulx3s-45f": _ulx3s(45, 8, 2048),
     "ulx3s-85f": _ulx3s(85, 16, 2048),
     "orangecrab": BoardInfo(
         name="orangecrab", title="OrangeCrab r0.2 (ECP5 LFE5U-25F)", family="ecp5",
         device="LFE5U-25F", platform="amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
         oscillator="clk", oscillator_hz=48e6, default_clock_mhz=60,
-        config=AcceleratorConfig(pes=8, x_depth=1024, nz_depth=1024, row_depth=256,
+        config=AcceleratorConfig(pes=4, x_depth=1024, nz_depth=1024, row_depth=256,
                                  imem_depth=64),
         leds=_ORANGECRAB_LEDS, loader_board=None, bitstream="bit", serial_port=None,
         link="Feather pins 0 (RX) and 1 (TX), for an external 3.3 V USB-serial adapter"),
