@@ -132,11 +132,11 @@ _ORANGECRAB_LEDS = {
 }
 
 
-def _ulx3s(size, pes, nz_depth):
+def _ulx3s(size, pes, nz_depth, clock_mhz):
     return BoardInfo(
         name=f"ulx3s-{size}f", title=f"ULX3S (ECP5 LFE5U-{size}F)", family="ecp5",
         device=f"LFE5U-{size}F", platform=f"amaranth_boards.ulx3s:ULX3S_{size}F_Platform",
-        oscillator="clk25", oscillator_hz=25e6, default_clock_mhz=100,
+        oscillator="clk25", oscillator_hz=25e6, default_clock_mhz=clock_mhz,
         config=AcceleratorConfig(pes=pes, x_depth=1024, nz_depth=nz_depth, row_depth=256,
                                  imem_depth=64),
         leds=_ULX3S_LEDS, loader_board="ulx3s", bitstream="bit", serial_port="/dev/ttyUSB0",
@@ -156,10 +156,11 @@ BOARDS = {
         synth_opts=("-dsp",)),
     # About 2,300 LUT4s per PE: PEs fill half of each device's LUTs (fuller
     # designs route slowly or not at all).
-    "ulx3s-12f": _ulx3s(12, 2, 512),
-    "ulx3s-25f": _ulx3s(25, 4, 1024),
-    "ulx3s-45f": _ulx3s(45, 8, 2048),
-    "ulx3s-85f": _ulx3s(85, 16, 2048),
+    # Default clocks leave a margin below the Fmax measured by bench/boards.py.
+    "ulx3s-12f": _ulx3s(12, 2, 512, 50),
+    "ulx3s-25f": _ulx3s(25, 4, 1024, 50),
+    "ulx3s-45f": _ulx3s(45, 8, 2048, 40),
+    "ulx3s-85f": _ulx3s(85, 16, 2048, 30),
     "orangecrab": BoardInfo(
         name="orangecrab", title="OrangeCrab r0.2 (ECP5 LFE5U-25F)", family="ecp5",
         device="LFE5U-25F", platform="amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
