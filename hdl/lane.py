@@ -30,9 +30,11 @@ from amaranth.lib.wiring import In, Out
 from ..firmware.isa import META_WIDTH, EpiArgs, Format, SpmvArgs, nz_entry_layout
 from .decoder import CscDecoder, FormatDecoder
 from .formats import column_mode, enabled_formats, ptr_word_width, row_formats, uses_meta
-from .layouts import gather_request_layout, gather_response_layout, operand_tag_layout
+from .layouts import (gather_request_layout, gather_response_layout, operand_tag_layout,
+                      token_layout)
 from .nonzero import ColumnQueue, nonzero_column_layout
 from .pe import ProcessingElement
+from .skid import SkidBuffer
 from .writeback import Accumulator, Writeback
 
 __all__ = ["Lane"]
@@ -238,7 +240,11 @@ class Lane(wiring.Component):
             ]
         mode_cols = Mux(self.start, start_columns, col_mode)
 
-        # Row-mode decoder: memories and gather requests.
+        # Row-mode decoder: memories and gather requests. The skid buffer
+        # keeps the gather's grant logic out of the decoder's timing paths.
+        m.submodules.skid = skid = SkidBuffer(token_layout(c))
+        wiring.connect(m, decoder.tokens, skid.input)
+        tokens = skid.output
         m.d.comb += [
             decoder.start.eq(start_rows),
             decoder.desc.eq(self.desc),
@@ -246,14 +252,15 @@ class Lane(wiring.Component):
             decoder.nz_data.eq(nz_rd.data),
             decoder.meta_data.eq(meta_data),
 
-            self.req.valid.eq(decoder.tokens.valid),
-            decoder.tokens.ready.eq(self.req.ready),
-            self.req.payload.addr.eq(decoder.tokens.payload.addr),
-            self.req.payload.skip.eq(decoder.tokens.payload.empty),
-            self.req.payload.tag.value.eq(decoder.tokens.payload.value),
-            self.req.payload.tag.row.eq(decoder.tokens.payload.row),
-            self.req.payload.tag.last.eq(decoder.tokens.payload.last),
-            self.req.payload.tag.empty.eq(decoder.tokens.payload.empty),
+            skid.clear.eq(self.start),
+            self.req.valid.eq(tokens.valid),
+            tokens.ready.eq(self.req.ready),
+            self.req.payload.addr.eq(tokens.payload.addr),
+            self.req.payload.skip.eq(tokens.payload.empty),
+            self.req.payload.tag.value.eq(tokens.payload.value),
+            self.req.payload.tag.row.eq(tokens.payload.row),
+            self.req.payload.tag.last.eq(tokens.payload.last),
+            self.req.payload.tag.empty.eq(tokens.payload.empty),
         ]
         with m.If(mode_cols):
             pass
@@ -311,7 +318,7 @@ class Lane(wiring.Component):
         sent = self.req.valid & self.req.ready
         answered = self.resp.valid & self.resp.ready
         m.d.sync += in_flight.eq(in_flight + sent - answered)
-        rows_drained = ~decoder.busy & (in_flight == 0) & pe.idle & writeback.idle
+        rows_drained = ~decoder.busy & ~tokens.valid & (in_flight == 0) & pe.idle & writeback.idle
         drained = Signal()
         m.d.comb += drained.eq(rows_drained)
         desc_error = decoder.error
