@@ -51,7 +51,6 @@ from .formats import (
     nm_violation,
     parse_nm,
     prune_nm,
-    ptr_word_width,
     unpack_entries,
 )
 from .isa import EpiArgs, Format
@@ -431,7 +430,7 @@ def _check_nm(nm, config):
         raise CompileError(f"N:M group of {m} columns exceeds the {config.x_depth}-entry "
                            f"x buffer")
     word = nm_descriptor(n, m)
-    width = ptr_word_width(config)
+    width = config.ptr_width
     if word >> width:
         raise CompileError(f"the {n}:{m} descriptor (N | log2(M) << 8 = {word}) needs "
                            f"{word.bit_length()} bits but pointer words have {width} in this "

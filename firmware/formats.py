@@ -31,7 +31,7 @@ __all__ = [
     "FORMAT_NAMES", "DATAFLOWS", "format_by_name", "format_name", "dataflow_of", "LaneImage",
     "LaneStream", "DescriptorFault", "encode_lane", "decode_lane", "lane_matrix",
     "row_formats", "pack_entries", "unpack_entries", "nm_violation", "prune_nm",
-    "nm_descriptor", "bitmap_row_cycles", "parse_nm", "NM_WORD_BITS", "ptr_word_width",
+    "nm_descriptor", "bitmap_row_cycles", "parse_nm",
 ]
 
 #: Lower-case names of the formats, as the configuration and the CLI spell them.
@@ -110,15 +110,6 @@ class LaneImage:
 
 #: Bits a row-pointer word needs to hold the N:M descriptor ``N | log2(M) << 8``
 #: (``N`` up to 255, ``log2(M)`` up to 15).
-NM_WORD_BITS = 12
-
-
-def ptr_word_width(config):
-    """Bits of a stored row-pointer word: ``config.ptr_width`` (a row count or
-    a row end), widened to :data:`NM_WORD_BITS` when the hardware decodes N:M."""
-    if "nm" in config.formats:
-        return max(config.ptr_width, NM_WORD_BITS)
-    return config.ptr_width
 
 
 def nm_descriptor(n, m):

@@ -1,4 +1,4 @@
-"""The zeroskip instruction set and host memory map, defined once.
+r"""The zeroskip instruction set and host memory map, defined once.
 
 The sequencer decodes ``Signal(Insn)``, the assembler encodes with
 ``Insn.const({...}).as_bits()`` and the disassembler decodes with
@@ -52,6 +52,26 @@ second per-lane memory of 16-bit words indexed like ``nz``:
 
 A format the hardware was generated without is an illegal instruction.
 
+``REDUCE`` (the scatter/reduce network, present when ``config.reduce``) adds
+partial sums across lanes, so that a row split over several lanes can be
+summed back. Lane ``p``'s route list lives in its ``ptr`` memory:
+``ptr[ptr_base] = m`` routes, ``ptr[ptr_base + 1] = s`` the lane's first
+source row, and route ``i`` is ``ptr[ptr_base + 2 + i] = r | q <<
+row_addr_width`` (:func:`route_word`). For every lane ``p`` and ``i < m``::
+
+    out[q][dst_base + r] += out[p][src_base + s + i]
+
+Destination words must not be source words of the same ``REDUCE`` (then the
+order of the additions does not matter). A sum that leaves ``acc_width``
+signed bits stops the program with :attr:`ErrorCode.OVERFLOW`;
+``ptr_base + 2 + m > row_depth`` or ``src_base + s + m > row_depth`` (found
+before any addition), a destination lane ``q >= pes`` or ``dst_base + r >=
+row_depth`` (found while streaming) with :attr:`ErrorCode.DESCRIPTOR`. The
+bias and the epilogue are not applied: a program that splits rows runs the
+row pieces with neither, adds them up with ``REDUCE`` and then finishes the rows with an
+``SPMV`` over empty rows with ``accumulate`` set (steps 2 to 4 on the sums).
+``REDUCE`` without ``config.reduce`` is an illegal instruction.
+
 Every partial sum in steps 1 to 3 must fit ``acc_width`` signed bits; one that
 does not stops the program with :attr:`ErrorCode.OVERFLOW` after the
 instruction. A descriptor reaching outside a memory stops it with
@@ -70,7 +90,8 @@ from ..config import AcceleratorConfig
 
 __all__ = [
     "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
-    "EpiArgs", "InsnArgs", "Insn", "nz_entry_layout", "Reg", "Region", "MemoryMap", "HARDWARE_ID",
+    "EpiArgs", "ReduceArgs", "InsnArgs", "route_word", "Insn", "nz_entry_layout", "Reg",
+    "Region", "MemoryMap", "HARDWARE_ID",
 ]
 
 #: Bits of one instruction; the host writes it as two 32-bit words, low first.
@@ -86,6 +107,7 @@ class Opcode(enum.Enum, shape=4):
     HALT = 1
     SET_EPI = 2
     SPMV = 3
+    REDUCE = 4
 
 
 class ErrorCode(enum.Enum, shape=8):
@@ -129,6 +151,13 @@ class SpmvArgs(data.Struct):
     out_base: unsigned(12)
 
 
+class ReduceArgs(data.Struct):
+    """Operands of ``REDUCE`` (see the module documentation)."""
+    ptr_base: unsigned(12)
+    src_base: unsigned(12)
+    dst_base: unsigned(12)
+
+
 class EpiArgs(data.Struct):
     """Operands of ``SET_EPI``: the epilogue applied by later ``SPMV``."""
     shift: unsigned(5)
@@ -140,6 +169,7 @@ class EpiArgs(data.Struct):
 class InsnArgs(data.Union):
     spmv: SpmvArgs
     epi: EpiArgs
+    reduce: ReduceArgs
 
 
 class Insn(data.Struct):
@@ -157,6 +187,11 @@ def nz_entry_layout(config: AcceleratorConfig):
         "col": unsigned(config.col_width),
         "value": signed(config.value_width),
     })
+
+
+def route_word(config: AcceleratorConfig, lane, row):
+    """The ``REDUCE`` route to ``out[lane][dst_base + row]`` (a ``ptr`` word)."""
+    return row | lane << config.row_addr_width
 
 
 class Reg(enum.IntEnum):
@@ -179,6 +214,9 @@ class Reg(enum.IntEnum):
     MACS = 0x28
     SKIPPED = 0x2C
     GATHER_STALLS = 0x30
+    #: Cycles in which a lane offered a ``REDUCE`` partial sum the scatter
+    #: network did not take (its destination lane took another lane's).
+    SCATTER_STALLS = 0x34
     #: ``PE_BUSY + 4 * p``: cycles in which PE ``p`` consumed a nonzero.
     PE_BUSY = 0x100
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..config import AcceleratorConfig
 from . import timing
 from .asm import decode
-from .formats import DescriptorFault, decode_lane, format_name, ptr_word_width
+from .formats import DescriptorFault, decode_lane, format_name
 from .isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -95,7 +95,7 @@ class Machine:
         self.meta = np.zeros((c.pes, c.nz_depth), dtype=np.int64)
         self.bias = np.zeros((c.pes, c.row_depth), dtype=np.int64)
         self.out = np.zeros((c.pes, c.row_depth), dtype=np.int64)
-        self._ptr_mask = (1 << ptr_word_width(c)) - 1
+        self._ptr_mask = (1 << c.ptr_width) - 1
         self._nz_mask = (1 << nz_entry_layout(c).size) - 1
         self._meta_mask = (1 << META_WIDTH) - 1
         self._formats = {fmt for fmt in Format if format_name(fmt) in c.formats}

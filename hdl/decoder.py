@@ -31,7 +31,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..firmware.isa import BITMAP_CHUNK, META_WIDTH, Format, SpmvArgs, nz_entry_layout
-from .formats import NM_SHIFT_OFFSET, ptr_word_width, row_formats
+from .formats import NM_SHIFT_OFFSET, row_formats
 from .layouts import pe_input_layout, token_layout
 from .nonzero import nonzero_column_layout
 
@@ -123,7 +123,7 @@ class FormatDecoder(wiring.Component):
         at least ``n``; an ``nz`` or ``meta`` index past the memory; a column
         with ``x_base + column >= x_depth``.
     ptr_addr : Out(row_addr_width)
-    ptr_data : In(ptr_word_width(config))
+    ptr_data : In(config.ptr_width)
         A synchronous read port of the row-pointer memory (always enabled).
     nz_addr : Out(nz_addr_width)
     nz_en : Out(1)
@@ -156,7 +156,7 @@ class FormatDecoder(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
             "ptr_addr": Out(config.row_addr_width),
-            "ptr_data": In(ptr_word_width(config)),
+            "ptr_data": In(config.ptr_width),
             "nz_addr": Out(config.nz_addr_width),
             "nz_en": Out(1),
             "nz_data": In(nz_entry_layout(config)),
@@ -175,7 +175,7 @@ class FormatDecoder(wiring.Component):
     def elaborate(self, platform):
         c = self._config
         m = Module()
-        word_width = ptr_word_width(c)          # a row-pointer word: count, end, descriptor
+        word_width = c.ptr_width          # a row-pointer word: count, end, descriptor
         index_width = word_width + 1            # nz/meta indices relative to nz_base
         col_limit = 1 << (c.col_width + 1)      # any column at or above it is out of range
         col_sum_width = c.col_width + 3
@@ -663,14 +663,14 @@ class CscDecoder(wiring.Component):
     enable : In(1)
         Entries are issued only while high (the rows are initialised).
     products : Out(stream.Signature(pe_input_layout(config)))
-    rows : Out(ptr_word_width(config))
+    rows : Out(config.ptr_width)
         ``n``, from ``HEADER_LATENCY`` cycles after ``start``.
-    count : Out(ptr_word_width(config))
+    count : Out(config.ptr_width)
         ``c``, or 0 after a header error, from ``HEADER_LATENCY`` cycles
         after ``start``.
     header_ok : Out(1)
         High ``HEADER_LATENCY`` cycles after ``start`` when the header fits.
-    unvisited : Out(ptr_word_width(config) + 1)
+    unvisited : Out(config.ptr_width + 1)
         Entries of the tile the walker did not visit (those of the columns
         with a zero activation): the last column's end
         ``ptr[ptr_base + 1 + c]`` (0 when ``c = 0``) minus the entries
@@ -690,7 +690,7 @@ class CscDecoder(wiring.Component):
         for ``j = 0``) or past ``nz_depth - nz_base``; an entry's row (its
         ``meta`` word) at least ``n``.
     ptr_addr : Out(row_addr_width)
-    ptr_data, ptr_data_next : In(ptr_word_width(config))
+    ptr_data, ptr_data_next : In(config.ptr_width)
         A synchronous read port of the row-pointer memory returning the word
         at ``ptr_addr`` and the one after it.
     nz_addr, meta_addr : Out(nz_addr_width)
@@ -709,7 +709,7 @@ class CscDecoder(wiring.Component):
 
     def __init__(self, config):
         self._config = config
-        word = ptr_word_width(config)
+        word = config.ptr_width
         super().__init__({
             "start": In(1),
             "desc": In(SpmvArgs),
@@ -719,7 +719,7 @@ class CscDecoder(wiring.Component):
             "rows": Out(word),
             "count": Out(word),
             "header_ok": Out(1),
-            "unvisited": Out(ptr_word_width(config) + 1),
+            "unvisited": Out(config.ptr_width + 1),
             "released": Out(1),
             "busy": Out(1),
             "error": Out(1),
@@ -740,7 +740,7 @@ class CscDecoder(wiring.Component):
     def elaborate(self, platform):
         c = self._config
         m = Module()
-        word = ptr_word_width(c)
+        word = c.ptr_width
 
         ptr_base = Signal.like(self.desc.ptr_base)
         nz_base = Signal.like(self.desc.nz_base)

@@ -29,9 +29,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..firmware.isa import META_WIDTH, EpiArgs, Format, SpmvArgs, nz_entry_layout
 from .decoder import CscDecoder, FormatDecoder
-from .formats import column_mode, enabled_formats, ptr_word_width, row_formats, uses_meta
-from .layouts import (gather_request_layout, gather_response_layout, operand_tag_layout,
-                      token_layout)
+from .formats import column_mode, enabled_formats, row_formats, uses_meta
+from .layouts import gather_request_layout, gather_response_layout, operand_tag_layout, token_layout
 from .nonzero import ColumnQueue, nonzero_column_layout
 from .pe import ProcessingElement
 from .skid import SkidBuffer
@@ -78,7 +77,7 @@ class Lane(wiring.Component):
         fewer than ``COLUMN_CREDITS`` columns taken are not yet done with
         (the walker's last step on a column, or taking ``end``, releases
         one), or after a descriptor error while the queue has room.
-    cols_count : Out(ptr_word_width(config))
+    cols_count : Out(config.ptr_width)
         Column mode: the lane's column count ``c`` (0 after a header error),
         valid ``COUNT_LATENCY`` cycles after ``start``.
     host_addr : In(16)
@@ -91,7 +90,7 @@ class Lane(wiring.Component):
         (valid while the lane is idle).
     mac, skip, pe_busy : Out(1)
         Per-cycle pulses of the PE (see :class:`ProcessingElement`).
-    skip_bulk : Out(ptr_word_width(config) + 1)
+    skip_bulk : Out(config.ptr_width + 1)
         Column mode: the products skipped with their whole column (the
         entries of the columns whose activation is zero), in the last
         ``busy`` cycle of an instruction without error; 0 otherwise.
@@ -128,7 +127,7 @@ class Lane(wiring.Component):
             "req": Out(stream.Signature(gather_request_layout(config, tag))),
             "resp": In(stream.Signature(gather_response_layout(config, tag))),
             "cols": In(stream.Signature(nonzero_column_layout(config))),
-            "cols_count": Out(ptr_word_width(config)),
+            "cols_count": Out(config.ptr_width),
             "host_addr": In(16),
             "host_wdata": In(32),
             "host_we_ptr": In(1),
@@ -139,7 +138,7 @@ class Lane(wiring.Component):
             "mac": Out(1),
             "skip": Out(1),
             "pe_busy": Out(1),
-            "skip_bulk": Out(ptr_word_width(config) + 1),
+            "skip_bulk": Out(config.ptr_width + 1),
         })
 
     @property
@@ -149,7 +148,7 @@ class Lane(wiring.Component):
     def elaborate(self, platform):
         c = self._config
         m = Module()
-        word = ptr_word_width(c)
+        word = c.ptr_width
         columns = column_mode(c)
         rows = bool(row_formats(c))
 

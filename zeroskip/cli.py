@@ -102,6 +102,9 @@ def _add_config_options(parser):
     group.add_argument("--formats", metavar="LIST", type=_format_list,
                        help=f"storage formats the hardware decodes, comma-separated, from "
                             f"{', '.join(FORMATS[1:])} (default {','.join(defaults['formats'])})")
+    group.add_argument("--reduce", action=argparse.BooleanOptionalAction, default=None,
+                       help="generate the scatter/reduce network, so that long rows can be "
+                            "split across lanes (default on)")
 
 
 def _format_list(text):
@@ -114,6 +117,8 @@ def _config_from_args(args):
                  if getattr(args, name, None) is not None}
     if getattr(args, "formats", None) is not None:
         overrides["formats"] = args.formats
+    if getattr(args, "reduce", None) is not None:
+        overrides["reduce"] = args.reduce
     if getattr(args, "config", None) is not None:
         base = AcceleratorConfig.load(args.config)
         return base.replace(**overrides) if overrides else base

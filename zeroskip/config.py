@@ -18,6 +18,8 @@ __all__ = ["AcceleratorConfig", "ConfigError"]
 
 #: Formats the compressed-format memory controller may support.
 KNOWN_FORMATS = ("csr", "coo", "bitmap", "nm", "dense", "csc")
+#: Bits of the N:M descriptor word ``N | log2(M) << 8`` (M up to 2 ** 15).
+NM_WORD_BITS = 12
 
 
 def _is_pow2(value):
@@ -52,6 +54,9 @@ class AcceleratorConfig:
         Instructions the instruction memory holds, a power of two from 4 to 4096.
     formats : tuple of str
         Compressed formats the format decoder supports.
+    reduce : bool
+        Generate the scatter/reduce network (the ``REDUCE`` instruction),
+        which lets the compiler split long rows across lanes.
 
     Raises
     ------
@@ -68,6 +73,7 @@ class AcceleratorConfig:
     row_depth: int = 256
     imem_depth: int = 64
     formats: tuple = ("csr",)
+    reduce: bool = True
 
     def __post_init__(self):
         def check_int(name, low, high, *, pow2=False):
@@ -93,6 +99,8 @@ class AcceleratorConfig:
                 banks *= 2
             object.__setattr__(self, "x_banks", min(banks, self.x_depth))
         check_int("x_banks", 1, self.x_depth, pow2=True)
+        if not isinstance(self.reduce, bool):
+            raise ConfigError(f"reduce must be true or false, not {self.reduce!r}")
         formats = tuple(self.formats)
         object.__setattr__(self, "formats", formats)
         if not formats:
@@ -120,9 +128,25 @@ class AcceleratorConfig:
         return (self.row_depth - 1).bit_length()
 
     @property
+    def lane_width(self):
+        """Bits of a lane index."""
+        return max(1, (self.pes - 1).bit_length())
+
+    @property
     def ptr_width(self):
-        """Bits of a row-pointer word: a row count or a row end (both inclusive)."""
-        return max(self.nz_addr_width, self.row_addr_width) + 1
+        """Bits of a word of a lane's row-pointer memory.
+
+        It holds a row count or a row end (both inclusive), the N:M
+        descriptor word when ``nm`` is enabled and a ``REDUCE`` route (row
+        and lane) when ``reduce`` is. The host writes the low bits of its
+        32-bit word; the ISA model masks ``PTR`` writes to the same width.
+        """
+        width = max(self.nz_addr_width, self.row_addr_width) + 1
+        if "nm" in self.formats:
+            width = max(width, NM_WORD_BITS)
+        if self.reduce:
+            width = max(width, self.row_addr_width + self.lane_width)
+        return width
 
     @property
     def bank_addr_width(self):

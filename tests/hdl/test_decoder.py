@@ -15,7 +15,6 @@ from amaranth.lib.memory import Memory
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.isa import BITMAP_CHUNK, META_WIDTH, Format, nz_entry_layout
 from zeroskip.hdl.decoder import CsrDecoder, FormatDecoder
-from zeroskip.hdl.formats import ptr_word_width
 from zeroskip.sim.streams import simulate
 
 CONFIG = AcceleratorConfig(pes=1, value_width=16, acc_width=32, x_depth=256,
@@ -30,7 +29,7 @@ class Harness(Elaboratable):
     def __init__(self, config, ptr, nz, meta=(), *, dut=None):
         self.config = config
         self.dut = dut or CsrDecoder(config)
-        self.ptr = Memory(shape=unsigned(ptr_word_width(config)), depth=config.row_depth,
+        self.ptr = Memory(shape=unsigned(config.ptr_width), depth=config.row_depth,
                           init=ptr)
         self.nz = Memory(shape=nz_entry_layout(config), depth=config.nz_depth,
                          init=[{"col": col, "value": value} for col, value in nz])
