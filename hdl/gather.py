@@ -5,36 +5,10 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
+from .arbiter import next_mask, or_tree, round_robin
 from .layouts import gather_request_layout, gather_response_layout
 
 __all__ = ["Gather"]
-
-
-def _or_tree(values):
-    """OR of ``values`` as a balanced tree (a flat chain is slow to simulate)."""
-    values = list(values)
-    if not values:
-        return Const(0)
-    while len(values) > 1:
-        pairs = [values[i] | values[i + 1] for i in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            pairs.append(values[-1])
-        values = pairs
-    return values[0]
-
-
-def _round_robin(requests, mask):
-    """Grant of a round-robin arbiter, one-hot.
-
-    ``mask`` has the bits of the lanes at or after the pointer set (all clear
-    and all set both mean pointer 0). The first request at or after the
-    pointer wins; if there is none, the first request overall wins. Both
-    searches are one carry chain over the doubled request vector.
-    """
-    width = len(requests)
-    doubled = Cat(requests & mask, requests)
-    first = (doubled & (~doubled + 1))[:2 * width]
-    return first[:width] | first[width:]
 
 
 class Gather(wiring.Component):
@@ -180,17 +154,17 @@ class Gather(wiring.Component):
             grant = Signal(pes, name=f"bank{b}_grant")
             m.d.comb += [
                 requests.eq(Cat(want[p][b] for p in range(pes))),
-                grant.eq(_round_robin(requests, mask)),
+                grant.eq(round_robin(requests, mask)),
             ]
             with m.If(self.rr_reset):
                 m.d.sync += mask.eq(0)
             with m.Elif(requests.any()):
                 # Lanes after the granted one: the new pointer is grant + 1.
-                m.d.sync += mask.eq(~((grant << 1) - 1)[:pes])
+                m.d.sync += mask.eq(next_mask(grant, pes))
             port = read_ports[b]
             m.d.comb += [
                 port.en.eq(requests.any() | self.scan_en),
-                port.addr.eq(Mux(self.scan_en, self.scan_addr, _or_tree(
+                port.addr.eq(Mux(self.scan_en, self.scan_addr, or_tree(
                     Mux(grant[p], self.req[p].payload.addr[sel_bits:], 0)
                     for p in range(pes)))),
                 self.scan_data[b].eq(port.data),
@@ -204,7 +178,7 @@ class Gather(wiring.Component):
             resp = self.resp[p]
             granted = Signal(name=f"granted{p}")
             m.d.comb += [
-                granted.eq(_or_tree(grant[p] for grant in grants)),
+                granted.eq(or_tree(grant[p] for grant in grants)),
                 req.ready.eq(able[p] & (req.payload.skip | granted)),
                 self.stall[p].eq(req.valid & ~req.payload.skip & able[p] & ~granted),
             ]

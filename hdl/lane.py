@@ -27,12 +27,19 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..firmware.isa import META_WIDTH, EpiArgs, Format, SpmvArgs, nz_entry_layout
+from ..firmware.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
 from .decoder import CscDecoder, FormatDecoder
 from .formats import column_mode, enabled_formats, row_formats, uses_meta
-from .layouts import gather_request_layout, gather_response_layout, operand_tag_layout, token_layout
+from .layouts import (
+    gather_request_layout,
+    gather_response_layout,
+    operand_tag_layout,
+    pe_result_layout,
+    token_layout,
+)
 from .nonzero import ColumnQueue, nonzero_column_layout
 from .pe import ProcessingElement
+from .scatter import ReduceSource, send_layout
 from .skid import SkidBuffer
 from .writeback import Accumulator, Writeback
 
@@ -90,6 +97,17 @@ class Lane(wiring.Component):
         (valid while the lane is idle).
     mac, skip, pe_busy : Out(1)
         Per-cycle pulses of the PE (see :class:`ProcessingElement`).
+    reduce_start : In(1)
+        (With ``config.reduce``.) One-cycle pulse starting a ``REDUCE``;
+        ``rdesc`` is sampled in that cycle. ``busy`` covers the lane's
+        sending; ``receiving`` its additions of sums other lanes send.
+    rdesc : In(ReduceArgs)
+    send : Out(stream.Signature(send_layout(config)))
+        The lane's partial sums into the :class:`~zeroskip.hdl.scatter.Scatter`.
+    recv : In(stream.Signature(pe_result_layout(config)))
+        Partial sums for this lane's ``out``; taken in every cycle.
+    receiving : Out(1)
+        An addition of a received sum is still in progress.
     skip_bulk : Out(config.ptr_width + 1)
         Column mode: the products skipped with their whole column (the
         entries of the columns whose activation is zero), in the last
@@ -116,7 +134,7 @@ class Lane(wiring.Component):
     def __init__(self, config):
         self._config = config
         tag = operand_tag_layout(config)
-        super().__init__({
+        members = {
             "start": In(1),
             "desc": In(SpmvArgs),
             "epi": In(EpiArgs),
@@ -139,7 +157,16 @@ class Lane(wiring.Component):
             "skip": Out(1),
             "pe_busy": Out(1),
             "skip_bulk": Out(config.ptr_width + 1),
-        })
+        }
+        if config.reduce:
+            members.update({
+                "reduce_start": In(1),
+                "rdesc": In(ReduceArgs),
+                "send": Out(stream.Signature(send_layout(config))),
+                "recv": In(stream.Signature(pe_result_layout(config))),
+                "receiving": Out(1),
+            })
+        super().__init__(members)
 
     @property
     def config(self):
@@ -216,6 +243,7 @@ class Lane(wiring.Component):
 
         # Instruction operands, latched at start; the mode of the instruction.
         desc = Signal(SpmvArgs)
+        rdesc = Signal(ReduceArgs)
         epi = Signal(EpiArgs)
         known = enabled_formats(c)
         fmt_ok = Signal()
@@ -416,11 +444,53 @@ class Lane(wiring.Component):
         elif not rows:
             m.d.comb += drained.eq(1)
 
+        start = self.start
+        if c.reduce:
+            # REDUCE: the source reads the route list and the partial sums
+            # (a second read port of ``out``); the reducer adds the sums other
+            # lanes send into ``out`` (the writeback's port), one per cycle.
+            m.submodules.source = source = ReduceSource(c)
+            m.submodules.reducer = reducer = Accumulator(c)
+            out_src = out.read_port()
+            red_mode = Signal()         # the last instruction was a REDUCE
+            with m.If(self.reduce_start):
+                m.d.sync += [red_mode.eq(1), rdesc.eq(self.rdesc), col_mode.eq(0)]
+            with m.Elif(self.start):
+                m.d.sync += red_mode.eq(0)
+            wiring.connect(m, source.send, wiring.flipped(self.send))
+            wiring.connect(m, wiring.flipped(self.recv), reducer.input)
+            m.d.comb += [
+                source.start.eq(self.reduce_start),
+                source.desc.eq(self.rdesc),
+                source.ptr_data.eq(ptr_data),
+                source.out_data.eq(out_src.data),
+                out_src.addr.eq(source.out_addr),
+                reducer.clear.eq(self.reduce_start),
+                reducer.base.eq(rdesc.dst_base),
+                reducer.output.ready.eq(1),
+                self.receiving.eq(~reducer.idle),
+            ]
+            with m.If(red_mode | self.reduce_start):
+                m.d.comb += ptr_addr.eq(source.ptr_addr)
+            with m.If(red_mode):
+                m.d.comb += [
+                    reducer.rd_data.eq(out_rd.data),
+                    out_wr.addr.eq(reducer.wr_addr),
+                    out_wr.data.eq(reducer.wr_data),
+                    out_wr.en.eq(reducer.wr_en),
+                ]
+                with m.If(self.busy | self.recv.valid):
+                    m.d.comb += out_rd.addr.eq(reducer.rd_addr)
+                m.d.comb += drained.eq(~source.busy)
+            desc_error = desc_error | (red_mode & source.error)
+            overflow = overflow | (red_mode & reducer.overflow)
+            start = start | self.reduce_start
+
         m.d.comb += [
             self.desc_error.eq(desc_error),
             self.overflow.eq(overflow),
         ]
-        with m.If(self.start):
+        with m.If(start):
             m.d.sync += [self.busy.eq(1), in_flight.eq(0)]
         with m.Elif(drained):
             m.d.sync += self.busy.eq(0)

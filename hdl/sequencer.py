@@ -5,7 +5,16 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AcceleratorConfig
-from ..firmware.isa import INSN_WIDTH, EpiArgs, ErrorCode, Format, Insn, Opcode, SpmvArgs
+from ..firmware.isa import (
+    INSN_WIDTH,
+    EpiArgs,
+    ErrorCode,
+    Format,
+    Insn,
+    Opcode,
+    ReduceArgs,
+    SpmvArgs,
+)
 
 __all__ = ["Sequencer"]
 
@@ -14,10 +23,11 @@ class Sequencer(wiring.Component):
     """Instruction memory, fetch/decode/dispatch and the status register.
 
     A run starts at instruction 0 and ends at ``HALT`` (``done``) or at the
-    first error (an ``SPMV`` in a format the configuration does not enable is
-    an illegal instruction) (``error`` holds its :class:`ErrorCode`, ``pc`` the failing
-    instruction). Every instruction takes two cycles to fetch and decode;
-    ``SPMV`` then starts all lanes and waits until none is busy.
+    first error (``error`` holds its :class:`ErrorCode`, ``pc`` the failing
+    instruction). An ``SPMV`` in a format the configuration does not enable,
+    or a ``REDUCE`` without ``config.reduce``, is an illegal instruction.
+    Every instruction takes two cycles to fetch and decode; ``SPMV`` and
+    ``REDUCE`` then start all lanes and wait until none is busy.
 
     Parameters
     ----------
@@ -40,7 +50,9 @@ class Sequencer(wiring.Component):
     host_wdata, host_we : In
         Host write of one 32-bit half of an instruction.
     lane_start : Out(1)
-        Starts every lane on ``desc``/``epi``.
+        Starts every lane on ``desc``/``epi`` (``SPMV``).
+    reduce_start : Out(1)
+        Starts every lane on ``rdesc`` (``REDUCE``, with ``config.reduce``).
     lanes_busy, lanes_desc_error, lanes_overflow : In(1)
         OR of the lanes' ``busy``, ``desc_error`` and ``overflow``.
     """
@@ -56,6 +68,7 @@ class Sequencer(wiring.Component):
             "retire": Out(1),
             "host_addr": In(pc_width), "host_wdata": In(32), "host_we": In(1),
             "lane_start": Out(1), "desc": Out(SpmvArgs), "epi": Out(EpiArgs),
+            "reduce_start": Out(1), "rdesc": Out(ReduceArgs),
             "lanes_busy": In(1), "lanes_desc_error": In(1), "lanes_overflow": In(1),
         })
 
@@ -116,10 +129,17 @@ class Sequencer(wiring.Component):
                             m.next = "DISPATCH"
                         with m.Else():
                             fail(ErrorCode.ILLEGAL_INSN)
+                    if config.reduce:
+                        with m.Case(Opcode.REDUCE):
+                            m.d.sync += self.rdesc.eq(insn.args.reduce)
+                            m.next = "DISPATCH_REDUCE"
                     with m.Default():
                         fail(ErrorCode.ILLEGAL_INSN)
             with m.State("DISPATCH"):
                 m.d.comb += [self.busy.eq(1), self.lane_start.eq(1)]
+                m.next = "EXECUTE"
+            with m.State("DISPATCH_REDUCE"):
+                m.d.comb += [self.busy.eq(1), self.reduce_start.eq(1)]
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 m.d.comb += self.busy.eq(1)

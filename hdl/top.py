@@ -1,4 +1,4 @@
-"""The accelerator top level: host port, sequencer, gather network and lanes."""
+"""The accelerator top level: host port, sequencer, gather and scatter networks, lanes."""
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -24,6 +24,7 @@ from .gather import Gather
 from .lane import Lane
 from .layouts import operand_tag_layout
 from .nonzero import NonzeroDetector
+from .scatter import Scatter
 from .sequencer import Sequencer
 
 __all__ = ["ZeroskipTop"]
@@ -110,7 +111,17 @@ class ZeroskipTop(wiring.Component):
                 lane.desc.eq(seq.desc),
                 lane.epi.eq(seq.epi),
             ]
+        if config.reduce:
+            m.submodules.scatter = scatter = Scatter(config)
+            for index, lane in enumerate(lanes):
+                wiring.connect(m, lane.send, scatter.send[index])
+                wiring.connect(m, scatter.recv[index], lane.recv)
+                m.d.comb += [lane.reduce_start.eq(seq.reduce_start), lane.rdesc.eq(seq.rdesc)]
+            m.d.comb += scatter.rr_reset.eq(seq.start)
         lanes_busy = Cat(lane.busy for lane in lanes).any()
+        if config.reduce:
+            lanes_busy = (lanes_busy | scatter.busy |
+                          Cat(lane.receiving for lane in lanes).any())
         desc_error = Cat(lane.desc_error for lane in lanes).any()
         # The sequencer refuses disabled formats before dispatch; a lane's own
         # format check is a second line of defence.
@@ -155,10 +166,12 @@ class ZeroskipTop(wiring.Component):
         macs = Signal(COUNTER_WIDTH)
         skipped = Signal(COUNTER_WIDTH)
         stalls = Signal(COUNTER_WIDTH)
+        scatter_stalls = Signal(COUNTER_WIDTH)
         pe_busy = [Signal(COUNTER_WIDTH, name=f"pe_busy{i}") for i in range(config.pes)]
         clear = Signal()
         with m.If(clear):
-            m.d.sync += [c.eq(0) for c in (cycles, insns, macs, skipped, stalls, *pe_busy)]
+            m.d.sync += [c.eq(0) for c in (cycles, insns, macs, skipped, stalls, scatter_stalls,
+                                           *pe_busy)]
         with m.Else():
             m.d.sync += [
                 cycles.eq(cycles + seq.busy),
@@ -170,6 +183,8 @@ class ZeroskipTop(wiring.Component):
                 stalls.eq(stalls + _popcount(gather.stall)),
             ]
             m.d.sync += [count.eq(count + lane.pe_busy) for count, lane in zip(pe_busy, lanes)]
+            if config.reduce:
+                m.d.sync += scatter_stalls.eq(scatter_stalls + _popcount(scatter.stall))
 
         # Address decode of the register bus.
         region = bus.addr[MemoryMap.REGION_SHIFT:]
@@ -257,6 +272,7 @@ class ZeroskipTop(wiring.Component):
                 (Reg.MACS, macs),
                 (Reg.SKIPPED, skipped),
                 (Reg.GATHER_STALLS, stalls),
+                (Reg.SCATTER_STALLS, scatter_stalls),
             ):
                 with m.Case(reg):
                     m.d.comb += csr_data.eq(value)
