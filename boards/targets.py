@@ -148,9 +148,10 @@ BOARDS = {
         name="icebreaker", title="iCEBreaker (iCE40UP5K)", family="ice40", device="iCE40UP5K",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
         oscillator="clk12", oscillator_hz=12e6, default_clock_mhz=18,
-        # Two PEs fill 95 % of the UP5K's logic cells (see bench/boards.py).
+        # Two PEs fill 95 % of the UP5K's logic cells (see bench/boards.py):
+        # no room for the scatter/reduce network.
         config=AcceleratorConfig(pes=2, value_width=8, acc_width=24, x_depth=128, x_banks=2,
-                                 nz_depth=256, row_depth=32, imem_depth=8),
+                                 nz_depth=256, row_depth=32, imem_depth=8, reduce=False),
         leds=_ICEBREAKER_LEDS, loader_board="ice40_generic", bitstream="bin",
         serial_port="/dev/ttyUSB1", link="on-board FTDI, channel B (USB)",
         synth_opts=("-dsp",)),

@@ -34,8 +34,9 @@ from ..firmware.isa import (
 __all__ = ["Driver", "RunResult", "COUNTER_NAMES"]
 
 #: Counters read after every tile, in the order of their registers.
-COUNTER_NAMES = ("cycles", "insns", "macs", "skipped", "gather_stalls")
-_COUNTER_REGS = (Reg.CYCLES, Reg.INSNS, Reg.MACS, Reg.SKIPPED, Reg.GATHER_STALLS)
+COUNTER_NAMES = ("cycles", "insns", "macs", "skipped", "gather_stalls", "scatter_stalls")
+_COUNTER_REGS = (Reg.CYCLES, Reg.INSNS, Reg.MACS, Reg.SKIPPED, Reg.GATHER_STALLS,
+                 Reg.SCATTER_STALLS)
 
 
 @dataclasses.dataclass
@@ -49,8 +50,8 @@ class RunResult:
         program with a right-hand matrix one per row and right-hand column
         (shape ``(rows, k)``).
     counters : dict
-        ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls`` (ints,
-        summed over tiles) and ``pe_busy`` (a list, one per PE).
+        ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls``,
+        ``scatter_stalls`` (ints, summed over tiles) and ``pe_busy`` (a list, one per PE).
     backend : str
     """
 

@@ -437,6 +437,7 @@ def _statistics(result, nnz, pes, *, columns=1):
         "macs": int(counters.get("macs", 0)),
         "skipped": int(counters.get("skipped", 0)),
         "gather_stalls": int(counters.get("gather_stalls", 0)),
+        "scatter_stalls": int(counters.get("scatter_stalls", 0)),
         "insns": int(counters.get("insns", 0)),
         "pe_busy": [int(v) for v in counters.get("pe_busy", [])],
     }
@@ -646,6 +647,7 @@ def cmd_run(args):
         ("MACs", stats["macs"]),
         ("skipped", stats["skipped"]),
         ("gather stalls", stats["gather_stalls"]),
+        ("scatter stalls", stats["scatter_stalls"]),
     ]
     if dense_cycles is not None:
         table.append(("dense cycles", f"{dense_cycles}  (dense mode on this array, predicted "
