@@ -5,6 +5,7 @@ One instruction per line::
     set_epi shift=8 relu=1 lo=-32768 hi=32767
     spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=1 bias=0
     spmv ptr=0 nz=0 x=64 out=32 accumulate=0 epilogue=0 bias=0 fmt=csc
+    reduce ptr=40 src=0 dst=0
     halt
     nop
     .word 0x0000000000000007
@@ -25,10 +26,10 @@ import functools
 from amaranth.hdl import Shape
 
 from ..errors import CompileError
-from .isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, SpmvArgs
+from .isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, ReduceArgs, SpmvArgs
 
 __all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
-           "encode_halt", "encode_nop"]
+           "encode_reduce", "encode_halt", "encode_nop"]
 
 # Mnemonic field name -> (operand struct field, shape).
 _SPMV_FIELDS = {"ptr": "ptr_base", "nz": "nz_base", "x": "x_base", "out": "out_base",
@@ -37,19 +38,18 @@ _SPMV_FIELDS = {"ptr": "ptr_base", "nz": "nz_base", "x": "x_base", "out": "out_b
 _FORMAT_NAMES = {fmt.value: fmt.name.lower() for fmt in Format}
 _FORMAT_VALUES = {name: value for value, name in _FORMAT_NAMES.items()}
 _EPI_FIELDS = {"shift": "shift", "relu": "relu", "lo": "clamp_lo", "hi": "clamp_hi"}
+_REDUCE_FIELDS = {"ptr": "ptr_base", "src": "src_base", "dst": "dst_base"}
 
 
 def _shapes(struct):
     return {name: Shape.cast(field.shape) for name, field in struct.as_shape()}
 
 
-_SPMV_SHAPES = _shapes(SpmvArgs)
-_EPI_SHAPES = _shapes(EpiArgs)
-
 # mnemonic -> (opcode, union member, {text name: struct field}, shapes)
 _MNEMONICS = {
-    "spmv": (Opcode.SPMV, "spmv", _SPMV_FIELDS, _SPMV_SHAPES),
-    "set_epi": (Opcode.SET_EPI, "epi", _EPI_FIELDS, _EPI_SHAPES),
+    "spmv": (Opcode.SPMV, "spmv", _SPMV_FIELDS, _shapes(SpmvArgs)),
+    "set_epi": (Opcode.SET_EPI, "epi", _EPI_FIELDS, _shapes(EpiArgs)),
+    "reduce": (Opcode.REDUCE, "reduce", _REDUCE_FIELDS, _shapes(ReduceArgs)),
     "halt": (Opcode.HALT, None, {}, {}),
     "nop": (Opcode.NOP, None, {}, {}),
 }
@@ -121,6 +121,17 @@ def encode_set_epi(*, shift=0, relu=False, clamp_lo, clamp_hi):
     return _encode("set_epi", {"shift": shift, "relu": relu, "lo": clamp_lo, "hi": clamp_hi})
 
 
+def encode_reduce(*, ptr_base=0, src_base=0, dst_base=0):
+    """Encode ``REDUCE`` (add the lanes' routed partial sums); see :mod:`.isa`.
+
+    Raises
+    ------
+    CompileError
+        If an operand does not fit its field.
+    """
+    return _encode("reduce", {"ptr": ptr_base, "src": src_base, "dst": dst_base})
+
+
 def encode_halt():
     """Encode ``HALT``."""
     return _encode("halt", {})
@@ -155,11 +166,10 @@ def decode(word):
         opcode = insn.opcode
     except ValueError:
         return None, {}
-    member = _MNEMONICS[_BY_OPCODE[opcode]][1]
+    _, member, _, shapes = _MNEMONICS[_BY_OPCODE[opcode]]
     if member is None:
         return opcode, {}
     args = getattr(insn.args, member)
-    shapes = _SPMV_SHAPES if member == "spmv" else _EPI_SHAPES
     operands = {}
     for name in shapes:
         try:

@@ -8,9 +8,9 @@ dataflow (row mode, dense mode, column mode) and its own partition of the
 rows over the lanes — predicts its cycles with the timing contract and keeps
 the fastest (for a sparse right-hand matrix, per right-hand column: column
 mode or the best row format). Lay out the lane images, emit
-``SET_EPI``/``SPMV``/``HALT`` per tile, batching as many right-hand columns per
-tile as the ``x`` buffer, the ``out`` memories and the instruction memory
-hold.
+``SET_EPI``/``SPMV``/``REDUCE``/``HALT`` per tile, batching as many right-hand
+columns per tile as the ``x`` buffer, the ``out`` memories and the
+instruction memory hold.
 
 CSR keeps the original path: columns split into tiles of at most ``x_depth``
 columns; rows spread over the lanes, balanced by work (a row costs
@@ -18,11 +18,25 @@ columns; rows spread over the lanes, balanced by work (a row costs
 nonzeros ordered so that the lanes' heads hit different input-vector banks
 (replaying the gather arbitration of the timing contract).
 
-Rows are never split across lanes: a lane's partial sum can only reach the
-``out`` word of its own lane, and the ISA has no instruction that moves or
-reduces partial sums between lanes. The compiler reports instead how much
-splitting the rows longer than a lane's fair share would even out the work
-(``report["balance"]``).
+Long rows. With the scatter/reduce network (``config.reduce``) a CSR block
+with a single column tile may split the rows longer than a lane's fair share
+of its work into pieces (contiguous runs of their nonzeros, of about equal
+size) that are placed on the lanes like ordinary rows. The lane holding a
+row's first piece owns the row: its local row receives the other pieces'
+partial sums and is read back. A lane stores its own rows (whole rows and
+owner pieces) at local rows ``0 .. n_own - 1`` and its helper pieces after
+them; its ``ptr`` image holds the CSR descriptor of all of them, then (at
+``1 + n_max``, the same address on every lane) the ``REDUCE`` route list
+``[h, n_own, routes...]`` and, when the tile adds a bias or applies the
+epilogue, (at ``route_base + 2 + h_max``) a CSR descriptor of ``n_own`` empty
+rows. Per right-hand column the tile runs ``SPMV`` (no bias, no epilogue),
+``REDUCE`` and, for the bias and the epilogue, a finishing ``SPMV`` over the
+empty rows with ``accumulate`` set; a matrix right-hand side batches these
+per column like the unsplit tiles (each column with its own ``out_base``). A
+band whose split rows do not fit the row memory is halved until they do. The
+cost model keeps the split plan only where it predicts fewer cycles than
+whole rows (``split_rows``), and ``report["balance"]`` says what it decided
+and why.
 """
 
 from __future__ import annotations
@@ -37,12 +51,11 @@ from amaranth.hdl import Shape
 from ..config import AcceleratorConfig
 from ..errors import CompileError
 from . import timing
-from .asm import encode_halt, encode_set_epi, encode_spmv
+from .asm import encode_halt, encode_reduce, encode_set_epi, encode_spmv
 from .formats import (
     BITMAP_CHUNK,
     DATAFLOWS,
     FORMAT_NAMES,
-    LaneImage,
     bitmap_row_cycles,
     decode_lane,
     encode_lane,
@@ -53,8 +66,8 @@ from .formats import (
     prune_nm,
     unpack_entries,
 )
-from .isa import EpiArgs, Format
-from .program import KERNELS, Epilogue, Program, Tile, pack_nz
+from .isa import EpiArgs, Format, route_word
+from .program import KERNELS, Epilogue, Program, Tile
 
 __all__ = ["compile_spmv", "compile_kernel", "choose_kernel", "parse_nm", "ACTIVATION_SPARSE",
            "NM_DEFAULT", "DENSE_MARGIN", "FORMAT_CHOICES", "KERNEL_CHOICES"]
@@ -340,16 +353,16 @@ def _order_lanes(lane_rows, x_banks, lanes, *, reorder_rows=False, window=16):
 
 
 
-def _bank_order(lane_rows, counts, starts, a, x_start, config, *, reorder_rows):
+def _bank_order(parts, a, x_start, config, *, reorder_rows):
     """Order the lanes' entries (and rows) with :func:`_order_lanes`.
 
-    Returns the lanes' rows in stored order and, per lane, the row lengths
-    and entry indices in stored order.
+    ``parts`` holds per lane its local rows as ``(lengths, entries)``: the
+    entries of each row (indices into ``a``), row after row. Returns per lane
+    the row permutation (stored order) and the rows' ``(lengths, entries)``
+    in stored order.
     """
     nested = []
-    for rows_p in lane_rows:
-        lengths = counts[rows_p]
-        entries = _ranges(starts[rows_p], lengths)
+    for lengths, entries in parts:
         banks = ((a.indices[entries] - x_start) % config.x_banks).tolist()
         entry_list = entries.tolist()
         rows, position = [], 0
@@ -360,12 +373,12 @@ def _bank_order(lane_rows, counts, starts, a, x_start, config, *, reorder_rows):
         nested.append(rows)
     order, row_order, _ = _order_lanes(nested, config.x_banks, config.pes,
                                        reorder_rows=reorder_rows)
-    new_rows, per_lane = [], []
-    for rows_p, entries, perm in zip(lane_rows, order, row_order, strict=True):
-        rows_p = rows_p[np.array(perm, dtype=np.int64)]
-        new_rows.append(rows_p)
-        per_lane.append((counts[rows_p], np.array(entries, dtype=np.int64)))
-    return new_rows, per_lane
+    perms, ordered = [], []
+    for (lengths, _), entries, perm in zip(parts, order, row_order, strict=True):
+        perm = np.array(perm, dtype=np.int64)
+        perms.append(perm)
+        ordered.append((lengths[perm], np.array(entries, dtype=np.int64)))
+    return perms, ordered
 
 
 # Settings ----------------------------------------------------------------------------------------
@@ -557,28 +570,89 @@ class _ImageSet:
 
 
 @dataclasses.dataclass
+class _Reduce:
+    """The long rows a block splits across lanes (see :func:`_split_block`).
+
+    Per lane, local rows ``0 .. n_own - 1`` are its own rows (whole rows and
+    the first pieces of split rows), ``n_own .. n_local - 1`` its helper
+    pieces; ``REDUCE`` adds every helper piece to its owner's row.
+    """
+    n_own: np.ndarray           # per lane
+    n_local: np.ndarray         # per lane: own rows and helper pieces
+    route_base: int             # ptr address of the route lists
+    finish_base: int | None     # ptr address of the finishing descriptors (None: no tail)
+    cycles: int                 # scatter schedule length from rr = 0
+    long_rows: int
+    pieces: int                 # local rows of the split rows, over all lanes
+
+    @property
+    def per_column(self):
+        """Instructions per right-hand column: ``SPMV``, ``REDUCE`` and the finish."""
+        return 2 + (self.finish_base is not None)
+
+    def cycles_per_column(self):
+        """Predicted cycles of the ``REDUCE`` and the finishing ``SPMV`` of one column."""
+        cycles = timing.reduce_cycles(self.cycles)
+        if self.finish_base is not None:
+            cycles += timing.SPMV_OVERHEAD + int(self.n_own.max())
+        return cycles
+
+    def code(self, x_base, out_base, epi):
+        """The instructions of one right-hand column."""
+        code = [encode_spmv(x_base=x_base, out_base=out_base),
+                encode_reduce(ptr_base=self.route_base, src_base=out_base, dst_base=out_base)]
+        if self.finish_base is not None:
+            code.append(encode_spmv(ptr_base=self.finish_base, out_base=out_base,
+                                    accumulate=True, epilogue=epi.applied,
+                                    bias=epi.bias is not None))
+        return code
+
+
+@dataclasses.dataclass
 class _Block:
-    """Rows spread over the lanes (local order) and the column tiles they run."""
+    """Rows spread over the lanes and the column tiles they run.
+
+    ``lane_rows`` holds per lane the rows whose results it reads back, at
+    local rows 0, 1, ...; a block that splits rows has ``reduce``.
+    """
     lane_rows: list
     sets: list
+    reduce: _Reduce | None = None
 
     @property
     def n_max(self):
+        """Local rows of the fullest lane (``out`` words per right-hand column)."""
+        if self.reduce is not None:
+            return int(self.reduce.n_local.max())
         return max((len(r) for r in self.lane_rows), default=0)
+
+    @property
+    def per_column(self):
+        """Instructions per right-hand column in the last column tile."""
+        return 1 if self.reduce is None else self.reduce.per_column
 
 
 @dataclasses.dataclass
 class _Plan:
-    """One candidate (a format) for one band."""
+    """One candidate (a format) for one band.
+
+    ``split`` records, for CSR, the decision on splitting long rows (see
+    :func:`_consider_split`).
+    """
     fmt: Format
     blocks: list
+    split: dict | None = None
 
     @property
     def dataflow(self):
         return DATAFLOWS[self.fmt]
 
-    def spmv_cycles(self, patterns, count, tail):
-        """Cycles of every ``SPMV`` for each of ``count`` right-hand columns."""
+    @property
+    def splits_rows(self):
+        return any(block.reduce is not None for block in self.blocks)
+
+    def run_cycles(self, patterns, count, tail):
+        """Cycles of every ``SPMV`` and ``REDUCE`` for each of ``count`` right-hand columns."""
         total = np.zeros(count, dtype=np.int64)
         for block in self.blocks:
             for index, image_set in enumerate(block.sets):
@@ -588,6 +662,8 @@ class _Plan:
                         patterns, tail and last)
                 else:
                     total += timing.SPMV_OVERHEAD + image_set.cycles
+            if block.reduce is not None:
+                total += block.reduce.cycles_per_column()
         return total
 
     def overhead(self, count, config, epi, matrix):
@@ -623,7 +699,7 @@ def _batch_size(block, config, epi, matrix, count):
         return 1
     rows = max(block.n_max, 1)
     limit = min(config.row_depth // rows, config.x_depth // _x_stride(block, config),
-                config.imem_depth - 1 - int(epi.applied))
+                (config.imem_depth - 1 - int(epi.applied)) // block.per_column)
     return max(1, min(count, limit))
 
 
@@ -637,43 +713,189 @@ def _stream_cycles(fmt, images, config):
     return timing.schedule(tokens, config.x_banks).cycles
 
 
-def _plan_csr(fmt, band, a, counts, starts, width, config, bank_aware):
-    """The original CSR path for one band (COO shares its order and its tokens)."""
-    start, _stop, assign, active_cts = band
-    lanes = config.pes
+def _row_set(fmt, parts, a, x_start, x_stop, config):
+    """A column tile of CSR or COO rows: per lane ``(lengths, entries)`` in stored order."""
+    images = [encode_lane(fmt, lengths, a.indices[entries] - x_start, a.data[entries], config,
+                          width=x_stop - x_start) for lengths, entries in parts]
+    if not any(len(image.nz) for image in images):
+        x_start = x_stop = 0
+    image_set = _ImageSet(fmt, images, x_start, x_stop, max(x_stop - x_start, 1))
+    image_set.cycles = _stream_cycles(fmt, images, config)
+    return image_set
+
+
+def _whole_block(fmt, lane_rows, active_cts, a, counts, starts, width, config, bank_aware):
+    """A block of whole rows (``lane_rows``: per lane, in local order) in CSR or COO."""
     cols = a.shape[1]
-    lane_rows = [np.flatnonzero(assign == p) + start for p in range(lanes)]
     sets = []
-    for ct in active_cts.tolist():
+    for ct in active_cts:
         x_start = ct * width
         x_stop = min(cols, x_start + width)
+        parts = [(counts[rows_p, ct], _ranges(starts[rows_p, ct], counts[rows_p, ct]))
+                 for rows_p in lane_rows]
         if bank_aware:
             # Rows keep their out address across column tiles: reorder rows
             # only when the block has a single one.
-            lane_rows, per_lane = _bank_order(lane_rows, counts[:, ct], starts[:, ct], a,
-                                              x_start, config,
-                                              reorder_rows=len(active_cts) == 1)
-        else:
-            per_lane = []
-            for rows_p in lane_rows:
-                lengths = counts[rows_p, ct]
-                per_lane.append((lengths, _ranges(starts[rows_p, ct], lengths)))
-        images = []
-        for lengths, entries in per_lane:
-            if fmt is Format.CSR:
-                ptr = np.concatenate(([len(lengths)], np.cumsum(lengths))).astype(np.uint32)
-                images.append(LaneImage(ptr, pack_nz(a.indices[entries] - x_start,
-                                                     a.data[entries], config),
-                                        np.zeros(0, dtype=np.uint32)))
-            else:
-                images.append(encode_lane(fmt, lengths, a.indices[entries] - x_start,
-                                          a.data[entries], config, width=x_stop - x_start))
-        if not any(len(image.nz) for image in images):
-            x_start = x_stop = 0
-        sets.append(_ImageSet(fmt, images, x_start, x_stop, max(x_stop - x_start, 1)))
-    for image_set in sets:
-        image_set.cycles = _stream_cycles(fmt, image_set.images, config)
-    return _Plan(fmt, [_Block(lane_rows, sets)])
+            perms, parts = _bank_order(parts, a, x_start, config,
+                                       reorder_rows=len(active_cts) == 1)
+            lane_rows = [rows_p[perm] for rows_p, perm in zip(lane_rows, perms, strict=True)]
+        sets.append(_row_set(fmt, parts, a, x_start, x_stop, config))
+    return _Block(lane_rows, sets)
+
+
+def _plan_csr(fmt, band, a, counts, starts, width, config, bank_aware):
+    """The original CSR path for one band, whole rows (COO shares its order and its tokens)."""
+    start, _stop, assign, active_cts = band
+    lane_rows = [np.flatnonzero(assign == p) + start for p in range(config.pes)]
+    return _Plan(fmt, [_whole_block(fmt, lane_rows, active_cts.tolist(), a, counts, starts,
+                                    width, config, bank_aware)])
+
+
+# Split rows --------------------------------------------------------------------------------------
+
+def _pieces(work, lanes):
+    """Pieces each row is cut into: ``ceil(work / fair share)``, so 1 unless the row
+    is longer than a lane's fair share of the block's work (at least 1)."""
+    work = np.asarray(work, dtype=np.int64)
+    return -(-work * lanes // max(int(work.sum()), lanes))
+
+
+def _plan_split(band, a, counts, starts, width, config, bank_aware, epi):
+    """CSR for ``band`` (a single column tile) with the long rows split across lanes,
+    or ``None`` when the split rows do not fit the memories."""
+    start, stop, _assign, active_cts = band
+    blocks = _split_blocks(np.arange(start, stop), int(active_cts[0]), a, counts, starts,
+                           width, config, bank_aware, epi)
+    return None if blocks is None else _Plan(Format.CSR, blocks)
+
+
+def _split_blocks(rows, ct, *context):
+    """:func:`_split_block` for ``rows``, halved until every part fits (``None``
+    if a single row does not)."""
+    block = _split_block(rows, ct, *context)
+    if block is not None:
+        return [block]
+    if len(rows) == 1:
+        return None
+    middle = len(rows) // 2
+    blocks = []
+    for part in (rows[:middle], rows[middle:]):
+        found = _split_blocks(part, ct, *context)
+        if found is None:
+            return None
+        blocks += found
+    return blocks
+
+
+def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
+    """One block of ``rows`` (column tile ``ct``) with its long rows split, or ``None``
+    if it does not fit the lanes' memories or the instruction memory.
+
+    Rows longer than a lane's fair share are cut into contiguous runs of
+    their nonzeros of about equal size; rows and pieces go to lanes by
+    longest-processing-time-first. The lane with a row's first piece owns
+    the row; a lane's pieces of one row merge into one local row. Each lane
+    stores its own rows first, then its helper pieces, ordered so that the
+    lanes' routes hit different owners (replaying the scatter arbitration);
+    its ``ptr`` image holds the main CSR descriptor, the route list at
+    ``route_base = 1 + n_max`` and, when the tile adds a bias or applies the
+    epilogue, the finishing descriptor of ``n_own`` empty rows at
+    ``finish_base = route_base + 2 + h_max``.
+    """
+    lanes, cap = config.pes, config.row_depth - 1
+    lengths = counts[rows, ct]
+    work = np.maximum(lengths, 1)
+    pieces = _pieces(work, lanes)
+    long = pieces > 1
+    if not long.any():
+        # A part of a band halved to fit: whole rows.
+        if len(rows) > lanes * cap:
+            return None
+        assign = _lpt(work, lanes, cap)
+        if np.bincount(assign, weights=lengths, minlength=lanes).max() > config.nz_depth:
+            return None
+        return _whole_block(Format.CSR, [rows[assign == p] for p in range(lanes)], [ct], a,
+                            counts, starts, width, config, bank_aware)
+    # Items: whole rows and the pieces of the long rows.
+    item_row = np.repeat(np.arange(len(rows)), pieces)
+    piece = np.arange(len(item_row)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    k, n = pieces[item_row], lengths[item_row]
+    item_start = starts[rows, ct][item_row] + n * piece // k
+    item_len = starts[rows, ct][item_row] + n * (piece + 1) // k - item_start
+    if len(item_row) > lanes * cap:
+        return None
+    assign = _lpt(np.maximum(item_len, 1), lanes, cap)
+    owner = assign[piece == 0]
+    helper = assign != owner[item_row]
+    # Local rows, lane by lane: own rows first, then helper pieces; a lane's
+    # items of one row merge.
+    order = np.lexsort((piece, item_row, helper, assign))
+    lane_of, row_of = assign[order], item_row[order]
+    fresh = np.r_[True, (lane_of[1:] != lane_of[:-1]) | (row_of[1:] != row_of[:-1])]
+    local_id = np.cumsum(fresh) - 1
+    lr_lane, lr_row, lr_helper = lane_of[fresh], row_of[fresh], helper[order][fresh]
+    lr_len = np.bincount(local_id, weights=item_len[order]).astype(np.int64)
+    lr_start = np.cumsum(lr_len) - lr_len
+    entries = _ranges(item_start[order], item_len[order])
+    if np.bincount(lr_lane, weights=lr_len, minlength=lanes).max() > config.nz_depth:
+        return None
+    n_local = np.bincount(lr_lane, minlength=lanes)
+    n_own = np.bincount(lr_lane[~lr_helper], minlength=lanes)
+    helpers = n_local - n_own
+    if not helpers.any():
+        own = [rows[lr_row[lr_lane == p]] for p in range(lanes)]
+        return _whole_block(Format.CSR, own, [ct], a, counts, starts, width, config,
+                            bank_aware)
+    # Fit: the three descriptors and the instructions of one column.
+    n_max, h_max = int(n_local.max()), int(helpers.max())
+    route_base = 1 + n_max
+    finish_base = route_base + 2 + h_max if epi.tail else None
+    ptr_words = route_base + 2 + h_max + (1 + int(n_own.max()) if epi.tail else 0)
+    per_column = 3 if epi.tail else 2
+    if (ptr_words > config.row_depth
+            or (config.imem_depth - 1 - int(epi.applied)) // per_column < 1):
+        return None
+    lane_first = np.r_[0, np.cumsum(n_local)[:-1]]
+    local_index = np.arange(len(lr_lane)) - lane_first[lr_lane]
+    owner_row = np.zeros(len(rows), dtype=np.int64)
+    owner_row[lr_row[~lr_helper]] = local_index[~lr_helper]
+    # Helper pieces: order each lane's routes so the lanes hit different owners.
+    nested = []
+    for p in range(lanes):
+        mine = np.flatnonzero((lr_lane == p) & lr_helper).tolist()
+        nested.append([[(int(owner[lr_row[i]]), i) for i in mine]] if mine else [])
+    route_order, _, _ = _order_lanes(nested, lanes, lanes)
+    perms = [np.r_[np.flatnonzero((lr_lane == p) & ~lr_helper),
+                   np.array(route_order[p], dtype=np.int64)].astype(np.int64)
+             for p in range(lanes)]
+    parts = [(lr_len[perm], entries[_ranges(lr_start[perm], lr_len[perm])]) for perm in perms]
+    x_start = ct * width
+    x_stop = min(a.shape[1], x_start + width)
+    if bank_aware:
+        _, parts = _bank_order(parts, a, x_start, config, reorder_rows=False)
+    image_set = _row_set(Format.CSR, parts, a, x_start, x_stop, config)
+    destinations = []
+    for p, (image, perm) in enumerate(zip(image_set.images, perms, strict=True)):
+        routed = perm[n_own[p]:]
+        lanes_to = owner[lr_row[routed]]
+        destinations.append(lanes_to)
+        routes = [route_word(config, int(q), int(r))
+                  for q, r in zip(lanes_to, owner_row[lr_row[routed]], strict=True)]
+        size = route_base + 2 + helpers[p] if finish_base is None else \
+            finish_base + 1 + n_own[p]
+        ptr = np.zeros(size, dtype=np.uint32)
+        ptr[:len(image.ptr)] = image.ptr
+        ptr[route_base:route_base + 2 + helpers[p]] = [helpers[p], n_own[p]] + routes
+        if finish_base is not None:
+            ptr[finish_base] = n_own[p]
+        image.ptr = ptr
+    reduce = _Reduce(n_own=n_own, n_local=n_local, route_base=route_base,
+                     finish_base=finish_base,
+                     cycles=timing.reduce_schedule(destinations, lanes).cycles,
+                     long_rows=int(np.count_nonzero(long)),
+                     pieces=int(np.count_nonzero(long[lr_row])))
+    own = [rows[lr_row[perm[:n_own[p]]]] for p, perm in enumerate(perms)]
+    return _Block(own, [image_set], reduce)
 
 
 def _split_rows(rows, work, memory, cap, config):
@@ -841,10 +1063,14 @@ def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
                 first, last = index == 0, index == len(block.sets) - 1
                 code = [epi.set_epi] if last and epi.applied else []
                 for j in range(len(batch)):
-                    code.append(encode_spmv(
-                        fmt=image_set.fmt, x_base=j * stride if matrix else 0,
-                        out_base=j * n_max if matrix else 0, accumulate=not first,
-                        epilogue=last and epi.applied, bias=last and has_bias))
+                    x_base, out_base = (j * stride, j * n_max) if matrix else (0, 0)
+                    if block.reduce is not None:
+                        code += block.reduce.code(x_base, out_base, epi)
+                    else:
+                        code.append(encode_spmv(
+                            fmt=image_set.fmt, x_base=x_base, out_base=out_base,
+                            accumulate=not first, epilogue=last and epi.applied,
+                            bias=last and has_bias))
                 code.append(halt)
                 bias = None
                 if last and has_bias:
@@ -889,11 +1115,19 @@ def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
 def _option(plan, operand, epi, config):
     """The predicted cost of one candidate: its report entry and per-column cycles."""
     count, matrix = operand.count, operand.columns > 0
-    per_column = plan.spmv_cycles(operand.patterns if plan.fmt is Format.CSC else None,
-                                  count, epi.tail)
+    per_column = plan.run_cycles(operand.patterns if plan.fmt is Format.CSC else None,
+                                 count, epi.tail)
     total = int(per_column.sum()) + plan.overhead(count, config, epi, matrix)
+    note = ""
+    if plan.split is not None and plan.split["cycles_split_rows"] is not None:
+        info = plan.split
+        if plan.splits_rows:
+            note = (f"{info['long_rows']} long row(s) split into {info['pieces']} pieces "
+                    f"(whole rows: {info['cycles_whole_rows']} cycles)")
+        else:
+            note = f"rows kept whole (split rows: {info['cycles_split_rows']} cycles)"
     return {"format": FORMAT_NAMES[plan.fmt], "dataflow": plan.dataflow, "cycles": total,
-            "tiles": plan.tiles(count, config, epi, matrix), "note": ""}, per_column
+            "tiles": plan.tiles(count, config, epi, matrix), "note": note}, per_column
 
 
 def _rank(fmt):
@@ -978,29 +1212,101 @@ def _reason(options, winner):
     return text
 
 
-def _balance(bands, counts, config):
-    """How evenly whole rows spread, and how much splitting long rows would help."""
+def _consider_split(whole, band, split_rows, operand, epi, config, a, counts, starts, width,
+                    bank_aware):
+    """The CSR plan of ``band``: ``whole`` or, if the cost model (or ``split_rows=True``)
+    prefers it, the plan that splits the long rows; its ``split`` records why."""
+    info = _split_record(band, counts, config)
+    whole.split = info
+    if not info["long_rows"]:
+        return whole
+    if not config.reduce:
+        info["reason"] = "the hardware has no scatter/reduce network (reduce=false)"
+    elif split_rows is False:
+        info["reason"] = "splitting is off (split_rows=False)"
+    elif len(band[3]) != 1:
+        info["reason"] = "x spans several column tiles (rows are split only in blocks with one)"
+    if info["reason"]:
+        return whole
+    split = _plan_split(band, a, counts, starts, width, config, bank_aware, epi)
+    if split is None:
+        info["reason"] = ("the split rows' descriptors and instructions do not fit the row "
+                          "and instruction memories")
+    elif not split.splits_rows:
+        info["reason"] = "the work balances with every long row's pieces on one lane"
+    if info["reason"]:
+        return whole
+    cycles_whole = _option(whole, operand, epi, config)[0]["cycles"]
+    cycles_split = _option(split, operand, epi, config)[0]["cycles"]
+    info.update(cycles_whole_rows=cycles_whole, cycles_split_rows=cycles_split)
+    if split_rows is True or cycles_split < cycles_whole:
+        reduces = [block.reduce for block in split.blocks if block.reduce is not None]
+        info.update(split=True, long_rows=sum(r.long_rows for r in reduces),
+                    pieces=sum(r.pieces for r in reduces))
+        split.split = info
+        return split
+    info["reason"] = f"splitting predicts {cycles_split} cycles, whole rows {cycles_whole}"
+    return whole
+
+
+def _band_work(band, counts):
+    """Work of each row of ``band``: ``max(nnz, 1)`` tokens per active column tile."""
+    start, stop, _assign, active = band
+    return np.maximum(counts[start:stop][:, active], 1).sum(axis=1)
+
+
+def _split_record(band, counts, config, reason=""):
+    """A band's split record before any decision: its long rows and their pieces."""
+    pieces = _pieces(_band_work(band, counts), config.pes)
+    long = pieces > 1
+    return {"long_rows": int(np.count_nonzero(long)), "pieces": int(pieces[long].sum()),
+            "split": False, "cycles_whole_rows": None, "cycles_split_rows": None,
+            "reason": reason}
+
+
+def _balance(bands, counts, config, splits):
+    """How evenly whole rows spread, how much splitting the long rows evens out the
+    work, and whether the program splits them (``splits``: per band, the split
+    record of its CSR plan)."""
     lanes = config.pes
     whole = np.zeros(lanes)
     split = np.zeros(lanes)
-    long_rows = 0
-    for start, stop, _assign, active in bands:
-        work = np.maximum(counts[start:stop][:, active], 1).sum(axis=1).astype(np.float64)
+    for band in bands:
+        work = _band_work(band, counts).astype(np.float64)
         if not len(work):
             continue
-        fair = work.sum() / lanes
         whole += np.sort(_loads(work, lanes))
-        pieces = np.ceil(work / max(fair, 1.0)).astype(np.int64)
-        long_rows += int(np.count_nonzero(pieces > 1))
-        chunks = np.repeat(work / pieces, pieces)
-        split += np.sort(_loads(chunks, lanes))
+        pieces = _pieces(work, lanes)
+        split += np.sort(_loads(np.repeat(work / pieces, pieces), lanes))
 
     def cv(load):
         return float(load.std() / load.mean()) if load.mean() else 0.0
-    return {"cv_whole_rows": round(cv(whole), 4), "cv_split_rows": round(cv(split), 4),
-            "long_rows": long_rows, "split": False,
-            "note": "rows are not split across lanes: the ISA has no cross-lane reduction of "
-                    "partial sums"}
+
+    def total(key, infos):
+        values = [info[key] for info in infos if info[key] is not None]
+        return sum(values) if values else None
+
+    done = [info for info in splits if info["split"]]
+    kept = [info for info in splits if info["long_rows"] and not info["split"]]
+    compared = [info for info in splits if info["cycles_split_rows"] is not None]
+    notes = []
+    if done:
+        notes.append(f"{sum(i['long_rows'] for i in done)} long row(s) split into "
+                     f"{sum(i['pieces'] for i in done)} pieces across the lanes and summed "
+                     f"with REDUCE: {total('cycles_split_rows', done)} predicted cycles "
+                     f"instead of {total('cycles_whole_rows', done)} with whole rows")
+    if kept:
+        reasons = list(dict.fromkeys(info["reason"] for info in kept))
+        notes.append(("elsewhere rows are kept whole: " if done else
+                      "rows are not split across lanes: ") + "; ".join(reasons))
+    if not notes:
+        notes.append("no row is longer than a lane's share of its band: nothing to split")
+    return {"split": bool(done), "long_rows": sum(info["long_rows"] for info in splits),
+            "pieces": sum(info["pieces"] for info in splits),
+            "cv_whole_rows": round(cv(whole), 4), "cv_split_rows": round(cv(split), 4),
+            "cycles_whole_rows": total("cycles_whole_rows", compared),
+            "cycles_split_rows": total("cycles_split_rows", compared),
+            "note": "; ".join(notes)}
 
 
 def _loads(work, lanes):
@@ -1018,7 +1324,7 @@ def _loads(work, lanes):
 def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_columns=None,
                    nm=NM_DEFAULT, prune_nm=False, bias=None, shift=0, relu=False, clamp=None,
                    epilogue=None, a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True,
-                   band_rows=None, dense_baseline=True):
+                   band_rows=None, dense_baseline=True, split_rows="auto"):
     """Compile ``y = A @ x`` (a vector) or ``Y = A @ X`` (a matrix) for one configuration.
 
     Parameters
@@ -1066,6 +1372,11 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     dense_baseline : bool
         Predict the cycles of dense mode for the same work
         (``program.dense_cycles``).
+    split_rows : {"auto", True, False}
+        CSR: split the rows longer than a lane's fair share across lanes and
+        sum the pieces with ``REDUCE`` (needs ``config.reduce``). ``auto``
+        (default) splits where the cost model predicts fewer cycles, ``True``
+        wherever there are long rows and the pieces fit, ``False`` never.
 
     Returns
     -------
@@ -1076,8 +1387,9 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     CompileError
         On values that are not integers or do not fit, a bias of the wrong
         length, invalid epilogue settings, a format the configuration lacks,
-        a matrix that is not N:M structured for ``fmt="nm"``, or an operand
-        whose shape does not match the kernel or the matrix.
+        a matrix that is not N:M structured for ``fmt="nm"``, an operand
+        whose shape does not match the kernel or the matrix, or
+        ``split_rows=True`` for hardware without the scatter/reduce network.
     """
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
@@ -1091,6 +1403,7 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
         raise CompileError(f"name must be a string, not {name!r}")
     if band_rows is not None:
         band_rows = _check_int("band_rows", band_rows, 1, 1 << 30)
+    split_rows = _split_setting(split_rows, config)
     operand = _operand(x, cols, kernel, rhs_columns)
     nm = parse_nm(nm)
     report = {"kernel": operand.kernel, "format_request": str(fmt)}
@@ -1141,7 +1454,11 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     def build(fmt_, band):
         start, stop, _, _ = band
         if fmt_ in (Format.CSR, Format.COO):
-            return _plan_csr(fmt_, band, a, counts, starts, width, config, bank_aware)
+            plan = _plan_csr(fmt_, band, a, counts, starts, width, config, bank_aware)
+            if fmt_ is Format.CSR:
+                plan = _consider_split(plan, band, split_rows, operand, epi, config, a, counts,
+                                       starts, width, bank_aware)
+            return plan
         if fmt_ is Format.DENSE:
             tile_width = min(width, config.nz_depth)
         elif fmt_ is Format.NM:
@@ -1160,13 +1477,14 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     tiles, dense_tiles = [], []
     lane_entries = np.zeros(config.pes, dtype=np.int64)
     dense_entries = np.zeros(config.pes, dtype=np.int64)
-    band_reports = []
+    band_reports, splits = [], []
     for band in bands:
         plans = {f: build(f, band) for f in candidates}
         choice, band_report = _choose(plans, operand, epi, config)
         start, stop = int(band[0]), int(band[1])
         band_report.update({"rows": [start, stop],
                             "nnz": int(a.indptr[stop] - a.indptr[start])})
+        splits.append(_band_split(plans, choice, band_report["winner"], band, counts, config))
         for f, note in notes.items():
             band_report["options"].append({"format": FORMAT_NAMES[f],
                                            "dataflow": DATAFLOWS[f], "cycles": None,
@@ -1179,7 +1497,7 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
         dense = build(Format.DENSE, (0, rows, None, None))
         _emit(dense, ks, epi, config, matrix_kernel, dense_tiles, dense_entries)
     report["bands"] = band_reports
-    report["balance"] = _balance(bands, counts, config)
+    report["balance"] = _balance(bands, counts, config, splits)
 
     program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz), tiles=tiles,
                       a_frac_bits=int(a_frac_bits), x_frac_bits=int(x_frac_bits),
@@ -1194,6 +1512,29 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
         report["dense_source"] = "predicted by the ISA model's timing rules"
     report["summary"] = _summary(program)
     return program
+
+
+def _split_setting(split_rows, config):
+    if isinstance(split_rows, str) and split_rows == "auto":
+        return split_rows
+    if not isinstance(split_rows, (bool, np.bool_)):
+        raise CompileError(f"split_rows must be 'auto', True or False, not {split_rows!r}")
+    if split_rows and not config.reduce:
+        raise CompileError("split_rows=True needs the scatter/reduce network, which this "
+                           "configuration lacks (reduce=false)")
+    return bool(split_rows)
+
+
+def _band_split(plans, choice, winner, band, counts, config):
+    """The split record of one band: its CSR plan's, and whether the program uses it."""
+    csr = plans.get(Format.CSR)
+    if csr is None:
+        return _split_record(band, counts, config, "rows are split only in CSR, which this "
+                                                   "compilation does not use")
+    info = dict(csr.split)
+    if info["split"] and not any(plan is csr for plan, _ in choice):
+        info.update(split=False, reason=f"the band runs {winner}, not CSR")
+    return info
 
 
 def prune_nm_matrix(a, nm):
@@ -1236,14 +1577,14 @@ def _summary(program):
     if balance:
         lines.append(f"balance: {balance['long_rows']} row(s) longer than a lane's share; "
                      f"CV of whole rows {balance['cv_whole_rows']:.3f}, "
-                     f"{balance['cv_split_rows']:.3f} if they were split "
-                     f"(not done: no cross-lane reduction in the ISA)")
+                     f"{balance['cv_split_rows']:.3f} with them split; {balance['note']}")
     return lines
 
 
 def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, epilogue=None,
                  a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True, fmt="auto",
-                 x=None, nm=NM_DEFAULT, prune_nm=False, band_rows=None, dense_baseline=False):
+                 x=None, nm=NM_DEFAULT, prune_nm=False, band_rows=None, dense_baseline=False,
+                 split_rows="auto"):
     """Compile ``y = A @ x`` for one accelerator configuration.
 
     Parameters
@@ -1269,7 +1610,7 @@ def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, 
         Name of the program.
     bank_aware : bool
         Order nonzeros to avoid input-vector bank conflicts (else by column).
-    fmt, x, nm, prune_nm, band_rows, dense_baseline
+    fmt, x, nm, prune_nm, band_rows, dense_baseline, split_rows
         As for :func:`compile_kernel`; ``x`` (a vector) makes the kernel
         SpMSpV when it is sparse. With the default configuration (CSR only)
         the program is the classic CSR SpMV.
@@ -1282,7 +1623,8 @@ def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, 
     ------
     CompileError
         On values that are not integers or do not fit, a bias of the wrong
-        length, or invalid epilogue settings.
+        length, invalid epilogue settings, or ``split_rows=True`` for
+        hardware without the scatter/reduce network.
     """
     if x is not None and len(_shape_of(x)) == 2 and 1 not in _shape_of(x):
         raise CompileError("compile_spmv takes a vector x; use compile_kernel for a matrix")
@@ -1290,4 +1632,4 @@ def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, 
                           prune_nm=prune_nm, bias=bias, shift=shift, relu=relu, clamp=clamp,
                           epilogue=epilogue, a_frac_bits=a_frac_bits, x_frac_bits=x_frac_bits,
                           name=name, bank_aware=bank_aware, band_rows=band_rows,
-                          dense_baseline=dense_baseline)
+                          dense_baseline=dense_baseline, split_rows=split_rows)

@@ -4,7 +4,8 @@
 :func:`~.compiler.compile_kernel`) into the table ``zeroskip explain`` prints:
 per row band every option the cost model considered — format, dataflow,
 tiles, predicted cycles — the winner and the reason, then the program's
-totals against dense mode and the work balance across the PEs.
+totals against dense mode, the work balance across the PEs and whether long
+rows were split across them (with the predicted cycles of both choices).
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ def explain(program, *, operand=None, x=None):
                      f"{balance['long_rows']} row(s) longer than a PE's share "
                      f"(CV {balance['cv_whole_rows']:.3f} with whole rows, "
                      f"{balance['cv_split_rows']:.3f} if split)")
+        split = "yes" if balance.get("split") else "no"
+        whole_cycles = balance.get("cycles_whole_rows")
+        split_cycles = balance.get("cycles_split_rows")
+        if whole_cycles is not None and split_cycles is not None:
+            lines.append(f"  rows split across the PEs: {split} (predicted {split_cycles} cycles "
+                         f"with split rows, {whole_cycles} with whole rows in the bands that have "
+                         f"long rows)")
+        else:
+            lines.append(f"  rows split across the PEs: {split}")
         lines.append(f"  {balance['note']}")
     return "\n".join(lines) + "\n"
 

@@ -11,6 +11,8 @@ holds, once for the whole firmware:
   timing contract (``docs/internals.md``), with the descriptor checks that
   stop the hardware with ``DESCRIPTOR``. The ISA model executes it and the
   programs' cycle prediction replays it;
+- :func:`decode_routes`: a lane's ``REDUCE`` route list, with the descriptor
+  checks of ``REDUCE``;
 - :func:`lane_matrix`: the inverse of :func:`encode_lane` (a decoded image back
   to a sparse matrix), so every format round-trips;
 - :func:`nm_violation` and :func:`prune_nm`: the N:M structure check (with the
@@ -31,7 +33,7 @@ __all__ = [
     "FORMAT_NAMES", "DATAFLOWS", "format_by_name", "format_name", "dataflow_of", "LaneImage",
     "LaneStream", "DescriptorFault", "encode_lane", "decode_lane", "lane_matrix",
     "row_formats", "pack_entries", "unpack_entries", "nm_violation", "prune_nm",
-    "nm_descriptor", "bitmap_row_cycles", "parse_nm",
+    "nm_descriptor", "bitmap_row_cycles", "parse_nm", "RouteList", "decode_routes",
 ]
 
 #: Lower-case names of the formats, as the configuration and the CLI spell them.
@@ -106,10 +108,6 @@ class LaneImage:
     ptr: np.ndarray
     nz: np.ndarray
     meta: np.ndarray
-
-
-#: Bits a row-pointer word needs to hold the N:M descriptor ``N | log2(M) << 8``
-#: (``N`` up to 255, ``log2(M)`` up to 15).
 
 
 def nm_descriptor(n, m):
@@ -429,6 +427,58 @@ def decode_lane(fmt, ptr, nz, meta, *, ptr_base, nz_base, x_base, out_base, conf
                         values.astype(np.int64), tokens)
     stream.check_bases(x_base, out_base, c)
     return stream
+
+
+@dataclasses.dataclass
+class RouteList:
+    """One lane's ``REDUCE`` routes (see :mod:`.isa`).
+
+    Attributes
+    ----------
+    source : int
+        The lane's first source row ``s`` (relative to ``src_base``).
+    lanes, rows : numpy.ndarray of int64
+        Destination lane ``q`` and row ``r`` (relative to ``dst_base``) of
+        each route, in route order.
+    """
+
+    source: int
+    lanes: np.ndarray
+    rows: np.ndarray
+
+
+def decode_routes(ptr, *, ptr_base, src_base, dst_base, config):
+    """Decode one lane's ``REDUCE`` route list the way the scatter network reads it.
+
+    Parameters
+    ----------
+    ptr : array of int
+        The lane's row-pointer memory (or its image from address 0).
+    ptr_base, src_base, dst_base : int
+        The instruction's operands.
+    config : AcceleratorConfig
+
+    Returns
+    -------
+    RouteList
+
+    Raises
+    ------
+    DescriptorFault
+        When the route list, the source rows or a destination reach outside
+        a memory or the lanes.
+    """
+    c = config
+    count = _word(ptr, ptr_base)
+    source = _word(ptr, ptr_base + 1)
+    if ptr_base + 2 + count > c.row_depth or src_base + source + count > c.row_depth:
+        raise DescriptorFault("route list")
+    words = _read(ptr, ptr_base + 2, count)
+    rows = words & ((1 << c.row_addr_width) - 1)
+    lanes = words >> c.row_addr_width
+    if count and (int(lanes.max()) >= c.pes or dst_base + int(rows.max()) >= c.row_depth):
+        raise DescriptorFault("route")
+    return RouteList(source, lanes, rows)
 
 
 def lane_matrix(fmt, image, config, *, width):

@@ -16,7 +16,7 @@ import numpy as np
 from ..config import AcceleratorConfig
 from . import timing
 from .asm import decode
-from .formats import DescriptorFault, decode_lane, format_name
+from .formats import DescriptorFault, decode_lane, decode_routes, format_name
 from .isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -38,7 +38,8 @@ __all__ = ["BusError", "Machine", "ModelError", "ModelResult", "run_program"]
 
 _MASK32 = 0xFFFF_FFFF
 _COUNTERS = {Reg.CYCLES: "cycles", Reg.INSNS: "insns", Reg.MACS: "macs",
-             Reg.SKIPPED: "skipped", Reg.GATHER_STALLS: "gather_stalls"}
+             Reg.SKIPPED: "skipped", Reg.GATHER_STALLS: "gather_stalls",
+             Reg.SCATTER_STALLS: "scatter_stalls"}
 
 
 class BusError(Exception):
@@ -288,7 +289,8 @@ class Machine:
         self.done = False
         self.error = ErrorCode.NONE
         self.busy = True
-        rr = [0] * self.config.x_banks
+        rr = [0] * self.config.x_banks          # gather network
+        scatter_rr = [0] * self.config.pes      # scatter network
         pc = 0
         try:
             while True:
@@ -298,13 +300,17 @@ class Machine:
                     raise _Fault(ErrorCode.PC_OVERRUN)
                 self.pc = pc
                 opcode, args = decode(int(self.imem[pc]))
-                if opcode is None or (opcode == Opcode.SPMV
-                                      and Format(args["fmt"]) not in self._formats):
+                disabled = (opcode == Opcode.SPMV and Format(args["fmt"]) not in self._formats
+                            or opcode == Opcode.REDUCE and not self.config.reduce)
+                if opcode is None or disabled:
                     self._count("cycles", timing.INSN_OVERHEAD)
                     raise _Fault(ErrorCode.ILLEGAL_INSN)
-                if opcode == Opcode.SPMV:
+                if opcode in (Opcode.SPMV, Opcode.REDUCE):
                     try:
-                        rr, overflow = self._spmv(args, rr)
+                        if opcode == Opcode.SPMV:
+                            rr, overflow = self._spmv(args, rr)
+                        else:
+                            scatter_rr, overflow = self._reduce(args, scatter_rr)
                     except _Fault:
                         self._count("cycles", timing.INSN_OVERHEAD)
                         raise
@@ -399,6 +405,43 @@ class Machine:
             self.pe_busy[p] = (self.pe_busy[p] + busy) & _MASK32
         return result.rr, overflow
 
+    # REDUCE.
+
+    def _reduce(self, args, rr):
+        c = self.config
+        try:
+            routes = [decode_routes(self.ptr[p], ptr_base=args["ptr_base"],
+                                    src_base=args["src_base"], dst_base=args["dst_base"],
+                                    config=c) for p in range(c.pes)]
+        except DescriptorFault:
+            raise _Fault(ErrorCode.DESCRIPTOR) from None
+        result = timing.reduce_schedule([r.lanes for r in routes], c.pes, rr=rr, trace=True)
+        self._count("cycles", timing.reduce_cycles(result.cycles))
+        self._count("scatter_stalls", result.stalls)
+        # Every route as (source word, destination word) of out.flat, in grant order.
+        offsets = np.cumsum([0] + [len(r.lanes) for r in routes])
+        sources = np.concatenate([p * c.row_depth + args["src_base"] + r.source
+                                  + np.arange(len(r.lanes)) for p, r in enumerate(routes)])
+        targets = np.concatenate([r.lanes * c.row_depth + args["dst_base"] + r.rows
+                                  for r in routes])
+        lane, index = result.grants[:, 0], result.grants[:, 1]
+        flat = offsets[lane] + index
+        if not len(flat):
+            return result.rr, False
+        out = self.out.reshape(-1)
+        values, targets = out[sources[flat]], targets[flat]
+        # Each destination word adds its partial sums in the order it takes them.
+        order = np.argsort(targets, kind="stable")
+        targets, values = targets[order], values[order]
+        first = np.flatnonzero(np.r_[True, targets[1:] != targets[:-1]])
+        prefix = np.cumsum(values)
+        before = np.repeat(prefix[first] - values[first], np.diff(np.r_[first, len(values)]))
+        partial = out[targets] + prefix - before
+        overflow = bool(((partial < c.acc_min) | (partial > c.acc_max)).any())
+        last = np.r_[first[1:], len(values)] - 1
+        out[targets[first]] = _signed(partial[last], c.acc_width)
+        return result.rr, overflow
+
     def _epilogue(self, sums):
         c = self.config
         shift = self.epi_shift
@@ -458,8 +501,9 @@ class ModelResult:
         read back because of an error are 0): one per matrix row, or for a
         matrix program one per row and right-hand column (``(rows, k)``).
     counters : dict
-        ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls`` (int)
-        and ``pe_busy`` (list of int), summed over all tiles.
+        ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls``,
+        ``scatter_stalls`` (int) and ``pe_busy`` (list of int), summed over
+        all tiles.
     error : ModelError or None
     """
 

@@ -19,7 +19,14 @@ from ..config import AcceleratorConfig
 from ..errors import ConfigError, InputError, ProgramMismatchError
 from . import timing
 from .asm import decode, disassemble
-from .formats import DescriptorFault, decode_lane, format_name, pack_entries, unpack_entries
+from .formats import (
+    DescriptorFault,
+    decode_lane,
+    decode_routes,
+    format_name,
+    pack_entries,
+    unpack_entries,
+)
 from .isa import Format, Opcode
 
 __all__ = ["Epilogue", "Tile", "Program", "pack_nz", "unpack_nz", "config_summary",
@@ -162,14 +169,15 @@ class Tile:
         """Rows each lane holds (the ``ptr[0]`` headers)."""
         return [int(p[0]) if len(p) else 0 for p in self.ptr]
 
-    def lane_tokens(self, config=None):
-        """Cycles of work each lane streams in the tile's first ``SPMV``.
+    def lane_tokens(self, config=None, *, args=None):
+        """Cycles of work each lane streams in one ``SPMV``.
 
         Row formats: tokens (one per stored entry, one per empty row, BITMAP
         scan cycles); CSC: the column-mode cycles with every column visited.
-        Without ``config`` the ptr images are read as CSR.
+        ``args`` are the ``SPMV``'s operands (by default the tile's first
+        ``SPMV``'s). Without ``config`` the ptr images are read as CSR.
         """
-        spmvs = self.spmvs()
+        spmvs = self.spmvs() if args is None else [args]
         if config is None or not spmvs:
             tokens = []
             for ptr in self.ptr:
@@ -238,7 +246,13 @@ class Program:
     report : dict
         What the compiler decided and why (JSON-compatible): per row band the
         options with their predicted cycles and the winner, the predicted
-        cycles of dense mode (``dense_cycles``) and the work balance.
+        cycles of dense mode (``dense_cycles``) and the work balance
+        (``balance``: ``split``, whether long rows are split across lanes;
+        ``long_rows`` and ``pieces``; ``cv_whole_rows`` and ``cv_split_rows``,
+        the spread of the work over the lanes without and with splitting;
+        ``cycles_whole_rows`` and ``cycles_split_rows``, the predicted cycles
+        of CSR both ways in the bands where both were built, else ``None``;
+        and a ``note`` saying why).
     """
 
     config: AcceleratorConfig
@@ -309,8 +323,17 @@ class Program:
         """Cycles of work per lane over all tiles (every column visited)."""
         work = np.zeros(self.config.pes, dtype=np.int64)
         for tile in self.tiles:
-            spmvs = len(tile.spmvs()) or 1
-            work += np.asarray(tile.lane_tokens(self.config), dtype=np.int64) * spmvs
+            spmvs = tile.spmvs() or [None]
+            tokens = {}
+            for args in spmvs:
+                # SPMVs of a batch read one descriptor with other x and out bases.
+                key = None if args is None else (args["fmt"], args["ptr_base"],
+                                                 args["nz_base"],
+                                                 args["bias"] or args["epilogue"])
+                if key not in tokens:
+                    tokens[key] = np.asarray(tile.lane_tokens(self.config, args=args),
+                                             dtype=np.int64)
+                work += tokens[key]
         return work
 
     @property
@@ -408,14 +431,28 @@ class Program:
         """
         config = self.config
         buffer = None if x is None else self.x_buffer(tile, x)
-        rr = None
+        rr = scatter_rr = None
         cycles = 0
         streams = {}
         for word in tile.code:
             opcode, args = decode(int(word))
+            if opcode is Opcode.REDUCE and config.reduce:
+                try:
+                    routes = [decode_routes(tile.ptr[p], ptr_base=args["ptr_base"],
+                                            src_base=args["src_base"],
+                                            dst_base=args["dst_base"], config=config)
+                              for p in range(config.pes)]
+                except DescriptorFault:
+                    cycles += timing.INSN_OVERHEAD
+                    break
+                result = timing.reduce_schedule([r.lanes for r in routes], config.pes,
+                                                rr=scatter_rr)
+                scatter_rr = result.rr
+                cycles += timing.reduce_cycles(result.cycles)
+                continue
             if opcode is not Opcode.SPMV:
                 cycles += timing.INSN_OVERHEAD
-                if opcode in (Opcode.HALT, None):
+                if opcode in (Opcode.HALT, Opcode.REDUCE, None):
                     break
                 continue
             key = (args["fmt"], args["ptr_base"], args["nz_base"])

@@ -6,15 +6,26 @@ bank (an empty row, a BITMAP scan cycle); which tokens each format streams is
 defined in :mod:`.formats` (:func:`~.formats.decode_lane`). :func:`schedule`
 replays the gather network's round-robin bank arbitration cycle by cycle
 (see ``docs/internals.md``, "Timing contract"). A column-mode (CSC) ``SPMV``
-uses no gather; :func:`column_mode_cycles` gives its length. An instruction
-then costs
+uses no gather; :func:`column_mode_cycles` gives its length.
+
+A ``REDUCE`` streams, per lane, its routes in order through the scatter
+network; :func:`reduce_schedule` replays it with the same round-robin rule,
+the destination lanes taking the place of the banks: each destination lane
+accepts one partial sum per cycle. The scatter network has its own ``pes``
+round-robin pointers, reset to 0 at ``CTRL.start`` and kept from one
+``REDUCE`` to the next; a lane whose partial sum is not taken stalls (one
+``SCATTER_STALLS`` count). An instruction then costs
 
 - ``SPMV``: :data:`SPMV_OVERHEAD` + the schedule length,
+- ``REDUCE``: :data:`REDUCE_OVERHEAD` + the scatter schedule length, or
+  :data:`REDUCE_EMPTY` when no lane has a route (:func:`reduce_cycles`),
 - every other instruction: :data:`INSN_OVERHEAD`.
 
-The constants are measured on the RTL (Amaranth simulation of
-``zeroskip.hdl.top``): a least-squares fit over random programs on three
-configurations leaves no residual.
+``REDUCE`` changes no counter but ``CYCLES``, ``INSNS`` and
+``SCATTER_STALLS``. The constants are measured on the RTL (Amaranth
+simulation of ``zeroskip.hdl.top``): a least-squares fit over random programs
+on three configurations leaves no residual; the ``REDUCE`` constants from
+random route lists on the top level (``tests/hdl/test_scatter.py``).
 """
 
 from __future__ import annotations
@@ -23,14 +34,22 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["SPMV_OVERHEAD", "INSN_OVERHEAD", "OVERRUN_OVERHEAD", "ScheduleResult", "schedule",
+__all__ = ["SPMV_OVERHEAD", "REDUCE_OVERHEAD", "REDUCE_EMPTY", "INSN_OVERHEAD",
+           "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule", "reduce_cycles",
            "lane_tokens", "column_lane_cycles", "column_mode_cycles"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
 SPMV_OVERHEAD = 18
 
-#: Cycles of any instruction other than ``SPMV`` (``HALT`` included).
+#: Cycles a ``REDUCE`` costs beyond its scatter schedule length (fetch, route
+#: list header, read, crossbar and read-modify-write pipeline).
+REDUCE_OVERHEAD = 11
+
+#: Cycles of a ``REDUCE`` in which no lane has a route (no pipeline to fill).
+REDUCE_EMPTY = 9
+
+#: Cycles of any instruction other than ``SPMV`` and ``REDUCE`` (``HALT`` included).
 INSN_OVERHEAD = 2
 
 #: Cycles of the fetch that finds the program counter past the instruction
@@ -52,12 +71,16 @@ class ScheduleResult:
         Nonzero (non-empty) tokens consumed by lane ``p``.
     rr : list of int
         The banks' round-robin pointers afterwards.
+    grants : numpy.ndarray of int64, shape (k, 2), or None
+        With ``trace=True``: ``(lane, token index)`` of every granted token in
+        the order of the grants (cycle by cycle; within a cycle, by lane).
     """
 
     cycles: int
     stalls_per_lane: list
     busy_per_lane: list
     rr: list
+    grants: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
     @property
     def stalls(self):
@@ -65,7 +88,7 @@ class ScheduleResult:
         return sum(self.stalls_per_lane)
 
 
-def schedule(lane_tokens, x_banks, *, rr=None):
+def schedule(lane_tokens, x_banks, *, rr=None, trace=False):
     """Replay the round-robin bank arbitration of one ``SPMV``.
 
     Every cycle, each lane with tokens left offers its head token. An empty
@@ -88,6 +111,8 @@ def schedule(lane_tokens, x_banks, *, rr=None):
     rr : list of int, optional
         Round-robin pointers at the start (all 0 at ``CTRL.start``). Pass the
         ``rr`` of the previous result to continue a run.
+    trace : bool
+        Record the order of the grants (:attr:`ScheduleResult.grants`).
 
     Returns
     -------
@@ -110,6 +135,7 @@ def schedule(lane_tokens, x_banks, *, rr=None):
     busy = [0] * lanes
     active = [p for p in range(lanes) if lengths[p]]
     lists = [None] * lanes     # Python lists, made on the first slow cycle of a lane
+    grants = [] if trace else None   # arrays of (lane, token index), in grant order
     cycles = 0
     backoff = 0                # slow cycles to run before the next fast attempt
     failures = 0
@@ -119,6 +145,9 @@ def schedule(lane_tokens, x_banks, *, rr=None):
             p = active[0]
             rest = tokens[p][pos[p]:]
             cycles += len(rest)
+            if trace:
+                index = pos[p] + np.flatnonzero(rest >= 0)
+                grants.append(np.stack([np.full(len(index), p), index], axis=1))
             granted = rest[rest >= 0]
             busy[p] += len(granted)
             if len(granted):
@@ -126,7 +155,8 @@ def schedule(lane_tokens, x_banks, *, rr=None):
                     pointers[bank] = (p + 1) % lanes
             break
         if backoff == 0:
-            advanced = _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes)
+            advanced = _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes,
+                                     grants)
             if advanced:
                 cycles += advanced
                 active = [p for p in active if pos[p] < lengths[p]]
@@ -152,6 +182,7 @@ def schedule(lane_tokens, x_banks, *, rr=None):
                     claims[bank] = [p]
                 else:
                     claim.append(p)
+        winners = []
         for bank, claimants in claims.items():
             if len(claimants) == 1:
                 winner = claimants[0]
@@ -165,25 +196,72 @@ def schedule(lane_tokens, x_banks, *, rr=None):
                 for p in claimants:
                     if p != winner:
                         stalls[p] += 1
+            if trace:
+                winners.append((winner, pos[winner]))
             pos[winner] += 1
             busy[winner] += 1
             pointers[bank] = (winner + 1) % lanes
+        if winners:
+            grants.append(np.array(sorted(winners), dtype=np.int64))
         active = [p for p in active if pos[p] < lengths[p]]
+    if trace:
+        grants = (np.concatenate(grants).astype(np.int64) if grants
+                  else np.zeros((0, 2), dtype=np.int64))
     return ScheduleResult(cycles=cycles, stalls_per_lane=stalls, busy_per_lane=busy,
-                          rr=pointers)
+                          rr=pointers, grants=grants)
+
+
+def reduce_schedule(destinations, pes, *, rr=None, trace=False):
+    """Replay the scatter network of one ``REDUCE``.
+
+    Lane ``p`` offers its routes in order; route ``i`` requests destination
+    lane ``destinations[p][i]``, which accepts one partial sum per cycle and
+    arbitrates among the lanes with its own round-robin pointer exactly like
+    an input-vector bank (:func:`schedule`). The instruction costs
+    :func:`reduce_cycles` of the schedule length; the stalls are the
+    ``SCATTER_STALLS`` increment.
+
+    Parameters
+    ----------
+    destinations : sequence of sequences of int
+        Per lane, the destination lane of each route, in route order.
+    pes : int
+        Number of lanes (and of destination lanes).
+    rr : list of int, optional
+        The scatter network's round-robin pointers at the start (all 0 at
+        ``CTRL.start``); pass the ``rr`` of the previous ``REDUCE``'s result
+        to continue a run.
+    trace : bool
+        Record the order in which the destinations take the partial sums.
+
+    Returns
+    -------
+    ScheduleResult
+    """
+    if len(destinations) != pes:
+        raise ValueError(f"destinations must hold {pes} lanes, not {len(destinations)}")
+    return schedule(destinations, pes, rr=rr, trace=trace)
+
+
+def reduce_cycles(length):
+    """Cycles of a ``REDUCE`` whose scatter schedule (:func:`reduce_schedule`) is
+    ``length`` cycles long: :data:`REDUCE_OVERHEAD` + ``length``, or
+    :data:`REDUCE_EMPTY` for a schedule of no cycles (no routes)."""
+    return REDUCE_OVERHEAD + int(length) if length else REDUCE_EMPTY
 
 
 #: Cycles :func:`_fast_forward` looks ahead at most.
 _WINDOW = 512
 
 
-def _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes):
+def _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes, grants):
     """Advance every active lane through the cycles before the first conflict.
 
     As long as no two lanes request one bank in the same cycle, every lane
     consumes one token per cycle; the first cycle with a conflict (or the end
     of the window) stops the stretch. Updates ``pos``, ``busy`` and
-    ``pointers`` in place and returns the number of cycles advanced.
+    ``pointers`` in place, appends the grants to ``grants`` unless it is
+    ``None`` and returns the number of cycles advanced.
     """
     remaining = max(lengths[p] - pos[p] for p in active)
     k = min(remaining, _WINDOW)
@@ -199,6 +277,11 @@ def _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes):
         return 0
     head = window[:, :c]
     requests = head >= 0
+    if grants is not None:
+        cycle, row = np.nonzero(requests.T)
+        first = np.asarray([pos[p] for p in active], dtype=np.int64)
+        grants.append(np.stack([np.asarray(active, dtype=np.int64)[row], first[row] + cycle],
+                               axis=1))
     counts = requests.sum(axis=1).tolist()
     for row, p in enumerate(active):
         pos[p] = min(pos[p] + c, lengths[p])

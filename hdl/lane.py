@@ -470,9 +470,10 @@ class Lane(wiring.Component):
                 reducer.output.ready.eq(1),
                 self.receiving.eq(~reducer.idle),
             ]
-            with m.If(red_mode | self.reduce_start):
+            reducing = red_mode & ~self.start
+            with m.If(reducing | self.reduce_start):
                 m.d.comb += ptr_addr.eq(source.ptr_addr)
-            with m.If(red_mode):
+            with m.If(reducing):
                 m.d.comb += [
                     reducer.rd_data.eq(out_rd.data),
                     out_wr.addr.eq(reducer.wr_addr),

@@ -8,6 +8,7 @@ from zeroskip.firmware.asm import (
     disassemble,
     encode_halt,
     encode_nop,
+    encode_reduce,
     encode_set_epi,
     encode_spmv,
 )
@@ -18,6 +19,7 @@ def test_disassemble_forms():
     words = [
         encode_set_epi(shift=8, relu=True, clamp_lo=-32768, clamp_hi=32767),
         encode_spmv(epilogue=True),
+        encode_reduce(ptr_base=40, src_base=2, dst_base=3),
         encode_halt(),
         encode_nop(),
         0x7,
@@ -25,6 +27,7 @@ def test_disassemble_forms():
     assert disassemble(words).splitlines() == [
         "set_epi shift=8 relu=1 lo=-32768 hi=32767",
         "spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=1 bias=0",
+        "reduce ptr=40 src=2 dst=3",
         "halt",
         "nop",
         ".word 0x0000000000000007",
@@ -42,10 +45,16 @@ def test_encodings_come_from_isa():
     assert opcode == Opcode.SET_EPI
     assert (args["shift"], args["relu"], args["clamp_lo"], args["clamp_hi"]) == (3, 0, -5, 7)
     assert decode(0x7) == (None, {})
+    word = encode_reduce(ptr_base=4095, src_base=7, dst_base=9)
+    reduce = Insn.from_bits(word).args.reduce
+    assert (reduce.ptr_base, reduce.src_base, reduce.dst_base) == (4095, 7, 9)
+    assert decode(word) == (Opcode.REDUCE, {"ptr_base": 4095, "src_base": 7, "dst_base": 9})
 
 
 def _random_line(rng):
-    kind = rng.integers(4)
+    kind = rng.integers(5)
+    if kind == 4:
+        return f"reduce ptr={rng.integers(4096)} src={rng.integers(4096)} dst={rng.integers(4096)}"
     if kind == 0:
         return (f"spmv ptr={rng.integers(4096)} nz={rng.integers(65536)} x={rng.integers(16384)} "
                 f"out={rng.integers(4096)} accumulate={rng.integers(2)} "
@@ -68,7 +77,8 @@ def test_round_trip_random_words():
     rng = np.random.default_rng(1)
     words = [int(w) for w in rng.integers(0, 2**63, 300, dtype=np.uint64)] + [2**64 - 1]
     # also legal opcodes with junk in unused or reserved bits
-    words += [(w & ~0xF) | op for w, op in zip(words[:40], [0, 1, 2, 3] * 10, strict=True)]
+    words += [(w & ~0xF) | op for w, op in zip(words[:50], [0, 1, 2, 3, 4] * 10, strict=True)]
+    words += [encode_reduce(ptr_base=1) | 1 << 40]    # junk above the REDUCE operands
     assert assemble(disassemble(words)) == words
     assert assemble(disassemble(np.array(words, dtype=np.uint64))) == words
 
@@ -98,6 +108,8 @@ def test_assemble_syntax():
     (".word", "line 1: .word takes one value"),
     (".word 0x10000000000000000", "line 1: .word value 0x10000000000000000 does not fit 64 bits"),
     ("spmv bias=2", "line 1: field 'bias' = 2 does not fit 1 bit"),
+    ("reduce out=1", "line 1: reduce has no field 'out'; fields: ptr, src, dst"),
+    ("reduce dst=4096", "line 1: field 'dst' = 4096 does not fit 12 bits"),
 ])
 def test_assemble_errors(text, message):
     with pytest.raises(CompileError) as info:
@@ -108,6 +120,8 @@ def test_assemble_errors(text, message):
 def test_encode_errors():
     with pytest.raises(CompileError, match="field 'ptr' = -1 does not fit 12 bits"):
         encode_spmv(ptr_base=-1)
+    with pytest.raises(CompileError, match="field 'src' = 5000 does not fit 12 bits"):
+        encode_reduce(src_base=5000)
 
 
 def test_format_field():

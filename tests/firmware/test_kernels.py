@@ -344,11 +344,17 @@ def test_balance_report():
     cols = np.concatenate([rng.choice(256, n, replace=False) for n in lengths])
     a = scipy.sparse.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
                                 shape=(len(lengths), 256))
-    program = compile_spmv(a, AcceleratorConfig(pes=8))
+    program = compile_spmv(a, AcceleratorConfig(pes=8, reduce=False))
     balance = program.report["balance"]
     assert balance["long_rows"] == 1 and not balance["split"]
     assert balance["cv_split_rows"] < balance["cv_whole_rows"]
-    assert "no cross-lane reduction" in balance["note"]
+    assert "no scatter/reduce network" in balance["note"]
+    assert balance["cycles_split_rows"] is None
+    # with the scatter/reduce network the long row is split
+    program = compile_spmv(a, AcceleratorConfig(pes=8))
+    balance = program.report["balance"]
+    assert balance["long_rows"] == 1 and balance["split"]
+    assert balance["cycles_split_rows"] < balance["cycles_whole_rows"]
 
 
 def test_default_configuration_keeps_the_csr_program():

@@ -3,7 +3,7 @@ import pytest
 
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware import timing
-from zeroskip.firmware.asm import assemble
+from zeroskip.firmware.asm import assemble, decode
 from zeroskip.firmware.isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -13,6 +13,7 @@ from zeroskip.firmware.isa import (
     ErrorCode,
     Reg,
     Region,
+    route_word,
 )
 from zeroskip.firmware.model import BusError, Machine
 from zeroskip.firmware.program import pack_nz
@@ -349,8 +350,9 @@ def load_words(m, region, lane, words, base=0):
 
 def test_pointer_words_hold_the_nm_descriptor():
     # ptr_width is 5 bits here; with N:M enabled pointer words keep 12
+    assert CONFIG.ptr_width == 5
     small = CONFIG.replace(formats=("csr", "nm"))
-    assert small.ptr_width == 5
+    assert small.ptr_width == 12
     m = Machine(small)
     m.write_word(m.map.lane(Region.PTR, 0, 2), 2 | 2 << 8 | 1 << 12)
     assert m.ptr[0, 2] == 2 | 2 << 8
@@ -474,3 +476,128 @@ def test_disabled_and_unknown_formats_are_illegal():
     m.write_word(m.map.imem(0) + 4, word >> 32)
     start(m)
     assert error_code(m) == ErrorCode.ILLEGAL_INSN
+
+
+# REDUCE -----------------------------------------------------------------------------------------
+
+RED = AcceleratorConfig(pes=4, value_width=8, acc_width=16, x_depth=16, nz_depth=16,
+                        row_depth=16, imem_depth=8)
+
+
+def load_routes(m, lane, routes, *, source, base=0):
+    """routes: (destination lane, destination row) of each of ``lane``'s routes."""
+    words = [len(routes), source] + [route_word(m.config, q, r) for q, r in routes]
+    load_words(m, Region.PTR, lane, words, base)
+
+
+def reduce_reference(out, routes, sources, src_base, dst_base):
+    expected = out.copy()
+    for p, lane_routes in enumerate(routes):
+        for i, (q, r) in enumerate(lane_routes):
+            expected[q, dst_base + r] += out[p, src_base + sources[p] + i]
+    return expected
+
+
+def test_reduce_matches_numpy():
+    rng = np.random.default_rng(30)
+    for trial in range(40):
+        m = Machine(RED)
+        src_base, dst_base = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        ptr_base = int(rng.integers(0, 4))
+        load_code(m, f"reduce ptr={ptr_base} src={src_base} dst={dst_base}\nhalt")
+        m.out[:] = rng.integers(-300, 300, m.out.shape)
+        # destinations: rows 0-4 (past dst_base); sources: rows 8 and up (past src_base)
+        routes, sources = [], []
+        for p in range(RED.pes):
+            count = int(rng.integers(0, 6))
+            lane_routes = [(int(rng.integers(RED.pes)), int(rng.integers(5)))
+                           for _ in range(count)]
+            if trial % 4 == 0 and count:
+                lane_routes[0] = (p, lane_routes[0][1])      # a self-route
+            source = 8 - src_base + int(rng.integers(0, 16 - 8 - count + 1))
+            load_routes(m, p, lane_routes, source=source, base=ptr_base)
+            routes.append(lane_routes)
+            sources.append(source)
+        expected = reduce_reference(m.out, routes, sources, src_base, dst_base)
+        start(m)
+        assert error_code(m) is None
+        np.testing.assert_array_equal(m.out, expected)
+        result = timing.reduce_schedule([[q for q, _ in r] for r in routes], RED.pes)
+        assert read(m, Reg.CYCLES) == (timing.reduce_cycles(result.cycles)
+                                       + timing.INSN_OVERHEAD)
+        assert read(m, Reg.SCATTER_STALLS) == result.stalls
+        assert read(m, Reg.INSNS) == 2
+
+
+def test_reduce_cycles_and_counters_by_hand():
+    m = Machine(RED)
+    load_code(m, "reduce ptr=0 src=0 dst=0\nreduce ptr=0 src=0 dst=0\nhalt")
+    # destinations as in tests/firmware/test_timing.py::test_reduce_schedule_by_hand
+    load_routes(m, 0, [(1, 0), (1, 1)], source=8)
+    load_routes(m, 1, [(1, 2), (0, 0)], source=8)
+    load_routes(m, 2, [(0, 1)], source=8)
+    load_routes(m, 3, [], source=8)
+    m.out[:3, 8:10] = [[1, 2], [3, 4], [5, 0]]
+    start(m)
+    assert error_code(m) is None
+    # 3 cycles, 2 stalls; the second REDUCE starts from rr = [2, 1, 0, 0]:
+    # cycle 1: lane 0 and lane 1 want lane 1, rr1 = 1 grants lane 1, lane 0 stalls;
+    #          lane 2 is granted lane 0
+    # cycle 2: lane 0 is granted lane 1; lane 1 is granted lane 0
+    # cycle 3: lane 0 is granted lane 1
+    assert read(m, Reg.CYCLES) == 2 * timing.REDUCE_OVERHEAD + 3 + 3 + timing.INSN_OVERHEAD
+    assert read(m, Reg.SCATTER_STALLS) == 2 + 1
+    assert read(m, Reg.INSNS) == 3
+    for reg in (Reg.MACS, Reg.SKIPPED, Reg.GATHER_STALLS):
+        assert read(m, reg) == 0
+    assert all(m.read_word(m.map.pe_busy(p)) == 0 for p in range(RED.pes))
+    assert out(m, 0, 2) == [2 * 4, 2 * 5]
+    assert out(m, 1, 3) == [2 * 1, 2 * 2, 2 * 3]
+    # a new start resets the scatter pointers; CTRL.clear clears SCATTER_STALLS
+    start(m)
+    assert read(m, Reg.SCATTER_STALLS) == 3
+    m.write_word(m.map.reg(Reg.CTRL), CTRL_CLEAR)
+    assert read(m, Reg.SCATTER_STALLS) == 0
+
+
+@pytest.mark.parametrize("code, routes, source", [
+    ("reduce ptr=12", [(0, 0)] * 3, 0),           # ptr_base + 2 + m > row_depth
+    ("reduce ptr=15", [], 0),                     # the header itself does not fit
+    ("reduce src=4", [(0, 0)] * 3, 10),           # src_base + s + m > row_depth
+    ("reduce", [(0, 0), (3, 0)], 8),              # destination lane beyond pes
+    ("reduce dst=12", [(0, 1), (0, 4)], 8),       # dst_base + r beyond row_depth
+])
+def test_reduce_descriptor_errors(code, routes, source):
+    config = RED.replace(pes=3)     # a lane field that can name lane 3
+    m = Machine(config)
+    load_code(m, f"nop\n{code}\nhalt")
+    base = decode(assemble(code)[0])[1]["ptr_base"]
+    words = [len(routes), source] + [route_word(config, q, r) for q, r in routes]
+    load_words(m, Region.PTR, 2, words[:config.row_depth - base], base)
+    start(m)
+    assert error_code(m) == ErrorCode.DESCRIPTOR
+    assert read(m, Reg.PC) == 1
+
+
+def test_reduce_overflow_follows_the_grant_order():
+    m = Machine(RED)         # acc_width 16
+    load_code(m, "reduce\nhalt")
+    # lane 0 and lane 1 both add to out[0][0]; lane 0 is granted first
+    load_routes(m, 0, [(0, 0)], source=8)
+    load_routes(m, 1, [(0, 0)], source=8)
+    m.out[0, 0] = 32000
+    m.out[0, 8], m.out[1, 8] = 1000, -1000     # 33000 on the way: overflow
+    start(m)
+    assert error_code(m) == ErrorCode.OVERFLOW and read(m, Reg.PC) == 0
+    m.out[0, 0] = 32000
+    m.out[0, 8], m.out[1, 8] = -1000, 1000     # 31000, then 32000
+    start(m)
+    assert error_code(m) is None and out(m, 0, 1) == [32000]
+
+
+def test_reduce_is_illegal_without_the_network():
+    m = Machine(RED.replace(reduce=False))
+    load_code(m, "nop\nreduce\nhalt")
+    start(m)
+    assert error_code(m) == ErrorCode.ILLEGAL_INSN and read(m, Reg.PC) == 1
+    assert read(m, Reg.CYCLES) == 2 * timing.INSN_OVERHEAD

@@ -8,6 +8,7 @@ from zeroskip.firmware.timing import lane_tokens, schedule
 def test_constants():
     assert timing.SPMV_OVERHEAD == 18
     assert timing.INSN_OVERHEAD == 2
+    assert timing.REDUCE_OVERHEAD > 0
 
 
 def test_two_lanes_one_bank():
@@ -78,7 +79,7 @@ def test_matches_brute_force():
         assert schedule(toks, banks) == _brute(toks, banks)
 
 
-def _brute(toks, banks):
+def _brute(toks, banks, trace=None):
     lanes = len(toks)
     pos = [0] * lanes
     rr = [0] * banks
@@ -100,6 +101,8 @@ def _brute(toks, banks):
             order = [(rr[b] + k) % lanes for k in range(lanes)]
             winner = next(p for p in order if p in asking)
             rr[b] = (winner + 1) % lanes
+            if trace is not None:
+                trace.append((cycles, winner, pos[winner]))
             pos[winner] += 1
             busy[winner] += 1
             for p in asking:
@@ -146,3 +149,39 @@ def test_column_lane_cycles():
     assert timing.column_lane_cycles(3, ends, [True, True, False], tail=False) == 3 + 2 + 1
     assert timing.column_lane_cycles(3, ends, [True, True, True], tail=True) == 3 + 8 + 3
     assert timing.column_lane_cycles(0, [], [], tail=True) == 0
+
+
+def test_trace_matches_brute_force():
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        lanes, banks = int(rng.integers(1, 7)), int(rng.choice([1, 2, 4]))
+        length = 600 if trial % 3 == 0 else 12   # long streams take the fast path
+        toks = [rng.integers(-1, banks, int(rng.integers(0, length))).tolist()
+                for _ in range(lanes)]
+        trace = []
+        expected = _brute(toks, banks, trace)
+        result = schedule(toks, banks, trace=True)
+        assert result == expected
+        assert result.grants.tolist() == [[p, i] for _, p, i in sorted(trace)]
+    assert schedule([[], []], 2, trace=True).grants.shape == (0, 2)
+    assert schedule([[0]], 1).grants is None
+
+
+def test_reduce_schedule_by_hand():
+    # Destination lanes of the routes of 3 lanes.
+    # cycle 1: lanes 0 and 1 want lane 1: rr=0 grants lane 0 (rr1=1), lane 1 stalls;
+    #          lane 2 is granted lane 0 (rr0=0)
+    # cycle 2: lanes 0 and 1 want lane 1: rr1=1 grants lane 1 (rr1=2), lane 0 stalls
+    # cycle 3: lane 0 is granted lane 1 (rr1=1), lane 1 lane 0 (rr0=2)
+    result = timing.reduce_schedule([[1, 1], [1, 0], [0]], 3)
+    assert (result.cycles, result.stalls_per_lane, result.rr) == (3, [1, 1, 0], [2, 1, 0])
+    assert result.stalls == 2
+    # the pointers carry over to the next REDUCE: lane 1 first at lane 1, then lane 2
+    again = timing.reduce_schedule([[], [1], [1]], 3, rr=result.rr)
+    assert (again.cycles, again.stalls_per_lane, again.rr) == (2, [0, 0, 1], [2, 0, 0])
+    assert timing.reduce_schedule([[], [], []], 3).cycles == 0
+    assert timing.reduce_cycles(result.cycles) == timing.REDUCE_OVERHEAD + 3
+    with pytest.raises(ValueError, match="destinations must hold 3 lanes, not 2"):
+        timing.reduce_schedule([[0], [1]], 3)
+    with pytest.raises(ValueError, match="lane 0: token 3 is neither -1 nor a bank below 3"):
+        timing.reduce_schedule([[3], [], []], 3)

@@ -18,7 +18,7 @@ from zeroskip import AcceleratorConfig
 from zeroskip.errors import DeviceError
 from zeroskip.firmware.asm import encode_halt, encode_nop, encode_spmv
 from zeroskip.firmware.compiler import compile_spmv
-from zeroskip.firmware.isa import ErrorCode
+from zeroskip.firmware.isa import ErrorCode, Insn, Opcode
 from zeroskip.firmware.loader import load_matrix
 from zeroskip.firmware.quant import quantize
 from zeroskip.firmware.reference import spmv_reference
@@ -62,8 +62,26 @@ def edge_matrix():
     return sp.csr_matrix(dense)
 
 
+def ragged_matrix(seed):
+    """Two rows of 200+ nonzeros among short and empty rows (40 x 240)."""
+    rng = np.random.default_rng(seed)
+    dense = np.zeros((40, 240), dtype=np.int64)
+    for row in rng.choice(40, 12, replace=False):
+        cols = rng.choice(240, rng.integers(1, 6), replace=False)
+        dense[row, cols] = rng.integers(-100, 100, len(cols))
+    for row in (5, 6):
+        cols = rng.choice(240, rng.integers(200, 240), replace=False)
+        dense[row, cols] = rng.integers(-100, 100, len(cols))
+    return sp.csr_matrix(dense)
+
+
 def edge_vector():
     return np.array([-32768, 5, -3, 32767, 0, 32767, 1, 0, 2, -1, 4, 9])
+
+
+def split_insns(code):
+    """The ``REDUCE`` instructions of a tile's microcode."""
+    return [word for word in code if Insn.from_bits(int(word)).opcode == Opcode.REDUCE]
 
 
 def replace_code(*words):
@@ -107,6 +125,12 @@ def cases_for(config_name):
         c["epilogue"] = (random_int_matrix(30, 30, 0.3, seed=7), vector(30, 7), None,
                          {"bias": np.arange(-15, 15) * 40, "shift": 3, "relu": True,
                           "clamp": (0, 50)})
+        # Rows of hundreds of nonzeros next to empty rows: split across the
+        # lanes and reduced back (REDUCE), with and without the epilogue.
+        c["ragged-split"] = (ragged_matrix(13), vector(240, 14), None, {"split_rows": True})
+        c["ragged-split-epilogue"] = (ragged_matrix(14), vector(240, 15), None,
+                                      {"split_rows": True, "bias": np.arange(-20, 20) * 30,
+                                       "shift": 2, "relu": True})
     elif config_name == "p1":
         c["random-20%"] = (random_int_matrix(20, 30, 0.2, seed=8), vector(30, 8), None, {})
         c["tiled"] = (random_int_matrix(40, 100, 0.1, seed=9), vector(100, 9), None, {})
@@ -129,8 +153,8 @@ def batch(backend, config_name):
     config = CONFIGS[config_name]
     cases = cases_for(config_name)
     jobs = []
-    for matrix, x, _, epi, *mutation in cases.values():
-        program = compile_spmv(matrix, config, **epi)
+    for matrix, x, _, options, *mutation in cases.values():
+        program = compile_spmv(matrix, config, **options)
         for mutate in mutation:
             mutate(program)
         jobs.append(Job(program, x))
@@ -153,7 +177,8 @@ PARAMS = [
 
 @pytest.mark.parametrize("backend, config_name, case", PARAMS)
 def test_spmv_matches_scipy(backend, config_name, case):
-    (matrix, x, error_code, epi, *_), job, result, model = batch(backend, config_name)[case]
+    (matrix, x, error_code, options, *_), job, result, model = batch(backend, config_name)[case]
+    epi = {key: value for key, value in options.items() if key != "split_rows"}
     config = CONFIGS[config_name]
     if error_code is not None:
         # The run stops with the error the model predicts; the driver does not hang.
@@ -175,3 +200,7 @@ def test_spmv_matches_scipy(backend, config_name, case):
     assert result.counters["macs"] + result.counters["skipped"] == matrix.count_nonzero()
     assert result.counters["cycles"] == model.counters["cycles"]
     assert result.counters["gather_stalls"] == model.counters["gather_stalls"]
+    assert result.counters["scatter_stalls"] == model.counters["scatter_stalls"]
+    if options.get("split_rows"):
+        # The long rows really were split and reduced back.
+        assert any(split_insns(tile.code) for tile in job.program.tiles)
