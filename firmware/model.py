@@ -352,7 +352,7 @@ class Machine:
         x_base = args["x_base"]
         column_mode = Format(args["fmt"]) is Format.CSC
         overflow = False
-        tokens, lane_cycles = [], []
+        tokens = []
         for p, stream in enumerate(streams):
             n = stream.n
             if column_mode:
@@ -370,8 +370,6 @@ class Machine:
                 self._count("macs", macs)
                 self._count("skipped", len(stream.values) - macs)
                 self.pe_busy[p] = (self.pe_busy[p] + len(products)) & _MASK32
-                lane_cycles.append(timing.column_lane_cycles(
-                    n, stream.col_ends, visited, tail=bool(args["bias"] or args["epilogue"])))
             else:
                 tokens.append(stream.banks(x_base, c.x_banks))
                 products = stream.values * self.x[x_base + stream.cols]
@@ -396,7 +394,8 @@ class Machine:
                 sums = self._epilogue(sums)
             self.out[p, rows] = sums
         if column_mode:
-            self._count("cycles", timing.SPMV_OVERHEAD + max(lane_cycles))
+            self._count("cycles", timing.CSC_OVERHEAD + timing.column_mode_cycles(
+                streams, args, self.x, c))
             return rr, overflow
         result = timing.schedule(tokens, c.x_banks, rr=rr)
         self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)

@@ -471,7 +471,7 @@ class Program:
                 cycles += timing.INSN_OVERHEAD
                 break
             if Format(args["fmt"]) is Format.CSC:
-                cycles += timing.SPMV_OVERHEAD + timing.column_mode_cycles(
+                cycles += timing.CSC_OVERHEAD + timing.column_mode_cycles(
                     lanes, args, buffer, config)
                 continue
             tokens = [stream.banks(args["x_base"], config.x_banks) for stream in lanes]

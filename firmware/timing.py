@@ -16,7 +16,8 @@ round-robin pointers, reset to 0 at ``CTRL.start`` and kept from one
 ``REDUCE`` to the next; a lane whose partial sum is not taken stalls (one
 ``SCATTER_STALLS`` count). An instruction then costs
 
-- ``SPMV``: :data:`SPMV_OVERHEAD` + the schedule length,
+- ``SPMV``: :data:`SPMV_OVERHEAD` + the schedule length (row formats), or
+  :data:`CSC_OVERHEAD` + :func:`column_mode_cycles` (column mode),
 - ``REDUCE``: :data:`REDUCE_OVERHEAD` + the scatter schedule length, or
   :data:`REDUCE_EMPTY` when no lane has a route (:func:`reduce_cycles`),
 - every other instruction: :data:`INSN_OVERHEAD`.
@@ -34,9 +35,9 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["SPMV_OVERHEAD", "REDUCE_OVERHEAD", "REDUCE_EMPTY", "INSN_OVERHEAD",
-           "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule", "reduce_cycles",
-           "lane_tokens", "column_lane_cycles", "column_mode_cycles"]
+__all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "COLUMN_CREDITS", "REDUCE_OVERHEAD", "REDUCE_EMPTY",
+           "INSN_OVERHEAD", "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule",
+           "reduce_cycles", "lane_tokens", "column_mode_cycles"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
@@ -48,6 +49,13 @@ REDUCE_OVERHEAD = 11
 
 #: Cycles of a ``REDUCE`` in which no lane has a route (no pipeline to fill).
 REDUCE_EMPTY = 9
+
+#: Cycles a column-mode (CSC) ``SPMV`` costs beyond :func:`column_mode_cycles`.
+CSC_OVERHEAD = 4
+
+#: Columns a lane may hold before the nonzero detector waits for it (the
+#: lanes' ``COLUMN_CREDITS``).
+COLUMN_CREDITS = 16
 
 #: Cycles of any instruction other than ``SPMV`` and ``REDUCE`` (``HALT`` included).
 INSN_OVERHEAD = 2
@@ -326,32 +334,28 @@ def lane_tokens(ends, cols, *, x_base=0, x_banks):
     return banks
 
 
-def column_lane_cycles(n, col_ends, visited, *, tail):
-    """Cycles of one lane in a column-mode (CSC) ``SPMV``, overhead excluded.
-
-    ``n`` cycles initialise the lane's rows (while the nonzero detector scans
-    ``x``), every visited column takes ``max(entries in this lane, 1)``
-    cycles, and ``n`` more cycles apply bias and epilogue when ``tail``.
-
-    Parameters
-    ----------
-    n : int
-        Rows of the lane.
-    col_ends : array of int
-        End (exclusive) of each column's entries.
-    visited : array of bool
-        Per column, whether its activation is nonzero.
-    tail : bool
-        Whether the instruction adds a bias or applies the epilogue.
-    """
-    counts = np.diff(np.asarray(col_ends, dtype=np.int64), prepend=0)
-    visited = np.asarray(visited, dtype=bool)
-    return int(n) + int(np.maximum(counts[visited], 1).sum()) + (int(n) if tail else 0)
+def _detector_plan(visited, x_base, count, x_banks):
+    """The nonzero detector's steps: per bank row of ``x[x_base:x_base + count]``
+    its visited columns (relative to ``x_base``), or ``None`` for a row without."""
+    plan = []
+    if count:
+        for w in range(x_base // x_banks, (x_base + count - 1) // x_banks + 1):
+            found = [j - x_base for j in range(max(w * x_banks, x_base),
+                                               min((w + 1) * x_banks, x_base + count))
+                     if visited[j - x_base]]
+            plan += found or [None]
+    return plan
 
 
-def column_mode_cycles(streams, args, x_buffer, config):
-    """Schedule length of a column-mode ``SPMV``: its slowest lane (see
-    :func:`column_lane_cycles`).
+def column_mode_cycles(streams, args, x_buffer, config, *, credits=COLUMN_CREDITS):
+    """Cycles of a column-mode (CSC) ``SPMV`` after :data:`CSC_OVERHEAD`: the
+    exact rule of ``docs/internals.md`` ("Column mode").
+
+    The nonzero detector steps through the bank rows of ``x``; column entry
+    ``t`` moves to every lane once every lane has finished column ``t -
+    COLUMN_CREDITS``; a lane walks each visited column in ``max(entries, 1)``
+    cycles after zeroing its rows, and runs a final pass of ``n + 6`` cycles
+    (1 when ``n = 0``) when ``accumulate``, ``bias`` or ``epilogue`` is set.
 
     Parameters
     ----------
@@ -362,15 +366,54 @@ def column_mode_cycles(streams, args, x_buffer, config):
     x_buffer : numpy.ndarray or None
         The X buffer; ``None`` visits every column.
     config : AcceleratorConfig
+    credits : int
+        The lanes' column credits (the hardware's is :data:`COLUMN_CREDITS`;
+        other values show what the coupling costs).
+
+    Returns
+    -------
+    int
+        ``max`` over lanes of ``D[p]``.
     """
-    tail = bool(args["bias"] or args["epilogue"])
     x_base = args["x_base"]
+    lanes = [(int(stream.n), np.diff(np.asarray(stream.col_ends, dtype=np.int64), prepend=0))
+             for stream in streams]
+    count = max((len(counts) for _, counts in lanes), default=0)
+    if x_buffer is None:
+        visited = np.ones(count, dtype=bool)
+    else:
+        visited = np.asarray(x_buffer[x_base:x_base + count]) != 0
+    plan = _detector_plan(visited, x_base, count, config.x_banks)
+    cycle = 5 if plan else 3
+    moved = []                                  # d[t]
+    finished = [[] for _ in lanes]              # F[p][t]
+    ready = [3 + n for n, _ in lanes]           # first cycle a lane may start a column
+    last_entry = [None] * len(lanes)            # E[p]
+    for step in plan + ["end"]:
+        if step is None:
+            cycle += 1
+            continue
+        t = len(moved)
+        when = cycle + 1
+        if t >= credits:
+            when = max([when] + [f[t - credits] + 1 for f in finished])
+        moved.append(when)
+        if step != "end":
+            for p, (_, counts) in enumerate(lanes):
+                entries = int(counts[step]) if step < len(counts) else 0
+                end = max(ready[p], when + 3) + max(entries, 1) - 1
+                finished[p].append(end)
+                ready[p] = end + 1
+                if entries:
+                    last_entry[p] = end
+        cycle = when
+    final = args["accumulate"] or args["bias"] or args["epilogue"]
     worst = 0
-    for stream in streams:
-        columns = len(stream.col_ends)
-        if x_buffer is None:
-            visited = np.ones(columns, dtype=bool)
-        else:
-            visited = np.asarray(x_buffer[x_base:x_base + columns]) != 0
-        worst = max(worst, column_lane_cycles(stream.n, stream.col_ends, visited, tail=tail))
+    for p, (n, _) in enumerate(lanes):
+        done = max(3 + n, ready[p], moved[-1] + 2)
+        if last_entry[p] is not None:
+            done = max(done, last_entry[p] + 6)
+        if final:
+            done += n + 6 if n else 1
+        worst = max(worst, done)
     return worst

@@ -27,6 +27,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..firmware import timing
 from ..firmware.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
 from .decoder import CscDecoder, FormatDecoder
 from .formats import column_mode, enabled_formats, row_formats, uses_meta
@@ -125,11 +126,11 @@ class Lane(wiring.Component):
     #: Cycles from ``start`` to the cycle ``cols_count`` is valid.
     COUNT_LATENCY = CscDecoder.HEADER_LATENCY
     #: Entries of the column queue.
-    COLUMN_QUEUE_DEPTH = 16
+    COLUMN_QUEUE_DEPTH = timing.COLUMN_CREDITS
     #: Columns a lane may hold (queued or being walked) before it stops
     #: taking more: the nonzero detector's entry ``t`` moves once every lane
     #: has finished column ``t - COLUMN_CREDITS``.
-    COLUMN_CREDITS = COLUMN_QUEUE_DEPTH
+    COLUMN_CREDITS = timing.COLUMN_CREDITS
 
     def __init__(self, config):
         self._config = config

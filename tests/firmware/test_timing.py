@@ -143,14 +143,6 @@ def test_dense_stream_staggers_once():
     assert result.stalls == sum(range(8))
 
 
-def test_column_lane_cycles():
-    # n = 3 rows; columns hold 2, 0, 5 entries; columns 0 and 1 visited
-    ends = [2, 2, 7]
-    assert timing.column_lane_cycles(3, ends, [True, True, False], tail=False) == 3 + 2 + 1
-    assert timing.column_lane_cycles(3, ends, [True, True, True], tail=True) == 3 + 8 + 3
-    assert timing.column_lane_cycles(0, [], [], tail=True) == 0
-
-
 def test_trace_matches_brute_force():
     rng = np.random.default_rng(3)
     for trial in range(60):

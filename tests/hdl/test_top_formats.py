@@ -4,18 +4,21 @@
 
 Programs of hand-encoded instructions run on several lanes; the results must
 equal numpy's, and ``CYCLES`` (and the other counters) must equal the timing
-contract of ``docs/internals.md``, replayed here from first principles: the
-round-robin gather schedule for the row formats, the nonzero detector, the
-column credits and the lanes' walkers for column mode.
+contract of ``docs/internals.md``: the round-robin gather schedule for the
+row formats is replayed here from first principles; column mode (the
+nonzero detector, the column credits and the lanes' walkers) is the ISA
+model's :func:`~zeroskip.firmware.timing.column_mode_cycles`.
 """
 
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from zeroskip.config import AcceleratorConfig
+from zeroskip.firmware import timing
 from zeroskip.firmware.isa import (
     BITMAP_CHUNK,
     CTRL_CLEAR,
@@ -30,7 +33,6 @@ from zeroskip.firmware.isa import (
     Reg,
     Region,
 )
-from zeroskip.hdl.lane import Lane
 from zeroskip.hdl.top import ZeroskipTop
 from zeroskip.sim.buses import PysimBus
 
@@ -43,7 +45,7 @@ CONFIG = AcceleratorConfig(pes=3, value_width=16, acc_width=32, x_depth=128, nz_
 INSN_OVERHEAD = 2
 SPMV_OVERHEAD = 18
 #: Cycles of a column-mode SPMV beyond the slowest lane's busy cycles.
-CSC_OVERHEAD = 4
+CSC_OVERHEAD = timing.CSC_OVERHEAD
 
 
 # ---------------------------------------------------------------------------
@@ -236,74 +238,12 @@ def row_cycles(spmv, x, rr):
     return SPMV_OVERHEAD + cycles, stalls, products, busy
 
 
-def detector_steps(x, x_base, count):
-    """Per bank row of ``x[x_base:x_base + count]``: its nonzero columns, or None."""
-    banks = CONFIG.x_banks
-    plan = []
-    if count:
-        for w in range(x_base // banks, (x_base + count - 1) // banks + 1):
-            found = [j - x_base for j in range(w * banks, w * banks + banks)
-                     if x_base <= j < x_base + count and x[j]]
-            plan += found or [None]
-    return plan
-
-
-def column_cycles(spmv, x, *, credits=Lane.COLUMN_CREDITS):
-    """Cycles of a column-mode SPMV (the timing contract, cycle 0 = dispatch).
-
-    The detector starts in cycle 2 and takes one step per cycle from cycle 5
-    (cycle 3 without columns): a step emits a nonzero column or passes a bank
-    row without one; the last step emits ``end``. Entry ``t``, emitted in
-    cycle ``c``, moves to every lane in the first cycle ``d >= c + 1`` in which
-    every lane has finished column ``t - credits`` before ``d``; the next step
-    is ``d``. A lane starts column ``t`` at ``max(d + 3, previous column's
-    end, 3 + n)`` and spends ``max(entries, 1)`` cycles on it; it is done at
-    ``max(3 + n, last step + 1, last entry step + 6, d_end + 2)``, plus ``n + 6``
-    (or 1 when ``n = 0``) for the final pass of accumulate/bias/epilogue.
-    """
-    d_ = spmv.desc
-    lanes = []
-    for a, image in zip(spmv.tiles, spmv.images):
-        n, width = a.shape
-        ends = image[0][2:]
-        counts = np.diff([0] + ends)
-        lanes.append((n, width, counts))
-    count = max(width for _, width, _ in lanes)
-    plan = detector_steps(x, d_["x_base"], count)
-    cycle = 5 if plan else 3
-    moved = []
-    last = [[] for _ in lanes]
-    ready = [3 + n for n, _, _ in lanes]
-    last_entry = [None] * len(lanes)
-    for step in plan + ["end"]:
-        if step is None:
-            cycle += 1
-            continue
-        t = len(moved)
-        when = cycle + 1
-        if t >= credits:
-            when = max([when] + [last[p][t - credits] + 1 for p in range(len(lanes))])
-        moved.append(when)
-        if step != "end":
-            for p, (_, width, counts) in enumerate(lanes):
-                entries = int(counts[step]) if step < width else 0
-                first = max(ready[p], when + 3)
-                end = first + max(entries, 1) - 1
-                last[p].append(end)
-                ready[p] = end + 1
-                if entries:
-                    last_entry[p] = end
-        cycle = when
-    final = d_["accumulate"] or d_["bias"] or d_["epilogue"]
-    done = []
-    for p, (n, _, _) in enumerate(lanes):
-        busy = max(3 + n, ready[p], moved[-1] + 2)
-        if last_entry[p] is not None:
-            busy = max(busy, last_entry[p] + 6)
-        if final:
-            busy += n + 6 if n else 1
-        done.append(busy)
-    return CSC_OVERHEAD + max(done)
+def column_cycles(spmv, x, *, credits=timing.COLUMN_CREDITS):
+    """Cycles of a column-mode SPMV: the ISA model's rule (the timing contract)."""
+    streams = [SimpleNamespace(n=a.shape[0], col_ends=image[0][2:])
+               for a, image in zip(spmv.tiles, spmv.images)]
+    return CSC_OVERHEAD + timing.column_mode_cycles(
+        streams, spmv.desc, np.asarray(x), CONFIG, credits=credits)
 
 
 def column_counts(spmv, x):
