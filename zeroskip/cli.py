@@ -351,9 +351,14 @@ def _prepare(matrix, x, config, *, saturate, nm=None, prune=False):
     return _Prepared(matrix, x, matrix_int, x_int, a_frac, int(qx.frac_bits), notes)
 
 
-def _compile(prepared, config, name, *, kernel="auto", fmt="auto", nm=None, operand=True):
+def _compile(prepared, config, name, *, kernel="auto", fmt="auto", nm=None, operand=True,
+             split_rows="auto"):
     compile_kernel = _import("zeroskip.firmware.compiler").compile_kernel
-    options = {"kernel": kernel, "fmt": fmt}
+    if split_rows == "yes" and not config.reduce:
+        raise InputError("--split-rows yes needs the scatter/reduce network, which this "
+                         "configuration lacks (reduce off); use --split-rows auto or no")
+    options = {"kernel": kernel, "fmt": fmt,
+               "split_rows": {"yes": True, "no": False}.get(split_rows, split_rows)}
     if nm is not None:
         options["nm"] = nm
     return compile_kernel(prepared.matrix_int, config, x=prepared.x_int if operand else None,
@@ -520,7 +525,7 @@ def cmd_compile(args):
     for note in prepared.notes:
         print(note)
     program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
-                       nm=nm)
+                       nm=nm, split_rows=args.split_rows)
     _atomic_write(output, program.save)
     print(f"wrote {output}: {rows} x {cols}, {prepared.matrix_int.nnz} nonzeros, "
           f"{_tiles(program)}, {config.value_width}-bit values with {prepared.a_frac_bits} "
@@ -562,7 +567,7 @@ def cmd_explain(args):
     for note in prepared.notes:
         print(note)
     program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
-                       nm=nm)
+                       nm=nm, split_rows=args.split_rows)
     if given:
         import numpy as np
         nonzero = int(np.count_nonzero(prepared.x_int))
@@ -612,7 +617,7 @@ def cmd_run(args):
     for note in prepared.notes:
         print(note)
     program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
-                       nm=nm)
+                       nm=nm, split_rows=args.split_rows)
     y_ref = _reference(prepared, config)
     if args.waves and args.backend == "model":
         print("note: --waves has no effect on the model backend (it has no signals)")
@@ -681,6 +686,7 @@ def cmd_run(args):
             "kernel": kernel,
             "format": fmt,
             "dataflow": dataflow,
+            "rows_split": bool(program.report.get("balance", {}).get("split", False)),
             **stats,
             "dense_cycles": dense_cycles,
             "dense_cycles_source": "predicted by the ISA model" if dense_cycles is not None
@@ -996,6 +1002,11 @@ def build_parser():
         sub.add_argument("--prune-nm", action="store_true",
                          help="prune the matrix to N:M (largest magnitudes kept) instead of "
                               "rejecting one that is not N:M structured")
+        sub.add_argument("--split-rows", choices=("auto", "yes", "no"), default="auto",
+                         type=str.lower,
+                         help="split rows longer than a lane's share across the PEs and sum "
+                              "them back with REDUCE (default auto: when the cost model "
+                              "predicts fewer cycles; needs the scatter/reduce network)")
 
     sub = command("compile", cmd_compile)
     sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")

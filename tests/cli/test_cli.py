@@ -784,3 +784,41 @@ def test_board_backend_reports_a_missing_port(capsys, examples_data, tmp_path):
                               "--backend", "board", "--port", str(port))
     assert code == 2
     assert_one_line_error(err, f"cannot open {port}: No such file or directory")
+
+
+def ragged_dense():
+    """Two rows of 300 nonzeros among rows of two."""
+    rng = np.random.default_rng(3)
+    dense = np.zeros((32, 320), dtype=np.int64)
+    for row in range(32):
+        count = 300 if row in (4, 5) else 2
+        dense[row, rng.choice(320, count, replace=False)] = rng.integers(1, 9, count)
+    return dense
+
+
+def test_run_splits_long_rows_and_reports_it(capsys, tmp_path):
+    dense = ragged_dense()
+    path = write_mtx(tmp_path / "ragged.mtx", dense)
+    x = np.arange(320) % 7 - 3
+    np.save(tmp_path / "x.npy", x)
+    reports = {}
+    for choice in ("auto", "no"):
+        out_json = tmp_path / f"{choice}.json"
+        code, _out, err = run_main(capsys, "run", path, "--x", tmp_path / "x.npy", "--pes", "8",
+                                   "--split-rows", choice, "--json", out_json)
+        assert code == 0, err
+        reports[choice] = json.loads(out_json.read_text())
+        assert reports[choice]["y"] == (dense @ x).tolist()
+    assert reports["auto"]["rows_split"] and not reports["no"]["rows_split"]
+    assert reports["auto"]["cycles"] < reports["no"]["cycles"] / 2
+    assert reports["auto"]["utilization"] > 2 * reports["no"]["utilization"]
+
+
+def test_split_rows_without_the_network_is_refused(capsys, tmp_path):
+    path = write_mtx(tmp_path / "ragged.mtx", ragged_dense())
+    code, _out, err = run_main(capsys, "compile", path, "--no-reduce", "--split-rows", "yes",
+                               "-o", tmp_path / "p.npz")
+    assert code != 0
+    assert_one_line_error(err, "--split-rows yes needs the scatter/reduce network, which this "
+                               "configuration lacks (reduce off); use --split-rows auto or no")
+    assert not (tmp_path / "p.npz").exists()
