@@ -319,7 +319,8 @@ class FormatDecoder(wiring.Component):
                 meta_b_data.eq(self.meta_data),
             ]
         m.d.comb += [
-            queue.din.eq(Mux(is_csr, b_data, meta_b_data)),
+            # CSR queues row lengths (the row end minus the previous one).
+            queue.din.eq(Mux(is_csr, b_data - prev_end, meta_b_data)),
             queue.push.eq(csr_push | (meta_b & meta_active)),
         ]
 
@@ -367,7 +368,11 @@ class FormatDecoder(wiring.Component):
             m.d.sync += row.eq(row + 1)
 
         # Format helpers, computed outside the walker's decision chain.
-        head_empty = k == queue.head
+        # CSR: entries left in the head row, in a register so that the
+        # walker's decision waits neither for the queue's read multiplexer
+        # nor for a comparison; loaded with the next row's length on a pop.
+        remain = Signal(word_width)
+        head_empty = remain == 0
         entries = p1                                     # COO: e
         head_row = queue.head[:META_WIDTH]
         next_row = queue.second[:META_WIDTH]
@@ -398,12 +403,19 @@ class FormatDecoder(wiring.Component):
             m.d.comb += [
                 t_valid.eq(queue.nonempty),
                 t_empty.eq(head_empty),
-                t_last.eq(head_empty | (k + 1 == queue.head)),
+                t_last.eq(remain[1:] == 0),
                 t_usecol.eq(1),
                 queue.pop.eq(issue & t_last),
             ]
             with m.If(issue & ~head_empty):
                 m.d.sync += k.eq(k + 1)
+            pop = issue & t_last
+            with m.If(pop & (queue.level >= 2)):
+                m.d.sync += remain.eq(queue.second)
+            with m.Elif((pop & (queue.level == 1)) | (queue.level == 0)):
+                m.d.sync += remain.eq(queue.din)
+            with m.Elif(issue):
+                m.d.sync += remain.eq(remain - 1)
 
         def walk_coo():
             with m.If(end_row):

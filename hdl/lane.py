@@ -342,11 +342,15 @@ class Lane(wiring.Component):
         ]
 
         # Requests in the gather network, not yet answered.
+        # A request is counted in the cycle after it was sent (the grant comes
+        # late in the cycle); its response comes at least two cycles after it.
         in_flight = Signal(range(c.nz_depth + c.row_depth + 1))
-        sent = self.req.valid & self.req.ready
+        sent = Signal()
         answered = self.resp.valid & self.resp.ready
-        m.d.sync += in_flight.eq(in_flight + sent - answered)
-        rows_drained = ~decoder.busy & ~tokens.valid & (in_flight == 0) & pe.idle & writeback.idle
+        m.d.sync += [sent.eq(self.req.valid & self.req.ready),
+                     in_flight.eq(in_flight + sent - answered)]
+        rows_drained = (~decoder.busy & ~tokens.valid & ~sent & (in_flight == 0) & pe.idle &
+                        writeback.idle)
         drained = Signal()
         m.d.comb += drained.eq(rows_drained)
         desc_error = decoder.error
@@ -493,7 +497,7 @@ class Lane(wiring.Component):
             self.overflow.eq(overflow),
         ]
         with m.If(start):
-            m.d.sync += [self.busy.eq(1), in_flight.eq(0)]
+            m.d.sync += [self.busy.eq(1), in_flight.eq(0), sent.eq(0)]
         with m.Elif(drained):
             m.d.sync += self.busy.eq(0)
         return m

@@ -169,6 +169,14 @@ class ZeroskipTop(wiring.Component):
         scatter_stalls = Signal(COUNTER_WIDTH)
         pe_busy = [Signal(COUNTER_WIDTH, name=f"pe_busy{i}") for i in range(config.pes)]
         clear = Signal()
+        # The stall pulses come late in the cycle (after the arbitration):
+        # they are counted one cycle later. The host reads the counters only
+        # while the accelerator is idle, when nothing is pending.
+        stall_count = Signal(range(config.pes + 1))
+        m.d.sync += stall_count.eq(_popcount(gather.stall))
+        if config.reduce:
+            scatter_stall_count = Signal(range(config.pes + 1))
+            m.d.sync += scatter_stall_count.eq(_popcount(scatter.stall))
         with m.If(clear):
             m.d.sync += [c.eq(0) for c in (cycles, insns, macs, skipped, stalls, scatter_stalls,
                                            *pe_busy)]
@@ -180,11 +188,11 @@ class ZeroskipTop(wiring.Component):
                 skipped.eq(skipped + _popcount(Cat(lane.skip for lane in lanes)) +
                            (_sum_tree(lane.skip_bulk for lane in lanes)
                             if column_mode(config) else 0)),
-                stalls.eq(stalls + _popcount(gather.stall)),
+                stalls.eq(stalls + stall_count),
             ]
             m.d.sync += [count.eq(count + lane.pe_busy) for count, lane in zip(pe_busy, lanes)]
             if config.reduce:
-                m.d.sync += scatter_stalls.eq(scatter_stalls + _popcount(scatter.stall))
+                m.d.sync += scatter_stalls.eq(scatter_stalls + scatter_stall_count)
 
         # Address decode of the register bus.
         region = bus.addr[MemoryMap.REGION_SHIFT:]
