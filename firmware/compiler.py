@@ -795,9 +795,8 @@ def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
     their nonzeros of about equal size; rows and pieces go to lanes by
     longest-processing-time-first. The lane with a row's first piece owns
     the row; a lane's pieces of one row merge into one local row. Each lane
-    stores its own rows first, then its helper pieces, ordered so that the
-    lanes' routes hit different owners (replaying the scatter arbitration);
-    its ``ptr`` image holds the main CSR descriptor, the route list at
+    stores its own rows first, then its helper pieces; its ``ptr`` image
+    holds the main CSR descriptor, the route list at
     ``route_base = 1 + n_max`` and, when the tile adds a bias or applies the
     epilogue, the finishing descriptor of ``n_own`` empty rows at
     ``finish_base = route_base + 2 + h_max``.
@@ -859,14 +858,10 @@ def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
     local_index = np.arange(len(lr_lane)) - lane_first[lr_lane]
     owner_row = np.zeros(len(rows), dtype=np.int64)
     owner_row[lr_row[~lr_helper]] = local_index[~lr_helper]
-    # Helper pieces: order each lane's routes so the lanes hit different owners.
-    nested = []
-    for p in range(lanes):
-        mine = np.flatnonzero((lr_lane == p) & lr_helper).tolist()
-        nested.append([[(int(owner[lr_row[i]]), i) for i in mine]] if mine else [])
-    route_order, _, _ = _order_lanes(nested, lanes, lanes)
+    # Own rows first, then the helper pieces (the scatter bus takes one sum
+    # per cycle, so their order does not matter).
     perms = [np.r_[np.flatnonzero((lr_lane == p) & ~lr_helper),
-                   np.array(route_order[p], dtype=np.int64)].astype(np.int64)
+                   np.flatnonzero((lr_lane == p) & lr_helper)].astype(np.int64)
              for p in range(lanes)]
     parts = [(lr_len[perm], entries[_ranges(lr_start[perm], lr_len[perm])]) for perm in perms]
     x_start = ct * width

@@ -290,7 +290,7 @@ class Machine:
         self.error = ErrorCode.NONE
         self.busy = True
         rr = [0] * self.config.x_banks          # gather network
-        scatter_rr = [0] * self.config.pes      # scatter network
+        scatter_rr = [0]                        # scatter network (a bus)
         pc = 0
         try:
             while True:

@@ -9,11 +9,10 @@ replays the gather network's round-robin bank arbitration cycle by cycle
 uses no gather; :func:`column_mode_cycles` gives its length.
 
 A ``REDUCE`` streams, per lane, its routes in order through the scatter
-network; :func:`reduce_schedule` replays it with the same round-robin rule,
-the destination lanes taking the place of the banks: each destination lane
-accepts one partial sum per cycle. The scatter network has its own ``pes``
-round-robin pointers, reset to 0 at ``CTRL.start`` and kept from one
-``REDUCE`` to the next; a lane whose partial sum is not taken stalls (one
+network, a shared bus that takes one partial sum per cycle;
+:func:`reduce_schedule` replays it with the same round-robin rule and a
+single pointer, reset to 0 at ``CTRL.start`` and kept from one ``REDUCE`` to
+the next; a lane whose partial sum is not taken stalls (one
 ``SCATTER_STALLS`` count). An instruction then costs
 
 - ``SPMV``: :data:`SPMV_OVERHEAD` + the schedule length (row formats), or
@@ -222,25 +221,24 @@ def schedule(lane_tokens, x_banks, *, rr=None, trace=False):
 def reduce_schedule(destinations, pes, *, rr=None, trace=False):
     """Replay the scatter network of one ``REDUCE``.
 
-    Lane ``p`` offers its routes in order; route ``i`` requests destination
-    lane ``destinations[p][i]``, which accepts one partial sum per cycle and
-    arbitrates among the lanes with its own round-robin pointer exactly like
-    an input-vector bank (:func:`schedule`). The instruction costs
-    :func:`reduce_cycles` of the schedule length; the stalls are the
-    ``SCATTER_STALLS`` increment.
+    Lane ``p`` offers its routes in order. The network is a shared bus: it
+    takes one partial sum per cycle, from the lanes offering one, by the
+    round-robin rule of :func:`schedule` with a single pointer (one "bank"
+    that every route requests). The instruction costs :func:`reduce_cycles`
+    of the schedule length; the stalls are the ``SCATTER_STALLS`` increment.
 
     Parameters
     ----------
     destinations : sequence of sequences of int
         Per lane, the destination lane of each route, in route order.
     pes : int
-        Number of lanes (and of destination lanes).
+        Number of lanes.
     rr : list of int, optional
-        The scatter network's round-robin pointers at the start (all 0 at
+        The bus's round-robin pointer at the start (``[0]`` at
         ``CTRL.start``); pass the ``rr`` of the previous ``REDUCE``'s result
         to continue a run.
     trace : bool
-        Record the order in which the destinations take the partial sums.
+        Record the order in which the bus takes the partial sums.
 
     Returns
     -------
@@ -248,7 +246,12 @@ def reduce_schedule(destinations, pes, *, rr=None, trace=False):
     """
     if len(destinations) != pes:
         raise ValueError(f"destinations must hold {pes} lanes, not {len(destinations)}")
-    return schedule(destinations, pes, rr=rr, trace=trace)
+    for lane, targets in enumerate(destinations):
+        bad = [int(q) for q in targets if not 0 <= q < pes]
+        if bad:
+            raise ValueError(f"lane {lane}: destination {bad[0]} is not a lane below {pes}")
+    tokens = [np.zeros(len(lane), dtype=np.int64) for lane in destinations]
+    return schedule(tokens, 1, rr=rr, trace=trace)
 
 
 def reduce_cycles(length):

@@ -4,13 +4,13 @@
 lane's ``out`` memory to other lanes' ``out`` words and adds them there, so a
 row split over several lanes is summed back. Per lane, a
 :class:`ReduceSource` walks the lane's route list and reads the partial sums;
-the :class:`Scatter` crossbar delivers them; in the destination lane an
+the :class:`Scatter` bus delivers them; in the destination lane an
 :class:`~zeroskip.hdl.writeback.Accumulator` adds each one to its ``out``
 word (a read-modify-write per cycle)::
 
     ptr, out ─► ReduceSource[p] ─(lane, row, sum)─► Scatter ─(row, sum)─► Accumulator[q] ─► out
-                (route list,      one per cycle      (round-robin per       (one add per cycle)
-                 partial sums)                        destination lane)
+                (route list,                        (a shared bus,         (one add per cycle)
+                 partial sums)                       round-robin)
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -36,17 +36,21 @@ def send_layout(config):
 
 
 class Scatter(wiring.Component):
-    """The crossbar of ``REDUCE``: every lane's partial sums to any lane.
+    """The network of ``REDUCE``: every lane's partial sums to any lane.
 
-    Destination lane ``q`` takes one partial sum per cycle. Arbitration is
-    the gather's: ``q`` keeps a pointer ``rr[q]`` (0 after reset and in the
-    cycle after ``rr_reset``); among the lanes whose offered sum targets
-    ``q`` it grants the first at or after ``rr[q]`` (wrapping) and sets
-    ``rr[q]`` to that lane + 1 (mod ``pes``). The grant is ``send[p].ready``
-    in the same cycle. A sum granted in cycle ``t`` is offered on ``recv[q]``
-    in cycle ``t + 1`` (from registers) as a ``(row, sum, overflow = 0)``
-    result for the destination's accumulator, which must take it (its
-    ``ready`` is not looked at).
+    A shared bus: one partial sum moves per cycle, whichever lanes send and
+    receive. ``REDUCE`` moves only the pieces of split rows, a few per long
+    row, so the bus costs few cycles and a small fraction of the area of a
+    full crossbar (a ``pes`` x ``pes`` crossbar of ``acc_width``-bit sums is
+    about 8,000 LUTs at 16 lanes on ECP5). Arbitration is the gather's
+    round-robin with a single pointer ``rr`` (0 after reset and in the cycle
+    after ``rr_reset``): among the lanes offering a sum, the bus grants the
+    first at or after ``rr`` (wrapping) and sets ``rr`` to that lane + 1 (mod
+    ``pes``). The grant is ``send[p].ready`` in the same cycle. A sum granted
+    in cycle ``t`` is offered on ``recv[q]`` of its destination lane ``q`` in
+    cycle ``t + 1`` (from registers) as a ``(row, sum, overflow = 0)`` result
+    for the destination's accumulator, which must take it (its ``ready`` is
+    not looked at).
 
     Parameters
     ----------
@@ -80,37 +84,40 @@ class Scatter(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        pes = self._config.pes
+        c = self._config
+        pes = c.pes
         m = Module()
-        grants = []
-        for q in range(pes):
-            requests = Signal(pes, name=f"dest{q}_requests")
-            mask = Signal(pes, name=f"dest{q}_rr_mask")
-            grant = Signal(pes, name=f"dest{q}_grant")
+        requests = Signal(pes)
+        mask = Signal(pes)
+        grant = Signal(pes)
+        m.d.comb += [
+            requests.eq(Cat(send.valid for send in self.send)),
+            grant.eq(round_robin(requests, mask)),
+        ]
+        with m.If(self.rr_reset):
+            m.d.sync += mask.eq(0)
+        with m.Elif(requests.any()):
+            m.d.sync += mask.eq(next_mask(grant, pes))
+
+        bus_valid = Signal()
+        bus = Signal(send_layout(c))
+        m.d.sync += [
+            bus_valid.eq(requests.any()),
+            bus.eq(or_tree(Mux(grant[p], send.payload.as_value(), 0)
+                           for p, send in enumerate(self.send))),
+        ]
+        for q, recv in enumerate(self.recv):
             m.d.comb += [
-                requests.eq(Cat(send.valid & (send.payload.lane == q) for send in self.send)),
-                grant.eq(round_robin(requests, mask)),
+                recv.valid.eq(bus_valid & (bus.lane == q)),
+                recv.payload.row.eq(bus.row),
+                recv.payload.sum.eq(bus.sum),
             ]
-            with m.If(self.rr_reset):
-                m.d.sync += mask.eq(0)
-            with m.Elif(requests.any()):
-                m.d.sync += mask.eq(next_mask(grant, pes))
-            recv = self.recv[q]
-            m.d.sync += [
-                recv.valid.eq(requests.any()),
-                recv.payload.row.eq(or_tree(Mux(grant[p], send.payload.row, 0)
-                                            for p, send in enumerate(self.send))),
-                recv.payload.sum.eq(or_tree(Mux(grant[p], send.payload.sum, 0)
-                                            for p, send in enumerate(self.send))),
-            ]
-            grants.append(grant)
         for p, send in enumerate(self.send):
-            granted = or_tree(grant[p] for grant in grants)
             m.d.comb += [
-                send.ready.eq(granted),
-                self.stall[p].eq(send.valid & ~granted),
+                send.ready.eq(grant[p]),
+                self.stall[p].eq(send.valid & ~grant[p]),
             ]
-        m.d.comb += self.busy.eq(Cat(recv.valid for recv in self.recv).any())
+        m.d.comb += self.busy.eq(bus_valid)
         return m
 
 

@@ -81,6 +81,7 @@ class FakeProgram:
         self.format_label = "csr" if fmt == "auto" else fmt
         self.dataflow_label = "column" if fmt == "csc" else "row"
         self.dense_cycles = 400
+        self.report = {"balance": {"split": False}}
 
     def predicted_cycles(self, x=None):
         return 40

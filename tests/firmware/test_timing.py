@@ -160,20 +160,22 @@ def test_trace_matches_brute_force():
 
 
 def test_reduce_schedule_by_hand():
-    # Destination lanes of the routes of 3 lanes.
-    # cycle 1: lanes 0 and 1 want lane 1: rr=0 grants lane 0 (rr1=1), lane 1 stalls;
-    #          lane 2 is granted lane 0 (rr0=0)
-    # cycle 2: lanes 0 and 1 want lane 1: rr1=1 grants lane 1 (rr1=2), lane 0 stalls
-    # cycle 3: lane 0 is granted lane 1 (rr1=1), lane 1 lane 0 (rr0=2)
+    # Destination lanes of the routes of 3 lanes; the bus takes one per cycle.
+    # cycle 1: lanes 0, 1, 2 offer: rr=0 grants lane 0 (rr=1)
+    # cycle 2: lanes 0, 1, 2 offer: lane 1 (rr=2)
+    # cycle 3: lanes 0, 1, 2 offer: lane 2 (rr=0), which is done
+    # cycle 4: lanes 0, 1 offer: lane 0 (rr=1), which is done
+    # cycle 5: lane 1 (rr=2)
     result = timing.reduce_schedule([[1, 1], [1, 0], [0]], 3)
-    assert (result.cycles, result.stalls_per_lane, result.rr) == (3, [1, 1, 0], [2, 1, 0])
-    assert result.stalls == 2
-    # the pointers carry over to the next REDUCE: lane 1 first at lane 1, then lane 2
+    assert (result.cycles, result.stalls_per_lane, result.rr) == (5, [2, 3, 2], [2])
+    assert result.stalls == 7
+    # the pointer carries over to the next REDUCE: lane 2 first, then lane 1
     again = timing.reduce_schedule([[], [1], [1]], 3, rr=result.rr)
-    assert (again.cycles, again.stalls_per_lane, again.rr) == (2, [0, 0, 1], [2, 0, 0])
+    assert (again.cycles, again.stalls_per_lane, again.rr) == (2, [0, 1, 0], [2])
     assert timing.reduce_schedule([[], [], []], 3).cycles == 0
-    assert timing.reduce_cycles(result.cycles) == timing.REDUCE_OVERHEAD + 3
+    assert timing.reduce_cycles(result.cycles) == timing.REDUCE_OVERHEAD + 5
+    assert timing.reduce_cycles(0) == timing.REDUCE_EMPTY
     with pytest.raises(ValueError, match="destinations must hold 3 lanes, not 2"):
         timing.reduce_schedule([[0], [1]], 3)
-    with pytest.raises(ValueError, match="lane 0: token 3 is neither -1 nor a bank below 3"):
+    with pytest.raises(ValueError, match="lane 0: destination 3 is not a lane below 3"):
         timing.reduce_schedule([[3], [], []], 3)
