@@ -57,6 +57,15 @@ def uniform(rng, rows, cols, density):
     return matrix.astype(np.int64)
 
 
+def ragged(rng, rows, cols):
+    """Four rows of 80-100 % density among rows of 0.5 % (a power-law-like skew)."""
+    matrix = uniform(rng, rows, cols, 0.005).tolil()
+    for row in rng.choice(rows, 4, replace=False):
+        picked = rng.choice(cols, int(cols * rng.uniform(0.8, 1.0)), replace=False)
+        matrix[row, picked] = rng.integers(1, 100, len(picked))
+    return matrix.tocsr()
+
+
 def activations(rng, cols, density):
     x = rng.integers(1, 8, cols) * rng.choice([-1, 1], cols)
     if density < 1:
@@ -125,19 +134,25 @@ def utilization_table(bench, pes, rng):
     rows = []
     print(f"\n(b) utilization of SpMV (PE busy / (P x cycles)), P = {pes}")
     header = (f"{'matrix':<22} {'nnz':>7} {'format':<7} {'cycles':>7} {'ideal':>6} "
-              f"{'util':>6} {'target':>6} {'CV':>6} {'long rows':>9}")
+              f"{'util':>6} {'target':>6} {'CV':>6} {'long rows':>9} {'split':>5}")
     print(header)
     print("-" * len(header))
-    cases = [(f"uniform 512x512 {100 * d:g}%", uniform(rng, 512, 512, d), 0.85)
+    cases = [(f"uniform 512x512 {100 * d:g}%", uniform(rng, 512, 512, d), 0.85, "auto")
              for d in UNIFORM]
-    cases.append(("uniform 1024x1024 1%", uniform(rng, 1024, 1024, 0.01), 0.85))
+    cases.append(("uniform 1024x1024 1%", uniform(rng, 1024, 1024, 0.01), 0.85, "auto"))
     for name in SAMPLES:
         matrix = sp.csr_matrix(quantize(load_matrix(ROOT / "examples" / "data" / f"{name}.mtx"),
                                         value_width=16).ints)
-        cases.append((name, matrix, 0.75 if name == "Erdos971" else None))
-    for name, matrix, target in cases:
+        cases.append((name, matrix, 0.75 if name == "Erdos971" else None, "auto"))
+    # Long rows next to short ones: whole rows leave most PEs idle; split
+    # rows are summed back by REDUCE.
+    skewed = ragged(rng, 512, 512)
+    cases += [("ragged 512x512 whole", skewed, None, False),
+              ("ragged 512x512 split", skewed, None, "auto")]
+    for name, matrix, target, split_rows in cases:
         x = activations(rng, matrix.shape[1], 1.0)
-        program = compile_kernel(matrix, config, x=x, kernel="spmv", dense_baseline=False)
+        program = compile_kernel(matrix, config, x=x, kernel="spmv", dense_baseline=False,
+                                 split_rows=split_rows)
         counters = bench.cycles(program, x)
         cycles = counters["cycles"]
         utilization = sum(counters["pe_busy"]) / (pes * cycles)
@@ -145,12 +160,14 @@ def utilization_table(bench, pes, rng):
         balance = program.report["balance"]
         row = {"pes": pes, "matrix": name, "nnz": int(matrix.nnz), "format": program.format_label,
                "cycles": cycles, "ideal": ideal, "utilization": utilization, "target": target,
-               "work_cv": program.work_cv, "long_rows": balance["long_rows"]}
+               "work_cv": program.work_cv, "long_rows": balance["long_rows"],
+               "split": bool(balance["split"])}
         rows.append(row)
         mark = "" if target is None else ("ok" if utilization >= target else "MISS")
         print(f"{name:<22} {matrix.nnz:>7} {program.format_label:<7} {cycles:>7} {ideal:>6} "
               f"{utilization:>6.3f} {'' if target is None else f'{target:.2f}':>6} "
-              f"{program.work_cv:>6.3f} {balance['long_rows']:>9} {mark}", flush=True)
+              f"{program.work_cv:>6.3f} {balance['long_rows']:>9} "
+              f"{'yes' if balance['split'] else 'no':>5} {mark}", flush=True)
     return rows
 
 
