@@ -11,8 +11,8 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig
 from ..firmware.isa import CTRL_CLEAR, CTRL_START, STATUS_ERROR, Reg
+from ..hdl.component import ConfigComponent, check_config
 from ..hdl.top import ZeroskipTop
 from . import protocol
 from .bridge import UartAxiBridge
@@ -24,7 +24,7 @@ __all__ = ["BridgedAccelerator", "DEFAULT_LINK_TIMEOUT"]
 DEFAULT_LINK_TIMEOUT = 0.02
 
 
-class BridgedAccelerator(wiring.Component):
+class BridgedAccelerator(ConfigComponent):
     """A zeroskip accelerator behind a UART link.
 
     Parameters
@@ -60,14 +60,12 @@ class BridgedAccelerator(wiring.Component):
 
     def __init__(self, config, *, clock_hz, baudrate=protocol.DEFAULT_BAUDRATE,
                  link_timeout=DEFAULT_LINK_TIMEOUT):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
+        check_config(config)
         if not isinstance(clock_hz, (int, float)) or isinstance(clock_hz, bool) or clock_hz <= 0:
             raise TypeError(f"Clock frequency must be a positive number, not {clock_hz!r}")
         if not isinstance(link_timeout, (int, float)) or link_timeout <= 0:
             raise TypeError(f"Link timeout must be a positive number of seconds, "
                             f"not {link_timeout!r}")
-        self._config = config
         self._divisor = uart_divisor(clock_hz=clock_hz, baudrate=baudrate)
         self._timeout_cycles = round(link_timeout * clock_hz)
         if self._timeout_cycles < 20 * self._divisor:
@@ -75,7 +73,7 @@ class BridgedAccelerator(wiring.Component):
                              f"{baudrate} baud")
         self._clock_hz = clock_hz
         self._baudrate = baudrate
-        super().__init__({
+        super().__init__(config, {
             "uart_rx": In(1, init=1),
             "uart_tx": Out(1, init=1),
             "busy": Out(1),
@@ -84,10 +82,6 @@ class BridgedAccelerator(wiring.Component):
             "link_active": Out(1),
             "link_nak": Out(1),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     @property
     def divisor(self):

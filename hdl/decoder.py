@@ -27,10 +27,11 @@ register adds the stored column where the format has one.
 """
 
 from amaranth.hdl import Array, C, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
 from ..firmware.isa import BITMAP_CHUNK, META_WIDTH, Format, SpmvArgs, nz_entry_layout
+from .component import ConfigComponent, check_config
 from .formats import NM_SHIFT_OFFSET, row_formats
 from .layouts import pe_input_layout, token_layout
 from .nonzero import nonzero_column_layout
@@ -83,7 +84,7 @@ def _saturating(value, limit):
     return Mux(value > limit, limit, value)
 
 
-class FormatDecoder(wiring.Component):
+class FormatDecoder(ConfigComponent):
     """Walks one lane's tile in a row format and emits its tokens.
 
     Parameters
@@ -144,12 +145,12 @@ class FormatDecoder(wiring.Component):
     START_LATENCY = 6
 
     def __init__(self, config, *, formats=None):
-        self._config = config
+        check_config(config)
         self._formats = frozenset(row_formats(config) if formats is None else
                                   (Format(f) for f in formats))
         if Format.CSC in self._formats:
             raise ValueError("CSC is not a row format")
-        super().__init__({
+        super().__init__(config, {
             "start": In(1),
             "desc": In(SpmvArgs),
             "tokens": Out(stream.Signature(token_layout(config))),
@@ -163,10 +164,6 @@ class FormatDecoder(wiring.Component):
             "meta_addr": Out(config.nz_addr_width),
             "meta_data": In(META_WIDTH),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     @property
     def formats(self):
@@ -637,10 +634,11 @@ class CsrDecoder(FormatDecoder):
     """A :class:`FormatDecoder` for the CSR format only."""
 
     def __init__(self, config):
+        check_config(config)
         super().__init__(config, formats=(Format.CSR,))
 
 
-class CscDecoder(wiring.Component):
+class CscDecoder(ConfigComponent):
     """Walks one lane's column-mode (CSC) tile along the nonzero columns.
 
     The columns arrive from the :class:`~zeroskip.hdl.nonzero.NonzeroDetector`
@@ -720,9 +718,9 @@ class CscDecoder(wiring.Component):
     RANGE_DEPTH = 4
 
     def __init__(self, config):
-        self._config = config
+        check_config(config)
         word = config.ptr_width
-        super().__init__({
+        super().__init__(config, {
             "start": In(1),
             "desc": In(SpmvArgs),
             "columns": In(stream.Signature(nonzero_column_layout(config))),
@@ -744,10 +742,6 @@ class CscDecoder(wiring.Component):
             "meta_addr": Out(config.nz_addr_width),
             "meta_data": In(META_WIDTH),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         c = self._config

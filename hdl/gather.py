@@ -1,17 +1,17 @@
 """The gather network: operand reads of every lane from the banked input vector."""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig
 from .arbiter import next_mask, or_tree, round_robin
+from .component import ConfigComponent, check_config
 from .layouts import gather_request_layout, gather_response_layout
 
 __all__ = ["Gather"]
 
 
-class Gather(wiring.Component):
+class Gather(ConfigComponent):
     """Gather network: each lane reads ``x[addr]`` from ``x_banks`` banks.
 
     Element ``j`` of the input vector lives in bank ``j % x_banks`` at address
@@ -86,16 +86,14 @@ class Gather(wiring.Component):
     QUEUE_DEPTH = 3
 
     def __init__(self, config, *, tag_shape):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        check_config(config)
         try:
             Shape.cast(tag_shape)
         except (TypeError, ValueError):
             raise TypeError(f"tag_shape must be a shape, not {tag_shape!r}") from None
-        self._config = config
         self._tag_shape = tag_shape
         pes = config.pes
-        super().__init__({
+        super().__init__(config, {
             "req": In(stream.Signature(gather_request_layout(config, tag_shape))).array(pes),
             "resp": Out(stream.Signature(gather_response_layout(config, tag_shape))).array(pes),
             "stall": Out(pes),
@@ -107,10 +105,6 @@ class Gather(wiring.Component):
             "scan_addr": In(config.bank_addr_width),
             "scan_data": Out(data.ArrayLayout(signed(config.value_width), config.x_banks)),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     @property
     def tag_shape(self):

@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..firmware import timing
 from ..firmware.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
+from .component import ConfigComponent, check_config
 from .decoder import CscDecoder, FormatDecoder
 from .formats import column_mode, enabled_formats, row_formats, uses_meta
 from .layouts import (
@@ -47,7 +48,7 @@ from .writeback import Accumulator, Writeback
 __all__ = ["Lane"]
 
 
-class Lane(wiring.Component):
+class Lane(ConfigComponent):
     """One PE lane.
 
     Parameters
@@ -133,7 +134,7 @@ class Lane(wiring.Component):
     COLUMN_CREDITS = timing.COLUMN_CREDITS
 
     def __init__(self, config):
-        self._config = config
+        check_config(config)
         tag = operand_tag_layout(config)
         members = {
             "start": In(1),
@@ -167,11 +168,7 @@ class Lane(wiring.Component):
                 "recv": In(stream.Signature(pe_result_layout(config))),
                 "receiving": Out(1),
             })
-        super().__init__(members)
-
-    @property
-    def config(self):
-        return self._config
+        super().__init__(config, members)
 
     def elaborate(self, platform):
         c = self._config

@@ -15,12 +15,12 @@ queues)::
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig
 from ..firmware.isa import SpmvArgs
+from .component import ConfigComponent, check_config
 
 __all__ = ["nonzero_column_layout", "NonzeroDetector", "ColumnQueue"]
 
@@ -38,7 +38,7 @@ def nonzero_column_layout(config):
     })
 
 
-class NonzeroDetector(wiring.Component):
+class NonzeroDetector(ConfigComponent):
     """Scans the input vector and emits its nonzero columns, one per cycle.
 
     A *step* is a cycle in which the output register is free or being taken.
@@ -77,10 +77,8 @@ class NonzeroDetector(wiring.Component):
     """
 
     def __init__(self, config):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
-        self._config = config
-        super().__init__({
+        check_config(config)
+        super().__init__(config, {
             "start": In(1),
             "x_base": In(SpmvArgs.as_shape()["x_base"].shape),
             "count": In(range(config.x_depth + 1)),
@@ -90,10 +88,6 @@ class NonzeroDetector(wiring.Component):
             "columns": Out(stream.Signature(nonzero_column_layout(config))),
             "busy": Out(1),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         c = self._config
@@ -224,7 +218,7 @@ class NonzeroDetector(wiring.Component):
         return m
 
 
-class ColumnQueue(wiring.Component):
+class ColumnQueue(ConfigComponent):
     """A lane's queue of nonzero columns (first in, first out).
 
     ``input.ready`` depends on registers only (the queue's level), so the
@@ -248,12 +242,12 @@ class ColumnQueue(wiring.Component):
     """
 
     def __init__(self, config, *, depth):
+        check_config(config)
         if not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
             raise ValueError(f"depth must be a power of two of at least 2, not {depth!r}")
-        self._config = config
         self._depth = depth
         layout = nonzero_column_layout(config)
-        super().__init__({
+        super().__init__(config, {
             "input": In(stream.Signature(layout)),
             "output": Out(stream.Signature(layout)),
             "flush": In(1),

@@ -7,15 +7,16 @@ input per cycle while its output is ready.
 """
 
 from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
+from .component import ConfigComponent, check_config
 from .layouts import pe_input_layout, pe_result_layout
 
 __all__ = ["ProcessingElement"]
 
 
-class ProcessingElement(wiring.Component):
+class ProcessingElement(ConfigComponent):
     """Zero-skipping multiply-accumulate over the tokens of a lane.
 
     Parameters
@@ -45,8 +46,8 @@ class ProcessingElement(wiring.Component):
     """
 
     def __init__(self, config):
-        self._config = config
-        super().__init__({
+        check_config(config)
+        super().__init__(config, {
             "input": In(stream.Signature(pe_input_layout(config))),
             "output": Out(stream.Signature(pe_result_layout(config))),
             "clear": In(1),
@@ -55,10 +56,6 @@ class ProcessingElement(wiring.Component):
             "busy": Out(1),
             "idle": Out(1),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         c = self._config

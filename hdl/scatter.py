@@ -14,12 +14,12 @@ word (a read-modify-write per cycle)::
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, fifo, stream
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig
 from ..firmware.isa import ReduceArgs
 from .arbiter import next_mask, or_tree, round_robin
+from .component import ConfigComponent, check_config
 from .layouts import pe_result_layout
 
 __all__ = ["send_layout", "Scatter", "ReduceSource"]
@@ -35,7 +35,7 @@ def send_layout(config):
     })
 
 
-class Scatter(wiring.Component):
+class Scatter(ConfigComponent):
     """The network of ``REDUCE``: every lane's partial sums to any lane.
 
     A shared bus: one partial sum moves per cycle, whichever lanes send and
@@ -68,20 +68,14 @@ class Scatter(wiring.Component):
     """
 
     def __init__(self, config):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
-        self._config = config
-        super().__init__({
+        check_config(config)
+        super().__init__(config, {
             "send": In(stream.Signature(send_layout(config))).array(config.pes),
             "recv": Out(stream.Signature(pe_result_layout(config))).array(config.pes),
             "rr_reset": In(1),
             "stall": Out(config.pes),
             "busy": Out(1),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         c = self._config
@@ -121,7 +115,7 @@ class Scatter(wiring.Component):
         return m
 
 
-class ReduceSource(wiring.Component):
+class ReduceSource(ConfigComponent):
     """One lane's side of ``REDUCE``: reads its route list and partial sums.
 
     After ``start`` it reads the header ``m = ptr[ptr_base]``, ``s =
@@ -158,10 +152,8 @@ class ReduceSource(wiring.Component):
     QUEUE_DEPTH = 4
 
     def __init__(self, config):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
-        self._config = config
-        super().__init__({
+        check_config(config)
+        super().__init__(config, {
             "start": In(1),
             "desc": In(ReduceArgs),
             "send": Out(stream.Signature(send_layout(config))),
@@ -172,10 +164,6 @@ class ReduceSource(wiring.Component):
             "out_addr": Out(config.row_addr_width),
             "out_data": In(signed(config.acc_width)),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         c = self._config

@@ -1,10 +1,9 @@
 """Sequencer: fetches, decodes and dispatches microcode; owns the status."""
 
 from amaranth import Cat, Module, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import memory
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig
 from ..firmware.isa import (
     INSN_WIDTH,
     EpiArgs,
@@ -15,11 +14,12 @@ from ..firmware.isa import (
     ReduceArgs,
     SpmvArgs,
 )
+from .component import ConfigComponent, check_config
 
 __all__ = ["Sequencer"]
 
 
-class Sequencer(wiring.Component):
+class Sequencer(ConfigComponent):
     """Instruction memory, fetch/decode/dispatch and the status register.
 
     A run starts at instruction 0 and ends at ``HALT`` (``done``) or at the
@@ -58,11 +58,9 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, config):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
-        self._config = config
+        check_config(config)
         pc_width = config.imem_depth.bit_length()
-        super().__init__({
+        super().__init__(config, {
             "start": In(1), "clear": In(1),
             "busy": Out(1), "done": Out(1), "error": Out(ErrorCode), "pc": Out(pc_width),
             "retire": Out(1),

@@ -4,7 +4,6 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig
 from ..firmware.isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -19,6 +18,7 @@ from ..firmware.isa import (
     Region,
 )
 from .axil import AxiLiteSignature, AxiLiteSlave
+from .component import ConfigComponent, check_config
 from .formats import column_mode
 from .gather import Gather
 from .lane import Lane
@@ -58,7 +58,7 @@ def _max_tree(values):
     return values[0]
 
 
-class ZeroskipTop(wiring.Component):
+class ZeroskipTop(ConfigComponent):
     """A complete zeroskip accelerator behind an AXI4-Lite slave port.
 
     Parameters
@@ -74,18 +74,12 @@ class ZeroskipTop(wiring.Component):
     """
 
     def __init__(self, config):
-        if not isinstance(config, AcceleratorConfig):
-            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
-        self._config = config
+        check_config(config)
         self.memory_map = MemoryMap(config)
-        super().__init__({
+        super().__init__(config, {
             "axil": In(AxiLiteSignature(addr_width=MemoryMap.ADDR_WIDTH)),
             "irq": Out(1),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         config = self._config

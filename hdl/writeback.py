@@ -16,16 +16,17 @@ still in the pipeline.
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
 from ..firmware.isa import EpiArgs
+from .component import ConfigComponent, check_config
 from .layouts import pe_result_layout
 
 __all__ = ["Writeback", "Accumulator"]
 
 
-class Writeback(wiring.Component):
+class Writeback(ConfigComponent):
     """Applies accumulate, bias and the epilogue, and writes ``out``.
 
     Parameters
@@ -63,9 +64,9 @@ class Writeback(wiring.Component):
     LATENCY = 4
 
     def __init__(self, config):
-        self._config = config
+        check_config(config)
         aw = config.acc_width
-        super().__init__({
+        super().__init__(config, {
             "input": In(stream.Signature(pe_result_layout(config))),
             "clear": In(1),
             "out_base": In(config.row_addr_width),
@@ -82,10 +83,6 @@ class Writeback(wiring.Component):
             "overflow": Out(1),
             "idle": Out(1),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         c = self._config
@@ -189,7 +186,7 @@ class Writeback(wiring.Component):
         return m
 
 
-class Accumulator(wiring.Component):
+class Accumulator(ConfigComponent):
     """Column mode's row sums: zeroes the rows, adds products, reads the sums out.
 
     In column mode a lane's products arrive in column order, each for any of
@@ -244,9 +241,9 @@ class Accumulator(wiring.Component):
     """
 
     def __init__(self, config):
-        self._config = config
+        check_config(config)
         aw = config.acc_width
-        super().__init__({
+        super().__init__(config, {
             "input": In(stream.Signature(pe_result_layout(config))),
             "output": Out(stream.Signature(pe_result_layout(config))),
             "clear": In(1),
@@ -264,10 +261,6 @@ class Accumulator(wiring.Component):
             "overflow": Out(1),
             "idle": Out(1),
         })
-
-    @property
-    def config(self):
-        return self._config
 
     def elaborate(self, platform):
         c = self._config
