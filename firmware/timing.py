@@ -44,7 +44,7 @@ SPMV_OVERHEAD = 18
 
 #: Cycles a ``REDUCE`` costs beyond its scatter schedule length (fetch, route
 #: list header, read, crossbar and read-modify-write pipeline).
-REDUCE_OVERHEAD = 11
+REDUCE_OVERHEAD = 12
 
 #: Cycles of a ``REDUCE`` in which no lane has a route (no pipeline to fill).
 REDUCE_EMPTY = 9

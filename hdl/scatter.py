@@ -187,11 +187,12 @@ class ReduceSource(ConfigComponent):
         route_addr = Signal(c.row_addr_width)
         src_addr = Signal(c.row_addr_width)
         read_valid = Signal()                         # the ports output a route and its sum
+        checked_valid = Signal()                      # ``checked`` holds a read route
         kill = Signal()
         issue = Signal()
         m.d.comb += [
             issue.eq(active & (issued != count) &
-                     (queue.level + read_valid < self.QUEUE_DEPTH)),
+                     (queue.level + read_valid + checked_valid < self.QUEUE_DEPTH)),
             self.ptr_addr.eq(Mux(self.start, self.desc.ptr_base,
                                  Mux(h1, desc.ptr_base + 1, route_addr))),
             self.out_addr.eq(src_addr),
@@ -209,23 +210,22 @@ class ReduceSource(ConfigComponent):
             with m.Else():
                 m.d.sync += [active.eq(1), src_addr.eq(desc.src_base + first)]
 
-        # A route read: check it, queue it.
-        route = self.ptr_data
-        lane = route[c.row_addr_width:]
-        row = route[:c.row_addr_width]
-        entry = Signal(send_layout(c))
-        m.d.comb += [
-            entry.lane.eq(lane),
-            entry.row.eq(row),
-            entry.sum.eq(self.out_data),
-            queue.w_data.eq(entry),
+        # A route read: registered (the memories' outputs are slow), checked,
+        # queued.
+        checked = Signal(send_layout(c))
+        m.d.sync += [
+            checked_valid.eq(read_valid & active),
+            checked.lane.eq(self.ptr_data[c.row_addr_width:]),
+            checked.row.eq(self.ptr_data[:c.row_addr_width]),
+            checked.sum.eq(self.out_data),
         ]
-        with m.If(read_valid & active):
-            with m.If((lane >= c.pes) | (desc.dst_base + row >= c.row_depth)):
+        m.d.comb += queue.w_data.eq(checked)
+        with m.If(checked_valid & active):
+            with m.If((checked.lane >= c.pes) | (desc.dst_base + checked.row >= c.row_depth)):
                 m.d.comb += kill.eq(1)
             with m.Else():
                 m.d.comb += queue.w_en.eq(1)
-        with m.If(active & (issued == count) & ~read_valid):
+        with m.If(active & (issued == count) & ~read_valid & ~checked_valid):
             m.d.sync += active.eq(0)
 
         m.d.comb += [
@@ -244,6 +244,7 @@ class ReduceSource(ConfigComponent):
                 issued.eq(0),
                 route_addr.eq(self.desc.ptr_base + 2),
                 read_valid.eq(0),
+                checked_valid.eq(0),
             ]
         m.d.comb += self.busy.eq(h1 | h2 | h3 | active | queue.r_rdy)
         return m
