@@ -43,9 +43,10 @@ TOOLS = {
     "ECPPACK": "yowasp-ecppack",
 }
 
-#: Extra nextpnr options per family (router2 routes large ECP5 designs much
-#: faster than the default router).
-NEXTPNR_OPTS = {"ice40": (), "ecp5": ("--router", "router2")}
+#: Extra nextpnr options per family. (router2 failed to converge on the
+#: ULX3S-85F with 8 PEs, its overuse growing again after 50 iterations, where
+#: the default router1 finished in 24 minutes.)
+NEXTPNR_OPTS = {"ice40": (), "ecp5": ()}
 
 #: DSP multipliers per device: one per PE.
 DEVICE_DSPS = {"iCE40UP5K": 8, "LFE5U-12F": 28, "LFE5U-25F": 28, "LFE5U-45F": 72,

@@ -147,21 +147,23 @@ BOARDS = {
     "icebreaker": BoardInfo(
         name="icebreaker", title="iCEBreaker (iCE40UP5K)", family="ice40", device="iCE40UP5K",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
-        oscillator="clk12", oscillator_hz=12e6, default_clock_mhz=18,
-        # Two PEs fill 95 % of the UP5K's logic cells (see bench/boards.py):
-        # no room for the scatter/reduce network.
+        oscillator="clk12", oscillator_hz=12e6, default_clock_mhz=24,
+        # Two PEs fill 91 % of the UP5K's logic cells and reach 29 MHz
+        # (see bench/boards.py); three do not fit. No room for the
+        # scatter/reduce network.
         config=AcceleratorConfig(pes=2, value_width=8, acc_width=24, x_depth=128, x_banks=2,
                                  nz_depth=256, row_depth=32, imem_depth=8, reduce=False),
         leds=_ICEBREAKER_LEDS, loader_board="ice40_generic", bitstream="bin",
         serial_port="/dev/ttyUSB1", link="on-board FTDI, channel B (USB)",
         synth_opts=("-dsp",)),
-    # About 2,300 LUT4s per PE: PEs fill half of each device's LUTs (fuller
-    # designs route slowly or not at all).
-    # Default clocks leave a margin below the Fmax measured by bench/boards.py.
+    # About 3,000 LUT4s per PE: PEs fill at most half of each device's LUTs
+    # (fuller designs route slowly or not at all: 16 PEs on the 85F, 60 % of
+    # its LUTs, did not finish routing). Default clocks leave a margin below
+    # the Fmax measured by bench/boards.py (85F, 8 PEs: 53 MHz).
     "ulx3s-12f": _ulx3s(12, 2, 512, 50),
     "ulx3s-25f": _ulx3s(25, 4, 1024, 50),
-    "ulx3s-45f": _ulx3s(45, 8, 2048, 40),
-    "ulx3s-85f": _ulx3s(85, 16, 2048, 30),
+    "ulx3s-45f": _ulx3s(45, 6, 2048, 40),
+    "ulx3s-85f": _ulx3s(85, 8, 2048, 50),
     "orangecrab": BoardInfo(
         name="orangecrab", title="OrangeCrab r0.2 (ECP5 LFE5U-25F)", family="ecp5",
         device="LFE5U-25F", platform="amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
