@@ -43,11 +43,6 @@ TOOLS = {
     "ECPPACK": "yowasp-ecppack",
 }
 
-#: Extra nextpnr options per family. (router2 failed to converge on the
-#: ULX3S-85F with 8 PEs, its overuse growing again after 50 iterations, where
-#: the default router1 finished in 24 minutes.)
-NEXTPNR_OPTS = {"ice40": (), "ecp5": ()}
-
 #: DSP multipliers per device: one per PE.
 DEVICE_DSPS = {"iCE40UP5K": 8, "LFE5U-12F": 28, "LFE5U-25F": 28, "LFE5U-45F": 72,
                "LFE5U-85F": 156}
@@ -300,8 +295,9 @@ def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
         top, name=NAME, build_dir=str(build_dir), do_build=False,
         synth_opts=" ".join(info.synth_opts),
         script_after_synth=f"tee -q -o {stat_json} stat -json",
-        nextpnr_opts=f"--report {report_json} --timing-allow-fail --seed {seed} "
-                     f"{' '.join(NEXTPNR_OPTS[info.family])}".strip())
+        # nextpnr's default router: router2 did not converge on the ULX3S-85F
+        # with 8 PEs, where router1 finished in 24 minutes.
+        nextpnr_opts=f"--report {report_json} --timing-allow-fail --seed {seed}")
     root = plan.extract(str(build_dir))
     for stale in (report_json, stat_json, f"{NAME}.{info.bitstream}"):
         (root / stale).unlink(missing_ok=True)

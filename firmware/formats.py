@@ -11,7 +11,7 @@ holds, once for the whole firmware:
   timing contract (``docs/internals.md``), with the descriptor checks that
   stop the hardware with ``DESCRIPTOR``. The ISA model executes it and the
   programs' cycle prediction replays it;
-- :func:`decode_routes`: a lane's ``REDUCE`` route list, with the descriptor
+- :func:`decode_routes`: the lanes' ``REDUCE`` route lists, with the descriptor
   checks of ``REDUCE``;
 - :func:`lane_matrix`: the inverse of :func:`encode_lane` (a decoded image back
   to a sparse matrix), so every format round-trips;
@@ -447,38 +447,43 @@ class RouteList:
     rows: np.ndarray
 
 
-def decode_routes(ptr, *, ptr_base, src_base, dst_base, config):
-    """Decode one lane's ``REDUCE`` route list the way the scatter network reads it.
+def decode_routes(ptrs, args, config):
+    """Decode every lane's ``REDUCE`` route list the way the scatter network reads it.
 
     Parameters
     ----------
-    ptr : array of int
-        The lane's row-pointer memory (or its image from address 0).
-    ptr_base, src_base, dst_base : int
-        The instruction's operands.
+    ptrs : sequence of array of int
+        Per lane, its row-pointer memory (or its image from address 0).
+    args : dict
+        The ``REDUCE``'s operands (``ptr_base``, ``src_base``, ``dst_base``).
     config : AcceleratorConfig
 
     Returns
     -------
-    RouteList
+    list of RouteList
+        One per lane.
 
     Raises
     ------
     DescriptorFault
-        When the route list, the source rows or a destination reach outside
-        a memory or the lanes.
+        When a route list, the source rows or a destination reach outside a
+        memory or the lanes.
     """
     c = config
-    count = _word(ptr, ptr_base)
-    source = _word(ptr, ptr_base + 1)
-    if ptr_base + 2 + count > c.row_depth or src_base + source + count > c.row_depth:
-        raise DescriptorFault("route list")
-    words = _read(ptr, ptr_base + 2, count)
-    rows = words & ((1 << c.row_addr_width) - 1)
-    lanes = words >> c.row_addr_width
-    if count and (int(lanes.max()) >= c.pes or dst_base + int(rows.max()) >= c.row_depth):
-        raise DescriptorFault("route")
-    return RouteList(source, lanes, rows)
+    ptr_base, src_base, dst_base = args["ptr_base"], args["src_base"], args["dst_base"]
+    found = []
+    for ptr in ptrs:
+        count = _word(ptr, ptr_base)
+        source = _word(ptr, ptr_base + 1)
+        if ptr_base + 2 + count > c.row_depth or src_base + source + count > c.row_depth:
+            raise DescriptorFault("route list")
+        words = _read(ptr, ptr_base + 2, count)
+        rows = words & ((1 << c.row_addr_width) - 1)
+        lanes = words >> c.row_addr_width
+        if count and (int(lanes.max()) >= c.pes or dst_base + int(rows.max()) >= c.row_depth):
+            raise DescriptorFault("route")
+        found.append(RouteList(source, lanes, rows))
+    return found
 
 
 def lane_matrix(fmt, image, config, *, width):

@@ -409,9 +409,7 @@ class Machine:
     def _reduce(self, args, rr):
         c = self.config
         try:
-            routes = [decode_routes(self.ptr[p], ptr_base=args["ptr_base"],
-                                    src_base=args["src_base"], dst_base=args["dst_base"],
-                                    config=c) for p in range(c.pes)]
+            routes = decode_routes(self.ptr, args, c)
         except DescriptorFault:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
         result = timing.reduce_schedule([r.lanes for r in routes], c.pes, rr=rr, trace=True)

@@ -438,10 +438,7 @@ class Program:
             opcode, args = decode(int(word))
             if opcode is Opcode.REDUCE and config.reduce:
                 try:
-                    routes = [decode_routes(tile.ptr[p], ptr_base=args["ptr_base"],
-                                            src_base=args["src_base"],
-                                            dst_base=args["dst_base"], config=config)
-                              for p in range(config.pes)]
+                    routes = decode_routes(tile.ptr, args, config)
                 except DescriptorFault:
                     cycles += timing.INSN_OVERHEAD
                     break

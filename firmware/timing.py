@@ -43,7 +43,7 @@ __all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "COLUMN_CREDITS", "REDUCE_OVERHEAD",
 SPMV_OVERHEAD = 18
 
 #: Cycles a ``REDUCE`` costs beyond its scatter schedule length (fetch, route
-#: list header, read, crossbar and read-modify-write pipeline).
+#: list header, reads, route check, bus and read-modify-write pipeline).
 REDUCE_OVERHEAD = 12
 
 #: Cycles of a ``REDUCE`` in which no lane has a route (no pipeline to fill).

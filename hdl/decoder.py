@@ -172,7 +172,7 @@ class FormatDecoder(ConfigComponent):
     def elaborate(self, platform):
         c = self._config
         m = Module()
-        word_width = c.ptr_width          # a row-pointer word: count, end, descriptor
+        word_width = c.ptr_width                # a row-pointer word: count, end, descriptor
         index_width = word_width + 1            # nz/meta indices relative to nz_base
         col_limit = 1 << (c.col_width + 1)      # any column at or above it is out of range
         col_sum_width = c.col_width + 3
@@ -406,10 +406,9 @@ class FormatDecoder(ConfigComponent):
             ]
             with m.If(issue & ~head_empty):
                 m.d.sync += k.eq(k + 1)
-            pop = issue & t_last
-            with m.If(pop & (queue.level >= 2)):
+            with m.If(queue.pop & (queue.level >= 2)):
                 m.d.sync += remain.eq(queue.second)
-            with m.Elif((pop & (queue.level == 1)) | (queue.level == 0)):
+            with m.Elif((queue.pop & (queue.level == 1)) | (queue.level == 0)):
                 m.d.sync += remain.eq(queue.din)
             with m.Elif(issue):
                 m.d.sync += remain.eq(remain - 1)
@@ -634,7 +633,6 @@ class CsrDecoder(FormatDecoder):
     """A :class:`FormatDecoder` for the CSR format only."""
 
     def __init__(self, config):
-        check_config(config)
         super().__init__(config, formats=(Format.CSR,))
 
 

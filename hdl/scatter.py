@@ -212,16 +212,26 @@ class ReduceSource(ConfigComponent):
 
         # A route read: registered (the memories' outputs are slow), checked,
         # queued.
-        checked = Signal(send_layout(c))
+        # The lane is checked at the route word's full width (a pointer word
+        # may hold more bits than a lane index).
+        checked_route = Signal(word)
+        checked_sum = Signal(signed(c.acc_width))
         m.d.sync += [
             checked_valid.eq(read_valid & active),
-            checked.lane.eq(self.ptr_data[c.row_addr_width:]),
-            checked.row.eq(self.ptr_data[:c.row_addr_width]),
-            checked.sum.eq(self.out_data),
+            checked_route.eq(self.ptr_data),
+            checked_sum.eq(self.out_data),
         ]
-        m.d.comb += queue.w_data.eq(checked)
+        lane = checked_route[c.row_addr_width:]
+        row = checked_route[:c.row_addr_width]
+        entry = Signal(send_layout(c))
+        m.d.comb += [
+            entry.lane.eq(lane),
+            entry.row.eq(row),
+            entry.sum.eq(checked_sum),
+            queue.w_data.eq(entry),
+        ]
         with m.If(checked_valid & active):
-            with m.If((checked.lane >= c.pes) | (desc.dst_base + checked.row >= c.row_depth)):
+            with m.If((lane >= c.pes) | (desc.dst_base + row >= c.row_depth)):
                 m.d.comb += kill.eq(1)
             with m.Else():
                 m.d.comb += queue.w_en.eq(1)

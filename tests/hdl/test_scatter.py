@@ -247,7 +247,7 @@ def test_reduce_without_routes_costs_reduce_empty():
     assert found["CYCLES"] - spmv_counters["CYCLES"] == timing.REDUCE_EMPTY
 
 
-def test_reduce_all_lanes_to_one_destination_stalls():
+def test_reduce_with_every_lane_sending_stalls_on_the_bus():
     rng = random.Random(7)
     lanes, x = make_case(rng, CONFIG, routes_per_lane=[4, 4, 4, 4])
     for lane in lanes:
@@ -261,16 +261,18 @@ def test_reduce_all_lanes_to_one_destination_stalls():
     assert found["CYCLES"] - spmv_counters["CYCLES"] == timing.reduce_cycles(sched.cycles)
 
 
-@pytest.mark.parametrize("bad", ["lane", "row", "header"])
-def test_reduce_descriptor_errors_stop_the_program(bad):
-    # Three lanes, so that a route can name a lane that does not exist.
-    config = CONFIG.replace(pes=3)
+@pytest.mark.parametrize("bad, pes", [("lane", 3), ("lane", 2), ("row", 3), ("header", 3)])
+def test_reduce_descriptor_errors_stop_the_program(bad, pes):
+    # Three lanes, so that a route can name a lane that does not exist; two,
+    # so that the lane of a route has more bits than a lane index.
+    config = CONFIG.replace(pes=pes)
+    assert pes == 3 or config.ptr_width > config.row_addr_width + config.lane_width
     rng = random.Random(3)
-    lanes, x = make_case(rng, config, routes_per_lane=[2, 2, 2])
+    lanes, x = make_case(rng, config, routes_per_lane=[2] * pes)
     base = lanes[1]["reduce_base"]
     dst_base = 0
     if bad == "lane":
-        lanes[1]["ptr"][base + 3] = route_word(config, 3, 0)
+        lanes[1]["ptr"][base + 3] = route_word(config, pes, 0)
     elif bad == "row":
         dst_base = config.row_depth - 2
         lanes[1]["ptr"][base + 3] = route_word(config, 0, 3)
