@@ -27,8 +27,8 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hdl.axil import AxiLiteSignature
-from . import protocol as p
+from zeroskip.boards import protocol as p
+from zeroskip.hdl.axil import AxiLiteSignature
 
 __all__ = ["UartAxiBridge", "crc16_step"]
 

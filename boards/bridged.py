@@ -11,12 +11,12 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..firmware.isa import CTRL_CLEAR, CTRL_START, STATUS_ERROR, Reg
-from ..hdl.component import ConfigComponent, check_config
-from ..hdl.top import ZeroskipTop
-from . import protocol
-from .bridge import UartAxiBridge
-from .uart import UartRx, UartTx, uart_divisor
+from zeroskip.boards import protocol
+from zeroskip.boards.bridge import UartAxiBridge
+from zeroskip.boards.uart import UartRx, UartTx, uart_divisor
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.top import ZeroskipTop
+from zeroskip.isa import CTRL_CLEAR, CTRL_START, STATUS_ERROR, Reg
 
 __all__ = ["BridgedAccelerator", "DEFAULT_LINK_TIMEOUT"]
 

@@ -18,10 +18,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..tools import find_tool
-from . import protocol
-from .targets import BOARDS, BoardError, UnknownBoardError, get_board
-from .tops import BoardTop
+from zeroskip.boards import protocol
+from zeroskip.boards.targets import BOARDS, BoardError, UnknownBoardError, get_board
+from zeroskip.boards.tops import BoardTop
+from zeroskip.tools import find_tool
 
 __all__ = ["BuildReport", "build", "program", "BoardError", "UnknownBoardError",
            "DoesNotFitError", "TimingError", "ToolchainError", "ProgramError", "BOARDS",

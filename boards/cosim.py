@@ -25,11 +25,11 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from ..errors import DeviceError
-from ..hdl.generate import VERILATOR_WAIVERS
-from ..tools import find_tool
-from .bridged import BridgedAccelerator
-from .uart import uart_divisor
+from zeroskip.boards.bridged import BridgedAccelerator
+from zeroskip.boards.uart import uart_divisor
+from zeroskip.errors import DeviceError
+from zeroskip.hdl.generate import VERILATOR_WAIVERS
+from zeroskip.tools import find_tool
 
 __all__ = ["LinkFaults", "RawJob", "CosimReport", "TOP_NAME", "build_board_simulation",
            "run_board_cosim", "SIM_CLOCK_HZ", "SIM_BAUDRATE", "SIM_LINK_TIMEOUT"]

@@ -24,12 +24,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from ..errors import ZeroskipError
-from ..sim.backends import predicted_polls
-from ..sim.driver import Driver
-from . import protocol as p
-from .cosim import ENV_JOB, ENV_RESULT, CosimReport, RawJob
-from .link import SerialBus
+from zeroskip.boards import protocol as p
+from zeroskip.boards.cosim import ENV_JOB, ENV_RESULT, CosimReport, RawJob
+from zeroskip.boards.link import SerialBus
+from zeroskip.errors import ZeroskipError
+from zeroskip.sim.backends import predicted_polls
+from zeroskip.sim.driver import Driver
 
 #: Simulated time between two looks at the pty when it has nothing to send.
 IDLE_POLL_BYTES = 2

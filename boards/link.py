@@ -13,8 +13,8 @@ import os
 import random
 import time
 
-from ..errors import DeviceError
-from . import protocol as p
+from zeroskip.boards import protocol as p
+from zeroskip.errors import DeviceError
 
 __all__ = ["SerialBus", "LinkStats", "run_on_board"]
 
@@ -328,7 +328,7 @@ def run_on_board(program, x_int, *, port, baudrate=p.DEFAULT_BAUDRATE, timeout=0
     """
     import asyncio
 
-    from ..sim.driver import Driver
+    from zeroskip.sim.driver import Driver
 
     with SerialBus(port, baudrate=baudrate, timeout=timeout, retries=retries) as bus:
         result = asyncio.run(Driver(bus, program.config).run(program, x_int, progress=progress))

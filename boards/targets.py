@@ -8,8 +8,8 @@ and raises :class:`UnknownBoardError` listing the known ones.
 import dataclasses
 import importlib
 
-from ..config import AcceleratorConfig
-from ..errors import ZeroskipError
+from zeroskip.config import AcceleratorConfig
+from zeroskip.errors import ZeroskipError
 
 __all__ = ["BoardInfo", "BOARDS", "ALIASES", "BoardError", "UnknownBoardError", "get_board",
            "LED_ROLES"]

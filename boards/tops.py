@@ -16,11 +16,11 @@ One :class:`BoardTop` serves every board of :data:`~zeroskip.boards.targets.BOAR
 from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from ..config import AcceleratorConfig
-from . import protocol
-from .bridged import BridgedAccelerator
-from .clocking import SyncClock
-from .targets import get_board
+from zeroskip.boards import protocol
+from zeroskip.boards.bridged import BridgedAccelerator
+from zeroskip.boards.clocking import SyncClock
+from zeroskip.boards.targets import get_board
+from zeroskip.config import AcceleratorConfig
 
 __all__ = ["BoardTop", "LED_STRETCH_SECONDS"]
 

@@ -25,8 +25,8 @@ import functools
 
 from amaranth.hdl import Shape
 
-from ..errors import CompileError
-from .isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, ReduceArgs, SpmvArgs
+from zeroskip.errors import CompileError
+from zeroskip.isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, ReduceArgs, SpmvArgs
 
 __all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
            "encode_reduce", "encode_halt", "encode_nop"]

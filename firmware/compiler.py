@@ -48,11 +48,11 @@ import numpy as np
 import scipy.sparse
 from amaranth.hdl import Shape
 
-from ..config import AcceleratorConfig
-from ..errors import CompileError
-from . import timing
-from .asm import encode_halt, encode_reduce, encode_set_epi, encode_spmv
-from .formats import (
+from zeroskip import timing
+from zeroskip.config import AcceleratorConfig
+from zeroskip.errors import CompileError
+from zeroskip.firmware.asm import encode_halt, encode_reduce, encode_set_epi, encode_spmv
+from zeroskip.firmware.formats import (
     BITMAP_CHUNK,
     DATAFLOWS,
     FORMAT_NAMES,
@@ -66,8 +66,8 @@ from .formats import (
     prune_nm,
     unpack_entries,
 )
-from .isa import EpiArgs, Format, route_word
-from .program import KERNELS, Epilogue, Program, Tile
+from zeroskip.firmware.program import KERNELS, Epilogue, Program, Tile
+from zeroskip.isa import EpiArgs, Format, route_word
 
 __all__ = ["compile_spmv", "compile_kernel", "choose_kernel", "parse_nm", "ACTIVATION_SPARSE",
            "NM_DEFAULT", "DENSE_MARGIN", "FORMAT_CHOICES", "KERNEL_CHOICES"]

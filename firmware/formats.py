@@ -26,8 +26,8 @@ import dataclasses
 import numpy as np
 import scipy.sparse
 
-from ..errors import CompileError
-from .isa import BITMAP_CHUNK, META_WIDTH, Format, nz_entry_layout
+from zeroskip.errors import CompileError
+from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format, nz_entry_layout
 
 __all__ = [
     "FORMAT_NAMES", "DATAFLOWS", "format_by_name", "format_name", "dataflow_of", "LaneImage",

@@ -28,7 +28,7 @@ import zipfile
 import numpy as np
 import scipy.sparse
 
-from ..errors import InputError
+from zeroskip.errors import InputError
 
 __all__ = ["load_matrix", "load_vector", "MATRIX_SUFFIXES", "VECTOR_SUFFIXES"]
 

@@ -13,11 +13,11 @@ import dataclasses
 
 import numpy as np
 
-from ..config import AcceleratorConfig
-from . import timing
-from .asm import decode
-from .formats import DescriptorFault, decode_lane, decode_routes, format_name
-from .isa import (
+from zeroskip import timing
+from zeroskip.config import AcceleratorConfig
+from zeroskip.firmware.asm import decode
+from zeroskip.firmware.formats import DescriptorFault, decode_lane, decode_routes, format_name
+from zeroskip.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,

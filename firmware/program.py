@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import AcceleratorConfig
-from ..errors import ConfigError, InputError, ProgramMismatchError
-from . import timing
-from .asm import decode, disassemble
-from .formats import (
+from zeroskip import timing
+from zeroskip.config import AcceleratorConfig
+from zeroskip.errors import ConfigError, InputError, ProgramMismatchError
+from zeroskip.firmware.asm import decode, disassemble
+from zeroskip.firmware.formats import (
     DescriptorFault,
     decode_lane,
     decode_routes,
@@ -27,7 +27,7 @@ from .formats import (
     pack_entries,
     unpack_entries,
 )
-from .isa import Format, Opcode
+from zeroskip.isa import Format, Opcode
 
 __all__ = ["Epilogue", "Tile", "Program", "pack_nz", "unpack_nz", "config_summary",
            "KERNELS"]
@@ -304,7 +304,7 @@ class Program:
     @property
     def dataflow_label(self):
         """The dataflows used (``row``, ``column``, ``dense``), joined with ``+``."""
-        from .formats import dataflow_of, format_by_name
+        from zeroskip.firmware.formats import dataflow_of, format_by_name
         flows = []
         for name in self.formats:
             flow = dataflow_of(format_by_name(name))

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import scipy.sparse
 
-from ..errors import CompileError
+from zeroskip.errors import CompileError
 
 __all__ = ["Quantized", "quantize"]
 

@@ -2,7 +2,7 @@
 
 from amaranth.lib import wiring
 
-from ..config import AcceleratorConfig
+from zeroskip.config import AcceleratorConfig
 
 __all__ = ["ConfigComponent", "check_config"]
 

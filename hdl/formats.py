@@ -1,12 +1,12 @@
 """Which storage formats a generated accelerator decodes, and what that implies.
 
 The configuration names the formats (``AcceleratorConfig.formats``, lower-case
-names); the hardware works with :class:`~zeroskip.firmware.isa.Format`
+names); the hardware works with :class:`~zeroskip.isa.Format`
 members. Only the enabled formats are generated: every block asks
 :func:`enabled_formats` and leaves the logic of the others out.
 """
 
-from ..firmware.isa import Format
+from zeroskip.isa import Format
 
 __all__ = ["FORMAT_OF_NAME", "NM_SHIFT_OFFSET", "enabled_formats",
            "row_formats", "column_mode", "uses_meta"]

@@ -4,9 +4,9 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
 
-from .arbiter import next_mask, or_tree, round_robin
-from .component import ConfigComponent, check_config
-from .layouts import gather_request_layout, gather_response_layout
+from zeroskip.hdl.arbiter import next_mask, or_tree, round_robin
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.layouts import gather_request_layout, gather_response_layout
 
 __all__ = ["Gather"]
 

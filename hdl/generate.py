@@ -4,8 +4,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from ..config import AcceleratorConfig
-from .top import ZeroskipTop
+from zeroskip.config import AcceleratorConfig
+from zeroskip.hdl.top import ZeroskipTop
 
 __all__ = ["TOP_NAME", "VERILATOR_WAIVERS", "generate", "verilog_text"]
 

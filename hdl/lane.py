@@ -27,23 +27,23 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..firmware import timing
-from ..firmware.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
-from .component import ConfigComponent, check_config
-from .decoder import CscDecoder, FormatDecoder
-from .formats import column_mode, enabled_formats, row_formats, uses_meta
-from .layouts import (
+from zeroskip import timing
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.decoder import CscDecoder, FormatDecoder
+from zeroskip.hdl.formats import column_mode, enabled_formats, row_formats, uses_meta
+from zeroskip.hdl.layouts import (
     gather_request_layout,
     gather_response_layout,
     operand_tag_layout,
     pe_result_layout,
     token_layout,
 )
-from .nonzero import ColumnQueue, nonzero_column_layout
-from .pe import ProcessingElement
-from .scatter import ReduceSource, send_layout
-from .skid import SkidBuffer
-from .writeback import Accumulator, Writeback
+from zeroskip.hdl.nonzero import ColumnQueue, nonzero_column_layout
+from zeroskip.hdl.pe import ProcessingElement
+from zeroskip.hdl.scatter import ReduceSource, send_layout
+from zeroskip.hdl.skid import SkidBuffer
+from zeroskip.hdl.writeback import Accumulator, Writeback
+from zeroskip.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
 
 __all__ = ["Lane"]
 

@@ -10,8 +10,8 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from .component import ConfigComponent, check_config
-from .layouts import pe_input_layout, pe_result_layout
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.layouts import pe_input_layout, pe_result_layout
 
 __all__ = ["ProcessingElement"]
 

@@ -4,7 +4,8 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import memory
 from amaranth.lib.wiring import In, Out
 
-from ..firmware.isa import (
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.isa import (
     INSN_WIDTH,
     EpiArgs,
     ErrorCode,
@@ -14,7 +15,6 @@ from ..firmware.isa import (
     ReduceArgs,
     SpmvArgs,
 )
-from .component import ConfigComponent, check_config
 
 __all__ = ["Sequencer"]
 

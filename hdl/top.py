@@ -4,7 +4,16 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..firmware.isa import (
+from zeroskip.hdl.axil import AxiLiteSignature, AxiLiteSlave
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.formats import column_mode
+from zeroskip.hdl.gather import Gather
+from zeroskip.hdl.lane import Lane
+from zeroskip.hdl.layouts import operand_tag_layout
+from zeroskip.hdl.nonzero import NonzeroDetector
+from zeroskip.hdl.scatter import Scatter
+from zeroskip.hdl.sequencer import Sequencer
+from zeroskip.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,
@@ -17,15 +26,6 @@ from ..firmware.isa import (
     Reg,
     Region,
 )
-from .axil import AxiLiteSignature, AxiLiteSlave
-from .component import ConfigComponent, check_config
-from .formats import column_mode
-from .gather import Gather
-from .lane import Lane
-from .layouts import operand_tag_layout
-from .nonzero import NonzeroDetector
-from .scatter import Scatter
-from .sequencer import Sequencer
 
 __all__ = ["ZeroskipTop"]
 
@@ -68,7 +68,7 @@ class ZeroskipTop(ConfigComponent):
     Attributes
     ----------
     axil : In(AxiLiteSignature)
-        The host port; its address map is :class:`~zeroskip.firmware.isa.MemoryMap`.
+        The host port; its address map is :class:`~zeroskip.isa.MemoryMap`.
     irq : Out(1)
         High while the last run has ended (done or error) and no new run began.
     """

@@ -1,7 +1,7 @@
 """The writeback: partial-sum accumulation, bias and epilogue, then ``out``.
 
 :class:`Writeback` implements steps 2 to 4 of the ``SPMV`` semantics
-(:mod:`zeroskip.firmware.isa`) on finished row sums; :class:`Accumulator`
+(:mod:`zeroskip.isa`) on finished row sums; :class:`Accumulator`
 builds the row sums of column mode, where a row's products arrive spread
 over the columns.
 
@@ -19,9 +19,9 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from ..firmware.isa import EpiArgs
-from .component import ConfigComponent, check_config
-from .layouts import pe_result_layout
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.layouts import pe_result_layout
+from zeroskip.isa import EpiArgs
 
 __all__ = ["Writeback", "Accumulator"]
 

@@ -9,8 +9,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from ..errors import ZeroskipError
-from .driver import Driver, RunResult
+from zeroskip.errors import ZeroskipError
+from zeroskip.sim.driver import Driver, RunResult
 
 __all__ = ["BACKENDS", "Job", "run", "run_many", "predicted_polls"]
 
@@ -31,7 +31,7 @@ def predicted_polls(program, x_int):
     cycles on AXI4-Lite, so four times the prediction (plus a margin) can
     only be exceeded by hardware that does not finish.
     """
-    from ..firmware.model import run_program
+    from zeroskip.firmware.model import run_program
     try:
         cycles = run_program(program, x_int).counters["cycles"]
     except ZeroskipError:
@@ -67,7 +67,7 @@ def run_many(jobs, *, backend, waves=False, build_dir="build", progress=None):
     elif backend == "pysim":
         results = _run_pysim(config, jobs, waves=waves, build_dir=build_dir, progress=progress)
     else:
-        from .cocotb_backend import run_cocotb
+        from zeroskip.sim.cocotb_backend import run_cocotb
         results = run_cocotb(backend, config, jobs, waves=waves, build_dir=build_dir)
     for result in results:
         if isinstance(result, RunResult):
@@ -91,8 +91,8 @@ def run(program, x_int, *, backend, waves=False, build_dir="build", progress=Non
 
 
 def _run_model(job, progress):
-    from ..firmware.model import Machine
-    from .buses import ModelBus
+    from zeroskip.firmware.model import Machine
+    from zeroskip.sim.buses import ModelBus
     driver = Driver(ModelBus(Machine(job.program.config)), job.program.config)
     try:
         return asyncio.run(driver.run(job.program, job.x_int, progress=progress))
@@ -103,8 +103,8 @@ def _run_model(job, progress):
 def _run_pysim(config, jobs, *, waves, build_dir, progress):
     from amaranth.sim import Simulator
 
-    from ..hdl.top import ZeroskipTop
-    from .buses import PysimBus
+    from zeroskip.hdl.top import ZeroskipTop
+    from zeroskip.sim.buses import PysimBus
 
     top = ZeroskipTop(config)
     results = []

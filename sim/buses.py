@@ -4,7 +4,7 @@ Each adapter gives :class:`~zeroskip.sim.driver.Driver` the two coroutines it
 needs, ``write(addr, words)`` and ``read(addr, count)``.
 """
 
-from ..errors import DeviceError
+from zeroskip.errors import DeviceError
 
 __all__ = ["ModelBus", "PysimBus", "CocotbBus"]
 
@@ -23,7 +23,7 @@ class ModelBus:
     """The bus of the ISA model (:class:`~zeroskip.firmware.model.Machine`)."""
 
     def __init__(self, machine):
-        from ..firmware.model import BusError
+        from zeroskip.firmware.model import BusError
         self.machine = machine
         self._bus_error_type = BusError
 

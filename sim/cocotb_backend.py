@@ -15,9 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import DeviceError
-from ..hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate, verilog_text
-from ..tools import find_tool
+from zeroskip.errors import DeviceError
+from zeroskip.hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate, verilog_text
+from zeroskip.tools import find_tool
 
 __all__ = ["SIMULATORS", "build_simulation", "run_cocotb"]
 

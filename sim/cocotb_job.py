@@ -13,11 +13,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from ..errors import ZeroskipError
-from .backends import predicted_polls
-from .buses import CocotbBus
-from .cocotb_backend import ENV_JOBS, ENV_RESULTS
-from .driver import Driver
+from zeroskip.errors import ZeroskipError
+from zeroskip.sim.backends import predicted_polls
+from zeroskip.sim.buses import CocotbBus
+from zeroskip.sim.cocotb_backend import ENV_JOBS, ENV_RESULTS
+from zeroskip.sim.driver import Driver
 
 MANAGER_OUTPUTS = ("awaddr", "awvalid", "wdata", "wstrb", "wvalid", "bready",
                    "araddr", "arvalid", "rready")

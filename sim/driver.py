@@ -18,8 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import DeviceError, ProgramMismatchError
-from ..firmware.isa import (
+from zeroskip.errors import DeviceError, ProgramMismatchError
+from zeroskip.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,

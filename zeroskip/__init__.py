@@ -5,7 +5,7 @@ lives in :mod:`zeroskip.hdl`, the compiler and ISA model in
 :mod:`zeroskip.firmware`, the execution backends in :mod:`zeroskip.sim`.
 """
 
-from .config import AcceleratorConfig, ConfigError
+from zeroskip.config import AcceleratorConfig, ConfigError
 
 __all__ = ["AcceleratorConfig", "ConfigError"]
 __version__ = "0.1.0"

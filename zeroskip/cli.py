@@ -23,9 +23,9 @@ import time
 import zipfile
 from pathlib import Path
 
-from . import __version__
-from .config import AcceleratorConfig
-from .errors import InputError, ZeroskipError
+from zeroskip import __version__
+from zeroskip.config import AcceleratorConfig
+from zeroskip.errors import InputError, ZeroskipError
 
 __all__ = ["main", "build_parser"]
 
@@ -300,7 +300,7 @@ def _load_operand(path, cols):
     ``.mtx`` and ``.npz`` (scipy.sparse) a matrix, read as a vector when one
     of its dimensions is 1.
     """
-    from .firmware.loader import load_matrix, load_vector
+    from zeroskip.firmware.loader import load_matrix, load_vector
     name = str(path)
     suffix = Path(path).suffix.lower()
     if suffix == ".txt":
@@ -507,7 +507,7 @@ def _sample_operand(args, cols):
 
 
 def cmd_compile(args):
-    from .firmware.loader import load_matrix
+    from zeroskip.firmware.loader import load_matrix
     config = _config_from_args(args)
     _check_kernel_options(args)
     nm = _nm_option(args)
@@ -551,7 +551,7 @@ def _print_plan(program):
 
 
 def cmd_explain(args):
-    from .firmware.loader import load_matrix
+    from zeroskip.firmware.loader import load_matrix
     config = _config_from_args(args)
     _check_kernel_options(args)
     nm = _nm_option(args)
@@ -597,7 +597,7 @@ def cmd_disasm(args):
 def cmd_run(args):
     import numpy as np
 
-    from .firmware.loader import load_matrix
+    from zeroskip.firmware.loader import load_matrix
 
     config = _config_from_args(args)
     _check_kernel_options(args)
@@ -721,7 +721,7 @@ def _demo_matrix():
 
 def _find_tool(name):
     """Whether ``name`` is installed; one beside this Python is put on PATH."""
-    from .tools import find_tool
+    from zeroskip.tools import find_tool
     return find_tool(name, add_to_path=True) is not None
 
 
@@ -767,7 +767,7 @@ class _Step:
 def cmd_demo(args):
     import numpy as np
 
-    from .firmware.loader import load_matrix
+    from zeroskip.firmware.loader import load_matrix
 
     config = AcceleratorConfig()
     source = _demo_matrix()

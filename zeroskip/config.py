@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import ConfigError
+from zeroskip.errors import ConfigError
 
 __all__ = ["AcceleratorConfig", "ConfigError"]
 

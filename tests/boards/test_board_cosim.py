@@ -15,8 +15,8 @@ import scipy.sparse as sp
 from zeroskip import AcceleratorConfig
 from zeroskip.errors import DeviceError
 from zeroskip.firmware.compiler import compile_spmv
-from zeroskip.firmware.isa import HARDWARE_ID, MemoryMap, Reg, Region
 from zeroskip.firmware.model import run_program
+from zeroskip.isa import HARDWARE_ID, MemoryMap, Reg, Region
 from zeroskip.sim.backends import Job
 from zeroskip.tools import find_tool
 

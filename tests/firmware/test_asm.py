@@ -12,7 +12,7 @@ from zeroskip.firmware.asm import (
     encode_set_epi,
     encode_spmv,
 )
-from zeroskip.firmware.isa import Insn, Opcode
+from zeroskip.isa import Insn, Opcode
 
 
 def test_disassemble_forms():

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import scipy.sparse
 
+from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError, InputError
-from zeroskip.firmware import timing
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import _order_lanes, compile_spmv
-from zeroskip.firmware.isa import ErrorCode, Opcode
 from zeroskip.firmware.model import run_program
 from zeroskip.firmware.program import unpack_nz
 from zeroskip.firmware.reference import spmv_reference
+from zeroskip.isa import ErrorCode, Opcode
 
 DEFAULT = AcceleratorConfig()
 SMALL = AcceleratorConfig(pes=3, value_width=8, acc_width=32, x_depth=16, nz_depth=16,

@@ -14,7 +14,7 @@ from zeroskip.firmware.formats import (
     parse_nm,
     prune_nm,
 )
-from zeroskip.firmware.isa import Format
+from zeroskip.isa import Format
 
 CONFIG = AcceleratorConfig(pes=2, x_depth=64, nz_depth=256, row_depth=32)
 

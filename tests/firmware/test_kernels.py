@@ -12,10 +12,10 @@ from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.explain import explain
 from zeroskip.firmware.formats import prune_nm
-from zeroskip.firmware.isa import ErrorCode, Format, Opcode
 from zeroskip.firmware.model import run_program
 from zeroskip.firmware.program import Program
 from zeroskip.firmware.reference import spmv_reference
+from zeroskip.isa import ErrorCode, Format, Opcode
 from zeroskip.sim.backends import run
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")

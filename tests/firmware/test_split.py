@@ -10,10 +10,10 @@ from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.explain import explain
-from zeroskip.firmware.isa import Opcode
 from zeroskip.firmware.model import run_program
 from zeroskip.firmware.program import Program
 from zeroskip.firmware.reference import spmv_reference
+from zeroskip.isa import Opcode
 
 CONFIG = AcceleratorConfig(pes=8)
 EPILOGUE = {"shift": 3, "relu": True, "clamp": (-50, 2000)}

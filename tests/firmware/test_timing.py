@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from zeroskip.firmware import timing
-from zeroskip.firmware.timing import lane_tokens, schedule
+from zeroskip import timing
+from zeroskip.timing import lane_tokens, schedule
 
 
 def test_constants():

@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
-from zeroskip.firmware import timing
-from zeroskip.firmware.isa import (
+from zeroskip.firmware.model import Machine
+from zeroskip.hdl.scatter import Scatter
+from zeroskip.hdl.top import ZeroskipTop
+from zeroskip.isa import (
     CTRL_CLEAR,
     CTRL_START,
     STATUS_DONE,
@@ -28,9 +31,6 @@ from zeroskip.firmware.isa import (
     Region,
     route_word,
 )
-from zeroskip.firmware.model import Machine
-from zeroskip.hdl.scatter import Scatter
-from zeroskip.hdl.top import ZeroskipTop
 from zeroskip.sim.buses import PysimBus
 from zeroskip.sim.streams import send, simulate
 

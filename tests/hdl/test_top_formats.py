@@ -7,7 +7,7 @@ equal numpy's, and ``CYCLES`` (and the other counters) must equal the timing
 contract of ``docs/internals.md``: the round-robin gather schedule for the
 row formats is replayed here from first principles; column mode (the
 nonzero detector, the column credits and the lanes' walkers) is the ISA
-model's :func:`~zeroskip.firmware.timing.column_mode_cycles`.
+model's :func:`~zeroskip.timing.column_mode_cycles`.
 """
 
 import random
@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
-from zeroskip.firmware import timing
-from zeroskip.firmware.isa import (
+from zeroskip.hdl.top import ZeroskipTop
+from zeroskip.isa import (
     BITMAP_CHUNK,
     CTRL_CLEAR,
     CTRL_START,
@@ -33,7 +34,6 @@ from zeroskip.firmware.isa import (
     Reg,
     Region,
 )
-from zeroskip.hdl.top import ZeroskipTop
 from zeroskip.sim.buses import PysimBus
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")

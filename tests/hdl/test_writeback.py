@@ -20,7 +20,7 @@ def wrap(config, value):
 
 
 def reference(config, s, overflow, out_old, bias, args, epi):
-    """Steps 2 to 4 of SPMV (zeroskip.firmware.isa), written out plainly."""
+    """Steps 2 to 4 of SPMV (zeroskip.isa), written out plainly."""
     def add(a, b):
         nonlocal overflow
         total = a + b

@@ -86,7 +86,7 @@ and ``PC`` are exact.
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from ..config import AcceleratorConfig
+from zeroskip.config import AcceleratorConfig
 
 __all__ = [
     "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
