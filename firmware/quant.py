@@ -319,6 +319,8 @@ def quantize_matrix(matrix, *, value_width, acc_width=32, x=None, saturate=False
     fits = integral and bool(np.all(peaks <= high)) and bool(np.all(a.data >= low))
     if fits or (integral and saturate):
         s = np.zeros(a.shape[0], dtype=np.int64)
+    elif integral:   # rows of integers that fit stay exact; the others scale down
+        s = np.minimum(_value_exponents(peaks, high), 0)
     else:
         s = _value_exponents(peaks, high)
 

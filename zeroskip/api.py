@@ -142,18 +142,21 @@ class Result:
         if self.within(tolerance):
             return None
         e, q = self.error, self.quantization
-        causes = []
+        causes = [f"{e['rows_over_1pct']} of {self.program.shape[0]} rows off by more than 1 %"]
         if q["dropped"]:
             causes.append(f"{q['dropped']} of {q['nnz_input']} matrix nonzeros rounded to 0")
         if q["saturated"]:
             causes.append(f"{q['saturated']} values saturated")
         if q.get("x_dropped"):
             causes.append(f"{q['x_dropped']} x values rounded to 0")
-        cause = "; ".join(causes) or f"{self.program.config.value_width}-bit rounding"
-        return (f"the result is {e['normwise']:.3g} off float64 (normwise error, above "
-                f"{option} {tolerance:g}); {e['rows_over_1pct']} rows off by more than 1 % "
-                f"({cause}); try --value-width 16"
-                + ("" if not q["saturated"] else " or drop --saturate"))
+        hint = "a wider --value-width" if self.program.config.value_width < 16 else \
+            "values of a narrower range"
+        if q["saturated"]:
+            hint += " or no --saturate"
+        where = ("the hardware matches the bit-exact reference, so the loss is quantization"
+                 if self.matches_reference else "the hardware also differs from the reference")
+        return (f"normwise error against float64 {e['normwise']:.3g} exceeds {option} "
+                f"{tolerance:g} ({'; '.join(causes)}); {where}: try {hint}")
 
     def to_json(self):
         """The result as a JSON-compatible dictionary."""
@@ -284,6 +287,10 @@ class Accelerator:
             prune = _import("zeroskip.firmware.formats").prune_nm
             matrix_int, pruned = prune(matrix_int, *_nm(nm))
             matrix_int = scipy.sparse.csr_matrix(matrix_int, dtype=np.int64)
+            # The error is measured against the pruned matrix: pruning was asked for.
+            removed = (q.ints != 0).astype(np.int8) - (matrix_int != 0).astype(np.int8)
+            matrix = matrix - matrix.multiply(removed > 0)
+            matrix.eliminate_zeros()
         x_sample, x_exp = None, 0
         if x is not None:
             qx = self.quantize_operand(matrix_int, x, saturate=saturate)
@@ -299,6 +306,8 @@ class Accelerator:
         program.quant = {"nnz_input": q.nnz_input, "dropped": q.dropped,
                          "saturated": q.saturated, "pruned": int(pruned),
                          "worst_case_x": bool(q.worst_case_x), "exact": bool(q.exact)}
+        if prune_nm:
+            program.quant["nm"] = "{}:{}".format(*_nm(nm))
         program.source = matrix.astype(np.float64)
         self._sources[program] = matrix_int
         return program
@@ -357,8 +366,7 @@ class Accelerator:
         y_raw = np.asarray(run_result.y_raw, dtype=np.int64)
         mismatch = _compare(y_raw, y_ref)
         quant = _import("zeroskip.firmware.quant")
-        row_exp = program.row_frac_bits if hasattr(program, "row_frac_bits") else \
-            np.full(rows, int(getattr(program, "a_frac_bits", 0)), dtype=np.int64)
+        row_exp = _row_exp(program)
         y = quant.dequantize(y_raw if y_raw.shape == y_ref.shape else y_ref, row_exp, qx.exp)
         reference = A if A is not None else getattr(program, "source", None)
         if reference is not None:
@@ -489,7 +497,7 @@ def _stored_matrix(program):
     quant = _import("zeroskip.firmware.quant")
     source = getattr(program, "source", None)
     if source is not None:
-        row_exp = program.row_frac_bits
+        row_exp = _row_exp(program)
         c = program.config
         ints = quant._round(np.ldexp(source.data, row_exp[np.repeat(
             np.arange(source.shape[0]), np.diff(source.indptr))]))
@@ -498,9 +506,19 @@ def _stored_matrix(program):
         m = scipy.sparse.csr_matrix((ints.astype(np.int64), source.indices, source.indptr),
                                     shape=source.shape)
         m.eliminate_zeros()
-        if m.nnz == program.nnz and not program.quant.get("pruned"):
+        if m.nnz == program.nnz:
             return m
     return None
+
+
+def _row_exp(program):
+    np = _np()
+    if hasattr(program, "row_frac_bits"):
+        return program.row_frac_bits
+    row_exp = getattr(program, "row_exp", None)
+    if row_exp is not None:
+        return np.asarray(row_exp, dtype=np.int64)
+    return np.full(program.shape[0], int(getattr(program, "a_frac_bits", 0)), dtype=np.int64)
 
 
 def _reference(matrix_int, x_int, config):
