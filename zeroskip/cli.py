@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 from zeroskip import __version__
-from zeroskip.config import AcceleratorConfig
+from zeroskip.config import AcceleratorConfig, ConfigError
 from zeroskip.errors import InputError, ZeroskipError
 
 __all__ = ["main", "build_parser"]
@@ -120,10 +120,25 @@ def _config_from_args(args):
         overrides["formats"] = args.formats
     if getattr(args, "reduce", None) is not None:
         overrides["reduce"] = args.reduce
-    if getattr(args, "config", None) is not None:
-        base = AcceleratorConfig.load(args.config)
-        return base.replace(**overrides) if overrides else base
-    return AcceleratorConfig(**overrides)
+    try:
+        if getattr(args, "config", None) is not None:
+            return AcceleratorConfig.load(args.config, **overrides)
+        return AcceleratorConfig(**overrides)
+    except ConfigError as error:
+        raise _option_error(error, overrides, getattr(args, "config", None)) from None
+
+
+def _option_error(error, overrides, config_file):
+    """Name the option (``--value-width``) or the file a configuration error comes from."""
+    parameter = getattr(error, "parameter", None)
+    if parameter is None or getattr(error, "detail", None) is None:
+        return error
+    sep = getattr(error, "sep", None) or " "
+    if parameter in overrides:
+        return ConfigError(f"--{parameter.replace('_', '-')}{sep}{error.detail}")
+    if config_file is not None and not str(error).startswith(f"{config_file}:"):
+        return ConfigError(f"{config_file}: {parameter}{sep}{error.detail}")
+    return error
 
 
 def _describe_config(config):

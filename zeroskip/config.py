@@ -26,6 +26,37 @@ def _is_pow2(value):
     return value > 0 and value & (value - 1) == 0
 
 
+def _invalid(name, detail, *, sep=" "):
+    """A :class:`ConfigError` for parameter ``name``: ``"<name><sep><detail>"``.
+
+    The error keeps ``parameter``, ``detail`` and ``sep`` so that a front end
+    can name the parameter its own way (the CLI says ``--value-width``).
+    """
+    error = ConfigError(f"{name}{sep}{detail}")
+    error.parameter, error.detail, error.sep = name, detail, sep
+    return error
+
+
+def derived_x_banks(pes, x_depth):
+    """The ``x_banks`` that ``0`` stands for: ``2 * pes`` rounded up to a power of two."""
+    banks = 1
+    while banks < 2 * pes:
+        banks *= 2
+    return min(banks, x_depth)
+
+
+def _derive_again(data, changes):
+    """``data`` updated with ``changes``; ``x_banks`` derived again if it was derived."""
+    data = dict(data)
+    defaults = {field.name: field.default for field in dataclasses.fields(AcceleratorConfig)}
+    pes, x_depth = data.get("pes", defaults["pes"]), data.get("x_depth", defaults["x_depth"])
+    if "x_banks" not in changes and isinstance(pes, int) and isinstance(x_depth, int) and \
+            data.get("x_banks", 0) == derived_x_banks(pes, x_depth):
+        data["x_banks"] = 0
+    data.update(changes)
+    return data
+
+
 @dataclasses.dataclass(frozen=True)
 class AcceleratorConfig:
     """Parameters of one zeroskip accelerator.
@@ -44,7 +75,9 @@ class AcceleratorConfig:
     x_banks : int
         Banks the input-vector buffer is split into (element ``j`` lives in
         bank ``j % x_banks``); a power of two, at most ``x_depth``. ``0``
-        picks ``2 * pes`` rounded up to a power of two.
+        picks ``2 * pes`` rounded up to a power of two (at most ``x_depth``);
+        :meth:`replace` derives it again when ``pes`` or ``x_depth`` change
+        and it had the derived value.
     nz_depth : int
         Nonzero entries each PE lane can hold, a power of two from 16 to 65536.
     row_depth : int
@@ -79,36 +112,39 @@ class AcceleratorConfig:
         def check_int(name, low, high, *, pow2=False):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{name} must be an integer, not {value!r}")
+                raise _invalid(name, f"must be an integer, not {value!r}")
             if not low <= value <= high:
-                raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+                raise _invalid(name, f"must be between {low} and {high}, not {value}")
             if pow2 and not _is_pow2(value):
-                raise ConfigError(f"{name} must be a power of two, not {value}")
+                raise _invalid(name, f"must be a power of two, not {value}")
 
         check_int("pes", 1, 64)
         if self.value_width not in (8, 16):
-            raise ConfigError(f"value_width must be 8 or 16, not {self.value_width!r}")
+            raise _invalid("value_width", f"must be 8 or 16, not {self.value_width!r}")
+        if self.acc_width != 32 and self.value_width == 16:
+            raise _invalid("acc_width", f"must be 32 with 16-bit values, not {self.acc_width!r}")
+        if isinstance(self.acc_width, int) and not isinstance(self.acc_width, bool) and \
+                not 2 * self.value_width <= self.acc_width <= 32:
+            raise _invalid("acc_width", f"must be between {2 * self.value_width} and 32 with "
+                                        f"{self.value_width}-bit values, not {self.acc_width}")
         check_int("acc_width", 2 * self.value_width, 32)
         check_int("x_depth", 16, 16384, pow2=True)
         check_int("nz_depth", 16, 65536, pow2=True)
         check_int("row_depth", 4, 4096, pow2=True)
         check_int("imem_depth", 4, 4096, pow2=True)
-        if self.x_banks == 0:
-            banks = 1
-            while banks < 2 * self.pes:
-                banks *= 2
-            object.__setattr__(self, "x_banks", min(banks, self.x_depth))
+        if isinstance(self.x_banks, int) and self.x_banks == 0 and isinstance(self.pes, int):
+            object.__setattr__(self, "x_banks", derived_x_banks(self.pes, self.x_depth))
         check_int("x_banks", 1, self.x_depth, pow2=True)
         if not isinstance(self.reduce, bool):
-            raise ConfigError(f"reduce must be true or false, not {self.reduce!r}")
+            raise _invalid("reduce", f"must be true or false, not {self.reduce!r}")
         formats = tuple(self.formats)
         object.__setattr__(self, "formats", formats)
         if not formats:
-            raise ConfigError("formats must name at least one format")
+            raise _invalid("formats", "must name at least one format")
         for name in formats:
             if name not in KNOWN_FORMATS:
-                raise ConfigError(
-                    f"formats: unknown format {name!r}; known: {', '.join(KNOWN_FORMATS)}")
+                raise _invalid("formats", f"unknown format {name!r}; known: "
+                                          f"{', '.join(KNOWN_FORMATS)}", sep=": ")
 
     # Derived widths: every block computes its address widths from these.
 
@@ -196,14 +232,21 @@ class AcceleratorConfig:
         try:
             return cls(**{key: (tuple(v) if key == "formats" else v) for key, v in data.items()})
         except ConfigError as error:
-            raise ConfigError(f"{source}: {error}") from None
+            located = ConfigError(f"{source}: {error}")
+            for key in ("parameter", "detail", "sep"):
+                setattr(located, key, getattr(error, key, None))
+            raise located from None
 
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def load(cls, path):
-        """Read a configuration written by :meth:`save`.
+    def load(cls, path, **changes):
+        """Read a configuration written by :meth:`save`, with ``changes`` applied.
+
+        The changes are applied before validation, so a file and changes that
+        are only valid together (``acc_width`` 16 with ``value_width`` 8) load;
+        ``x_banks`` follows the changes as in :meth:`replace`.
 
         Raises
         ------
@@ -220,6 +263,8 @@ class AcceleratorConfig:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ConfigError(f"{path}: line {error.lineno}: not valid JSON: {error.msg}") from None
+        if changes and isinstance(data, dict):
+            data = _derive_again(data, changes)
         return cls.from_dict(data, source=str(path))
 
     def save(self, path):
@@ -231,7 +276,20 @@ class AcceleratorConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     def replace(self, **changes):
-        """Return a copy with ``changes`` applied (and validated)."""
-        data = self.to_dict()
-        data.update(changes)
-        return type(self).from_dict(data)
+        """Return a copy with ``changes`` applied (and validated).
+
+        ``x_banks`` is derived again from the new ``pes`` and ``x_depth``
+        unless ``changes`` sets it or it differed from its derived value, so
+        ``AcceleratorConfig().replace(pes=4)`` equals ``AcceleratorConfig(pes=4)``.
+
+        Raises
+        ------
+        ConfigError
+            Naming the parameter, without a source prefix.
+        """
+        data = _derive_again(self.to_dict(), changes)
+        unknown = [key for key in data if key not in {f.name for f in dataclasses.fields(self)}]
+        if unknown:
+            raise ConfigError(f"unknown parameter {unknown[0]!r}")
+        return type(self)(**{key: (tuple(v) if key == "formats" else v)
+                             for key, v in data.items()})

@@ -247,13 +247,13 @@ def test_subprocess_malformed_matrix(tmp_path):
 def test_bad_configuration_option(capsys, fakes, small):
     code, _, err = run_main(capsys, "run", small, "--pes", "0")
     assert code == 2
-    assert_one_line_error(err, "pes must be between 1 and 64, not 0")
+    assert_one_line_error(err, "--pes must be between 1 and 64, not 0")
 
 
 def test_bad_value_width(capsys, fakes, tmp_path):
     code, _, err = run_main(capsys, "generate", "--value-width", "12", "-o", tmp_path / "v")
     assert code == 2
-    assert_one_line_error(err, "value_width must be 8 or 16, not 12")
+    assert_one_line_error(err, "--value-width must be 8 or 16, not 12")
     assert not (tmp_path / "v").exists()
 
 
@@ -730,7 +730,7 @@ def test_random_operands_of_the_kernels(capsys, grid):
      "--prune-nm prunes to N:M for --format nm or auto, not --format csr"),
     (["--format", "nm", "--formats", "csr,nm", "--nm", "3:5"],
      "--nm: N:M needs 1 <= N <= M < 256 with M a power of two, not 3:5"),
-    (["--formats", "csr,ell"], "formats: unknown format 'ell'; known: csr, coo, bitmap, nm, "
+    (["--formats", "csr,ell"], "--formats: unknown format 'ell'; known: csr, coo, bitmap, nm, "
                                "dense, csc"),
 ])
 def test_kernel_option_errors(capsys, grid, argv, message):
