@@ -878,3 +878,28 @@ def test_split_rows_without_the_network_is_refused(capsys, tmp_path):
     assert_one_line_error(err, "--split-rows yes needs the scatter/reduce network, which this "
                                "configuration lacks (reduce off); use --split-rows auto or no")
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_explain_names_the_biggest_loss(capsys, tmp_path):
+    from zeroskip.firmware.explain import losses
+    # 60 empty rows above 4 short ones: the empty rows cost more than the work.
+    dense = np.zeros((64, 8), dtype=np.int64)
+    dense[60:, :2] = 1
+    path = write_mtx(tmp_path / "sparse_rows.mtx", dense)
+    code, out, err = run_main(capsys, "explain", path, "--pes", "2")
+    assert code == 0, err
+    assert "CV" not in out
+    assert "a run of consecutive rows stored together" in out
+    table = dict(re.findall(r"^  (useful work|empty rows|waiting for x|uneven work|"
+                            r"per-tile overhead) +(\d+)", out, re.M))
+    assert int(table["useful work"]) == 8
+    assert int(table["empty rows"]) == 60
+    pes_cycles = re.search(r"2 PEs x (\d+) cycles = (\d+) PE cycles", out)
+    assert int(pes_cycles.group(2)) == 2 * int(pes_cycles.group(1))
+    assert re.search(r"^biggest loss: (empty rows|per-tile overhead), ", out, re.M)
+    # The parts add up to the PE cycles.
+    parts = losses(types.SimpleNamespace(config=AcceleratorConfig(pes=2), lane_work=[5, 5],
+                                         lane_nnz=[4, 4], tiles=[]),
+                   {"cycles": 10, "pe_busy": [4, 4], "gather_stalls": 1})
+    assert parts == {"work": 8, "empty_rows": 2, "gather_stalls": 1, "scatter_stalls": 0,
+                     "overhead": 0, "imbalance": 9, "total": 20}
