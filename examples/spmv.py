@@ -1,10 +1,10 @@
 """y = A x for a real sparse matrix on a zeroskip accelerator, checked two ways.
 
-The Python API behind ``zeroskip run``, step by step: load a SuiteSparse
-matrix, quantize it to the accelerator's value width, compile it for one
-configuration, run the program on a backend (the ISA model by default) and
-compare the accelerator's integers with the bit-exact reference, then the
-scaled result with scipy's floating-point product.
+The public API behind ``zeroskip run``: load a SuiteSparse matrix, then
+``Accelerator.matmul`` quantizes it (one power-of-two scale per row), compiles
+it for one configuration, runs the program on a backend (the ISA model by
+default), compares the accelerator's integers with the bit-exact reference and
+the dequantized result with scipy's float64 product.
 
 Usage::
 
@@ -13,18 +13,14 @@ Usage::
 """
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from zeroskip import AcceleratorConfig
-from zeroskip.firmware.compiler import compile_spmv
+from zeroskip import Accelerator
+from zeroskip.api import BACKENDS
 from zeroskip.firmware.loader import load_matrix
-from zeroskip.firmware.quant import quantize
-from zeroskip.firmware.reference import spmv_reference
-from zeroskip.sim.backends import BACKENDS, run
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -33,32 +29,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("matrix", nargs="?", type=Path, default=DATA / "cage5.mtx")
     parser.add_argument("--pes", type=int, default=4)
-    parser.add_argument("--backend", choices=BACKENDS, default="model")
+    parser.add_argument("--backend", choices=[b for b in BACKENDS if b != "board"],
+                        default="model")
     args = parser.parse_args()
 
-    config = AcceleratorConfig(pes=args.pes)
-    a = load_matrix(args.matrix)                       # scipy.sparse.csr_matrix
-    qa = quantize(a, value_width=config.value_width)   # integers and fractional bits
-    x = np.random.default_rng(0).integers(-8, 8, size=a.shape[1])
+    a = load_matrix(args.matrix)                        # scipy.sparse.csr_matrix
+    x = np.random.default_rng(0).standard_normal(a.shape[1])
+    accelerator = Accelerator(pes=args.pes, backend=args.backend)
+    result = accelerator.matmul(a, x, name=args.matrix.stem)
 
-    program = compile_spmv(qa.ints, config, a_frac_bits=qa.frac_bits, name=args.matrix.stem)
-    result = run(program, x, backend=args.backend)
-
-    y_ref, overflow = spmv_reference(qa.ints, x, config=config)
-    assert not overflow, "accumulator overflow"
-    exact = np.array_equal(result.y_raw, y_ref)
-    y = result.y_raw * 2.0 ** -program.y_frac_bits
-    y_float = a @ x
-    error = np.max(np.abs(y - y_float)) / np.max(np.abs(y_float))
-
-    cycles = result.counters["cycles"]
-    print(f"{args.matrix.stem}: {a.shape[0]} x {a.shape[1]}, {a.nnz} nonzeros, "
-          f"{config.pes} PEs, backend {args.backend}")
-    print(f"cycles {cycles} (ideal {math.ceil(a.nnz / config.pes)}), "
-          f"utilization {100 * a.nnz / (config.pes * cycles):.1f} %")
-    print(f"bit-exact against the reference: {'yes' if exact else 'NO'}; "
-          f"max |y - A x| against float64: {100 * error:.2g} % of max |A x|")
-    return 0 if exact else 1
+    q, error = result.quantization, result.error
+    print(f"{args.matrix.stem}: {a.shape[0]} x {a.shape[1]}, {q['nnz_stored']} of "
+          f"{q['nnz_input']} nonzeros stored, {args.pes} PEs, backend {args.backend}")
+    print(f"scales: row exponents {q['row_exp_min']} to {q['row_exp_max']}, x exponent "
+          f"{q['x_exp']}")
+    print(f"cycles {result.cycles} (ideal {result.stats['ideal_cycles']}), "
+          f"utilization {100 * result.utilization:.1f} %")
+    print(f"bit-exact against the reference: {'yes' if result.matches_reference else 'NO'}; "
+          f"normwise error against float64: {error['normwise']:.2g}")
+    return 0 if result.matches_reference and result.within() else 1
 
 
 if __name__ == "__main__":

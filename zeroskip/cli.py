@@ -760,7 +760,7 @@ examples:
   zeroskip generate --pes 4 --value-width 8 -o build/verilog
   zeroskip compile examples/data/cage5.mtx --config build/verilog/zeroskip_top.config.json
   zeroskip disasm build/cage5.program.npz
-  zeroskip explain examples/data/Erdos971.mtx --formats csr,dense,csc --x x.npy
+  zeroskip explain examples/data/Erdos971.mtx --x examples/data/Erdos971_x.npy
   zeroskip run examples/data/west0067.mtx --backend verilator --json build/west0067.json
 
 'zeroskip COMMAND --help' describes each command."""
@@ -782,14 +782,20 @@ examples:
         """\
 Load a matrix (.mtx, .npz from scipy.sparse.save_npz, or a dense 2-D .npy),
 quantize it to the value width and compile it into a program (.npz) for the
-configuration: microcode plus memory images per tile. The cost model picks
-the format per row band (--format auto) among the configuration's formats;
---x gives a sample of the right-hand operand (vector or matrix).""",
+configuration: microcode plus memory images per tile, the row scales and the
+float64 matrix (so 'run PROGRAM.npz' reports the error against it).
+Quantization: integers that fit stay exact; every other row gets its own
+power-of-two scale, as large as its values and the accumulator allow.
+--x gives a sample of the right-hand operand (vector or matrix): its shape
+picks the kernel and its magnitudes bound the scales; without it the scales
+assume the largest possible x. The cost model picks the format per row band
+(--format auto) among the configuration's formats.""",
         """\
 examples:
   zeroskip compile examples/data/cage5.mtx
   zeroskip compile examples/data/cage5.mtx --pes 4 -o build/cage5.npz --listing
-  zeroskip compile A.npz --config build/verilog/zeroskip_top.config.json --saturate
+  zeroskip run build/cage5.npz --x examples/data/cage5_x.npy
+  zeroskip compile A.npz --config build/verilog/zeroskip_top.config.json
   zeroskip compile W.mtx --formats csr,nm --format nm --nm 2:4 --prune-nm"""),
     "explain": (
         "show the cost model's options and why the winner won",
@@ -798,13 +804,17 @@ Compile a matrix the way 'run' and 'compile' do and print, per row band,
 every option the cost model weighed - each enabled format with its dataflow
 (row mode, dense mode, column mode), its tiles and its predicted cycles -
 the winner and why it won, then the program's total against dense mode on
-the same array and the spread of work over the PEs. --x gives the
-right-hand operand (or a sample of it): its shape picks the kernel and, for
-the sparse kernels, its zeros drive column mode.""",
+the same array and the spread of work over the PEs. Last, it runs the
+program on the ISA model and shows where the PE cycles go - useful work,
+empty rows, waiting for x (gather stalls), uneven work, per-tile overhead -
+and names the biggest loss. --x gives the right-hand operand (or a sample of
+it): its shape picks the kernel and, for the sparse kernels, its zeros drive
+column mode.""",
         """\
 examples:
   zeroskip explain examples/data/west0067.mtx
-  zeroskip explain examples/data/Erdos971.mtx --formats csr,coo,bitmap,dense,csc --x x.npy
+  zeroskip explain examples/data/Erdos971.mtx --formats csr,coo,bitmap,dense,csc \\
+      --x examples/data/Erdos971_x.npy
   zeroskip explain W.npz --formats csr,nm,dense --format nm --nm 2:4 --prune-nm"""),
     "disasm": (
         "print the listing of a compiled program",
@@ -819,21 +829,29 @@ examples:
         "compute y = A x on a backend and check it",
         f"""\
 Load A (and x, or draw x as random integers in [{X_LOW}, {X_HIGH}] from
-numpy.random.default_rng(SEED), one per column of A), quantize both,
-compile, run on a backend and compare the output bit for bit with the
-reference. x may be a vector or a matrix of right-hand columns, dense (.npy)
-or sparse (.mtx, .npz); --kernel auto takes SpMM/SpMSpM for a matrix and the
-sparse kernels (column mode allowed) when at most half of x is nonzero.
-Prints the kernel, format and dataflow, cycles, the ideal ceil(nnz / pes),
-utilization (PE busy / (pes x cycles)), MACs, skipped products, gather stalls and
-the speedup over dense mode on the same array (predicted by the ISA model).
-Exit status 1 when the result differs from the reference.""",
+numpy.random.default_rng(SEED), one per column of A), quantize both (a
+power-of-two scale per row of A and per vector or column of x; integers that
+fit stay exact), compile, run on a backend, compare the output bit for bit
+with the reference (the ISA model's integers: 'matches reference') and the
+dequantized y with the float64 product A x ('error vs float64'). MATRIX may
+also be a program written by 'compile'. x may be a vector or a matrix of
+right-hand columns, dense (.npy) or sparse (.mtx, .npz); --kernel auto takes
+SpMM/SpMSpM for a matrix and the sparse kernels (column mode allowed) when
+at most half of x is nonzero. Prints the kernel, format and dataflow,
+cycles, the ideal ceil(nnz / pes), utilization (sum of PE busy cycles / (pes
+x cycles)), MACs, skipped products, stalls, the speedup over dense mode on
+the same array (predicted by the ISA model), the scales, dropped and
+saturated values and the error against float64. Exit status 1 when the
+result differs from the reference or its normwise error exceeds
+--tolerance.""",
         """\
 backends:
   model      the ISA model (fast, no hardware)
   pysim      the Amaranth components in Amaranth's simulator
   icarus     the generated Verilog under cocotb on Icarus Verilog
   verilator  the generated Verilog under cocotb on Verilator
+  board      a board built with 'zeroskip build --program', over its UART
+             bridge (--port DEVICE)
 
 kernels:
   spmv       sparse matrix x dense vector (row mode, dense mode)
@@ -843,11 +861,13 @@ kernels:
 
 examples:
   zeroskip run examples/data/west0067.mtx
-  zeroskip run examples/data/cage5.mtx --x x.npy --backend icarus --pes 4
-  zeroskip run examples/data/494_bus.mtx --formats csr,csc,dense --x X.npz --json b.json
+  zeroskip run examples/data/cage5.mtx --x examples/data/cage5_x.npy --backend icarus --pes 4
+  zeroskip run examples/data/494_bus.mtx --formats csr,csc,dense \\
+      --x examples/data/494_bus_X.npy --json build/494_bus_X.json
+  zeroskip run build/cage5.program.npz --x examples/data/cage5_x.npy --tolerance 1e-3
   zeroskip run W.mtx --formats csr,nm,dense --format nm --nm 2:4 --prune-nm
   zeroskip run examples/data/494_bus.mtx --backend verilator --json build/494_bus.json
-  zeroskip run A.mtx --value-width 8 --saturate --seed 3 --backend pysim --waves"""),
+  zeroskip run A.mtx --value-width 8 --seed 3 --backend pysim --waves"""),
     "demo": (
         "run the whole flow on a shipped matrix",
         f"""\
