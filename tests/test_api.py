@@ -248,7 +248,8 @@ def test_package_import_stays_light():
     assert out.stdout.strip() == "zeroskip.api"
 
 
-def test_readme_example_runs(capsys):
+def test_readme_example_runs(capsys, monkeypatch):
+    monkeypatch.chdir(README.parent)
     text = README.read_text()
     section = text.split("## Python API", 1)[1]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
