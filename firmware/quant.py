@@ -316,7 +316,7 @@ def quantize_matrix(matrix, *, value_width, acc_width=32, x=None, saturate=False
     acc_max = (1 << (acc_width - 1)) - 1
     integral = not np.issubdtype(data.dtype, np.floating) or bool(np.all(data == np.floor(data)))
     peaks = _row_reduce(a, np.abs(a.data), np.maximum)
-    fits = integral and bool(np.all(peaks <= high)) and bool(np.all(a.data >= low))
+    fits = integral and bool(np.all(a.data <= high)) and bool(np.all(a.data >= low))
     if fits or (integral and saturate):
         s = np.zeros(a.shape[0], dtype=np.int64)
     elif integral:   # rows of integers that fit stay exact; the others scale down

@@ -95,3 +95,93 @@ def test_empty_and_zero():
     assert quantize(np.zeros(0), value_width=8).frac_bits == 0
     q = quantize(scipy.sparse.csr_matrix((4, 4)), value_width=16)
     assert q.frac_bits == 0 and q.ints.nnz == 0
+
+
+# One exponent per row ----------------------------------------------------------------------------
+
+from zeroskip.firmware.quant import (  # noqa: E402
+    dequantize,
+    error_report,
+    quantize_matrix,
+    quantize_operand,
+)
+
+
+def test_integer_matrix_that_fits_stays_exact():
+    a = scipy.sparse.csr_matrix(np.array([[1, 0, -32768], [0, 0, 0], [0, 32767, 5]]))
+    q = quantize_matrix(a, value_width=16)
+    assert q.exact and q.row_exp.tolist() == [0, 0, 0]
+    assert (q.ints != a).nnz == 0 and q.dropped == 0 and q.nnz_input == 4
+    assert not q.worst_case_x
+
+
+def test_each_row_gets_its_own_exponent():
+    a = np.array([[1000.5, 0.0], [0.0, 0.001], [3e5, 1.0], [0.0, 0.0]])
+    q = quantize_matrix(a, value_width=16, x=np.ones(2))
+    # 1000.5 x 2^5 = 32016 fits; 0.001 x 2^25 = 33554 does not, 2^24 does;
+    # 3e5 needs 2^-4 (18750), and its 1.0 rounds to 0; the empty row keeps 0.
+    assert q.row_exp.tolist() == [5, 24, -4, 0]
+    assert q.ints.toarray().tolist() == [[32016, 0], [0, 16777], [18750, 0], [0, 0]]
+    assert (q.dropped, q.nnz_input, q.nnz_stored) == (1, 4, 3)
+    assert not q.exact
+
+
+def test_rows_of_an_integer_matrix_scale_down_only_where_needed():
+    q = quantize_matrix(np.array([[1, 300], [0, 2]]), value_width=8, x=np.ones(2))
+    assert q.row_exp.tolist() == [-2, 0]
+    assert q.ints.toarray().tolist() == [[0, 75], [0, 2]]
+    q = quantize_matrix(np.array([[1, 300], [0, 2]]), value_width=8, saturate=True)
+    assert q.row_exp.tolist() == [0, 0] and q.saturated == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_accumulator_cannot_overflow(seed):
+    rng = np.random.default_rng(seed)
+    width = (8, 16)[seed % 2]
+    acc = 2 * width if seed % 3 == 0 else 32
+    a = scipy.sparse.random(40, 60, density=0.3, random_state=seed, format="csr")
+    a.data = rng.choice([-1, 1], a.nnz) * 10.0 ** rng.uniform(-4, 5, a.nnz)
+    acc_max = (1 << (acc - 1)) - 1
+    # Without x: the worst case, every |x_q| at 2^(width - 1).
+    q = quantize_matrix(a, value_width=width, acc_width=acc)
+    assert q.worst_case_x
+    assert np.asarray(abs(q.ints).sum(axis=1)).max() * 2 ** (width - 1) <= acc_max
+    # With x: the actual x, and the operand quantized for that matrix.
+    x = rng.standard_normal((60, 3)) * 10.0 ** rng.uniform(-3, 3, 3)
+    q = quantize_matrix(a, value_width=width, acc_width=acc, x=x)
+    qx = quantize_operand(x, value_width=width, acc_width=acc, matrix_int=q.ints)
+    assert np.asarray(abs(q.ints) @ np.abs(qx.ints)).max() <= acc_max
+    assert np.abs(qx.ints).max() <= 2 ** (width - 1)
+    y = dequantize(q.ints @ qx.ints, q.row_exp, qx.exp)
+    report = error_report(y, a, x)
+    if width == 16 and acc == 32:
+        assert report["normwise"] < 1e-3
+
+
+def test_operand_exponent_per_column_and_integers_kept():
+    qx = quantize_operand(np.array([3, -4, 0]), value_width=8)
+    assert qx.exp == 0 and qx.exact and qx.ints.tolist() == [3, -4, 0]
+    qx = quantize_operand(np.array([[0.5, 100.0], [-0.25, 3.0]]), value_width=8)
+    # 0.5 x 2^8 = 128 does not fit 8 bits: exponent 7; 100 x 2 does not fit: exponent 0.
+    assert qx.exp.tolist() == [7, 0] and qx.ints.tolist() == [[64, 100], [-32, 3]]
+
+
+def test_operand_errors_count_from_one_and_name_the_file():
+    with pytest.raises(CompileError, match=r"^x\.npy: vector x value inf at index 3 is not "
+                                           r"finite$"):
+        quantize_operand(np.array([1.0, 2.0, np.inf]), value_width=8, what="vector x",
+                         source="x.npy")
+    with pytest.raises(CompileError, match=r"^A\.mtx: matrix value nan at row 2, column 1 "):
+        quantize_matrix(np.array([[0.0, 1.0], [np.nan, 0.0]]), value_width=8, source="A.mtx")
+
+
+def test_dequantize_and_error_report_by_hand():
+    y = dequantize(np.array([134, 202]), np.array([6, 0]), 0)
+    assert y.tolist() == [134 / 64, 202.0]
+    assert dequantize(np.array([[4, 8]]), np.array([1]), np.array([0, 2])).tolist() == [[2, 1]]
+    report = error_report(y, np.array([[1.5, 0.3], [0.0, 100.7]]), np.array([1, 2]))
+    assert report["normwise"] == pytest.approx(0.6 / 201.4)
+    assert report["rowwise_max"] == pytest.approx(0.6 / 201.4)
+    assert report["rows_over_1pct"] == 0
+    zero = error_report(np.zeros(2), np.zeros((2, 2)), np.ones(2))
+    assert zero["normwise"] == 0 and zero["rowwise_max"] == 0
