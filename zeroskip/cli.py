@@ -419,8 +419,9 @@ def cmd_compile(args):
           + (f", {scales}" if scales else " (integers, stored exactly)")
           + f", for configuration {config.fingerprint} ({_pes(config)})")
     if (getattr(program, "quant", None) or {}).get("worst_case_x"):
-        print(f"note: no --x given: the row scales assume the worst case |x| <= "
-              f"2^{config.value_width - 1} after x is scaled, so no accumulator can overflow")
+        print(f"note: no --x given: the row scales assume the largest possible x (every "
+              f"scaled |x_q| = 2^{config.value_width - 1}), so no accumulator can overflow; "
+              f"--x with a sample of x allows finer scales")
     _print_plan(program)
     if args.listing:
         _print_text(program.listing())

@@ -903,3 +903,28 @@ def test_explain_names_the_biggest_loss(capsys, tmp_path):
                    {"cycles": 10, "pe_busy": [4, 4], "gather_stalls": 1})
     assert parts == {"work": 8, "empty_rows": 2, "gather_stalls": 1, "scatter_stalls": 0,
                      "overhead": 0, "imbalance": 9, "total": 20}
+
+
+def test_run_help_lists_every_backend(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    backends = out.split("backends:", 1)[1].split("kernels:", 1)[0]
+    assert re.findall(r"^  (\w+) ", backends, re.M) == ["model", "pysim", "icarus", "verilator",
+                                                        "board"]
+    assert "--tolerance T" in out and "PROGRAM" not in out.split("usage:", 1)[0]
+
+
+def test_compile_without_x_says_it_assumes_the_worst_case(capsys, examples_data, tmp_path):
+    code, out, err = run_main(capsys, "compile", examples_data / "cage5.mtx", "-o",
+                              tmp_path / "p.npz")
+    assert code == 0, err
+    assert "note: no --x given: the row scales assume the largest possible x (every scaled " \
+           "|x_q| = 2^15), so no accumulator can overflow" in out
+    # Run later without --x: random integers shaped for the program.
+    code, out, err = run_main(capsys, "run", tmp_path / "p.npz", "--seed", "4")
+    assert code == 0, err
+    table = parse_table(out)
+    assert table["x"] == "random integers in [-8, 7], seed 4"
+    assert table["matches reference"] == "yes"
+    assert table["error vs float64"].startswith("normwise ")
