@@ -18,7 +18,7 @@ quantizes a matrix (one power-of-two exponent per row, see
 an operand (one exponent per vector or column), runs the program on the
 backend, compares the integers bit for bit with the ISA reference and the
 dequantized result with the float64 product; :meth:`~Accelerator.matmul` does
-both. Heavy modules are imported when first used.
+both. The compiler, the model and the backends are imported when first used.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ import dataclasses
 import importlib
 import math
 import weakref
+
+import numpy as np
+import scipy.sparse
 
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError, InputError, ZeroskipError
@@ -54,11 +57,6 @@ def _import(module):
             raise ZeroskipError(f"this zeroskip installation has no {module} "
                                 f"(reinstall zeroskip: pip install -e .)") from None
         raise
-
-
-def _np():
-    import numpy
-    return numpy
 
 
 def _json_number(value):
@@ -161,7 +159,6 @@ class Result:
     def to_json(self):
         """The result as a JSON-compatible dictionary."""
         program = self.program
-        np = _np()
         y_raw = np.asarray(self.y_raw)
         report = {
             "backend": self.backend,
@@ -271,8 +268,6 @@ class Accelerator:
         source : str, optional
             The file ``A`` came from (named in error messages).
         """
-        np = _np()
-        import scipy.sparse
         matrix = _matrix_operand(A, source)
         if x is not None:
             x = _check_operand(x, matrix.shape[1])
@@ -315,7 +310,6 @@ class Accelerator:
     def quantize_operand(self, matrix_int, x, *, saturate=False, source=None):
         """Quantize ``x`` for the quantized matrix (one exponent per vector or column)."""
         quant = _import("zeroskip.firmware.quant")
-        np = _np()
         is_matrix = _is_matrix(x)
         what = "right-hand matrix x" if is_matrix else "vector x"
         if not is_matrix and hasattr(x, "toarray"):
@@ -348,8 +342,8 @@ class Accelerator:
         -------
         Result
         """
-        np = _np()
-        program.check_config(self.config) if hasattr(program, "check_config") else None
+        if hasattr(program, "check_config"):
+            program.check_config(self.config)
         rows, cols = program.shape
         x = _check_operand(x, cols, source=source)
         if _is_matrix(x) != bool(getattr(program, "is_matrix", _is_matrix(x))):
@@ -433,7 +427,6 @@ def _prefix(source):
 
 
 def _first(exp):
-    np = _np()
     return int(np.asarray(exp).reshape(-1)[0]) if np.size(exp) else 0
 
 
@@ -446,8 +439,6 @@ def _nm(nm):
 
 
 def _matrix_operand(A, source):
-    import scipy.sparse
-    np = _np()
     if scipy.sparse.issparse(A):
         return scipy.sparse.csr_matrix(A)
     dense = np.asarray(A)
@@ -457,8 +448,6 @@ def _matrix_operand(A, source):
 
 
 def _is_matrix(x):
-    import scipy.sparse
-    np = _np()
     if scipy.sparse.issparse(x):
         return x.shape[0] > 1 and x.shape[1] > 1
     return np.ndim(x) == 2
@@ -466,8 +455,6 @@ def _is_matrix(x):
 
 def _check_operand(x, cols, *, source=None):
     """A vector of ``cols`` entries or a matrix with ``cols`` rows (sparse kept sparse)."""
-    import scipy.sparse
-    np = _np()
     if scipy.sparse.issparse(x):
         if 1 in x.shape:
             x = np.asarray(x.toarray()).reshape(-1)
@@ -492,8 +479,6 @@ def _check_operand(x, cols, *, source=None):
 
 def _stored_matrix(program):
     """The quantized matrix of a program, rebuilt from its float64 source (or None)."""
-    np = _np()
-    import scipy.sparse
     quant = _import("zeroskip.firmware.quant")
     source = getattr(program, "source", None)
     if source is not None:
@@ -512,7 +497,6 @@ def _stored_matrix(program):
 
 
 def _row_exp(program):
-    np = _np()
     if hasattr(program, "row_frac_bits"):
         return program.row_frac_bits
     row_exp = getattr(program, "row_exp", None)
@@ -523,7 +507,6 @@ def _row_exp(program):
 
 def _reference(matrix_int, x_int, config):
     """The bit-exact expected output; an accumulator overflow is an error."""
-    np = _np()
     spmv_reference = _import("zeroskip.firmware.reference").spmv_reference
     y, overflow = spmv_reference(matrix_int, x_int, config=config)
     if np.ndim(overflow) > 0:
@@ -543,7 +526,6 @@ def _reference(matrix_int, x_int, config):
 
 def _compare(y_raw, y_ref):
     """None when equal, else what differs (rows and columns counted from 1)."""
-    np = _np()
     y_raw = np.asarray(y_raw, dtype=np.int64)
     if y_raw.shape != y_ref.shape:
         if y_raw.ndim == y_ref.ndim == 1:
