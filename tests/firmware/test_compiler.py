@@ -6,7 +6,8 @@ from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError, InputError
 from zeroskip.firmware.asm import decode
-from zeroskip.firmware.compiler import _order_lanes, compile_spmv
+from zeroskip.firmware.compiler import compile_spmv
+from zeroskip.firmware.compiler.gather import _order_lanes
 from zeroskip.firmware.model import run_program
 from zeroskip.firmware.program import unpack_nz
 from zeroskip.firmware.reference import spmv_reference
