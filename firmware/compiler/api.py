@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.sparse
 
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError
-from zeroskip.firmware.compiler.bands import _bands, _column_width
-from zeroskip.firmware.compiler.cost import _balance, _choose, _consider_split, _split_record
+from zeroskip.firmware.compiler.bands import _bands, _column_width, _ranges
+from zeroskip.firmware.compiler.cost import (
+    _balance,
+    _choose,
+    _consider_split,
+    _dense_cycles,
+    _split_record,
+)
 from zeroskip.firmware.compiler.operand import _operand, _shape_of
-from zeroskip.firmware.compiler.plans import _column_tiles, _plan_csr, _plan_generic
+from zeroskip.firmware.compiler.plans import _column_tiles, _Context, _plan_csr, _plan_generic
 from zeroskip.firmware.compiler.settings import (
     NM_DEFAULT,
     _check_int,
@@ -34,7 +42,8 @@ from zeroskip.isa import Format
 def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_columns=None,
                    nm=NM_DEFAULT, prune_nm=False, bias=None, shift=0, relu=False, clamp=None,
                    epilogue=None, a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True,
-                   band_rows=None, dense_baseline=True, split_rows="auto"):
+                   band_rows=None, dense_baseline=True, split_rows="auto",
+                   progress=None):
     """Compile ``y = A @ x`` (a vector) or ``Y = A @ X`` (a matrix) for one configuration.
 
     Parameters
@@ -87,6 +96,9 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
         sum the pieces with ``REDUCE`` (needs ``config.reduce``). ``auto``
         (default) splits where the cost model predicts fewer cycles, ``True``
         wherever there are long rows and the pieces fit, ``False`` never.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each band of rows is
+        compiled (``total`` bands; every band emits one or more tiles).
 
     Returns
     -------
@@ -151,23 +163,27 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
             notes[Format.NM] = problem
         report["nm"] = list(nm)
 
+    # Only the rows whose result is not 0 run: the rows with nonzeros and the
+    # empty rows that read back a bias (or an epilogue of 0 that is not 0).
+    full_epi = epi
+    kept = _kept_rows(a, epi, config)
+    if len(kept) < rows:
+        a = _take_rows(a, kept)
+        if epi.bias is not None:
+            epi = dataclasses.replace(epi, bias=epi.bias[kept])
     # Row bands: the CSR blocks (row and nonzero memories), optionally capped.
     width = _column_width(a, config)
-    n_ct = max(1, -(-cols // width))
-    entry_rows = np.repeat(np.arange(rows), np.diff(a.indptr))
-    counts = np.zeros((rows, n_ct), dtype=np.int64)
-    np.add.at(counts, (entry_rows, a.indices // width), 1)
-    # CSR columns are sorted, so each (row, column tile) is a contiguous run.
-    starts = a.indptr[:-1, None] + np.cumsum(counts, axis=1) - counts
+    counts, starts = _tile_counts(a, width)
     bands = _bands(counts, config, band_rows)
+    ctx = _Context(a=a, counts=counts, starts=starts, width=width, config=config, epi=epi,
+                   operand=operand, nm=nm, bank_aware=bank_aware, split_rows=split_rows)
 
     def build(fmt_, band):
         start, stop, _, _ = band
         if fmt_ in (Format.CSR, Format.COO):
-            plan = _plan_csr(fmt_, band, a, counts, starts, width, config, bank_aware)
+            plan = _plan_csr(ctx, fmt_, band)
             if fmt_ is Format.CSR:
-                plan = _consider_split(plan, band, split_rows, operand, epi, config, a, counts,
-                                       starts, width, bank_aware)
+                plan = _consider_split(ctx, plan, band)
             return plan
         if fmt_ is Format.DENSE:
             tile_width = min(width, config.nz_depth)
@@ -183,16 +199,14 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
                              config, epi, nm)
 
     matrix_kernel = operand.columns > 0
-    ks = list(range(operand.count))
-    tiles, dense_tiles = [], []
+    tiles = []
     lane_entries = np.zeros(config.pes, dtype=np.int64)
-    dense_entries = np.zeros(config.pes, dtype=np.int64)
     band_reports, splits = [], []
-    for band in bands:
+    for index, band in enumerate(bands):
         plans = {f: build(f, band) for f in candidates}
         choice, band_report = _choose(plans, operand, epi, config)
         start, stop = int(band[0]), int(band[1])
-        band_report.update({"rows": [start, stop],
+        band_report.update({"rows": [int(kept[start]), int(kept[stop - 1]) + 1],
                             "nnz": int(a.indptr[stop] - a.indptr[start])})
         splits.append(_band_split(plans, choice, band_report["winner"], band, counts, config))
         for f, note in notes.items():
@@ -202,26 +216,58 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
         band_reports.append(band_report)
         for plan, columns in choice:
             _emit(plan, columns, epi, config, matrix_kernel, tiles, lane_entries)
-    if dense_baseline and rows:
-        # Dense mode needs no bands: its blocks follow its own memory limits.
-        dense = build(Format.DENSE, (0, rows, None, None))
-        _emit(dense, ks, epi, config, matrix_kernel, dense_tiles, dense_entries)
+        if progress is not None:
+            progress(index + 1, len(bands))
+    if len(kept) < rows:
+        for tile in tiles:
+            tile.readback[:, 2] = kept[tile.readback[:, 2]]
     report["bands"] = band_reports
     report["balance"] = _balance(bands, counts, config, splits)
 
     program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz), tiles=tiles,
                       a_frac_bits=int(a_frac_bits), x_frac_bits=int(x_frac_bits),
-                      epilogue=epi.record(), lane_nnz=lane_entries, name=name,
+                      epilogue=full_epi.record(), lane_nnz=lane_entries, name=name,
                       kernel=operand.kernel, rhs_columns=operand.columns, report=report)
     if dense_baseline:
-        dense_program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz),
-                                tiles=dense_tiles, epilogue=epi.record(),
-                                lane_nnz=dense_entries, kernel=operand.kernel,
-                                rhs_columns=operand.columns)
-        report["dense_cycles"] = int(dense_program.predicted_cycles())
+        # Dense mode on the rows that run (what fmt="dense" compiles), from its
+        # own memory limits rather than the bands.
+        report["dense_cycles"] = _dense_cycles(a.shape[0], cols, min(width, config.nz_depth),
+                                               config, epi, operand)
         report["dense_source"] = "predicted by the ISA model's timing rules"
     report["summary"] = _summary(program)
     return program
+
+
+def _kept_rows(a, epi, config):
+    """Indices of the rows the hardware computes: those with nonzeros and the empty
+    ones whose result is not 0 (the others read back as 0 without running)."""
+    keep = np.diff(a.indptr) > 0
+    if epi.bias is not None or epi.applied:
+        keep |= epi.empty_rows(a.shape[0], config) != 0
+    return np.flatnonzero(keep)
+
+
+def _take_rows(a, rows):
+    """The rows ``rows`` of the CSR matrix ``a`` (in order), in time and memory
+    proportional to their nonzeros."""
+    lengths = np.diff(a.indptr)[rows]
+    entries = _ranges(a.indptr[rows], lengths)
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    return scipy.sparse.csr_matrix((a.data[entries], a.indices[entries], indptr),
+                                   shape=(len(rows), a.shape[1]))
+
+
+def _tile_counts(a, width):
+    """``(counts, starts)``: per row and column tile of ``width`` columns, its
+    nonzeros and where they start among ``a``'s entries (CSR columns are sorted,
+    so each is a contiguous run)."""
+    rows, cols = a.shape
+    n_ct = max(1, -(-cols // width))
+    entry_rows = np.repeat(np.arange(rows), np.diff(a.indptr))
+    keys = entry_rows * n_ct + a.indices // width
+    counts = np.bincount(keys, minlength=rows * n_ct).reshape(rows, n_ct)
+    starts = a.indptr[:-1, None] + np.cumsum(counts, axis=1) - counts
+    return counts, starts
 
 
 def _split_setting(split_rows, config):
@@ -275,7 +321,7 @@ def _summary(program):
 def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, epilogue=None,
                  a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True, fmt="auto",
                  x=None, nm=NM_DEFAULT, prune_nm=False, band_rows=None, dense_baseline=False,
-                 split_rows="auto"):
+                 split_rows="auto", progress=None):
     """Compile ``y = A @ x`` for one accelerator configuration.
 
     Parameters
@@ -301,7 +347,7 @@ def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, 
         Name of the program.
     bank_aware : bool
         Order nonzeros to avoid input-vector bank conflicts (else by column).
-    fmt, x, nm, prune_nm, band_rows, dense_baseline, split_rows
+    fmt, x, nm, prune_nm, band_rows, dense_baseline, split_rows, progress
         As for :func:`compile_kernel`; ``x`` (a vector) makes the kernel
         SpMSpV when it is sparse. With the default configuration (CSR only)
         the program is the classic CSR SpMV.
@@ -323,4 +369,5 @@ def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, 
                           prune_nm=prune_nm, bias=bias, shift=shift, relu=relu, clamp=clamp,
                           epilogue=epilogue, a_frac_bits=a_frac_bits, x_frac_bits=x_frac_bits,
                           name=name, bank_aware=bank_aware, band_rows=band_rows,
-                          dense_baseline=dense_baseline, split_rows=split_rows)
+                          dense_baseline=dense_baseline, split_rows=split_rows,
+                          progress=progress)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 
 import numpy as np
+import scipy.sparse
 
+from zeroskip.firmware.compiler.plans import _column_tiles, _dense_span, _plan_generic, _split_rows
 from zeroskip.firmware.compiler.settings import _PREFERENCE, DENSE_MARGIN
 from zeroskip.firmware.compiler.split import _pieces, _plan_split
-from zeroskip.firmware.formats import (
-    FORMAT_NAMES,
-)
+from zeroskip.firmware.compiler.tiles import _emit
+from zeroskip.firmware.formats import FORMAT_NAMES
+from zeroskip.firmware.program import Program
 from zeroskip.isa import Format
 
 
@@ -114,23 +117,23 @@ def _reason(options, winner):
     return text
 
 
-def _consider_split(whole, band, split_rows, operand, epi, config, a, counts, starts, width,
-                    bank_aware):
+def _consider_split(ctx, whole, band):
     """The CSR plan of ``band``: ``whole`` or, if the cost model (or ``split_rows=True``)
     prefers it, the plan that splits the long rows; its ``split`` records why."""
-    info = _split_record(band, counts, config)
+    config, operand, epi = ctx.config, ctx.operand, ctx.epi
+    info = _split_record(band, ctx.counts, config)
     whole.split = info
     if not info["long_rows"]:
         return whole
     if not config.reduce:
         info["reason"] = "the hardware has no scatter/reduce network (reduce=false)"
-    elif split_rows is False:
+    elif ctx.split_rows is False:
         info["reason"] = "splitting is off (split_rows=False)"
     elif len(band[3]) != 1:
         info["reason"] = "x spans several column tiles (rows are split only in blocks with one)"
     if info["reason"]:
         return whole
-    split = _plan_split(band, a, counts, starts, width, config, bank_aware, epi)
+    split = _plan_split(ctx, band)
     if split is None:
         info["reason"] = ("the split rows' descriptors and instructions do not fit the row "
                           "and instruction memories")
@@ -141,7 +144,7 @@ def _consider_split(whole, band, split_rows, operand, epi, config, a, counts, st
     cycles_whole = _option(whole, operand, epi, config)[0]["cycles"]
     cycles_split = _option(split, operand, epi, config)[0]["cycles"]
     info.update(cycles_whole_rows=cycles_whole, cycles_split_rows=cycles_split)
-    if split_rows is True or cycles_split < cycles_whole:
+    if ctx.split_rows is True or cycles_split < cycles_whole:
         reduces = [block.reduce for block in split.blocks if block.reduce is not None]
         info.update(split=True, long_rows=sum(r.long_rows for r in reduces),
                     pieces=sum(r.pieces for r in reduces))
@@ -219,3 +222,49 @@ def _loads(work, lanes):
         loads[p] = load + w
         heapq.heappush(heap, (load + w, p))
     return loads
+
+
+def _dense_cycles(rows, cols, width, config, epi, operand):
+    """Predicted cycles of dense mode for ``rows`` x ``cols`` (column tiles of ``width``),
+    exactly as a program compiled with ``fmt="dense"`` would run.
+
+    A dense lane streams every entry of its rows, so a tile's cycles depend on
+    its shape only: dense mode's blocks hold the same number of rows (the last
+    fewer), and its column tiles the same width (the last narrower). The
+    cycles are those of one all-zero block of each size, over one column tile
+    of each kind, times how often each occurs; the work does not grow with
+    the matrix.
+    """
+    if rows == 0:
+        return 0
+    tiles = _column_tiles(cols, width)
+    kinds = [(tiles[0][1] - tiles[0][0], len(tiles) - 1)] if len(tiles) > 1 else []
+    kinds.append((tiles[-1][1] - tiles[-1][0], 1))
+    shape = []   # (x_start, x_stop) of the representative tiles
+    for tile_width, _ in kinds:
+        start = shape[-1][1] if shape else 0
+        shape.append((start, start + tile_width))
+    spans = np.array([_dense_span(w, config) for w, _ in kinds], dtype=np.int64)
+    probe = min(rows, config.pes * config.row_depth)
+    first, _ = next(_split_rows(np.arange(probe), np.full(probe, int(spans.sum())),
+                                np.tile(spans, (probe, 1)), config.row_depth, config))
+    size = len(first)
+    sizes = [(size, rows // size)] + ([(rows % size, 1)] if rows % size else [])
+    count, matrix = operand.count, operand.columns > 0
+    total = 0
+    for block_rows, repeat in sizes:
+        zero = scipy.sparse.csr_matrix((block_rows, shape[-1][1]), dtype=np.int64)
+        block_epi = epi if epi.bias is None else dataclasses.replace(
+            epi, bias=np.zeros(block_rows, dtype=np.int64))
+        plan = _plan_generic(Format.DENSE, np.arange(block_rows), zero, shape, config,
+                             block_epi, None)
+        assert len(plan.blocks) == 1
+        emitted = []
+        _emit(plan, list(range(count)), block_epi, config, matrix, emitted,
+              np.zeros(config.pes, dtype=np.int64))
+        program = Program(config=config, shape=zero.shape, nnz=0, tiles=emitted,
+                          kernel=operand.kernel, rhs_columns=operand.columns)
+        per_set = len(plan.blocks[0].sets)
+        for index, tile in enumerate(emitted):
+            total += repeat * kinds[index % per_set][1] * program.tile_cycles(tile)
+    return int(total)

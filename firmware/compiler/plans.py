@@ -22,6 +22,26 @@ from zeroskip.isa import Format
 
 
 @dataclasses.dataclass
+class _Context:
+    """What the plans of one compilation read.
+
+    ``a`` is the validated matrix (CSR, int64); ``counts[r, t]`` and
+    ``starts[r, t]`` the nonzeros of row ``r`` in column tile ``t`` (of
+    ``width`` columns) and where they start in ``a``'s entries.
+    """
+    a: object
+    counts: np.ndarray
+    starts: np.ndarray
+    width: int
+    config: object
+    epi: object
+    operand: object
+    nm: tuple
+    bank_aware: bool = True
+    split_rows: object = "auto"
+
+
+@dataclasses.dataclass
 class _ImageSet:
     """One column tile of a block: the lanes' images and their cost."""
     fmt: Format
@@ -200,8 +220,9 @@ def _row_set(fmt, parts, a, x_start, x_stop, config):
     return image_set
 
 
-def _whole_block(fmt, lane_rows, active_cts, a, counts, starts, width, config, bank_aware):
+def _whole_block(ctx, fmt, lane_rows, active_cts):
     """A block of whole rows (``lane_rows``: per lane, in local order) in CSR or COO."""
+    a, counts, starts, width, config = ctx.a, ctx.counts, ctx.starts, ctx.width, ctx.config
     cols = a.shape[1]
     sets = []
     for ct in active_cts:
@@ -209,7 +230,7 @@ def _whole_block(fmt, lane_rows, active_cts, a, counts, starts, width, config, b
         x_stop = min(cols, x_start + width)
         parts = [(counts[rows_p, ct], _ranges(starts[rows_p, ct], counts[rows_p, ct]))
                  for rows_p in lane_rows]
-        if bank_aware:
+        if ctx.bank_aware:
             # Rows keep their out address across column tiles: reorder rows
             # only when the block has a single one.
             perms, parts = _bank_order(parts, a, x_start, config,
@@ -219,12 +240,11 @@ def _whole_block(fmt, lane_rows, active_cts, a, counts, starts, width, config, b
     return _Block(lane_rows, sets)
 
 
-def _plan_csr(fmt, band, a, counts, starts, width, config, bank_aware):
+def _plan_csr(ctx, fmt, band):
     """The original CSR path for one band, whole rows (COO shares its order and its tokens)."""
     start, _stop, assign, active_cts = band
-    lane_rows = [np.flatnonzero(assign == p) + start for p in range(config.pes)]
-    return _Plan(fmt, [_whole_block(fmt, lane_rows, active_cts.tolist(), a, counts, starts,
-                                    width, config, bank_aware)])
+    lane_rows = [np.flatnonzero(assign == p) + start for p in range(ctx.config.pes)]
+    return _Plan(fmt, [_whole_block(ctx, fmt, lane_rows, active_cts.tolist())])
 
 
 def _split_rows(rows, work, memory, cap, config):

@@ -120,6 +120,19 @@ class _Epi:
         """Whether the last column tile adds a bias or applies the epilogue."""
         return self.applied or self.bias is not None
 
+    def empty_rows(self, rows, config):
+        """What the hardware reads back for each of ``rows`` empty rows: the bias
+        (0 without one) through the epilogue when it is applied."""
+        values = np.zeros(rows, dtype=np.int64) if self.bias is None else self.bias
+        if self.applied:
+            if self.shift:
+                values = (values + (1 << (self.shift - 1))) >> self.shift
+            if self.relu:
+                values = np.maximum(values, 0)
+            values = np.clip(values, self.clamp_lo, self.clamp_hi)
+            values = np.clip(values, config.value_min, config.value_max)
+        return values
+
     def record(self):
         return Epilogue(applied=self.applied, shift=self.shift, relu=self.relu,
                         clamp_lo=self.clamp_lo, clamp_hi=self.clamp_hi,

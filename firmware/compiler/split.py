@@ -19,19 +19,18 @@ def _pieces(work, lanes):
     return -(-work * lanes // max(int(work.sum()), lanes))
 
 
-def _plan_split(band, a, counts, starts, width, config, bank_aware, epi):
+def _plan_split(ctx, band):
     """CSR for ``band`` (a single column tile) with the long rows split across lanes,
     or ``None`` when the split rows do not fit the memories."""
     start, stop, _assign, active_cts = band
-    blocks = _split_blocks(np.arange(start, stop), int(active_cts[0]), a, counts, starts,
-                           width, config, bank_aware, epi)
+    blocks = _split_blocks(ctx, np.arange(start, stop), int(active_cts[0]))
     return None if blocks is None else _Plan(Format.CSR, blocks)
 
 
-def _split_blocks(rows, ct, *context):
+def _split_blocks(ctx, rows, ct):
     """:func:`_split_block` for ``rows``, halved until every part fits (``None``
     if a single row does not)."""
-    block = _split_block(rows, ct, *context)
+    block = _split_block(ctx, rows, ct)
     if block is not None:
         return [block]
     if len(rows) == 1:
@@ -39,14 +38,14 @@ def _split_blocks(rows, ct, *context):
     middle = len(rows) // 2
     blocks = []
     for part in (rows[:middle], rows[middle:]):
-        found = _split_blocks(part, ct, *context)
+        found = _split_blocks(ctx, part, ct)
         if found is None:
             return None
         blocks += found
     return blocks
 
 
-def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
+def _split_block(ctx, rows, ct):
     """One block of ``rows`` (column tile ``ct``) with its long rows split, or ``None``
     if it does not fit the lanes' memories or the instruction memory.
 
@@ -60,6 +59,7 @@ def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
     epilogue, the finishing descriptor of ``n_own`` empty rows at
     ``finish_base = route_base + 2 + h_max``.
     """
+    a, counts, starts, config, epi = ctx.a, ctx.counts, ctx.starts, ctx.config, ctx.epi
     lanes, cap = config.pes, config.row_depth - 1
     lengths = counts[rows, ct]
     work = np.maximum(lengths, 1)
@@ -72,8 +72,7 @@ def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
         assign = _lpt(work, lanes, cap)
         if np.bincount(assign, weights=lengths, minlength=lanes).max() > config.nz_depth:
             return None
-        return _whole_block(Format.CSR, [rows[assign == p] for p in range(lanes)], [ct], a,
-                            counts, starts, width, config, bank_aware)
+        return _whole_block(ctx, Format.CSR, [rows[assign == p] for p in range(lanes)], [ct])
     # Items: whole rows and the pieces of the long rows.
     item_row = np.repeat(np.arange(len(rows)), pieces)
     piece = np.arange(len(item_row)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
@@ -102,8 +101,7 @@ def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
     helpers = n_local - n_own
     if not helpers.any():
         own = [rows[lr_row[lr_lane == p]] for p in range(lanes)]
-        return _whole_block(Format.CSR, own, [ct], a, counts, starts, width, config,
-                            bank_aware)
+        return _whole_block(ctx, Format.CSR, own, [ct])
     # Fit: the three descriptors and the instructions of one column.
     n_max, h_max = int(n_local.max()), int(helpers.max())
     route_base = 1 + n_max
@@ -123,9 +121,9 @@ def _split_block(rows, ct, a, counts, starts, width, config, bank_aware, epi):
                    np.flatnonzero((lr_lane == p) & lr_helper)].astype(np.int64)
              for p in range(lanes)]
     parts = [(lr_len[perm], entries[_ranges(lr_start[perm], lr_len[perm])]) for perm in perms]
-    x_start = ct * width
-    x_stop = min(a.shape[1], x_start + width)
-    if bank_aware:
+    x_start = ct * ctx.width
+    x_stop = min(a.shape[1], x_start + ctx.width)
+    if ctx.bank_aware:
         _, parts = _bank_order(parts, a, x_start, config, reorder_rows=False)
     image_set = _row_set(Format.CSR, parts, a, x_start, x_stop, config)
     destinations = []
