@@ -22,6 +22,7 @@ holds, once for the whole firmware:
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import scipy.sparse
@@ -69,6 +70,7 @@ def row_formats():
     return [fmt for fmt in Format if fmt is not Format.CSC]
 
 
+@functools.lru_cache(maxsize=64)
 def _fields(config):
     return {name: field for name, field in nz_entry_layout(config)}
 
@@ -308,6 +310,13 @@ def _row_tokens(lengths, minimum):
     it has taken ``minimum`` (scalar or per row) tokens.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
+    if np.ndim(minimum) == 0 and minimum == 1:
+        # Every entry in order, and one -1 where each empty row sits.
+        entries = np.arange(int(lengths.sum()), dtype=np.int64)
+        empty = np.flatnonzero(lengths == 0)
+        if len(empty):
+            entries = np.insert(entries, _starts(lengths)[empty], -1)
+        return entries
     per_row = np.maximum(lengths, minimum)
     total = int(per_row.sum())
     if total == 0:

@@ -16,6 +16,7 @@ import numpy as np
 from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.asm import decode
+from zeroskip.firmware.cycles import gather_schedule
 from zeroskip.firmware.formats import DescriptorFault, decode_lane, decode_routes, format_name
 from zeroskip.isa import (
     CTRL_CLEAR,
@@ -397,7 +398,7 @@ class Machine:
             self._count("cycles", timing.CSC_OVERHEAD + timing.column_mode_cycles(
                 streams, args, self.x, c))
             return rr, overflow
-        result = timing.schedule(tokens, c.x_banks, rr=rr)
+        result = gather_schedule(tokens, c.x_banks, rr=rr)
         self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
         self._count("gather_stalls", result.stalls)
         for p, busy in enumerate(result.busy_per_lane):

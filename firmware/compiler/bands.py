@@ -30,8 +30,10 @@ def _column_width(a, config):
     while width > config.nz_depth:
         if a.nnz == 0:
             break
+        # Entries are sorted by row and column, so each (row, tile) is one run.
         keys = rows * (a.shape[1] // width + 1) + a.indices // width
-        if np.bincount(keys).max() <= config.nz_depth:
+        edges = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+        if np.diff(edges).max() <= config.nz_depth:
             break
         width //= 2
     return width

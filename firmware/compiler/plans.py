@@ -10,6 +10,7 @@ from zeroskip import timing
 from zeroskip.firmware.asm import encode_reduce, encode_spmv
 from zeroskip.firmware.compiler.bands import _lpt, _ranges
 from zeroskip.firmware.compiler.gather import _bank_order, _order_lanes
+from zeroskip.firmware.cycles import gather_schedule
 from zeroskip.firmware.formats import (
     BITMAP_CHUNK,
     DATAFLOWS,
@@ -206,7 +207,7 @@ def _stream_cycles(fmt, images, config):
         stream = decode_lane(fmt, image.ptr, image.nz, image.meta, ptr_base=0, nz_base=0,
                              x_base=0, out_base=0, config=config)
         tokens.append(stream.banks(0, config.x_banks))
-    return timing.schedule(tokens, config.x_banks).cycles
+    return gather_schedule(tokens, config.x_banks).cycles
 
 
 def _row_set(fmt, parts, a, x_start, x_stop, config):
