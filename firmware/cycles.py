@@ -31,7 +31,8 @@ _stats = {"hits": 0, "misses": 0}
 def _key(lane_tokens, x_banks, rr):
     digest = hashlib.blake2b(digest_size=20)
     digest.update(np.asarray([x_banks, len(lane_tokens)], dtype=np.int64).tobytes())
-    digest.update(np.asarray([] if rr is None else rr, dtype=np.int64).tobytes())
+    # No pointers means all 0 (the state at ``CTRL.start``).
+    digest.update(np.asarray([0] * x_banks if rr is None else rr, dtype=np.int64).tobytes())
     for tokens in lane_tokens:
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         digest.update(np.int64(len(tokens)).tobytes())

@@ -17,7 +17,13 @@ from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.cycles import gather_schedule
-from zeroskip.firmware.formats import DescriptorFault, decode_lane, decode_routes, format_name
+from zeroskip.firmware.formats import (
+    DescriptorFault,
+    decode_csr_lanes,
+    decode_lane,
+    decode_routes,
+    format_name,
+)
 from zeroskip.isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -38,6 +44,7 @@ from zeroskip.isa import (
 __all__ = ["BusError", "Machine", "ModelError", "ModelResult", "run_program"]
 
 _MASK32 = 0xFFFF_FFFF
+_REGIONS = {region.value: region for region in Region}
 _COUNTERS = {Reg.CYCLES: "cycles", Reg.INSNS: "insns", Reg.MACS: "macs",
              Reg.SKIPPED: "skipped", Reg.GATHER_STALLS: "gather_stalls",
              Reg.SCATTER_STALLS: "scatter_stalls"}
@@ -101,6 +108,8 @@ class Machine:
         self._nz_mask = (1 << nz_entry_layout(c).size) - 1
         self._meta_mask = (1 << META_WIDTH) - 1
         self._formats = {fmt for fmt in Format if format_name(fmt) in c.formats}
+        self._depths = {region: self.map.depth(region) for region in Region
+                        if region != Region.CSR}
         # Epilogue registers: reset to 0, set only by SET_EPI (they outlive runs).
         self.epi_shift, self.epi_relu, self.epi_lo, self.epi_hi = 0, False, 0, 0
         self.busy = False
@@ -124,16 +133,15 @@ class Machine:
                            address=address)
         region = address >> MemoryMap.REGION_SHIFT
         offset = address & ((1 << MemoryMap.REGION_SHIFT) - 1)
-        try:
-            region = Region(region)
-        except ValueError:
+        region = _REGIONS.get(region)
+        if region is None:
             raise BusError(f"address {address:#x} is outside every window",
-                           address=address) from None
+                           address=address)
         if region in (Region.CSR, Region.IMEM, Region.X):
             return region, None, offset // 4
         lane = offset >> MemoryMap.LANE_SHIFT
         index = (offset & ((1 << MemoryMap.LANE_SHIFT) - 1)) // 4
-        if lane >= self.config.pes or index >= self.map.depth(region):
+        if lane >= self.config.pes or index >= self._depths[region]:
             raise BusError(f"address {address:#x} is outside the {region.name} window",
                            address=address)
         return region, lane, index
@@ -227,6 +235,12 @@ class Machine:
             raise ValueError("bus words must fit 32 bits")
         region, lane, index = self._decode_address(address)
         last = address + 4 * (len(words) - 1)
+        if (region == Region.IMEM and not self.busy and index % 2 == 0 and len(words) % 2 == 0
+                and index + len(words) <= 2 * self.config.imem_depth):
+            # Whole instructions: low word, then high word.
+            pairs = words.reshape(-1, 2).astype(np.uint64)
+            self.imem[index // 2:index // 2 + len(pairs)] = pairs[:, 0] | pairs[:, 1] << 32
+            return
         if (region in (Region.CSR, Region.IMEM) or self._decode_address(last)[:2]
                 != (region, lane)):
             for k, word in enumerate(words.tolist()):
@@ -348,6 +362,8 @@ class Machine:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
 
     def _spmv(self, args, rr):
+        if Format(args["fmt"]) is Format.CSR:
+            return self._spmv_csr(args, rr)
         c = self.config
         streams = [self._lane_stream(p, args) for p in range(c.pes)]
         x_base = args["x_base"]
@@ -399,6 +415,41 @@ class Machine:
                 streams, args, self.x, c))
             return rr, overflow
         result = gather_schedule(tokens, c.x_banks, rr=rr)
+        self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
+        self._count("gather_stalls", result.stalls)
+        for p, busy in enumerate(result.busy_per_lane):
+            self.pe_busy[p] = (self.pe_busy[p] + busy) & _MASK32
+        return result.rr, overflow
+
+    def _spmv_csr(self, args, rr):
+        """``SPMV`` in CSR, every lane at once (the same rules as :meth:`_spmv`)."""
+        c = self.config
+        try:
+            lanes = decode_csr_lanes(self.ptr, self.nz, ptr_base=args["ptr_base"],
+                                     nz_base=args["nz_base"], x_base=args["x_base"],
+                                     out_base=args["out_base"], config=c)
+        except DescriptorFault:
+            raise _Fault(ErrorCode.DESCRIPTOR) from None
+        products = lanes.values * self.x[args["x_base"] + lanes.cols]
+        macs = int(np.count_nonzero(products))
+        self._count("macs", macs)
+        self._count("skipped", len(products) - macs)
+        overflow = False
+        if len(lanes.row_lane):
+            sums, row_overflow = _row_sums(products, lanes.row_ends, c)
+            where = (lanes.row_lane, args["out_base"] + lanes.row_local)
+            if args["accumulate"]:
+                sums = sums + self.out[where]
+                row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
+            if args["bias"]:
+                sums = sums + self.bias[where]
+                row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
+            overflow = bool(row_overflow.any())
+            sums = _signed(sums, c.acc_width)
+            if args["epilogue"]:
+                sums = self._epilogue(sums)
+            self.out[where] = sums
+        result = gather_schedule(lanes.tokens, c.x_banks, rr=rr)
         self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
         self._count("gather_stalls", result.stalls)
         for p, busy in enumerate(result.busy_per_lane):
@@ -510,7 +561,7 @@ class ModelResult:
     error: ModelError | None = None
 
 
-def run_program(program, x_int, *, machine=None):
+def run_program(program, x_int, *, machine=None, progress=None):
     """Run a program on the model the way a host driver does.
 
     Each tile is loaded through the memory map (microcode, its slices of the
@@ -527,6 +578,8 @@ def run_program(program, x_int, *, machine=None):
     machine : Machine, optional
         The machine to use (a fresh one by default); its configuration must
         match the program's.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each tile (``total`` tiles).
 
     Returns
     -------
@@ -556,8 +609,7 @@ def run_program(program, x_int, *, machine=None):
         halves = np.empty(2 * len(code), dtype=np.int64)
         halves[0::2] = (code & np.uint64(_MASK32)).astype(np.int64)
         halves[1::2] = (code >> np.uint64(32)).astype(np.int64)
-        for k, word in enumerate(halves.tolist()):
-            machine.write_word(m.imem(0) + 4 * k, word)
+        machine.write_words(m.imem(0), halves)
         for address, column, start, stop in tile.loads():
             machine.write_words(m.x(address), columns[start:stop, column] & _MASK32)
         for p in range(config.pes):
@@ -587,6 +639,8 @@ def run_program(program, x_int, *, machine=None):
                     continue
                 words = machine.read_words(m.lane(Region.OUT, p, 0), int(mine[:, 1].max()) + 1)
                 y_view[mine[:, 2], mine[:, 3]] = _signed(words[mine[:, 1]], 32)
+        if progress is not None:
+            progress(index + 1, len(program.tiles))
         if failed:
             break
     totals["pe_busy"] = pe_busy
