@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -600,8 +602,8 @@ class Program:
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise InputError(f"{path}: not a zeroskip program ({error})") from None
+        except _ARCHIVE_ERRORS as error:
+            raise InputError(f"{path}: not a zeroskip program ({_one_line(error)})") from None
         try:
             return cls._from_arrays(arrays)
         except _Invalid as error:
@@ -667,6 +669,16 @@ def _span(columns):
 
 class _Invalid(Exception):
     pass
+
+
+#: What reading a damaged archive raises (zipfile, zlib, and NumPy parsing a
+#: member's header).
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+                   NotImplementedError, RuntimeError, tokenize.TokenError)
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _array(arrays, key, dtype, limit, what):
