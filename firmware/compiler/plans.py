@@ -217,7 +217,11 @@ def _row_set(fmt, parts, a, x_start, x_stop, config):
     if not any(len(image.nz) for image in images):
         x_start = x_stop = 0
     image_set = _ImageSet(fmt, images, x_start, x_stop, max(x_stop - x_start, 1))
-    image_set.cycles = _stream_cycles(fmt, images, config)
+    # Row after row, one token per entry and one per empty row (what the
+    # decoder streams, without decoding the images again).
+    tokens = [timing.lane_tokens(np.cumsum(lengths), a.indices[entries] - x_start,
+                                 x_banks=config.x_banks) for lengths, entries in parts]
+    image_set.cycles = gather_schedule(tokens, config.x_banks).cycles
     return image_set
 
 
