@@ -1,7 +1,14 @@
-"""Cycle accounting shared by the ISA model and the compiler.
+"""Cycle accounting shared by the ISA model, the program's cycle prediction and
+the compiler.
 
-The rules are the timing contract's (:mod:`zeroskip.timing`); this module
-only remembers their answers. Replaying the gather arbitration of one
+:class:`RunCycles` is the one place where an instruction's cycles, stalls and
+busy cycles are counted from the rules of the timing contract
+(:mod:`zeroskip.timing`) and where the networks' round-robin state carries
+from one instruction to the next during a run. :class:`~.model.Machine`
+feeds it what its decoders stream; :meth:`.program.Program.tile_cycles`
+feeds it what a tile's images hold; both get the same numbers.
+
+Replaying the gather arbitration of one
 ``SPMV`` costs time proportional to its schedule, and the same schedule is
 asked for more than once: the compiler's cost model predicts every tile, and
 the model (or :meth:`.program.Program.predicted_cycles`) replays the same
@@ -13,13 +20,15 @@ most recent :data:`CACHE_SIZE` schedules.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 
 import numpy as np
 
 from zeroskip import timing
 
-__all__ = ["gather_schedule", "CACHE_SIZE", "cache_info", "clear_cache"]
+__all__ = ["RunCycles", "Cost", "gather_schedule", "CACHE_SIZE", "cache_info",
+           "clear_cache"]
 
 #: Schedules remembered (least recently used first out).
 CACHE_SIZE = 4096
@@ -68,3 +77,72 @@ def clear_cache():
     """Forget every remembered schedule (benchmarks measure cold runs with it)."""
     _cache.clear()
     _stats.update(hits=0, misses=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What one instruction adds to the counters.
+
+    Attributes
+    ----------
+    cycles, gather_stalls, scatter_stalls : int
+    busy : list of int or None
+        Per lane, busy cycles (``None``: none).
+    grants : numpy.ndarray or None
+        ``REDUCE`` with ``trace``: the scatter bus's grants in order.
+    """
+
+    cycles: int
+    gather_stalls: int = 0
+    scatter_stalls: int = 0
+    busy: list | None = None
+    grants: np.ndarray | None = None
+
+
+class RunCycles:
+    """The cycles of one run, instruction by instruction (from ``CTRL.start``).
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.gather_rr = [0] * config.x_banks   # the gather network's pointers
+        self.scatter_rr = [0]                   # the scatter network's (a bus)
+        self.cycles = 0
+
+    def _add(self, cost):
+        self.cycles += cost.cycles
+        return cost
+
+    def spmv(self, lane_tokens):
+        """A row- or dense-mode ``SPMV`` whose lanes stream ``lane_tokens`` (banks,
+        ``-1`` for a token without a request)."""
+        result = gather_schedule(lane_tokens, self.config.x_banks, rr=self.gather_rr)
+        self.gather_rr = result.rr
+        return self._add(Cost(timing.SPMV_OVERHEAD + result.cycles,
+                              gather_stalls=result.stalls, busy=result.busy_per_lane))
+
+    def column_mode(self, streams, args, x_buffer, busy=None):
+        """A column-mode (CSC) ``SPMV`` (``x_buffer``: the X buffer, ``None`` visits
+        every column; ``busy``: per lane, the products it took)."""
+        return self._add(Cost(timing.CSC_OVERHEAD + timing.column_mode_cycles(
+            streams, args, x_buffer, self.config), busy=busy))
+
+    def reduce(self, destinations, *, trace=False):
+        """A ``REDUCE`` whose lanes route to ``destinations`` (per lane, in order)."""
+        result = timing.reduce_schedule(destinations, self.config.pes, rr=self.scatter_rr,
+                                        trace=trace)
+        self.scatter_rr = result.rr
+        return self._add(Cost(timing.reduce_cycles(result.cycles),
+                              scatter_stalls=result.stalls, grants=result.grants))
+
+    def other(self):
+        """Any other instruction (``HALT`` included), or one that stops with an error."""
+        return self._add(Cost(timing.INSN_OVERHEAD))
+
+    def overrun(self):
+        """The fetch that finds the program counter past the instruction memory."""
+        return self._add(Cost(timing.OVERRUN_OVERHEAD))

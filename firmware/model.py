@@ -13,10 +13,9 @@ import dataclasses
 
 import numpy as np
 
-from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.asm import decode
-from zeroskip.firmware.cycles import gather_schedule
+from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
     decode_csr_lanes,
@@ -304,36 +303,35 @@ class Machine:
         self.done = False
         self.error = ErrorCode.NONE
         self.busy = True
-        rr = [0] * self.config.x_banks          # gather network
-        scatter_rr = [0]                        # scatter network (a bus)
+        run = RunCycles(self.config)
         pc = 0
         try:
             while True:
                 if pc >= self.config.imem_depth:
                     self.pc = pc
-                    self._count("cycles", timing.OVERRUN_OVERHEAD)
+                    self._charge(run.overrun())
                     raise _Fault(ErrorCode.PC_OVERRUN)
                 self.pc = pc
                 opcode, args = decode(int(self.imem[pc]))
                 disabled = (opcode == Opcode.SPMV and Format(args["fmt"]) not in self._formats
                             or opcode == Opcode.REDUCE and not self.config.reduce)
                 if opcode is None or disabled:
-                    self._count("cycles", timing.INSN_OVERHEAD)
+                    self._charge(run.other())
                     raise _Fault(ErrorCode.ILLEGAL_INSN)
                 if opcode in (Opcode.SPMV, Opcode.REDUCE):
                     try:
                         if opcode == Opcode.SPMV:
-                            rr, overflow = self._spmv(args, rr)
+                            overflow = self._spmv(args, run)
                         else:
-                            scatter_rr, overflow = self._reduce(args, scatter_rr)
+                            overflow = self._reduce(args, run)
                     except _Fault:
-                        self._count("cycles", timing.INSN_OVERHEAD)
+                        self._charge(run.other())
                         raise
                     if overflow:
                         raise _Fault(ErrorCode.OVERFLOW)
                     self._count("insns", 1)
                 else:
-                    self._count("cycles", timing.INSN_OVERHEAD)
+                    self._charge(run.other())
                     self._count("insns", 1)
                     if opcode == Opcode.HALT:
                         break
@@ -350,6 +348,15 @@ class Machine:
     def _count(self, name, amount):
         self.counters[name] = (self.counters[name] + int(amount)) & _MASK32
 
+    def _charge(self, cost):
+        """Add one instruction's :class:`~.cycles.Cost` to the counters."""
+        self._count("cycles", cost.cycles)
+        self._count("gather_stalls", cost.gather_stalls)
+        self._count("scatter_stalls", cost.scatter_stalls)
+        if cost.busy is not None:
+            for p, busy in enumerate(cost.busy):
+                self.pe_busy[p] = (self.pe_busy[p] + int(busy)) & _MASK32
+
     # SPMV.
 
     def _lane_stream(self, p, args):
@@ -361,15 +368,15 @@ class Machine:
         except DescriptorFault:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
 
-    def _spmv(self, args, rr):
+    def _spmv(self, args, run):
         if Format(args["fmt"]) is Format.CSR:
-            return self._spmv_csr(args, rr)
+            return self._spmv_csr(args, run)
         c = self.config
         streams = [self._lane_stream(p, args) for p in range(c.pes)]
         x_base = args["x_base"]
         column_mode = Format(args["fmt"]) is Format.CSC
         overflow = False
-        tokens = []
+        tokens, busy = [], []
         for p, stream in enumerate(streams):
             n = stream.n
             if column_mode:
@@ -386,7 +393,7 @@ class Machine:
                 macs = int(np.count_nonzero(products))
                 self._count("macs", macs)
                 self._count("skipped", len(stream.values) - macs)
-                self.pe_busy[p] = (self.pe_busy[p] + len(products)) & _MASK32
+                busy.append(len(products))
             else:
                 tokens.append(stream.banks(x_base, c.x_banks))
                 products = stream.values * self.x[x_base + stream.cols]
@@ -411,17 +418,12 @@ class Machine:
                 sums = self._epilogue(sums)
             self.out[p, rows] = sums
         if column_mode:
-            self._count("cycles", timing.CSC_OVERHEAD + timing.column_mode_cycles(
-                streams, args, self.x, c))
-            return rr, overflow
-        result = gather_schedule(tokens, c.x_banks, rr=rr)
-        self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
-        self._count("gather_stalls", result.stalls)
-        for p, busy in enumerate(result.busy_per_lane):
-            self.pe_busy[p] = (self.pe_busy[p] + busy) & _MASK32
-        return result.rr, overflow
+            self._charge(run.column_mode(streams, args, self.x, busy))
+        else:
+            self._charge(run.spmv(tokens))
+        return overflow
 
-    def _spmv_csr(self, args, rr):
+    def _spmv_csr(self, args, run):
         """``SPMV`` in CSR, every lane at once (the same rules as :meth:`_spmv`)."""
         c = self.config
         try:
@@ -449,34 +451,29 @@ class Machine:
             if args["epilogue"]:
                 sums = self._epilogue(sums)
             self.out[where] = sums
-        result = gather_schedule(lanes.tokens, c.x_banks, rr=rr)
-        self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
-        self._count("gather_stalls", result.stalls)
-        for p, busy in enumerate(result.busy_per_lane):
-            self.pe_busy[p] = (self.pe_busy[p] + busy) & _MASK32
-        return result.rr, overflow
+        self._charge(run.spmv(lanes.tokens))
+        return overflow
 
     # REDUCE.
 
-    def _reduce(self, args, rr):
+    def _reduce(self, args, run):
         c = self.config
         try:
             routes = decode_routes(self.ptr, args, c)
         except DescriptorFault:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
-        result = timing.reduce_schedule([r.lanes for r in routes], c.pes, rr=rr, trace=True)
-        self._count("cycles", timing.reduce_cycles(result.cycles))
-        self._count("scatter_stalls", result.stalls)
+        cost = run.reduce([r.lanes for r in routes], trace=True)
+        self._charge(cost)
         # Every route as (source word, destination word) of out.flat, in grant order.
         offsets = np.cumsum([0] + [len(r.lanes) for r in routes])
         sources = np.concatenate([p * c.row_depth + args["src_base"] + r.source
                                   + np.arange(len(r.lanes)) for p, r in enumerate(routes)])
         targets = np.concatenate([r.lanes * c.row_depth + args["dst_base"] + r.rows
                                   for r in routes])
-        lane, index = result.grants[:, 0], result.grants[:, 1]
+        lane, index = cost.grants[:, 0], cost.grants[:, 1]
         flat = offsets[lane] + index
         if not len(flat):
-            return result.rr, False
+            return False
         out = self.out.reshape(-1)
         values, targets = out[sources[flat]], targets[flat]
         # Each destination word adds its partial sums in the order it takes them.
@@ -489,7 +486,7 @@ class Machine:
         overflow = bool(((partial < c.acc_min) | (partial > c.acc_max)).any())
         last = np.r_[first[1:], len(values)] - 1
         out[targets[first]] = _signed(partial[last], c.acc_width)
-        return result.rr, overflow
+        return overflow
 
     def _epilogue(self, sums):
         c = self.config
