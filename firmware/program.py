@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import ConfigError, InputError, ProgramMismatchError
 from zeroskip.firmware.asm import decode, disassemble
+from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
     decode_lane,
@@ -433,8 +433,7 @@ class Program:
         """
         config = self.config
         buffer = None if x is None else self.x_buffer(tile, x)
-        rr = scatter_rr = None
-        cycles = 0
+        run = RunCycles(config)
         streams = {}
         for word in tile.code:
             opcode, args = decode(int(word))
@@ -442,15 +441,12 @@ class Program:
                 try:
                     routes = decode_routes(tile.ptr, args, config)
                 except DescriptorFault:
-                    cycles += timing.INSN_OVERHEAD
+                    run.other()
                     break
-                result = timing.reduce_schedule([r.lanes for r in routes], config.pes,
-                                                rr=scatter_rr)
-                scatter_rr = result.rr
-                cycles += timing.reduce_cycles(result.cycles)
+                run.reduce([r.lanes for r in routes])
                 continue
             if opcode is not Opcode.SPMV:
-                cycles += timing.INSN_OVERHEAD
+                run.other()
                 if opcode in (Opcode.HALT, Opcode.REDUCE, None):
                     break
                 continue
@@ -460,24 +456,20 @@ class Program:
                 try:
                     streams[key] = [tile.stream(p, zero, config) for p in range(config.pes)]
                 except DescriptorFault:
-                    cycles += timing.INSN_OVERHEAD
+                    run.other()
                     break
             lanes = streams[key]
             try:
                 for stream in lanes:
                     stream.check_bases(args["x_base"], args["out_base"], config)
             except DescriptorFault:
-                cycles += timing.INSN_OVERHEAD
+                run.other()
                 break
             if Format(args["fmt"]) is Format.CSC:
-                cycles += timing.CSC_OVERHEAD + timing.column_mode_cycles(
-                    lanes, args, buffer, config)
+                run.column_mode(lanes, args, buffer)
                 continue
-            tokens = [stream.banks(args["x_base"], config.x_banks) for stream in lanes]
-            result = timing.schedule(tokens, config.x_banks, rr=rr)
-            rr = result.rr
-            cycles += timing.SPMV_OVERHEAD + result.cycles
-        return cycles
+            run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes])
+        return run.cycles
 
     def predicted_cycles(self, x=None):
         """Predicted ``CYCLES`` summed over all tiles (see :meth:`tile_cycles`)."""
