@@ -29,6 +29,7 @@ Usage::
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -169,8 +170,11 @@ def main(argv=None):
     print(f"{'met   ' if stretch else 'missed'} (stretch) compile >= 1,000,000 nnz/s")
     print("(order: gather ordering of the nonzeros; sched: replay of the gather arbitration; "
           "default configuration, 8 PEs; one core)")
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} (1 min) on {os.cpu_count()} cores; "
+          f"times are wall-clock and grow with it")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"targets": TARGETS, "rows": rows,
+    args.out.write_text(json.dumps({"targets": TARGETS, "rows": rows, "loadavg": load,
                                     "met": {label: ok for label, ok in checks}},
                                    indent=2) + "\n")
     print(f"saved {args.out}")
