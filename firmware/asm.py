@@ -86,6 +86,20 @@ def _check_field(text_name, value, shape):
 
 
 def _encode(mnemonic, fields):
+    key = (mnemonic, tuple(sorted((name, type(value), value) for name, value in fields.items())))
+    try:
+        return _encoded(key)
+    except TypeError:   # an unhashable operand: encode (and refuse) it uncached
+        return _encode_fields(mnemonic, fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded(key):
+    mnemonic, items = key
+    return _encode_fields(mnemonic, {name: value for name, _, value in items})
+
+
+def _encode_fields(mnemonic, fields):
     opcode, member, names, shapes = _MNEMONICS[mnemonic]
     init = {"opcode": opcode}
     if member is not None:

@@ -23,7 +23,9 @@ NumPy arrays load as ``int64``; everything else loads as ``float64``.
 import math
 import os
 import re
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 import scipy.sparse
@@ -44,6 +46,12 @@ _REAL_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eEdD][+-]?[0-9]+)?\Z")
 _NONFINITE_RE = re.compile(r"[+-]?(nan|inf|infinity)\Z", re.IGNORECASE)
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
+#: Largest row count, column count or entry count a size line may give.
+_INDEX_MAX = (1 << 31) - 1
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _name(path):
@@ -170,6 +178,10 @@ def _parse_mtx(path):
             raise InputError(f"{name}:{lineno}: size line: not a non-negative integer: {token!r}")
     sizes = [int(token) for token in tokens]
     n_rows, n_cols = sizes[0], sizes[1]
+    for size in sizes:
+        if size > _INDEX_MAX:
+            raise InputError(f"{name}:{lineno}: size line: {size} is too large "
+                             f"(at most {_INDEX_MAX})")
     if n_rows == 0 or n_cols == 0:
         raise InputError(f"{name}:{lineno}: the matrix is empty ({n_rows} x {n_cols})")
     if symmetry != "general" and n_rows != n_cols:
@@ -251,6 +263,12 @@ def _parse_coordinate(name, lines, start, field, symmetry, shape, announced):
 def _parse_array(name, lines, start, field, symmetry, shape):
     n_rows, n_cols = shape
     # Column-major; symmetric: lower triangle with the diagonal; skew: strict lower triangle.
+    expected = {"general": n_rows * n_cols, "symmetric": n_rows * (n_rows + 1) // 2,
+                "skew-symmetric": n_rows * (n_rows - 1) // 2}[symmetry]
+    given = sum(1 for _ in _data_lines(lines, start))
+    if given < expected:   # before listing the positions of a huge array
+        raise InputError(f"{name}: the {n_rows} x {n_cols} {symmetry} array has "
+                         f"{expected} values but the file has {given}")
     if symmetry == "general":
         positions = [(i, j) for j in range(n_cols) for i in range(n_rows)]
     elif symmetry == "symmetric":
@@ -342,13 +360,14 @@ def _load_npy(path, what):
     except OSError as error:
         if error.strerror:
             raise InputError(f"{name}: cannot read: {error.strerror}") from None
-        raise InputError(f"{name}: not a valid NumPy .npy file: {error}") from None
-    except EOFError as error:
-        raise InputError(f"{name}: not a valid NumPy .npy file: {error}") from None
+        raise InputError(f"{name}: not a valid NumPy .npy file: {_one_line(error)}") from None
+    except (EOFError, SyntaxError, tokenize.TokenError) as error:
+        # A damaged header: NumPy's parser of its dictionary gives up.
+        raise InputError(f"{name}: not a valid NumPy .npy file: {_one_line(error)}") from None
     except ValueError as error:
         if "pickle" in str(error):
             raise InputError(f"{name}: arrays of Python objects are not supported") from None
-        raise InputError(f"{name}: not a valid NumPy .npy file: {error}") from None
+        raise InputError(f"{name}: not a valid NumPy .npy file: {_one_line(error)}") from None
     _check_dtype(name, array.dtype, what)
     return array
 
@@ -386,8 +405,9 @@ def _load_matrix_npz(path):
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise InputError(f"{name}: not a valid .npz archive: {error}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+            RuntimeError) as error:
+        raise InputError(f"{name}: not a valid .npz archive: {_one_line(error)}") from None
     if "format" not in keys or "shape" not in keys:
         listed = ", ".join(repr(key) for key in sorted(keys)) or "no arrays"
         raise InputError(f"{name}: not a scipy.sparse file (written by scipy.sparse.save_npz); "
@@ -395,7 +415,7 @@ def _load_matrix_npz(path):
     try:
         matrix = scipy.sparse.load_npz(path)
     except Exception as error:  # scipy raises ValueError, KeyError, TypeError... on bad content
-        raise InputError(f"{name}: not a valid scipy.sparse file: {error}") from None
+        raise InputError(f"{name}: not a valid scipy.sparse file: {_one_line(error)}") from None
     if len(matrix.shape) != 2:
         raise InputError(f"{name}: expected a 2-D sparse matrix, found shape "
                          f"{_describe_shape(matrix.shape)}")

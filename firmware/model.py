@@ -13,10 +13,16 @@ import dataclasses
 
 import numpy as np
 
-from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.asm import decode
-from zeroskip.firmware.formats import DescriptorFault, decode_lane, decode_routes, format_name
+from zeroskip.firmware.cycles import RunCycles
+from zeroskip.firmware.formats import (
+    DescriptorFault,
+    decode_csr_lanes,
+    decode_lane,
+    decode_routes,
+    format_name,
+)
 from zeroskip.isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -37,6 +43,7 @@ from zeroskip.isa import (
 __all__ = ["BusError", "Machine", "ModelError", "ModelResult", "run_program"]
 
 _MASK32 = 0xFFFF_FFFF
+_REGIONS = {region.value: region for region in Region}
 _COUNTERS = {Reg.CYCLES: "cycles", Reg.INSNS: "insns", Reg.MACS: "macs",
              Reg.SKIPPED: "skipped", Reg.GATHER_STALLS: "gather_stalls",
              Reg.SCATTER_STALLS: "scatter_stalls"}
@@ -100,6 +107,8 @@ class Machine:
         self._nz_mask = (1 << nz_entry_layout(c).size) - 1
         self._meta_mask = (1 << META_WIDTH) - 1
         self._formats = {fmt for fmt in Format if format_name(fmt) in c.formats}
+        self._depths = {region: self.map.depth(region) for region in Region
+                        if region != Region.CSR}
         # Epilogue registers: reset to 0, set only by SET_EPI (they outlive runs).
         self.epi_shift, self.epi_relu, self.epi_lo, self.epi_hi = 0, False, 0, 0
         self.busy = False
@@ -123,16 +132,15 @@ class Machine:
                            address=address)
         region = address >> MemoryMap.REGION_SHIFT
         offset = address & ((1 << MemoryMap.REGION_SHIFT) - 1)
-        try:
-            region = Region(region)
-        except ValueError:
+        region = _REGIONS.get(region)
+        if region is None:
             raise BusError(f"address {address:#x} is outside every window",
-                           address=address) from None
+                           address=address)
         if region in (Region.CSR, Region.IMEM, Region.X):
             return region, None, offset // 4
         lane = offset >> MemoryMap.LANE_SHIFT
         index = (offset & ((1 << MemoryMap.LANE_SHIFT) - 1)) // 4
-        if lane >= self.config.pes or index >= self.map.depth(region):
+        if lane >= self.config.pes or index >= self._depths[region]:
             raise BusError(f"address {address:#x} is outside the {region.name} window",
                            address=address)
         return region, lane, index
@@ -226,6 +234,12 @@ class Machine:
             raise ValueError("bus words must fit 32 bits")
         region, lane, index = self._decode_address(address)
         last = address + 4 * (len(words) - 1)
+        if (region == Region.IMEM and not self.busy and index % 2 == 0 and len(words) % 2 == 0
+                and index + len(words) <= 2 * self.config.imem_depth):
+            # Whole instructions: low word, then high word.
+            pairs = words.reshape(-1, 2).astype(np.uint64)
+            self.imem[index // 2:index // 2 + len(pairs)] = pairs[:, 0] | pairs[:, 1] << 32
+            return
         if (region in (Region.CSR, Region.IMEM) or self._decode_address(last)[:2]
                 != (region, lane)):
             for k, word in enumerate(words.tolist()):
@@ -289,36 +303,35 @@ class Machine:
         self.done = False
         self.error = ErrorCode.NONE
         self.busy = True
-        rr = [0] * self.config.x_banks          # gather network
-        scatter_rr = [0]                        # scatter network (a bus)
+        run = RunCycles(self.config)
         pc = 0
         try:
             while True:
                 if pc >= self.config.imem_depth:
                     self.pc = pc
-                    self._count("cycles", timing.OVERRUN_OVERHEAD)
+                    self._charge(run.overrun())
                     raise _Fault(ErrorCode.PC_OVERRUN)
                 self.pc = pc
                 opcode, args = decode(int(self.imem[pc]))
                 disabled = (opcode == Opcode.SPMV and Format(args["fmt"]) not in self._formats
                             or opcode == Opcode.REDUCE and not self.config.reduce)
                 if opcode is None or disabled:
-                    self._count("cycles", timing.INSN_OVERHEAD)
+                    self._charge(run.other())
                     raise _Fault(ErrorCode.ILLEGAL_INSN)
                 if opcode in (Opcode.SPMV, Opcode.REDUCE):
                     try:
                         if opcode == Opcode.SPMV:
-                            rr, overflow = self._spmv(args, rr)
+                            overflow = self._spmv(args, run)
                         else:
-                            scatter_rr, overflow = self._reduce(args, scatter_rr)
+                            overflow = self._reduce(args, run)
                     except _Fault:
-                        self._count("cycles", timing.INSN_OVERHEAD)
+                        self._charge(run.other())
                         raise
                     if overflow:
                         raise _Fault(ErrorCode.OVERFLOW)
                     self._count("insns", 1)
                 else:
-                    self._count("cycles", timing.INSN_OVERHEAD)
+                    self._charge(run.other())
                     self._count("insns", 1)
                     if opcode == Opcode.HALT:
                         break
@@ -335,6 +348,15 @@ class Machine:
     def _count(self, name, amount):
         self.counters[name] = (self.counters[name] + int(amount)) & _MASK32
 
+    def _charge(self, cost):
+        """Add one instruction's :class:`~.cycles.Cost` to the counters."""
+        self._count("cycles", cost.cycles)
+        self._count("gather_stalls", cost.gather_stalls)
+        self._count("scatter_stalls", cost.scatter_stalls)
+        if cost.busy is not None:
+            for p, busy in enumerate(cost.busy):
+                self.pe_busy[p] = (self.pe_busy[p] + int(busy)) & _MASK32
+
     # SPMV.
 
     def _lane_stream(self, p, args):
@@ -346,13 +368,15 @@ class Machine:
         except DescriptorFault:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
 
-    def _spmv(self, args, rr):
+    def _spmv(self, args, run):
+        if Format(args["fmt"]) is Format.CSR:
+            return self._spmv_csr(args, run)
         c = self.config
         streams = [self._lane_stream(p, args) for p in range(c.pes)]
         x_base = args["x_base"]
         column_mode = Format(args["fmt"]) is Format.CSC
         overflow = False
-        tokens = []
+        tokens, busy = [], []
         for p, stream in enumerate(streams):
             n = stream.n
             if column_mode:
@@ -369,7 +393,7 @@ class Machine:
                 macs = int(np.count_nonzero(products))
                 self._count("macs", macs)
                 self._count("skipped", len(stream.values) - macs)
-                self.pe_busy[p] = (self.pe_busy[p] + len(products)) & _MASK32
+                busy.append(len(products))
             else:
                 tokens.append(stream.banks(x_base, c.x_banks))
                 products = stream.values * self.x[x_base + stream.cols]
@@ -394,37 +418,62 @@ class Machine:
                 sums = self._epilogue(sums)
             self.out[p, rows] = sums
         if column_mode:
-            self._count("cycles", timing.CSC_OVERHEAD + timing.column_mode_cycles(
-                streams, args, self.x, c))
-            return rr, overflow
-        result = timing.schedule(tokens, c.x_banks, rr=rr)
-        self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
-        self._count("gather_stalls", result.stalls)
-        for p, busy in enumerate(result.busy_per_lane):
-            self.pe_busy[p] = (self.pe_busy[p] + busy) & _MASK32
-        return result.rr, overflow
+            self._charge(run.column_mode(streams, args, self.x, busy))
+        else:
+            self._charge(run.spmv(tokens))
+        return overflow
+
+    def _spmv_csr(self, args, run):
+        """``SPMV`` in CSR, every lane at once (the same rules as :meth:`_spmv`)."""
+        c = self.config
+        try:
+            lanes = decode_csr_lanes(self.ptr, self.nz, ptr_base=args["ptr_base"],
+                                     nz_base=args["nz_base"], x_base=args["x_base"],
+                                     out_base=args["out_base"], config=c)
+        except DescriptorFault:
+            raise _Fault(ErrorCode.DESCRIPTOR) from None
+        products = lanes.values * self.x[args["x_base"] + lanes.cols]
+        macs = int(np.count_nonzero(products))
+        self._count("macs", macs)
+        self._count("skipped", len(products) - macs)
+        overflow = False
+        if len(lanes.row_lane):
+            sums, row_overflow = _row_sums(products, lanes.row_ends, c)
+            where = (lanes.row_lane, args["out_base"] + lanes.row_local)
+            if args["accumulate"]:
+                sums = sums + self.out[where]
+                row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
+            if args["bias"]:
+                sums = sums + self.bias[where]
+                row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
+            overflow = bool(row_overflow.any())
+            sums = _signed(sums, c.acc_width)
+            if args["epilogue"]:
+                sums = self._epilogue(sums)
+            self.out[where] = sums
+        self._charge(run.spmv(lanes.tokens))
+        return overflow
 
     # REDUCE.
 
-    def _reduce(self, args, rr):
+    def _reduce(self, args, run):
         c = self.config
         try:
             routes = decode_routes(self.ptr, args, c)
         except DescriptorFault:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
-        result = timing.reduce_schedule([r.lanes for r in routes], c.pes, rr=rr, trace=True)
-        self._count("cycles", timing.reduce_cycles(result.cycles))
-        self._count("scatter_stalls", result.stalls)
+        cost = run.reduce([r.lanes for r in routes], trace=True)
+        self._charge(cost)
         # Every route as (source word, destination word) of out.flat, in grant order.
         offsets = np.cumsum([0] + [len(r.lanes) for r in routes])
         sources = np.concatenate([p * c.row_depth + args["src_base"] + r.source
                                   + np.arange(len(r.lanes)) for p, r in enumerate(routes)])
         targets = np.concatenate([r.lanes * c.row_depth + args["dst_base"] + r.rows
                                   for r in routes])
-        lane, index = result.grants[:, 0], result.grants[:, 1]
+        lane, index = cost.grants[:, 0], cost.grants[:, 1]
         flat = offsets[lane] + index
         if not len(flat):
-            return result.rr, False
+            return False
         out = self.out.reshape(-1)
         values, targets = out[sources[flat]], targets[flat]
         # Each destination word adds its partial sums in the order it takes them.
@@ -437,7 +486,7 @@ class Machine:
         overflow = bool(((partial < c.acc_min) | (partial > c.acc_max)).any())
         last = np.r_[first[1:], len(values)] - 1
         out[targets[first]] = _signed(partial[last], c.acc_width)
-        return result.rr, overflow
+        return overflow
 
     def _epilogue(self, sums):
         c = self.config
@@ -509,7 +558,7 @@ class ModelResult:
     error: ModelError | None = None
 
 
-def run_program(program, x_int, *, machine=None):
+def run_program(program, x_int, *, machine=None, progress=None):
     """Run a program on the model the way a host driver does.
 
     Each tile is loaded through the memory map (microcode, its slices of the
@@ -526,6 +575,8 @@ def run_program(program, x_int, *, machine=None):
     machine : Machine, optional
         The machine to use (a fresh one by default); its configuration must
         match the program's.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each tile (``total`` tiles).
 
     Returns
     -------
@@ -555,8 +606,7 @@ def run_program(program, x_int, *, machine=None):
         halves = np.empty(2 * len(code), dtype=np.int64)
         halves[0::2] = (code & np.uint64(_MASK32)).astype(np.int64)
         halves[1::2] = (code >> np.uint64(32)).astype(np.int64)
-        for k, word in enumerate(halves.tolist()):
-            machine.write_word(m.imem(0) + 4 * k, word)
+        machine.write_words(m.imem(0), halves)
         for address, column, start, stop in tile.loads():
             machine.write_words(m.x(address), columns[start:stop, column] & _MASK32)
         for p in range(config.pes):
@@ -586,6 +636,8 @@ def run_program(program, x_int, *, machine=None):
                     continue
                 words = machine.read_words(m.lane(Region.OUT, p, 0), int(mine[:, 1].max()) + 1)
                 y_view[mine[:, 2], mine[:, 3]] = _signed(words[mine[:, 1]], 32)
+        if progress is not None:
+            progress(index + 1, len(program.tiles))
         if failed:
             break
     totals["pe_busy"] = pe_busy

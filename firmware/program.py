@@ -10,15 +10,17 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import ConfigError, InputError, ProgramMismatchError
 from zeroskip.firmware.asm import decode, disassemble
+from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
     decode_lane,
@@ -453,8 +455,7 @@ class Program:
         """
         config = self.config
         buffer = None if x is None else self.x_buffer(tile, x)
-        rr = scatter_rr = None
-        cycles = 0
+        run = RunCycles(config)
         streams = {}
         for word in tile.code:
             opcode, args = decode(int(word))
@@ -462,15 +463,12 @@ class Program:
                 try:
                     routes = decode_routes(tile.ptr, args, config)
                 except DescriptorFault:
-                    cycles += timing.INSN_OVERHEAD
+                    run.other()
                     break
-                result = timing.reduce_schedule([r.lanes for r in routes], config.pes,
-                                                rr=scatter_rr)
-                scatter_rr = result.rr
-                cycles += timing.reduce_cycles(result.cycles)
+                run.reduce([r.lanes for r in routes])
                 continue
             if opcode is not Opcode.SPMV:
-                cycles += timing.INSN_OVERHEAD
+                run.other()
                 if opcode in (Opcode.HALT, Opcode.REDUCE, None):
                     break
                 continue
@@ -480,24 +478,20 @@ class Program:
                 try:
                     streams[key] = [tile.stream(p, zero, config) for p in range(config.pes)]
                 except DescriptorFault:
-                    cycles += timing.INSN_OVERHEAD
+                    run.other()
                     break
             lanes = streams[key]
             try:
                 for stream in lanes:
                     stream.check_bases(args["x_base"], args["out_base"], config)
             except DescriptorFault:
-                cycles += timing.INSN_OVERHEAD
+                run.other()
                 break
             if Format(args["fmt"]) is Format.CSC:
-                cycles += timing.CSC_OVERHEAD + timing.column_mode_cycles(
-                    lanes, args, buffer, config)
+                run.column_mode(lanes, args, buffer)
                 continue
-            tokens = [stream.banks(args["x_base"], config.x_banks) for stream in lanes]
-            result = timing.schedule(tokens, config.x_banks, rr=rr)
-            rr = result.rr
-            cycles += timing.SPMV_OVERHEAD + result.cycles
-        return cycles
+            run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes])
+        return run.cycles
 
     def predicted_cycles(self, x=None):
         """Predicted ``CYCLES`` summed over all tiles (see :meth:`tile_cycles`)."""
@@ -636,8 +630,8 @@ class Program:
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise InputError(f"{path}: not a zeroskip program ({error})") from None
+        except _ARCHIVE_ERRORS as error:
+            raise InputError(f"{path}: not a zeroskip program ({_one_line(error)})") from None
         try:
             return cls._from_arrays(arrays)
         except _Invalid as error:
@@ -736,6 +730,16 @@ def _span(columns):
 
 class _Invalid(Exception):
     pass
+
+
+#: What reading a damaged archive raises (zipfile, zlib, and NumPy parsing a
+#: member's header).
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+                   NotImplementedError, RuntimeError, tokenize.TokenError)
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _array(arrays, key, dtype, limit, what):

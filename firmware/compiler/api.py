@@ -1,0 +1,373 @@
+"""The compiler's entry points."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse
+
+from zeroskip.config import AcceleratorConfig
+from zeroskip.errors import CompileError
+from zeroskip.firmware.compiler.bands import _bands, _column_width, _ranges
+from zeroskip.firmware.compiler.cost import (
+    _balance,
+    _choose,
+    _consider_split,
+    _dense_cycles,
+    _split_record,
+)
+from zeroskip.firmware.compiler.operand import _operand, _shape_of
+from zeroskip.firmware.compiler.plans import _column_tiles, _Context, _plan_csr, _plan_generic
+from zeroskip.firmware.compiler.settings import (
+    NM_DEFAULT,
+    _check_int,
+    _check_nm,
+    _epilogue_settings,
+    _matrix,
+)
+from zeroskip.firmware.compiler.tiles import _emit
+from zeroskip.firmware.formats import (
+    DATAFLOWS,
+    FORMAT_NAMES,
+    format_by_name,
+    nm_violation,
+    parse_nm,
+    prune_nm,
+)
+from zeroskip.firmware.program import Program
+from zeroskip.isa import Format
+
+
+def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_columns=None,
+                   nm=NM_DEFAULT, prune_nm=False, bias=None, shift=0, relu=False, clamp=None,
+                   epilogue=None, a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True,
+                   band_rows=None, dense_baseline=True, split_rows="auto",
+                   progress=None):
+    """Compile ``y = A @ x`` (a vector) or ``Y = A @ X`` (a matrix) for one configuration.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix or 2-D array
+        Integer values fitting the signed value width (already quantized).
+        Explicit zeros are dropped.
+    config : AcceleratorConfig
+    x : array or scipy.sparse matrix, optional
+        The right-hand operand, or a sample of it: a vector (1-D, or an
+        ``n x 1`` / ``1 x n`` sparse matrix) or a matrix with one row per
+        column of ``A``. Its shape picks the vector or matrix kernels and,
+        for the sparse kernels, its nonzero pattern drives the cost model;
+        the program computes the right result for any operand of that shape.
+    kernel : str
+        ``auto`` (default), ``spmv``, ``spmspv``, ``spmm`` or ``spmspm``.
+        ``auto`` takes a matrix kernel for a matrix ``x`` (or ``rhs_columns``)
+        and the sparse kernel when at most :data:`ACTIVATION_SPARSE` of ``x``
+        is nonzero. Dense kernels assume every activation nonzero; the sparse
+        ones may run column mode (CSC) where the activations' zeros pay.
+    fmt : str
+        ``auto`` (default: the cost model picks per row band among the
+        configuration's formats) or a format name, which must be enabled.
+    rhs_columns : int, optional
+        Columns of the right-hand matrix when ``x`` is not given.
+    nm : (int, int) or str
+        The N:M structure of ``fmt="nm"`` (default 2:4); ``auto`` considers
+        NM only for a matrix with that structure.
+    prune_nm : bool
+        Prune the matrix to N:M first (largest magnitudes kept) instead of
+        rejecting a matrix without the structure for ``fmt="nm"``.
+    bias : 1-D array of int, optional
+        Added to each row at accumulator scale (before the epilogue).
+    shift, relu, clamp, epilogue
+        The epilogue: right shift (rounding to nearest), ReLU, clamp bounds
+        (the value range by default); applied by default when ``shift``,
+        ``relu`` or ``clamp`` is given, else the raw accumulator is read back.
+    a_frac_bits, x_frac_bits : int
+        Fixed-point scaling of the matrix and of the operand (recorded only).
+    name : str
+    bank_aware : bool
+        CSR: order nonzeros to avoid input-vector bank conflicts.
+    band_rows : int, optional
+        Cap the rows of a band (the unit the cost model picks a format for).
+    dense_baseline : bool
+        Predict the cycles of dense mode for the same work
+        (``program.dense_cycles``).
+    split_rows : {"auto", True, False}
+        CSR: split the rows longer than a lane's fair share across lanes and
+        sum the pieces with ``REDUCE`` (needs ``config.reduce``). ``auto``
+        (default) splits where the cost model predicts fewer cycles, ``True``
+        wherever there are long rows and the pieces fit, ``False`` never.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each band of rows is
+        compiled (``total`` bands; every band emits one or more tiles).
+
+    Returns
+    -------
+    Program
+
+    Raises
+    ------
+    CompileError
+        On values that are not integers or do not fit, a bias of the wrong
+        length, invalid epilogue settings, a format the configuration lacks,
+        a matrix that is not N:M structured for ``fmt="nm"``, an operand
+        whose shape does not match the kernel or the matrix, or
+        ``split_rows=True`` for hardware without the scatter/reduce network.
+    """
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+    a = _matrix(matrix, config)
+    rows, cols = a.shape
+    epi = _epilogue_settings(config, rows, bias=bias, shift=shift, relu=relu, clamp=clamp,
+                             epilogue=epilogue)
+    for label, value in (("a_frac_bits", a_frac_bits), ("x_frac_bits", x_frac_bits)):
+        _check_int(label, value, -64, 64)
+    if not isinstance(name, str):
+        raise CompileError(f"name must be a string, not {name!r}")
+    if band_rows is not None:
+        band_rows = _check_int("band_rows", band_rows, 1, 1 << 30)
+    split_rows = _split_setting(split_rows, config)
+    operand = _operand(x, cols, kernel, rhs_columns)
+    nm = parse_nm(nm)
+    report = {"kernel": operand.kernel, "format_request": str(fmt)}
+
+    # Candidate formats.
+    enabled = [f for f in Format if FORMAT_NAMES[f] in config.formats]
+    if fmt == "auto":
+        candidates = list(enabled)
+    else:
+        requested = format_by_name(fmt)
+        if requested not in enabled:
+            raise CompileError(f"format {FORMAT_NAMES[requested]!r} is not enabled in this "
+                               f"configuration (formats: {', '.join(config.formats)})")
+        candidates = [requested]
+    notes = {}
+    if prune_nm:
+        a, removed = prune_nm_matrix(a, nm)
+        report["pruned"] = removed
+    if Format.NM in candidates:
+        violation = nm_violation(a, *nm)
+        problem = None
+        if violation is not None:
+            row, column, held = violation
+            problem = (f"matrix is not {nm[0]}:{nm[1]} structured: row {row}, columns "
+                       f"{column}-{column + nm[1] - 1} hold {held} nonzeros (use --prune-nm)")
+        else:
+            try:
+                _check_nm(nm, config)
+            except CompileError as error:
+                problem = str(error)
+        if problem is not None:
+            if candidates == [Format.NM]:
+                raise CompileError(problem)
+            candidates.remove(Format.NM)
+            notes[Format.NM] = problem
+        report["nm"] = list(nm)
+
+    # Only the rows whose result is not 0 run: the rows with nonzeros and the
+    # empty rows that read back a bias (or an epilogue of 0 that is not 0).
+    full_epi = epi
+    kept = _kept_rows(a, epi, config)
+    if len(kept) < rows:
+        a = _take_rows(a, kept)
+        if epi.bias is not None:
+            epi = dataclasses.replace(epi, bias=epi.bias[kept])
+    # Row bands: the CSR blocks (row and nonzero memories), optionally capped.
+    width = _column_width(a, config)
+    counts, starts = _tile_counts(a, width)
+    bands = _bands(counts, config, band_rows)
+    ctx = _Context(a=a, counts=counts, starts=starts, width=width, config=config, epi=epi,
+                   operand=operand, nm=nm, bank_aware=bank_aware, split_rows=split_rows)
+
+    def build(fmt_, band):
+        start, stop, _, _ = band
+        if fmt_ in (Format.CSR, Format.COO):
+            plan = _plan_csr(ctx, fmt_, band)
+            if fmt_ is Format.CSR:
+                plan = _consider_split(ctx, plan, band)
+            return plan
+        if fmt_ is Format.DENSE:
+            tile_width = min(width, config.nz_depth)
+        elif fmt_ is Format.NM:
+            tile_width = width
+            while tile_width > nm[1] and tile_width * nm[0] // nm[1] > config.nz_depth:
+                tile_width //= 2
+        elif fmt_ is Format.CSC:
+            tile_width = min(width, config.row_depth - 2)
+        else:
+            tile_width = width
+        return _plan_generic(fmt_, np.arange(start, stop), a, _column_tiles(cols, tile_width),
+                             config, epi, nm)
+
+    matrix_kernel = operand.columns > 0
+    tiles = []
+    lane_entries = np.zeros(config.pes, dtype=np.int64)
+    band_reports, splits = [], []
+    for index, band in enumerate(bands):
+        plans = {f: build(f, band) for f in candidates}
+        choice, band_report = _choose(plans, operand, epi, config)
+        start, stop = int(band[0]), int(band[1])
+        band_report.update({"rows": [int(kept[start]), int(kept[stop - 1]) + 1],
+                            "nnz": int(a.indptr[stop] - a.indptr[start])})
+        splits.append(_band_split(plans, choice, band_report["winner"], band, counts, config))
+        for f, note in notes.items():
+            band_report["options"].append({"format": FORMAT_NAMES[f],
+                                           "dataflow": DATAFLOWS[f], "cycles": None,
+                                           "tiles": 0, "note": note})
+        band_reports.append(band_report)
+        for plan, columns in choice:
+            _emit(plan, columns, epi, config, matrix_kernel, tiles, lane_entries)
+        if progress is not None:
+            progress(index + 1, len(bands))
+    if len(kept) < rows:
+        for tile in tiles:
+            tile.readback[:, 2] = kept[tile.readback[:, 2]]
+    report["bands"] = band_reports
+    report["balance"] = _balance(bands, counts, config, splits)
+
+    program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz), tiles=tiles,
+                      a_frac_bits=int(a_frac_bits), x_frac_bits=int(x_frac_bits),
+                      epilogue=full_epi.record(), lane_nnz=lane_entries, name=name,
+                      kernel=operand.kernel, rhs_columns=operand.columns, report=report)
+    if dense_baseline:
+        # Dense mode on the rows that run (what fmt="dense" compiles), from its
+        # own memory limits rather than the bands.
+        report["dense_cycles"] = _dense_cycles(a.shape[0], cols, min(width, config.nz_depth),
+                                               config, epi, operand)
+        report["dense_source"] = "predicted by the ISA model's timing rules"
+    report["summary"] = _summary(program)
+    return program
+
+
+def _kept_rows(a, epi, config):
+    """Indices of the rows the hardware computes: those with nonzeros and the empty
+    ones whose result is not 0 (the others read back as 0 without running)."""
+    keep = np.diff(a.indptr) > 0
+    if epi.bias is not None or epi.applied:
+        keep |= epi.empty_rows(a.shape[0], config) != 0
+    return np.flatnonzero(keep)
+
+
+def _take_rows(a, rows):
+    """The rows ``rows`` of the CSR matrix ``a`` (in order), in time and memory
+    proportional to their nonzeros."""
+    lengths = np.diff(a.indptr)[rows]
+    entries = _ranges(a.indptr[rows], lengths)
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    return scipy.sparse.csr_matrix((a.data[entries], a.indices[entries], indptr),
+                                   shape=(len(rows), a.shape[1]))
+
+
+def _tile_counts(a, width):
+    """``(counts, starts)``: per row and column tile of ``width`` columns, its
+    nonzeros and where they start among ``a``'s entries (CSR columns are sorted,
+    so each is a contiguous run)."""
+    rows, cols = a.shape
+    n_ct = max(1, -(-cols // width))
+    entry_rows = np.repeat(np.arange(rows), np.diff(a.indptr))
+    keys = entry_rows * n_ct + a.indices // width
+    counts = np.bincount(keys, minlength=rows * n_ct).reshape(rows, n_ct)
+    starts = a.indptr[:-1, None] + np.cumsum(counts, axis=1) - counts
+    return counts, starts
+
+
+def _split_setting(split_rows, config):
+    if isinstance(split_rows, str) and split_rows == "auto":
+        return split_rows
+    if not isinstance(split_rows, (bool, np.bool_)):
+        raise CompileError(f"split_rows must be 'auto', True or False, not {split_rows!r}")
+    if split_rows and not config.reduce:
+        raise CompileError("split_rows=True needs the scatter/reduce network, which this "
+                           "configuration lacks (reduce=false)")
+    return bool(split_rows)
+
+
+def _band_split(plans, choice, winner, band, counts, config):
+    """The split record of one band: its CSR plan's, and whether the program uses it."""
+    csr = plans.get(Format.CSR)
+    if csr is None:
+        return _split_record(band, counts, config, "rows are split only in CSR, which this "
+                                                   "compilation does not use")
+    info = dict(csr.split)
+    if info["split"] and not any(plan is csr for plan, _ in choice):
+        info.update(split=False, reason=f"the band runs {winner}, not CSR")
+    return info
+
+
+def prune_nm_matrix(a, nm):
+    """Prune ``a`` (CSR, int64) to N:M; returns ``(pruned matrix, entries removed)``."""
+    pruned, removed = prune_nm(a, *nm)
+    pruned = scipy.sparse.csr_matrix(pruned, dtype=np.int64)
+    pruned.sort_indices()
+    return pruned, removed
+
+
+def _summary(program):
+    report = program.report
+    lines = []
+    for index, band in enumerate(report.get("bands", [])):
+        start, stop = band["rows"]
+        options = ", ".join(f"{o['format']} {o['cycles']}" for o in band["options"]
+                            if o["cycles"] is not None)
+        lines.append(f"band {index}: rows {start}-{stop - 1}: {band['winner']} "
+                     f"({band['cycles']} cycles predicted; options: {options})")
+    balance = report.get("balance")
+    if balance:
+        lines.append(f"balance: {balance['long_rows']} row(s) longer than a lane's share; "
+                     f"CV of whole rows {balance['cv_whole_rows']:.3f}, "
+                     f"{balance['cv_split_rows']:.3f} with them split; {balance['note']}")
+    return lines
+
+
+def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, epilogue=None,
+                 a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True, fmt="auto",
+                 x=None, nm=NM_DEFAULT, prune_nm=False, band_rows=None, dense_baseline=False,
+                 split_rows="auto", progress=None):
+    """Compile ``y = A @ x`` for one accelerator configuration.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix or 2-D array
+        Integer values fitting the signed value width (already quantized).
+        Explicit zeros are dropped.
+    config : AcceleratorConfig
+    bias : 1-D array of int, optional
+        Added to each row at accumulator scale (before the epilogue).
+    shift : int
+        Epilogue right shift (rounding to nearest), 0 to 31.
+    relu : bool
+        Epilogue ReLU.
+    clamp : (int, int), optional
+        Epilogue clamp bounds; the value range by default.
+    epilogue : bool, optional
+        Apply the epilogue; by default when ``shift``, ``relu`` or ``clamp``
+        is given. Without it the raw accumulator is read back.
+    a_frac_bits, x_frac_bits : int
+        Fixed-point scaling of the matrix and of the vector (recorded only).
+    name : str
+        Name of the program.
+    bank_aware : bool
+        Order nonzeros to avoid input-vector bank conflicts (else by column).
+    fmt, x, nm, prune_nm, band_rows, dense_baseline, split_rows, progress
+        As for :func:`compile_kernel`; ``x`` (a vector) makes the kernel
+        SpMSpV when it is sparse. With the default configuration (CSR only)
+        the program is the classic CSR SpMV.
+
+    Returns
+    -------
+    Program
+
+    Raises
+    ------
+    CompileError
+        On values that are not integers or do not fit, a bias of the wrong
+        length, invalid epilogue settings, or ``split_rows=True`` for
+        hardware without the scatter/reduce network.
+    """
+    if x is not None and len(_shape_of(x)) == 2 and 1 not in _shape_of(x):
+        raise CompileError("compile_spmv takes a vector x; use compile_kernel for a matrix")
+    return compile_kernel(matrix, config, x=x, kernel="auto", fmt=fmt, nm=nm,
+                          prune_nm=prune_nm, bias=bias, shift=shift, relu=relu, clamp=clamp,
+                          epilogue=epilogue, a_frac_bits=a_frac_bits, x_frac_bits=x_frac_bits,
+                          name=name, bank_aware=bank_aware, band_rows=band_rows,
+                          dense_baseline=dense_baseline, split_rows=split_rows,
+                          progress=progress)

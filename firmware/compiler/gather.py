@@ -1,0 +1,154 @@
+"""Bank-aware ordering of the lanes' nonzeros for the gather (the ``x`` supply)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _order_lanes(lane_rows, x_banks, lanes, *, reorder_rows=False, window=16):
+    """Order each lane's nonzeros so concurrent lane heads hit different banks.
+
+    Replays the round-robin arbitration of :func:`.timing.schedule` while
+    choosing every lane's next head: among the banks its current row still
+    needs, a bank no other lane claims this cycle (the one with the most
+    entries left), else the most needed one. With ``reorder_rows`` a lane
+    that starts a row also picks which row: the first of its next ``window``
+    rows that offers a free bank, else an empty row (which needs no bank).
+
+    Parameters
+    ----------
+    lane_rows : list of list of list of (bank, entry)
+        Per lane, per row, its nonzeros.
+
+    Returns
+    -------
+    (list of list of int, list of list of int, int)
+        Per lane, the entries in stored order; per lane, the row indices in
+        stored order; and the schedule length.
+    """
+    pools = []     # per lane: rows still to start, in order (non-empty rows if reordering)
+    empties = []   # per lane: empty rows held back as stall fillers (reordering only)
+    for rows in lane_rows:
+        if reorder_rows:
+            pools.append([i for i, row in enumerate(rows) if row])
+            empties.append([i for i, row in enumerate(rows) if not row])
+        else:
+            pools.append(list(range(len(rows))))
+            empties.append([])
+        pools[-1].reverse()
+        empties[-1].reverse()
+    buckets = [None] * lanes
+    heads = [None] * lanes
+    order = [[] for _ in range(lanes)]
+    row_order = [[] for _ in range(lanes)]
+    rr = [0] * x_banks
+
+    def pick(p, claims):
+        bucket = buckets[p]
+        best, best_count, fallback, fallback_count = -1, -1, -1, -1
+        for bank, entries in bucket.items():
+            n = len(entries)
+            if bank in claims:
+                if n > fallback_count:
+                    fallback, fallback_count = bank, n
+            elif n > best_count:
+                best, best_count = bank, n
+        bank = best if best >= 0 else fallback
+        entries = bucket[bank]
+        entry = entries.pop()
+        if not entries:
+            del bucket[bank]
+        heads[p] = (bank, entry)
+        claim = claims.get(bank)
+        if claim is None:
+            claims[bank] = [p]
+        else:
+            claim.append(p)
+
+    def start_row(p, claims):
+        """Take the lane's next row; False if it is empty (consumed at once)."""
+        pool = pools[p]
+        choice = None
+        if reorder_rows:
+            for k in range(len(pool) - 1, max(-1, len(pool) - 1 - window), -1):
+                if any(bank not in claims for bank, _ in lane_rows[p][pool[k]]):
+                    choice = pool.pop(k)
+                    break
+            if choice is None and empties[p]:
+                row_order[p].append(empties[p].pop())
+                return False
+        if choice is None:
+            choice = pool.pop()
+        row_order[p].append(choice)
+        row = lane_rows[p][choice]
+        if not row:
+            return False
+        bucket = {}
+        for bank, entry in row:
+            bucket.setdefault(bank, []).append(entry)
+        buckets[p] = bucket
+        return True
+
+    active = [p for p in range(lanes) if pools[p] or empties[p]]
+    cycles = 0
+    while active:
+        cycles += 1
+        claims = {}
+        choosing, starting = [], []
+        for p in active:
+            if heads[p] is not None:
+                claims.setdefault(heads[p][0], []).append(p)
+            elif buckets[p]:
+                choosing.append(p)
+            else:
+                starting.append(p)
+        # Lanes inside a row have the fewest choices: the most constrained pick first.
+        if len(choosing) > 1:
+            choosing.sort(key=lambda q: len(buckets[q]))
+        for p in choosing:
+            pick(p, claims)
+        for p in starting:
+            if start_row(p, claims):
+                pick(p, claims)
+        for bank, claimants in claims.items():
+            if len(claimants) == 1:
+                winner = claimants[0]
+            else:
+                claimants.sort()
+                first = rr[bank]
+                winner = next((q for q in claimants if q >= first), claimants[0])
+            order[winner].append(heads[winner][1])
+            heads[winner] = None
+            rr[bank] = (winner + 1) % lanes
+        active = [p for p in active
+                  if heads[p] is not None or buckets[p] or pools[p] or empties[p]]
+    return order, row_order, cycles
+
+
+
+def _bank_order(parts, a, x_start, config, *, reorder_rows):
+    """Order the lanes' entries (and rows) with :func:`_order_lanes`.
+
+    ``parts`` holds per lane its local rows as ``(lengths, entries)``: the
+    entries of each row (indices into ``a``), row after row. Returns per lane
+    the row permutation (stored order) and the rows' ``(lengths, entries)``
+    in stored order.
+    """
+    nested = []
+    for lengths, entries in parts:
+        banks = ((a.indices[entries] - x_start) % config.x_banks).tolist()
+        entry_list = entries.tolist()
+        rows, position = [], 0
+        for n in lengths.tolist():
+            rows.append(list(zip(banks[position:position + n],
+                                 entry_list[position:position + n], strict=True)))
+            position += n
+        nested.append(rows)
+    order, row_order, _ = _order_lanes(nested, config.x_banks, config.pes,
+                                       reorder_rows=reorder_rows)
+    perms, ordered = [], []
+    for (lengths, _), entries, perm in zip(parts, order, row_order, strict=True):
+        perm = np.array(perm, dtype=np.int64)
+        perms.append(perm)
+        ordered.append((lengths[perm], np.array(entries, dtype=np.int64)))
+    return perms, ordered
