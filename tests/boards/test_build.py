@@ -152,6 +152,35 @@ def test_program_without_a_board(tmp_path):
         pytest.skip("a ULX3S is connected")
 
 
+def test_build_help_shows_the_board_defaults(capsys):
+    from zeroskip.cli import main
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--pes N processing elements (lanes), 1 to 64 (default: the board's, below)" in text
+    assert "(default 4)" not in text and "(default 16)" not in text
+    icebreaker = BOARDS["icebreaker"]
+    row = (f"icebreaker {icebreaker.default_clock_mhz:g} MHz {icebreaker.config.pes} "
+           f"{icebreaker.config.value_width} {icebreaker.config.acc_width} "
+           f"{icebreaker.config.x_depth} {icebreaker.config.x_banks}")
+    assert row in text
+
+
+def test_program_command_reports_a_missing_library(tmp_path, monkeypatch, capsys):
+    from zeroskip.cli import main
+    loader = tmp_path / "openFPGALoader"
+    loader.write_text(FAKE_LOADER.format(library="libusb-1.0.so.0"))
+    loader.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(loader))
+    bitstream = tmp_path / "top.bin"
+    bitstream.write_bytes(b"\xff" * 64)
+    assert main(["program", "--board", "icebreaker", "--bitstream", str(bitstream)]) == 2
+    assert capsys.readouterr().err == (
+        "zeroskip: error: openFPGALoader cannot load the system library libusb-1.0.so.0 "
+        "(package libusb-1.0-0): run 'make setup' as root, or: sudo apt-get install -y "
+        "libusb-1.0-0 libftdi1-2\n")
+
+
 def check_report(report, board, pes):
     assert report.board == board and report.pes == pes
     assert report.bitstream.is_file() and report.bitstream.stat().st_size > 10_000
