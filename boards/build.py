@@ -319,7 +319,8 @@ def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
 
 #: (pattern of a tool output line, stage it starts), in the order the build runs.
 _STAGES = (
-    (re.compile(r"^\+ \S*yosys\b"), "Yosys: reading and elaborating"),
+    # Its first run on a machine also compiles the YoWASP tool itself.
+    (re.compile(r"^\+ \S*yosys\b"), "Yosys: starting"),
     (re.compile(r"^\d+\. Executing SYNTH_\w+ pass"), "Yosys: synthesis"),
     (re.compile(r"^\d+(\.\d+)*\. Executing ABC9? pass"), "Yosys: technology mapping (ABC)"),
     (re.compile(r"^\+ \S*nextpnr"), "nextpnr: packing"),
