@@ -243,3 +243,54 @@ def test_a_link_that_gives_up_has_applied_nothing_twice(operations, faults, seq)
             assert str(error).startswith("no ")
     # The failed write may have been applied (its answers lost), but only once.
     assert board.applied in (expected, expected + (failed or []))
+
+
+# The bridge's gateware under the same faults (Amaranth's simulator; fewer examples).
+
+BRIDGE_STEP = st.tuples(
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4),   # the words of a write
+    st.integers(0, WORDS - 1),                                      # its word address
+    st.none() | FAULT,                                              # what spoils the first try
+    st.booleans())                                                  # its acknowledgement is lost
+
+
+def _bridge_bench():
+    """The bridge's test harness (tests/boards/test_bridge.py)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).with_name("test_bridge.py")
+    spec = importlib.util.spec_from_file_location("bridge_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(BRIDGE_STEP, min_size=1, max_size=3), seed=st.integers(0, 2**16))
+def test_the_bridge_applies_each_write_once_under_faults(steps, seed):
+    bench = _bridge_bench()
+    TIMEOUT = bench.TIMEOUT
+    h = bench.Harness(stall=0.2, seed=seed)
+    expected = []
+
+    async def settle(ctx):
+        # Longer than the inter-byte timeout and a NAK: whatever the bridge
+        # answers to a spoiled frame has arrived; drop it.
+        await ctx.tick().repeat(4 * TIMEOUT + 200)
+        h.received.clear()
+
+    async def testbench(ctx):
+        for number, (words, word, fault, lost) in enumerate(steps):
+            frame = p.encode_command(p.OP_WRITE, number, 4 * word, words=words)
+            if fault is not None:
+                await h.send(ctx, spoil(frame, fault))
+                await settle(ctx)
+            await h.send(ctx, frame)
+            assert await h.response(ctx) == (number, p.STATUS_OK, 0, [])
+            if lost:   # the host never saw that answer and sends the frame again
+                await h.send(ctx, frame)
+                assert await h.response(ctx) == (number, p.STATUS_OK | p.STATUS_REPLAYED, 0, [])
+            expected.extend((4 * (word + i), value) for i, value in enumerate(words))
+
+    h.run(testbench)
+    assert h.writes == expected
