@@ -458,14 +458,8 @@ def _float_error(error, y_float):
 
 
 def _tty_progress():
-    """A ``progress(done, total)`` callback drawing on a terminal's stderr, or None."""
-    if not sys.stderr.isatty():
-        return None
-
-    def progress(done, total):
-        end = "\n" if done == total else ""
-        print(f"\r  tile {done}/{total}", end=end, file=sys.stderr, flush=True)
-    return progress
+    """A ``progress(done, total)`` callback showing the tiles as they run (zeroskip.progress)."""
+    return progress.tracker("running tiles")
 
 
 # Commands ----------------------------------------------------------------------------------------
