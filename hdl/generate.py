@@ -1,5 +1,6 @@
 """Verilog generation: the accelerator and its configuration, side by side."""
 
+import re
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -8,7 +9,7 @@ from zeroskip import progress
 from zeroskip.config import AcceleratorConfig
 from zeroskip.hdl.top import ZeroskipTop
 
-__all__ = ["TOP_NAME", "VERILATOR_WAIVERS", "generate", "verilog_text"]
+__all__ = ["TOP_NAME", "VERILATOR_WAIVERS", "generate", "memory_map", "verilog_text"]
 
 #: Module name of the generated top level (and stem of the output files).
 TOP_NAME = "zeroskip_top"
@@ -60,3 +61,45 @@ def generate(config, out_dir):
         partial.write_text(content)
         partial.replace(path)
     return verilog_path, config_path
+
+
+_MODULE = re.compile(r"^module (\\\S+ |\w+)\(", re.M)
+_MEMORY = re.compile(r"^ *reg (?:\[(\d+):0\] )?(\\\S+ |\w+) \[(\d+):0\];$", re.M)
+_RENAMED = re.compile(r"\$\d+$")
+
+
+def _identifier(name):
+    """``name`` as a Verilog identifier (escaped unless it is a plain one)."""
+    return name if re.fullmatch(r"[A-Za-z_]\w*", name) else f"\\{name} "
+
+
+def memory_map(text):
+    """The memories of generated Verilog ``text``, by their Amaranth names.
+
+    Amaranth names each module after its place in the hierarchy
+    (``zeroskip_top.lane0``) and each instance after its submodule name
+    (``lane0``); a memory keeps its submodule name, with a ``$<n>`` suffix
+    when a signal of its module has the same name (``bias$147``).
+
+    Returns
+    -------
+    list of dict
+        Per memory: ``name`` (its Amaranth path, ``"lane0.bias"``), ``path``
+        (the Verilog identifiers from the top module down, escaped identifiers
+        with their backslash and closing space), ``width`` and ``depth``.
+    """
+    memories = []
+    modules = list(_MODULE.finditer(text))
+    for module, following in zip(modules, modules[1:] + [None]):
+        body = text[module.end():following.start() if following else len(text)]
+        hierarchy = module.group(1).strip().lstrip("\\").split(".")[1:]
+        for memory in _MEMORY.finditer(body):
+            msb, verilog_name, last = memory.groups()
+            bare = verilog_name.strip().lstrip("\\")
+            memories.append({
+                "name": ".".join([*hierarchy, _RENAMED.sub("", bare)]),
+                "path": [*(_identifier(part) for part in hierarchy), _identifier(bare)],
+                "width": int(msb or 0) + 1,
+                "depth": int(last) + 1,
+            })
+    return memories

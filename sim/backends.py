@@ -3,6 +3,12 @@
 ``model`` executes the ISA model, ``pysim`` the Amaranth components in
 Amaranth's simulator, ``icarus`` and ``verilator`` the generated Verilog under
 cocotb. Every backend runs the same :class:`~zeroskip.sim.driver.Driver` code.
+
+The simulators fill the memories (microcode, lane images, X) and read ``out``
+through their back door by default (``load="backdoor"``, see
+:mod:`zeroskip.sim.backdoor`), a thousand times faster than AXI4-Lite from
+Python; ``load="axi"`` does everything through the host port, as a board
+does. Control (start, status, counters) always uses the host port.
 """
 
 import asyncio
@@ -12,9 +18,13 @@ from pathlib import Path
 from zeroskip.errors import ZeroskipError
 from zeroskip.sim.driver import Driver, RunResult
 
-__all__ = ["BACKENDS", "Job", "run", "run_many", "predicted_polls"]
+__all__ = ["BACKENDS", "LOAD_MODES", "Job", "run", "run_many", "predicted_polls"]
 
 BACKENDS = ("model", "pysim", "icarus", "verilator")
+#: How the driver fills the memories and reads ``out``: the host port or the back door.
+LOAD_MODES = ("axi", "backdoor")
+#: Backends with a back door into the memories.
+BACKDOOR_BACKENDS = ("icarus", "verilator")
 
 
 @dataclasses.dataclass
@@ -44,11 +54,30 @@ def _check_backend(backend):
         raise ZeroskipError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def run_many(jobs, *, backend, waves=False, build_dir="build", progress=None):
+def _check_load(load, backend):
+    """The load mode for ``backend``: ``load``, or its default when ``None``."""
+    if load is None:
+        return "backdoor" if backend in BACKDOOR_BACKENDS else "axi"
+    if load not in LOAD_MODES:
+        raise ZeroskipError(f"unknown load {load!r}; choose one of {', '.join(LOAD_MODES)}")
+    if load == "backdoor" and backend not in BACKDOOR_BACKENDS:
+        raise ZeroskipError(f"load 'backdoor' needs a simulator backend "
+                            f"({', '.join(BACKDOOR_BACKENDS)}), not {backend!r}")
+    return load
+
+
+def run_many(jobs, *, backend, load=None, waves=False, build_dir="build", progress=None):
     """Run ``jobs`` (all built for one configuration) on ``backend``.
 
     Simulator backends build the hardware once per configuration and run all
     jobs in one simulation.
+
+    Parameters
+    ----------
+    load : str, optional
+        ``"backdoor"`` (the default on ``icarus`` and ``verilator``) writes the
+        memories and reads ``out`` through the simulator's handles; ``"axi"``
+        (the only mode of ``model`` and ``pysim``) through the host port.
 
     Returns
     -------
@@ -56,6 +85,7 @@ def run_many(jobs, *, backend, waves=False, build_dir="build", progress=None):
         Per job, a :class:`RunResult` or the :class:`ZeroskipError` it raised.
     """
     _check_backend(backend)
+    load = _check_load(load, backend)
     jobs = list(jobs)
     if not jobs:
         return []
@@ -68,22 +98,24 @@ def run_many(jobs, *, backend, waves=False, build_dir="build", progress=None):
         results = _run_pysim(config, jobs, waves=waves, build_dir=build_dir, progress=progress)
     else:
         from zeroskip.sim.cocotb_backend import run_cocotb
-        results = run_cocotb(backend, config, jobs, waves=waves, build_dir=build_dir)
+        results = run_cocotb(backend, config, jobs, waves=waves, build_dir=build_dir, load=load)
     for result in results:
         if isinstance(result, RunResult):
             result.backend = backend
     return results
 
 
-def run(program, x_int, *, backend, waves=False, build_dir="build", progress=None):
+def run(program, x_int, *, backend, load=None, waves=False, build_dir="build", progress=None):
     """Run one program on ``backend`` and return its :class:`RunResult`.
+
+    ``load`` is as for :func:`run_many`.
 
     Raises
     ------
     ZeroskipError
         Whatever the driver or the hardware reported.
     """
-    result, = run_many([Job(program, x_int)], backend=backend, waves=waves,
+    result, = run_many([Job(program, x_int)], backend=backend, load=load, waves=waves,
                        build_dir=build_dir, progress=progress)
     if isinstance(result, Exception):
         raise result

