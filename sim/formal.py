@@ -40,7 +40,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.hdl._ast import AnyConst, Initial
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 
 from zeroskip.errors import ZeroskipError
 
@@ -228,7 +228,8 @@ def _short(location):
         return location
 
 
-def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial", root=None):
+def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial", root=None,
+          ports=None):
     """Prove the properties of ``dut`` with SymbiYosys.
 
     Parameters
@@ -249,6 +250,10 @@ def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial"
         ``"initial"``: reset high in the first cycle only; ``"any"``: free.
     root : path-like, optional
         Where the proof directories go (``build/formal`` by default).
+    ports : list of Signal, optional
+        The free inputs (and observed outputs) of a ``dut`` that is not a
+        component. A signal that is neither driven nor a port is a constant
+        (its initial value), so a design without ports proves nothing.
 
     Returns
     -------
@@ -277,7 +282,12 @@ def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial"
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    text = rtlil.convert(_Spec(dut, properties, reset), name="top", ports=_ports(dut))
+    if ports is None:
+        ports = _ports(dut)
+    if not ports:
+        raise ValueError(f"{name}: the design has no ports, so it has no free inputs; "
+                         "pass ports= (or prove a wiring.Component)")
+    text = rtlil.convert(_Spec(dut, properties, reset), name="top", ports=list(ports))
     (directory / "top.il").write_text(text)
     (directory / f"{mode}.sby").write_text(_sby_script(mode, depth))
 
@@ -393,8 +403,8 @@ class StreamTracker:
     Counts the transfers of ``input`` and ``output`` (``width``-bit shadow
     counters); picks an arbitrary transfer index ``k`` (``AnyConst``), records
     the payload of the ``k``-th input transfer and asserts that the ``k``-th
-    output transfer carries ``expect(recorded)`` (the recorded payload by
-    default). Asserted in every cycle:
+    output transfer matches it (``match(recorded, output_payload)``, by
+    default equal bits). Asserted in every cycle:
 
     - the block holds at most ``capacity`` words (``in - out``), and an
       output transfer needs a word inside or entering in the same cycle
@@ -410,14 +420,16 @@ class StreamTracker:
     capacity : int
     width : int
         Counter width; ``2 ** width`` must exceed ``capacity``.
-    expect : callable, optional
-        The output payload the tracked input payload must produce.
+    match : callable, optional
+        ``match(token, payload)``: whether the output ``payload`` (a value
+        or view of the output's shape) is the right answer to the input
+        ``token`` (a view of the input's shape, if it has a layout).
     pass_through : bool
         Whether a word may leave in the cycle it enters.
     name : str
     """
 
-    def __init__(self, m, input, output, *, capacity, width=4, expect=None,
+    def __init__(self, m, input, output, *, capacity, width=4, match=None,
                  pass_through=False, name):
         if 2 ** width <= capacity:
             raise ValueError(f"width {width} cannot count {capacity} words")
@@ -443,8 +455,11 @@ class StreamTracker:
         with m.If(rst):
             m.d.sync += [self.in_count.eq(0), self.out_count.eq(0), inside.eq(0)]
 
-        expect = expect or (lambda payload: payload)
+        match = match or (lambda token, payload: _bits(token) == _bits(payload))
         token = Mux(inside, _bits(recorded), _bits(input.payload))
+        shape = getattr(input.payload, "shape", None)
+        if callable(shape) and isinstance(shape(), (data.Layout, type)):
+            token = shape()(token)
         available = self.occupancy + (take if pass_through else 0)
         head = self.out_count == self.k
         tracked_out = head & (inside | (taken_now if pass_through else 0))
@@ -457,7 +472,7 @@ class StreamTracker:
                        f"{name}: tracked word lost or duplicated"),
             ]
             with m.If(output.valid & tracked_out):
-                m.d.comb += Assert(_bits(output.payload) == _bits(expect(token)),
+                m.d.comb += Assert(match(token, output.payload),
                                    f"{name}: a word out of order or changed")
 
 

@@ -19,12 +19,12 @@ def run_proof(formal_root):
     def run(dut, properties, **kwargs):
         try:
             result = formal.prove(dut, properties, root=formal_root, **kwargs)
-        except formal.FormalToolError as error:
-            pytest.fail(str(error), pytrace=False)
-        except formal.ProofFailed as error:
-            pytest.fail(str(error), pytrace=False)
-        print(result.summary())
-        return result
+        except formal.FormalError as error:
+            message = str(error)
+        else:
+            print(result.summary())
+            return result
+        pytest.fail(message, pytrace=False)
     return run
 
 
@@ -35,12 +35,16 @@ def refute(formal_root):
     def run(dut, properties, *, expect, **kwargs):
         try:
             formal.prove(dut, properties, root=formal_root, **kwargs)
-        except formal.FormalToolError as error:
-            pytest.fail(str(error), pytrace=False)
         except formal.ProofFailed as error:
-            assert any(expect in failure for failure in error.failures), str(error)
-            assert error.trace is not None and error.trace.exists(), str(error)
-            print(f"{kwargs['name']}: fails as it must: {error}")
-            return error
-        pytest.fail(f"{kwargs['name']}: the proof passed on a mutant", pytrace=False)
+            failed = error
+        except formal.FormalToolError as error:
+            failed = str(error)
+        else:
+            failed = f"{kwargs['name']}: the proof passed on a mutant"
+        if isinstance(failed, str):
+            pytest.fail(failed, pytrace=False)
+        assert any(expect in failure for failure in failed.failures), str(failed)
+        assert failed.trace is not None and failed.trace.exists(), str(failed)
+        print(f"{kwargs['name']}: fails as it must: {failed}")
+        return failed
     return run
