@@ -41,9 +41,12 @@ class CompiledLayer:
     nnz: int
     groups: list
 
-    def predicted_dense_cycles(self):
-        """Cycles of dense mode for one batch (the ISA model's timing rules)."""
-        return sum(int(p.report.get("dense_cycles", 0)) for _, p in self.groups)
+    #: Per shift group, dense mode's cycles for one input (see :func:`dense_mode_cycles`).
+    dense_cycles: list = dataclasses.field(default_factory=list)
+
+    def predicted_dense_cycles(self, inputs=1):
+        """Cycles of dense mode for ``inputs`` inputs (the ISA model's timing rules)."""
+        return sum(self.dense_cycles) * inputs
 
     def formats(self):
         names = []
@@ -119,8 +122,9 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
                                                   dtype=np.int64)])
     layers = []
     x = sample
+    cache = {}
     for index, layer in enumerate(quantized.layers):
-        groups = []
+        groups, dense = [], []
         for shift, rows in layer.groups():
             bias = None if layer.bias is None else layer.bias[rows]
             kwargs = {}
@@ -131,12 +135,37 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
                 layer.weight[rows], config, x=x.T, fmt=fmt, bias=bias,
                 a_frac_bits=int(layer.w_frac[rows].max()), x_frac_bits=layer.x_frac,
                 name=f"{layer.name}[shift {shift}]" if layer.epilogue else layer.name,
-                dense_baseline=dense_baseline, split_rows=split_rows, **kwargs)
+                dense_baseline=False, split_rows=split_rows, **kwargs)
             groups.append((rows, program))
+            if dense_baseline:
+                dense.append(dense_mode_cycles(len(rows), layer.shape[1], config,
+                                               bias=bias is not None, cache=cache, **kwargs))
         layers.append(CompiledLayer(name=layer.name, shape=layer.shape,
-                                    nnz=int(layer.weight.nnz), groups=groups))
+                                    nnz=int(layer.weight.nnz), groups=groups,
+                                    dense_cycles=dense))
         x = quantized.layer_reference(index, x)
     return CompiledNetwork(quantized=quantized, config=config, batch=batch, layers=layers)
+
+
+def dense_mode_cycles(rows, cols, config, *, bias=False, cache=None, **epilogue):
+    """Cycles of one input through a ``rows x cols`` layer forced into dense mode.
+
+    Dense mode streams every entry whatever its value, so its cycles depend
+    only on the shape and the epilogue: the ISA model's timing rules predict
+    them once per shape (``cache`` keeps them).
+    """
+    key = (rows, cols, bias, tuple(sorted(epilogue.items())))
+    if cache is not None and key in cache:
+        return cache[key]
+    import scipy.sparse
+    probe = scipy.sparse.csr_matrix(([1], ([0], [0])), shape=(rows, cols), dtype=np.int64)
+    program = compile_kernel(probe, config, bias=np.zeros(rows, dtype=np.int64) if bias else None,
+                             dense_baseline=True, split_rows=False, name="dense probe",
+                             **epilogue)
+    cycles = int(program.report["dense_cycles"])
+    if cache is not None:
+        cache[key] = cycles
+    return cycles
 
 
 @dataclasses.dataclass
@@ -152,8 +181,11 @@ class NetworkRun:
         (``pe_busy`` a list per PE).
     images : int
     padded : int
-        Inputs run, including the zero padding of the last batch.
+        Inputs the first layer ran, including the zero padding of the last batch.
     backend : str
+    sent, padded_per_layer : list of int
+        Per layer, the inputs sent (all of them unless ``skip_empty``) and
+        the inputs run including padding.
     """
 
     outputs: list
@@ -161,6 +193,8 @@ class NetworkRun:
     images: int
     padded: int
     backend: str
+    sent: list = dataclasses.field(default_factory=list)
+    padded_per_layer: list = dataclasses.field(default_factory=list)
 
 
 def _empty_counters(config):
@@ -201,8 +235,18 @@ def _run_jobs(layer, chunks, backend, build_dir):
     return [results[i * per:(i + 1) * per] for i in range(len(chunks))]
 
 
-def run_network(compiled, x_int, *, backend="model", build_dir="build", progress=None):
+def run_network(compiled, x_int, *, backend="model", build_dir="build", progress=None,
+                skip_empty=False):
     """Run ``compiled`` on the quantized inputs ``x_int`` (``(images, inputs)``).
+
+    Parameters
+    ----------
+    skip_empty : bool
+        Do not send an input whose activations entering a layer are all zero
+        (the Graph Challenge's sparse ``Y`` drops such rows): the host fills
+        in the layer's output for a zero input (the epilogue applied to the
+        bias alone, from the quantized reference). Those inputs add no
+        cycles; :attr:`NetworkRun.sent` counts the inputs each layer ran.
 
     Returns
     -------
@@ -220,13 +264,15 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     if x.ndim != 2 or x.shape[1] != inputs:
         raise InputError(f"inputs have shape {x.shape} but the network takes (images, {inputs})")
     images, batch = len(x), compiled.batch
-    padded = -(-images // batch) * batch
-    if padded > images:
-        x = np.concatenate([x, np.zeros((padded - images, inputs), dtype=np.int64)])
-    outputs, counters = [], []
+    outputs, counters, sent_counts, padded_counts = [], [], [], []
     for index, layer in enumerate(compiled.layers):
-        chunks = [x[i:i + batch] for i in range(0, padded, batch)]
-        results = _run_jobs(layer, chunks, backend, build_dir)
+        live = np.flatnonzero(x.any(axis=1)) if skip_empty else np.arange(images)
+        count = len(live)
+        padded = -(-count // batch) * batch
+        xs = np.zeros((padded, x.shape[1]), dtype=np.int64)
+        xs[:count] = x[live]
+        chunks = [xs[i:i + batch] for i in range(0, padded, batch)]
+        results = _run_jobs(layer, chunks, backend, build_dir) if chunks else []
         y = np.zeros((padded, layer.shape[0]), dtype=np.int64)
         total = _empty_counters(compiled.config)
         for c, per_group in enumerate(results):
@@ -234,10 +280,20 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
                 raw = np.asarray(result.y_raw, dtype=np.int64).reshape(len(rows), batch)
                 y[c * batch:(c + 1) * batch, rows] = raw.T
                 _add(total, result.counters)
-        outputs.append(y[:images])
+        if count < images:
+            zero = compiled.quantized.layer_reference(index, np.zeros((1, x.shape[1]),
+                                                                      dtype=np.int64))
+            full = np.repeat(zero, images, axis=0)
+            full[live] = y[:count]
+        else:
+            full = y[:images]
+        outputs.append(full)
         counters.append(total)
-        x = y       # the epilogue's outputs are the next layer's input integers
+        sent_counts.append(count)
+        padded_counts.append(padded)
+        x = full    # the epilogue's outputs are the next layer's input integers
         if progress is not None:
             progress(index + 1, len(compiled.layers))
-    return NetworkRun(outputs=outputs, counters=counters, images=images, padded=padded,
-                      backend=backend)
+    return NetworkRun(outputs=outputs, counters=counters, images=images,
+                      padded=padded_counts[0] if padded_counts else 0, backend=backend,
+                      sent=sent_counts, padded_per_layer=padded_counts)

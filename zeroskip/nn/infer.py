@@ -68,47 +68,50 @@ def _accuracy(scores, labels):
 
 def _layer_rows(compiled, run, clock_hz):
     rows = []
-    for layer, counters in zip(compiled.layers, run.counters):
+    for layer, counters, sent, padded in zip(compiled.layers, run.counters, run.sent,
+                                             run.padded_per_layer):
         out, inp = layer.shape
         busy = sum(counters["pe_busy"])
         cycles = counters["cycles"]
-        batches = run.padded // compiled.batch
-        dense_products = out * inp * run.padded
+        dense_products = out * inp * run.images
         rows.append({
             "name": layer.name, "shape": [out, inp], "nnz": layer.nnz,
             "density": layer.nnz / (out * inp) if out * inp else 0.0,
             "formats": layer.formats(), "shift_groups": len(layer.groups),
             "cycles": int(cycles),
-            "dense_mode_cycles": int(layer.predicted_dense_cycles() * batches),
+            "dense_mode_cycles": int(layer.predicted_dense_cycles(padded)),
+            "inputs_sent": int(sent), "inputs_run": int(padded),
             "utilization": busy / (cycles * compiled.config.pes) if cycles else 0.0,
             "macs": int(counters["macs"]),
             "skipped": int(dense_products - counters["macs"]),
             "skipped_stored": int(counters["skipped"]),
             "pe_busy": int(busy), "gather_stalls": int(counters["gather_stalls"]),
-            "tokens": int(busy), "rows_out": int(out * run.padded),
+            "tokens": int(busy), "rows_out": int(out * padded),
         })
     return rows
 
 
-def _energy(config, layers, padded, *, dense):
+def _energy(config, layers, images, *, dense):
     """Energy per inference (nJ) and its breakdown, sparse run or dense mode."""
     totals = {}
     for row in layers:
         out, inp = row["shape"]
         if dense:
-            cycles, tokens = row["dense_mode_cycles"], out * inp * padded
+            cycles, tokens = row["dense_mode_cycles"], out * inp * row["inputs_run"]
         else:
             cycles, tokens = row["cycles"], row["tokens"]
         parts = energy_model.energy(config, cycles=cycles, macs=row["macs"], tokens=tokens,
-                                    rows_out=row["rows_out"], x_writes=inp * padded)
+                                    rows_out=row["rows_out"],
+                                    x_writes=inp * row["inputs_run"])
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + value
-    return {key: value / padded / 1000.0 for key, value in totals.items()}
+    return {key: value / images / 1000.0 for key, value in totals.items()}
 
 
 def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8,
              backend="model", board=DEFAULT_BOARD, config=None, batch=16, calibrate=1000,
-             baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None):
+             baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None,
+             skip_empty=False):
     """Prune, quantize, compile and run ``network`` on ``inputs``; compare and report.
 
     Parameters
@@ -133,6 +136,11 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         Inputs used to calibrate the activation scales (the first ones).
     baseline : bool
         Measure onnxruntime.
+    act_frac_bits, weight_frac_bits
+        Force scales (see :func:`~zeroskip.nn.quantize.quantize_network`).
+    skip_empty : bool
+        Send no input whose activations are all zero (see
+        :func:`~zeroskip.nn.compile.run_network`); dense mode gets the same.
 
     Returns
     -------
@@ -157,7 +165,8 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
                          weight_frac_bits=weight_frac_bits)
     x_int = q.quantize_inputs(x)
     compiled = compile_network(q, config, x_int, batch=min(batch, len(x)))
-    run = run_network(compiled, x_int, backend=backend, build_dir=build_dir)
+    run = run_network(compiled, x_int, backend=backend, build_dir=build_dir,
+                      skip_empty=skip_empty)
     reference = q.reference(x_int)
     exact = all(np.array_equal(a, b) for a, b in zip(reference, run.outputs))
     outputs = q.layers[-1].dequantize(run.outputs[-1])
@@ -167,14 +176,16 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
     layers = _layer_rows(compiled, run, clock_hz)
     cycles = sum(row["cycles"] for row in layers)
     dense_cycles = sum(row["dense_mode_cycles"] for row in layers)
-    per_inf = cycles / run.padded
-    dense_per_inf = dense_cycles / run.padded
-    e_sparse = _energy(config, layers, run.padded, dense=False)
-    e_dense = _energy(config, layers, run.padded, dense=True)
-    batch_cycles = cycles / (run.padded // compiled.batch)
+    # Per inference: over the real inputs (the padding of a last batch is paid for).
+    per_inf = cycles / run.images
+    dense_per_inf = dense_cycles / run.images
+    e_sparse = _energy(config, layers, run.images, dense=False)
+    e_dense = _energy(config, layers, run.images, dense=True)
+    batch_cycles = per_inf * compiled.batch
     result = {
         "network": network.name, "backend": backend, "images": int(len(x)),
         "padded_images": int(run.padded), "batch": compiled.batch,
+        "skip_empty": bool(skip_empty),
         "value_width": value_width, "acc_width": config.acc_width,
         "pruning": ({"sparsity": prune} if prune is not None else {"nm": nm} if nm is not None
                     else "none (zeros already in the model are skipped)"),

@@ -181,15 +181,19 @@ class QuantizedNetwork:
 def _weight_fracs(w, qmax, x_qmax, acc_max, cap):
     """Per row, the largest fractional bits that fit values and worst-case sums."""
     absw = np.abs(w)
-    fracs = np.empty(w.shape[0], dtype=np.int64)
-    for o in range(w.shape[0]):
-        row = absw[o]
-        f = _frac_for(row.max() if row.size else 0.0, qmax, cap)
-        # The worst-case sum over the row must fit the accumulator.
-        while f > -cap and _round(row * 2.0 ** f).sum() * x_qmax > acc_max:
-            f -= 1
-        fracs[o] = f
-    nonzero = absw.max(axis=1) > 0 if absw.size else np.zeros(0, dtype=bool)
+    rows = w.shape[0]
+    peak = absw.max(axis=1) if absw.size else np.zeros(rows)
+    nonzero = peak > 0
+    fracs = np.full(rows, cap, dtype=np.int64)
+    fracs[nonzero] = np.minimum(np.floor(np.log2(qmax / peak[nonzero])), cap).astype(np.int64)
+    # Lower each row until its values fit and its worst-case sum fits the accumulator.
+    while True:
+        scaled = _round(absw * 2.0 ** fracs[:, None].astype(np.float64))
+        bad = (scaled.max(axis=1, initial=0) > qmax) | (scaled.sum(axis=1) * x_qmax > acc_max)
+        bad &= fracs > -cap
+        if not bad.any():
+            break
+        fracs[bad] -= 1
     if nonzero.any() and not nonzero.all():
         # Empty rows: any scale; take the most common so as not to add a shift group.
         values, counts = np.unique(fracs[nonzero], return_counts=True)
