@@ -10,8 +10,8 @@ from onnx import helper
 
 from zeroskip.cli import main
 from zeroskip.errors import InputError
-from zeroskip.nn.onnx_io import load_onnx, to_onnx
 from zeroskip.nn.network import Network
+from zeroskip.nn.onnx_io import load_onnx, to_onnx
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))

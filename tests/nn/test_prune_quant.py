@@ -35,7 +35,8 @@ def test_sparsity_outside_range(value):
 
 def test_prune_network_reaches_target():
     rng = np.random.default_rng(1)
-    net = Network(layers=[Layer("a", rng.normal(size=(20, 30))), Layer("b", rng.normal(size=(5, 20)))])
+    net = Network(layers=[Layer("a", rng.normal(size=(20, 30))),
+                          Layer("b", rng.normal(size=(5, 20)))])
     pruned, masks = prune_network(net, sparsity=0.9)
     assert [layer.nnz for layer in pruned.layers] == [60, 10]
     with pytest.raises(InputError, match="--nm: N:M must look like 2:4, not '2-4'"):
