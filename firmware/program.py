@@ -230,6 +230,18 @@ class Program:
     tiles : list of Tile
     a_frac_bits, x_frac_bits : int
         Fixed-point scaling of the matrix and of the input vector.
+    row_exp : numpy.ndarray of int64, optional
+        The power-of-two exponent of each row of the matrix
+        (``A_q[i] = round(A[i] * 2 ** row_exp[i])``, see
+        :mod:`zeroskip.firmware.quant`); ``None`` means ``a_frac_bits`` for
+        every row. The host dequantizes ``y[i] = y_raw[i] * 2 ** -(row_exp[i]
+        + x_exp)`` with the operand's exponent ``x_exp`` chosen per run.
+    quant : dict
+        How the matrix was quantized (JSON-compatible): ``nnz_input``,
+        ``dropped``, ``saturated``, ``worst_case_x``, ``exact``.
+    source : scipy.sparse.csr_matrix of float64, optional
+        The matrix as given, so a saved program can report its error
+        against the float64 product.
     epilogue : Epilogue
     lane_nnz : numpy.ndarray of int64
         Entries each lane streams over the whole program (every column
@@ -267,6 +279,9 @@ class Program:
     kernel: str = "spmv"
     rhs_columns: int = 0
     report: dict = dataclasses.field(default_factory=dict)
+    row_exp: np.ndarray = None
+    quant: dict = dataclasses.field(default_factory=dict)
+    source: object = None
 
     def __post_init__(self):
         self.shape = tuple(int(v) for v in self.shape)
@@ -274,6 +289,13 @@ class Program:
             self.lane_nnz = np.array([sum(len(t.nz[p]) for t in self.tiles)
                                       for p in range(self.config.pes)], dtype=np.int64)
         self.lane_nnz = np.asarray(self.lane_nnz, dtype=np.int64)
+
+    @property
+    def row_frac_bits(self):
+        """The exponent of each row (``row_exp``, or ``a_frac_bits`` everywhere)."""
+        if self.row_exp is not None:
+            return np.asarray(self.row_exp, dtype=np.int64)
+        return np.full(self.shape[0], int(self.a_frac_bits), dtype=np.int64)
 
     @property
     def y_frac_bits(self):
@@ -498,7 +520,7 @@ class Program:
                 else "right-hand vector") +
             f"; format {self.format_label}, dataflow {self.dataflow_label}",
             f"quantization: a_frac_bits={self.a_frac_bits} x_frac_bits={self.x_frac_bits} "
-            f"y_frac_bits={self.y_frac_bits}",
+            f"y_frac_bits={self.y_frac_bits}" + self._row_exp_note(),
         ]
         if e.applied:
             lines.append(f"epilogue: shift={e.shift} relu={int(e.relu)} "
@@ -539,6 +561,12 @@ class Program:
                          f"({speedup:.2f}x)")
         return "\n".join(lines) + "\n"
 
+    def _row_exp_note(self):
+        if self.row_exp is None or not len(self.row_exp):
+            return ""
+        return (f"; row exponents {int(np.min(self.row_exp))} to {int(np.max(self.row_exp))} "
+                f"(y[i] = y_raw[i] x 2^-(row_exp[i] + x_exp))")
+
     # Serialization.
 
     def save(self, path):
@@ -560,11 +588,19 @@ class Program:
             "kernel": self.kernel,
             "rhs_columns": int(self.rhs_columns),
             "report": self.report,
+            "quant": self.quant,
             "tiles": [{"x_cols": [int(v) for v in t.x_cols], "bias": t.bias is not None,
                        "meta": t.meta is not None, "x_loads": t.x_loads is not None}
                       for t in self.tiles],
         }
         arrays = {"header": np.array(json.dumps(header))}
+        if self.row_exp is not None:
+            arrays["row_exp"] = np.asarray(self.row_exp, dtype=np.int64)
+        if self.source is not None:
+            source = self.source.tocsr()
+            arrays["source_indptr"] = np.asarray(source.indptr, dtype=np.int64)
+            arrays["source_indices"] = np.asarray(source.indices, dtype=np.int64)
+            arrays["source_data"] = np.asarray(source.data, dtype=np.float64)
         for i, tile in enumerate(self.tiles):
             arrays[f"t{i}_code"] = np.asarray(tile.code, dtype=np.uint64)
             readback = np.asarray(tile.readback, dtype=np.int64)
@@ -645,7 +681,9 @@ class Program:
                           x_frac_bits=int(header["x_frac_bits"]), epilogue=epilogue,
                           lane_nnz=np.array(header["lane_nnz"], dtype=np.int64),
                           name=str(header["name"]), kernel=kernel, rhs_columns=rhs_columns,
-                          report=report)
+                          report=report, quant=_quant_header(header),
+                          row_exp=_row_exp(arrays, rows),
+                          source=_source(arrays, rows, cols))
         except ConfigError as error:
             raise _Invalid(str(error)) from None
         except KeyError as error:
@@ -655,6 +693,37 @@ class Program:
         if len(program.lane_nnz) != config.pes:
             raise _Invalid(f"lane_nnz has {len(program.lane_nnz)} lanes, not {config.pes}")
         return program
+
+
+def _quant_header(header):
+    quant = header.get("quant", {})
+    if not isinstance(quant, dict):
+        raise _Invalid("quant is not an object")
+    return quant
+
+
+def _row_exp(arrays, rows):
+    if "row_exp" not in arrays:
+        return None
+    row_exp = np.asarray(arrays["row_exp"])
+    if row_exp.shape != (rows,) or row_exp.dtype.kind not in "iu":
+        raise _Invalid(f"row_exp has shape {row_exp.shape}, not ({rows},)")
+    return row_exp.astype(np.int64)
+
+
+def _source(arrays, rows, cols):
+    keys = ("source_indptr", "source_indices", "source_data")
+    if not any(key in arrays for key in keys):
+        return None
+    if not all(key in arrays for key in keys):
+        raise _Invalid("the source matrix is incomplete")
+    import scipy.sparse
+    indptr, indices, data = (np.asarray(arrays[key]) for key in keys)
+    if (indptr.shape != (rows + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+            or indptr[-1] != len(indices) or len(indices) != len(data)
+            or (len(indices) and (indices.min() < 0 or indices.max() >= cols))):
+        raise _Invalid("the source matrix is inconsistent")
+    return scipy.sparse.csr_matrix((data.astype(np.float64), indices, indptr), shape=(rows, cols))
 
 
 def _span(columns):

