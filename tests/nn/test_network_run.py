@@ -108,3 +108,15 @@ def test_rtl_equals_model(backend):
     for got, want in zip(rtl.outputs, model.outputs):
         np.testing.assert_array_equal(got, want)
     assert rtl.counters == model.counters
+
+
+def test_accelerator_api():
+    from zeroskip.api import Accelerator
+    net = nn_helpers.tiny_network(5)
+    x = nn_helpers.sparse_inputs(6, net.inputs, 6)
+    acc = Accelerator(CONFIG)
+    compiled = acc.compile_network(net, x, batch=4)
+    result = acc.infer(compiled, x)
+    assert result.exact and result.y.shape == (6, net.outputs)
+    assert result.cycles == sum(c["cycles"] for c in result.run.counters) > 0
+    assert np.abs(result.y - net.forward(x)).max() < 0.01
