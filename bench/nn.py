@@ -1,0 +1,144 @@
+"""Networks on the accelerator: digits accuracy, the Graph Challenge, CPU baseline.
+
+Prints the tables the networks issue asks for and exits non-zero when a
+target is missed:
+
+- digits: the 90 %-pruned (gradual) MLP in int8 on the ISA model, whole test
+  split, within 2 points of the float dense network; with ``--rtl N`` also
+  on Verilator for the first N test images, identical to the model;
+- Graph Challenge: all 1200 images on the ISA model give categories equal to
+  the truth file, and the run (quantize, compile, run; data loading
+  excluded) takes under 2 minutes of wall time on this machine;
+- the accelerator's projected time per Graph Challenge inference (cycles ÷
+  the ULX3S-85F's default clock, its 8 PEs: the largest ULX3S configuration
+  that meets timing, see zeroskip.boards.targets) against onnxruntime, one
+  thread and all threads, both absolute.
+
+Results go to ``build/bench/nn.json``.
+
+Usage::
+
+    python bench/nn.py [--images 1200] [--rtl 64] [--skip-digits] [--out FILE]
+"""
+
+import argparse
+import importlib.util
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GC_SECONDS = 120.0
+DIGITS_POINTS = 2.0
+
+
+def example(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_digits(rtl_images):
+    from zeroskip.nn import digits
+    from zeroskip.nn.infer import evaluate
+    module = example("digits")
+    rows = module.run(sparsities=(0.5, 0.75, 0.9, 0.95))
+    module.print_table(rows)
+    dense = rows[0]["float_accuracy"]
+    g90 = next(r for r in rows if r["method"] == "gradual" and r["sparsity"] == 0.9)
+    gap = 100 * (dense - g90["accuracy"])
+    ok = gap <= DIGITS_POINTS and all(r["bit_exact_vs_quantized_reference"] for r in rows)
+    print(f"digits 90 % gradual int8: {100 * g90['accuracy']:.2f} % vs float dense "
+          f"{100 * dense:.2f} %: {gap:+.2f} points below (target <= {DIGITS_POINTS}) "
+          f"{'ok' if ok else 'MISSED'}")
+    summary = {"rows": [{k: v for k, v in r.items() if k != "outputs"} for r in rows],
+               "gap_points": gap, "ok": ok}
+    if rtl_images:
+        x_train, x_test, y_train, y_test = digits.load_data()
+        model = digits.train(x_train, y_train)
+        pruned, _ = digits.gradual_prune(model, x_train, y_train, 0.9)
+        net = digits.to_network(pruned)
+        results = {}
+        for backend in ("model", "verilator"):
+            results[backend] = evaluate(net, x_test[:rtl_images], labels=y_test[:rtl_images],
+                                        backend=backend, calibrate=len(x_train),
+                                        baseline=False)
+        same = (results["model"]["outputs"] == results["verilator"]["outputs"]
+                and [r["cycles"] for r in results["model"]["layers"]]
+                == [r["cycles"] for r in results["verilator"]["layers"]])
+        print(f"digits 90 % on Verilator, {rtl_images} images: outputs and cycles "
+              f"{'identical to' if same else 'DIFFERENT from'} the model")
+        summary["verilator"] = {"images": rtl_images, "identical": same}
+        ok = ok and same
+        summary["ok"] = ok
+    return summary, ok
+
+
+def bench_gc(images):
+    module = example("graph_challenge")
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result, match = module.run(images, baseline=True)
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    acc, c = result["accelerator"], result["cpu"]
+    print(f"Graph Challenge, {images} images on the ISA model: categories "
+          f"{'equal to' if match else 'DIFFERENT from'} the truth file; bit-exact "
+          f"{result['bit_exact_vs_quantized_reference']}; {wall:.1f} s wall, {cpu:.1f} s CPU "
+          f"(target < {GC_SECONDS:.0f} s wall; includes onnxruntime's measurement)")
+    print(f"{'layer':<8} {'sent':>5} {'formats':>8} {'cycles':>10} {'dense mode':>11} "
+          f"{'util':>5} {'macs':>10}")
+    for row in result["layers"]:
+        print(f"{row['name']:<8} {row['inputs_sent']:>5} {'+'.join(row['formats']):>8} "
+              f"{row['cycles']:>10} {row['dense_mode_cycles']:>11} {row['utilization']:>5.2f} "
+              f"{row['macs']:>10}")
+    a = c["accelerator_s"]
+    print(f"per inference: accelerator {1e6 * a:.1f} us ({result['cycles_per_inference']:.0f} "
+          f"cycles at {acc['clock_mhz']:g} MHz, {acc['board']}, {acc['pes']} PEs); dense mode "
+          f"{1e6 * acc['dense_mode_seconds_per_inference']:.1f} us "
+          f"({result['speedup_over_dense_mode']:.1f}x slower)")
+    print(f"onnxruntime float32 dense: {1e6 * c['dense_1_thread_s']:.1f} us (1 thread, "
+          f"{c['dense_1_thread_s'] / a:.2f}x the accelerator's time), "
+          f"{1e6 * c['dense_all_threads_s']:.1f} us ({c['threads_all']} threads, "
+          f"{c['dense_all_threads_s'] / a:.2f}x)")
+    print(f"energy per inference {result['energy_per_inference_nj']:.0f} nJ, dense mode "
+          f"{result['dense_mode_energy_per_inference_nj']:.0f} nJ")
+    ok = match and result["bit_exact_vs_quantized_reference"] and wall < GC_SECONDS
+    result.pop("outputs")
+    result["bench_wall_s"], result["bench_cpu_s"] = wall, cpu
+    return result, ok
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1200)
+    parser.add_argument("--rtl", type=int, default=0, metavar="N",
+                        help="also run the 90 %% digits network on Verilator for N images")
+    parser.add_argument("--skip-digits", action="store_true")
+    parser.add_argument("--skip-gc", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "nn.json")
+    args = parser.parse_args(argv)
+    report, ok = {}, True
+    if not args.skip_digits:
+        report["digits"], good = bench_digits(args.rtl)
+        ok &= good
+    if not args.skip_gc:
+        report["graph_challenge"], good = bench_gc(args.images)
+        ok &= good
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    print(f"wrote {args.out}; {'all targets met' if ok else 'a target was MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    np.set_printoptions(linewidth=120)
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The shipped examples on the model backend: digits and the Graph Challenge."""
+
+from pathlib import Path
+
+import numpy as np
+
+from zeroskip.nn import digits
+from zeroskip.nn import graph_challenge as gc
+from zeroskip.nn.infer import evaluate
+from zeroskip.nn.prune import prune_network
+
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "graph-challenge"
+
+
+def test_digits_90_percent_gradual_int8_within_two_points():
+    x_train, x_test, y_train, y_test = digits.load_data()
+    model = digits.train(x_train, y_train)
+    dense = digits.to_network(model)
+    dense_accuracy = digits.accuracy(dense.forward(x_test), y_test)
+    # One-shot 90 % pruning without retraining loses most of the accuracy ...
+    oneshot, _ = prune_network(dense, sparsity=0.9)
+    assert digits.accuracy(oneshot.forward(x_test), y_test) < dense_accuracy - 0.2
+    # ... gradual pruning with partial_fit and masks keeps it.
+    pruned, masks = digits.gradual_prune(model, x_train, y_train, 0.9)
+    network = digits.to_network(pruned)
+    assert [round(layer.density, 2) for layer in network.layers] == [0.1, 0.1]
+    result = evaluate(network, x_test, labels=y_test, value_width=8, calibrate=len(x_train),
+                      baseline=False)
+    assert result["bit_exact_vs_quantized_reference"]
+    assert result["images"] == len(x_test) == 450
+    assert dense_accuracy - result["accuracy"] <= 0.02
+    assert result["speedup_over_dense_mode"] > 3
+
+
+def test_graph_challenge_categories_on_a_subset():
+    network, images, truth = gc.load(DATA)
+    assert len(network.layers) == 30 and images.shape == (1200, 1024)
+    assert truth.tolist()[:3] == [286, 294, 385]
+    pick = np.r_[280:294, 294:296]            # 16 images, two of them categories
+    result = evaluate(network, images[pick], value_width=16, act_frac_bits=8, batch=8,
+                      baseline=False, skip_empty=True)
+    assert result["bit_exact_vs_quantized_reference"]
+    found = gc.categories(np.asarray(result["outputs"]))
+    np.testing.assert_array_equal(pick[found], [286, 294])
+    # Column mode pays on the sparse activations.
+    assert any("csc" in layer["formats"] for layer in result["layers"])

@@ -1,0 +1,85 @@
+"""Networks through :class:`zeroskip.api.Accelerator`.
+
+``Accelerator.compile_network`` and ``Accelerator.infer`` call these two
+functions with the accelerator itself: its configuration is the hardware the
+network is compiled for (its value width the quantization's), its backend
+where the network runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from zeroskip.errors import ZeroskipError
+from zeroskip.nn.compile import compile_network as _compile
+from zeroskip.nn.compile import run_network
+from zeroskip.nn.prune import prune_network
+from zeroskip.nn.quantize import quantize_network
+
+__all__ = ["InferResult", "compile_network", "infer"]
+
+
+@dataclasses.dataclass
+class InferResult:
+    """Outputs of :func:`infer`.
+
+    Attributes
+    ----------
+    y : numpy.ndarray
+        The last layer's outputs, dequantized, one row per input.
+    y_int : numpy.ndarray of int64
+        The same as integers (what the accelerator read back).
+    exact : bool
+        Whether every layer's integers equal the quantized NumPy reference.
+    run : NetworkRun
+        Every layer's outputs and counters.
+    """
+
+    y: np.ndarray
+    y_int: np.ndarray
+    exact: bool
+    run: object
+
+    @property
+    def cycles(self):
+        return sum(c["cycles"] for c in self.run.counters)
+
+
+def compile_network(accelerator, network, calibration, *, prune=None, nm=None, batch=16,
+                    act_frac_bits=None, weight_frac_bits=None, fmt="auto"):
+    """Prune (optional), quantize for ``accelerator.config`` and compile ``network``.
+
+    ``network`` is a :class:`~zeroskip.nn.network.Network` or the path of an
+    ONNX file; ``calibration`` sample float inputs (they set the activation
+    scales and drive the cost model).
+    """
+    if not hasattr(network, "layers"):
+        from zeroskip.nn.onnx_io import load_onnx
+        network = load_onnx(network)
+    if prune is not None or nm is not None:
+        network, _ = prune_network(network, sparsity=prune, nm=nm)
+    config = accelerator.config
+    x = network.check_inputs(calibration, what="calibration")
+    q = quantize_network(network, x, value_width=config.value_width, acc_width=config.acc_width,
+                         act_frac_bits=act_frac_bits, weight_frac_bits=weight_frac_bits)
+    return _compile(q, config, q.quantize_inputs(x), batch=min(batch, len(x)), fmt=fmt)
+
+
+def infer(accelerator, compiled, x, *, skip_empty=False):
+    """Run ``compiled`` on float inputs ``x`` on the accelerator's backend."""
+    if accelerator.backend == "board":
+        raise ZeroskipError("networks do not run on the board backend yet; use model, pysim, "
+                            "icarus or verilator")
+    if compiled.config != accelerator.config:
+        raise ZeroskipError("the network was compiled for another configuration than this "
+                            "accelerator's")
+    q = compiled.quantized
+    x_int = q.quantize_inputs(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+    options = {k: v for k, v in accelerator.backend_options.items() if k == "build_dir"}
+    run = run_network(compiled, x_int, backend=accelerator.backend, skip_empty=skip_empty,
+                      **options)
+    exact = all(np.array_equal(a, b) for a, b in zip(run.outputs, q.reference(x_int)))
+    y_int = run.outputs[-1]
+    return InferResult(y=q.layers[-1].dequantize(y_int), y_int=y_int, exact=exact, run=run)

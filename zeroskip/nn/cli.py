@@ -1,0 +1,178 @@
+"""The ``zeroskip infer`` and ``zeroskip report`` commands.
+
+:func:`add_commands` registers them on the main parser's sub-commands; their
+bodies import onnx, onnxruntime and matplotlib only when run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from zeroskip.errors import InputError
+from zeroskip.sim.backends import BACKENDS
+
+__all__ = ["add_commands", "cmd_infer", "cmd_report", "load_array"]
+
+_INFER_EPILOG = """\
+The accelerator's time is its counted cycles divided by the named board's
+default clock (its PE count is the board's); onnxruntime runs the same
+network dense in float32 on this machine's CPU, measured in the same run.
+
+examples:
+  zeroskip infer mlp.onnx --inputs x.npy --labels y.npy
+  zeroskip infer mlp.onnx --inputs x.npy --prune 0.9 --value-width 8 --json build/infer.json
+  zeroskip infer mlp.onnx --inputs x.npy --nm 2:4 --backend verilator --limit 64"""
+
+_REPORT_EPILOG = """\
+example:
+  zeroskip report -o build/report"""
+
+
+def load_array(path, what):
+    """A ``.npy`` array, or an :class:`InputError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path}: no such file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise InputError(f"{what} {path}: not a NumPy .npy array: {error}") from None
+
+
+def add_commands(commands, formatter):
+    """Register ``infer`` and ``report`` on ``commands`` (an argparse sub-parsers object)."""
+    sub = commands.add_parser(
+        "infer", help="run an ONNX network on the accelerator and compare with the CPU",
+        description="Import an ONNX feed-forward network, prune (optional) and quantize it, "
+                    "compile it to the accelerator, run a batch of inputs and report accuracy, "
+                    "cycles, utilization, energy and the onnxruntime baseline.",
+        epilog=_INFER_EPILOG, formatter_class=formatter)
+    sub.set_defaults(func=cmd_infer)
+    sub.add_argument("model", metavar="MODEL.onnx", type=Path, help="the ONNX model")
+    sub.add_argument("--inputs", metavar="X.npy", type=Path, required=True,
+                     help="inputs, one per row (float)")
+    sub.add_argument("--labels", metavar="Y.npy", type=Path, help="class labels (integers)")
+    group = sub.add_mutually_exclusive_group()
+    group.add_argument("--prune", metavar="S", help="one-shot magnitude pruning to sparsity S "
+                                                    "in [0, 1)")
+    group.add_argument("--nm", metavar="N:M", help="one-shot N:M pruning, e.g. 2:4")
+    sub.add_argument("--value-width", type=int, choices=(8, 16), default=8,
+                     help="bits of weights and activations (default 8)")
+    sub.add_argument("--backend", choices=BACKENDS, default="model",
+                     help="where to run (default model)")
+    sub.add_argument("--board", default="ulx3s-85f",
+                     help="board whose clock and PE count are assumed (default ulx3s-85f)")
+    sub.add_argument("--batch", type=int, default=16, help="inputs per run (default 16)")
+    sub.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
+    sub.add_argument("--no-baseline", action="store_true", help="skip onnxruntime")
+    sub.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON")
+
+    sub = commands.add_parser(
+        "report", help="render the networks report (Markdown and plots)",
+        description="Run the digits and Graph Challenge examples and write one Markdown page "
+                    "with PNG plots: accuracy and speedup versus sparsity, utilization per "
+                    "layer, energy, accelerator versus CPU.",
+        epilog=_REPORT_EPILOG, formatter_class=formatter)
+    sub.set_defaults(func=cmd_report)
+    sub.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("build/report"))
+    sub.add_argument("--images", type=int, default=1200,
+                     help="Graph Challenge images to run (default all 1200)")
+
+
+def _write_json(path, data):
+    path = Path(path)
+    temp = path.with_name(path.name + ".tmp")
+    with open(temp, "w") as file:
+        json.dump(data, file, indent=1)
+        file.write("\n")
+    os.replace(temp, path)
+
+
+def print_summary(result):
+    acc = result["accelerator"]
+    print(f"network {result['network']}: {result['images']} inputs on {result['backend']}, "
+          f"int{result['value_width']} values, batch {result['batch']}")
+    if result["accuracy"] is not None:
+        print(f"accuracy {100 * result['accuracy']:.2f} % (float dense "
+              f"{100 * result['float_accuracy']:.2f} %, float pruned "
+              f"{100 * result['float_pruned_accuracy']:.2f} %)")
+    print(f"top-1 agreement with the float network: {100 * result['top1_agreement']:.2f} %; "
+          f"bit-exact with the quantized reference: "
+          f"{'yes' if result['bit_exact_vs_quantized_reference'] else 'NO'}; max |error| vs "
+          f"float64 {result['max_abs_error_vs_float64']:.4g}")
+    print(f"{'layer':<10} {'shape':>11} {'density':>8} {'formats':>9} {'cycles':>10} "
+          f"{'dense':>10} {'util':>6} {'macs':>11} {'skipped':>11}")
+    for row in result["layers"]:
+        shape = f"{row['shape'][0]}x{row['shape'][1]}"
+        print(f"{row['name'][:10]:<10} {shape:>11} {row['density']:>8.3f} "
+              f"{'+'.join(row['formats']):>9} {row['cycles']:>10} {row['dense_mode_cycles']:>10} "
+              f"{row['utilization']:>6.2f} {row['macs']:>11} {row['skipped']:>11}")
+    print(f"cycles per inference {result['cycles_per_inference']:.0f} (dense mode "
+          f"{result['dense_mode_cycles_per_inference']:.0f}, speedup "
+          f"{result['speedup_over_dense_mode']:.2f}x)")
+    print(f"at {acc['clock_mhz']:g} MHz ({acc['board']}, {acc['pes']} PEs): "
+          f"{1e6 * acc['seconds_per_inference']:.2f} us per inference, "
+          f"{acc['throughput_per_s']:.0f} inferences/s; batch of {result['batch']} "
+          f"{1e6 * acc['batch_latency_s']:.1f} us")
+    print(f"energy per inference {result['energy_per_inference_nj']:.2f} nJ (dense mode "
+          f"{result['dense_mode_energy_per_inference_nj']:.2f} nJ; 45 nm event model)")
+    cpu = result.get("cpu")
+    if cpu:
+        a = cpu["accelerator_s"]
+        print(f"onnxruntime float32 per inference: dense {1e6 * cpu['dense_1_thread_s']:.2f} us "
+              f"(1 thread), {1e6 * cpu['dense_all_threads_s']:.2f} us ({cpu['threads_all']} "
+              f"threads); pruned {1e6 * cpu['pruned_1_thread_s']:.2f} / "
+              f"{1e6 * cpu['pruned_all_threads_s']:.2f} us; accelerator {1e6 * a:.2f} us "
+              f"(x{cpu['speedup_vs_dense_1_thread']:.2f} vs 1 thread, "
+              f"x{cpu['speedup_vs_dense_all_threads']:.2f} vs all)")
+    for note in result["notes"]:
+        print(f"note: {note}")
+
+
+def cmd_infer(args):
+    from zeroskip.nn.infer import evaluate
+    from zeroskip.nn.onnx_io import load_onnx
+    from zeroskip.nn.prune import check_sparsity
+    prune = check_sparsity(args.prune) if args.prune is not None else None
+    if args.nm is not None:
+        from zeroskip.firmware.formats import parse_nm
+        try:
+            parse_nm(args.nm)
+        except ValueError as error:
+            raise InputError(f"--nm: {error}") from None
+    if args.batch < 1:
+        raise InputError(f"--batch must be at least 1, not {args.batch}")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1, not {args.limit}")
+    network = load_onnx(args.model)
+    inputs = load_array(args.inputs, "--inputs")
+    labels = load_array(args.labels, "--labels") if args.labels is not None else None
+    x = network.check_inputs(inputs, what=f"--inputs {args.inputs}")
+    if labels is not None:
+        from zeroskip.nn.infer import check_labels
+        labels = check_labels(labels, len(x))
+    if args.limit is not None:
+        x = x[:args.limit]
+        labels = labels[:args.limit] if labels is not None else None
+    if args.json is not None:
+        if args.json.is_dir():
+            raise InputError(f"--json {args.json}: is a directory")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+    result = evaluate(network, x, labels=labels, prune=prune, nm=args.nm,
+                      value_width=args.value_width, backend=args.backend, board=args.board,
+                      batch=args.batch, baseline=not args.no_baseline)
+    print_summary(result)
+    if args.json is not None:
+        _write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0 if result["bit_exact_vs_quantized_reference"] else 1
+
+
+def cmd_report(args):
+    from zeroskip.report import render
+    path = render(args.output, gc_images=args.images)
+    print(f"wrote {path}")

@@ -1,0 +1,249 @@
+"""Network inference end to end: prune, quantize, compile, run, compare, report.
+
+:func:`evaluate` is what ``zeroskip infer``, the examples, the benchmarks and
+the report use. It returns a JSON-compatible dict (see :data:`JSON_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zeroskip import energy as energy_model
+from zeroskip.errors import InputError
+from zeroskip.nn.compile import compile_network, run_network
+from zeroskip.nn.prune import prune_network
+from zeroskip.nn.quantize import quantize_network
+
+__all__ = ["DEFAULT_BOARD", "JSON_FIELDS", "board_facts", "network_config", "evaluate",
+           "check_labels"]
+
+#: The board whose clock and PE count the accelerator's times assume.
+DEFAULT_BOARD = "ulx3s-85f"
+
+JSON_FIELDS = ("outputs", "accuracy", "float_accuracy", "top1_agreement", "images", "layers",
+               "cycles_per_inference", "energy_per_inference_nj", "backend")
+
+
+def board_facts(board=DEFAULT_BOARD):
+    """``(BoardInfo, clock in MHz)`` of a board, from :mod:`zeroskip.boards.targets`."""
+    from zeroskip.boards.targets import get_board
+    info = get_board(board)
+    return info, float(info.default_clock_mhz)
+
+
+def network_config(board=DEFAULT_BOARD, *, value_width=8, nm=None, base=None):
+    """The board's accelerator with the network's value width and column mode.
+
+    ``base`` (an AcceleratorConfig) replaces the board's sizing.
+    """
+    info, _ = board_facts(board)
+    config = base if base is not None else info.config
+    formats = tuple(dict.fromkeys(tuple(config.formats) + ("csr", "csc")
+                                  + (("nm",) if nm is not None else ())))
+    if base is not None:
+        if nm is not None and "nm" not in base.formats:
+            raise InputError(f"--nm {nm}: the configuration was generated without the nm "
+                             f"format (formats: {', '.join(base.formats)})")
+        return base
+    return config.replace(value_width=value_width, acc_width=32, formats=formats)
+
+
+def check_labels(labels, images):
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != images:
+        raise InputError(f"labels: shape {labels.shape} does not match the {images} inputs "
+                         f"(expected ({images},))")
+    if labels.dtype.kind not in "iu":
+        if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+            return labels.astype(np.int64)
+        raise InputError(f"labels: dtype {labels.dtype}, expected integer class indices")
+    return labels.astype(np.int64)
+
+
+def _accuracy(scores, labels):
+    if labels is None:
+        return None
+    return float(np.mean(np.argmax(scores, axis=1) == labels))
+
+
+def _layer_rows(compiled, run, clock_hz):
+    rows = []
+    for layer, counters, sent, padded in zip(compiled.layers, run.counters, run.sent,
+                                             run.padded_per_layer):
+        out, inp = layer.shape
+        busy = sum(counters["pe_busy"])
+        cycles = counters["cycles"]
+        dense_products = out * inp * run.images
+        rows.append({
+            "name": layer.name, "shape": [out, inp], "nnz": layer.nnz,
+            "density": layer.nnz / (out * inp) if out * inp else 0.0,
+            "formats": layer.formats(), "shift_groups": len(layer.groups),
+            "cycles": int(cycles),
+            "dense_mode_cycles": int(layer.predicted_dense_cycles(padded)),
+            "inputs_sent": int(sent), "inputs_run": int(padded),
+            "utilization": busy / (cycles * compiled.config.pes) if cycles else 0.0,
+            "macs": int(counters["macs"]),
+            "skipped": int(dense_products - counters["macs"]),
+            "skipped_stored": int(counters["skipped"]),
+            "pe_busy": int(busy), "gather_stalls": int(counters["gather_stalls"]),
+            "tokens": int(busy), "rows_out": int(out * padded),
+        })
+    return rows
+
+
+def _energy(config, layers, images, *, dense):
+    """Energy per inference (nJ) and its breakdown, sparse run or dense mode."""
+    totals = {}
+    for row in layers:
+        out, inp = row["shape"]
+        if dense:
+            cycles, tokens = row["dense_mode_cycles"], out * inp * row["inputs_run"]
+        else:
+            cycles, tokens = row["cycles"], row["tokens"]
+        parts = energy_model.energy(config, cycles=cycles, macs=row["macs"], tokens=tokens,
+                                    rows_out=row["rows_out"],
+                                    x_writes=inp * row["inputs_run"])
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + value
+    return {key: value / images / 1000.0 for key, value in totals.items()}
+
+
+def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8,
+             backend="model", board=DEFAULT_BOARD, config=None, batch=16, calibrate=1000,
+             baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None,
+             skip_empty=False):
+    """Prune, quantize, compile and run ``network`` on ``inputs``; compare and report.
+
+    Parameters
+    ----------
+    network : Network
+    inputs : array, shape (images, ...)
+    labels : array of int, optional
+    prune : float in [0, 1), optional
+        One-shot magnitude pruning of every layer (unstructured).
+    nm : str, optional
+        One-shot N:M pruning (``"2:4"``).
+    value_width : int
+        8 or 16.
+    backend : str
+    board : str
+        The board whose clock (its default build clock) and PE count are assumed.
+    config : AcceleratorConfig, optional
+        Use this accelerator instead of the board's.
+    batch : int
+        Inputs per run of a layer.
+    calibrate : int
+        Inputs used to calibrate the activation scales (the first ones).
+    baseline : bool
+        Measure onnxruntime.
+    act_frac_bits, weight_frac_bits
+        Force scales (see :func:`~zeroskip.nn.quantize.quantize_network`).
+    skip_empty : bool
+        Send no input whose activations are all zero (see
+        :func:`~zeroskip.nn.compile.run_network`); dense mode gets the same.
+
+    Returns
+    -------
+    dict
+    """
+    x = network.check_inputs(inputs)
+    if labels is not None:
+        labels = check_labels(labels, len(x))
+    if prune is not None and nm is not None:
+        raise InputError("--prune and --nm exclude each other")
+    info, clock_mhz = board_facts(board)
+    config = network_config(board, value_width=value_width, nm=nm, base=config)
+    value_width = config.value_width
+    dense_net = network
+    notes = []
+    if prune is not None or nm is not None:
+        network, _ = prune_network(network, sparsity=prune, nm=nm)
+        notes.append("one-shot magnitude pruning without retraining loses accuracy at high "
+                     "sparsity; prune gradually with fine-tuning (examples/digits.py) to keep it")
+    q = quantize_network(network, x[:calibrate], value_width=value_width,
+                         acc_width=config.acc_width, act_frac_bits=act_frac_bits,
+                         weight_frac_bits=weight_frac_bits)
+    x_int = q.quantize_inputs(x)
+    compiled = compile_network(q, config, x_int, batch=min(batch, len(x)))
+    run = run_network(compiled, x_int, backend=backend, build_dir=build_dir,
+                      skip_empty=skip_empty)
+    reference = q.reference(x_int)
+    exact = all(np.array_equal(a, b) for a, b in zip(reference, run.outputs))
+    outputs = q.layers[-1].dequantize(run.outputs[-1])
+    float_pruned = network.forward(x)
+    float_dense = dense_net.forward(x)
+    clock_hz = clock_mhz * 1e6
+    layers = _layer_rows(compiled, run, clock_hz)
+    cycles = sum(row["cycles"] for row in layers)
+    dense_cycles = sum(row["dense_mode_cycles"] for row in layers)
+    # Per inference: over the real inputs (the padding of a last batch is paid for).
+    per_inf = cycles / run.images
+    dense_per_inf = dense_cycles / run.images
+    e_sparse = _energy(config, layers, run.images, dense=False)
+    e_dense = _energy(config, layers, run.images, dense=True)
+    batch_cycles = per_inf * compiled.batch
+    result = {
+        "network": network.name, "backend": backend, "images": int(len(x)),
+        "padded_images": int(run.padded), "batch": compiled.batch,
+        "skip_empty": bool(skip_empty),
+        "value_width": value_width, "acc_width": config.acc_width,
+        "pruning": ({"sparsity": prune} if prune is not None else {"nm": nm} if nm is not None
+                    else "none (zeros already in the model are skipped)"),
+        "outputs": outputs.tolist(),
+        "accuracy": _accuracy(outputs, labels),
+        "float_accuracy": _accuracy(float_dense, labels),
+        "float_pruned_accuracy": _accuracy(float_pruned, labels),
+        "quantized_reference_accuracy": _accuracy(q.layers[-1].dequantize(reference[-1]),
+                                                  labels),
+        "top1_agreement": float(np.mean(np.argmax(outputs, 1) == np.argmax(float_pruned, 1))),
+        "top1_agreement_dense_float": float(np.mean(np.argmax(outputs, 1)
+                                                    == np.argmax(float_dense, 1))),
+        "bit_exact_vs_quantized_reference": bool(exact),
+        "max_abs_error_vs_float64": float(np.max(np.abs(outputs - float_pruned))),
+        "scales": q.scales(),
+        "layers": layers,
+        "cycles": int(cycles),
+        "cycles_per_inference": per_inf,
+        "dense_mode_cycles_per_inference": dense_per_inf,
+        "speedup_over_dense_mode": dense_per_inf / per_inf if per_inf else None,
+        "energy_per_inference_nj": e_sparse["total"],
+        "energy_breakdown_nj": e_sparse,
+        "dense_mode_energy_per_inference_nj": e_dense["total"],
+        "dense_mode_energy_breakdown_nj": e_dense,
+        "energy_model": "zeroskip.energy: 45 nm per-event energies (Horowitz ISSCC 2014; "
+                        "Han et al. NeurIPS 2015) applied to the counters; static power, "
+                        "clock tree and host transfers not modelled",
+        "accelerator": {
+            "board": info.name, "board_title": info.title, "clock_mhz": clock_mhz,
+            "clock_source": "the board's default build clock in zeroskip.boards.targets",
+            "pes": config.pes, "formats": list(config.formats),
+            "seconds_per_inference": per_inf / clock_hz,
+            "batch_latency_s": batch_cycles / clock_hz,
+            "throughput_per_s": clock_hz / per_inf if per_inf else None,
+            "dense_mode_seconds_per_inference": dense_per_inf / clock_hz,
+            "layer_chaining": "the host copies each layer's epilogue outputs (the next "
+                              "layer's integers) into X; those transfers are not in the "
+                              "cycles",
+        },
+        "notes": notes,
+    }
+    if baseline:
+        from zeroskip.nn.baseline import onnxruntime_times
+        dense_cpu = onnxruntime_times(dense_net, x)
+        pruned_cpu = onnxruntime_times(network, x)
+        acc_s = result["accelerator"]["seconds_per_inference"]
+        result["cpu"] = {
+            "runtime": "onnxruntime (CPUExecutionProvider), float32, dense weights",
+            "threads_all": dense_cpu["threads"],
+            "dense_1_thread_s": dense_cpu["1_thread"],
+            "dense_all_threads_s": dense_cpu["all_threads"],
+            "pruned_1_thread_s": pruned_cpu["1_thread"],
+            "pruned_all_threads_s": pruned_cpu["all_threads"],
+            "accelerator_s": acc_s,
+            "speedup_vs_dense_1_thread": dense_cpu["1_thread"] / acc_s,
+            "speedup_vs_dense_all_threads": dense_cpu["all_threads"] / acc_s,
+            "speedup_vs_pruned_1_thread": pruned_cpu["1_thread"] / acc_s,
+            "speedup_vs_pruned_all_threads": pruned_cpu["all_threads"] / acc_s,
+            "cpu_energy": "not given: this machine's CPU power is not measured",
+        }
+    return result

@@ -1,0 +1,300 @@
+"""Quantization of a network to the accelerator's integers.
+
+- Weights: signed ``value_width``-bit integers with a power-of-two scale per
+  output channel (``w ≈ w_int * 2 ** -w_frac[o]``), the largest for which the
+  row's values fit and the worst-case row sum fits the accumulator.
+- Activations: one power-of-two scale per layer boundary
+  (``x ≈ x_int * 2 ** -x_frac``), calibrated from sample inputs (the largest
+  scale at which the largest sample magnitude still fits the value width).
+- Accumulators: ``acc_width`` bits (32). Row ``o`` of a layer sums at scale
+  ``2 ** -(w_frac[o] + x_frac)``; the bias is added at that scale and the
+  epilogue shifts by ``w_frac[o] + x_frac - y_frac`` (rounding to nearest),
+  applies ReLU and the clamp and saturates to the value width, so its output
+  is the next layer's input integers.
+- The last layer without an activation is read back raw (accumulator plus
+  bias), dequantized per row.
+
+:meth:`QuantizedNetwork.reference` computes exactly what the hardware
+computes (the ISA's epilogue rule), with NumPy; the accelerator's outputs
+must equal it bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse
+
+from zeroskip.errors import InputError
+
+__all__ = ["QuantLayer", "QuantizedNetwork", "quantize_network"]
+
+#: The largest ``SET_EPI`` shift.
+MAX_SHIFT = 31
+
+
+def _round(values):
+    """Round to nearest, ties away from zero (as the firmware's quantizer)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
+def _frac_for(maxabs, qmax, cap=40):
+    """Largest ``f`` with ``maxabs * 2 ** f <= qmax`` (``cap`` for zeros)."""
+    if maxabs <= 0:
+        return cap
+    f = int(np.floor(np.log2(qmax / maxabs)))
+    while _round(maxabs * 2.0 ** f) > qmax:
+        f -= 1
+    return min(f, cap)
+
+
+@dataclasses.dataclass
+class QuantLayer:
+    """One layer in integers.
+
+    Attributes
+    ----------
+    name : str
+    weight : scipy.sparse.csr_matrix of int64, shape (outputs, inputs)
+    w_frac : numpy.ndarray of int64, shape (outputs,)
+        Per output channel: ``w ≈ weight * 2 ** -w_frac``.
+    x_frac, y_frac : int
+        Scales of the input and (with the epilogue) of the output.
+    bias : numpy.ndarray of int64 or None
+        At accumulator scale (``2 ** -(w_frac + x_frac)``).
+    epilogue : bool
+        Whether the output passes the epilogue (else raw accumulators).
+    shift : numpy.ndarray of int64, shape (outputs,)
+    relu : bool
+    clamp : (int, int) or None
+        In output integers.
+    """
+
+    name: str
+    weight: scipy.sparse.csr_matrix
+    w_frac: np.ndarray
+    x_frac: int
+    y_frac: int
+    bias: np.ndarray | None
+    epilogue: bool
+    shift: np.ndarray
+    relu: bool
+    clamp: tuple | None
+
+    @property
+    def shape(self):
+        return tuple(int(v) for v in self.weight.shape)
+
+    def acc_frac(self):
+        """Per row, the fractional bits of the accumulator."""
+        return self.w_frac + self.x_frac
+
+    def groups(self):
+        """``(shift, rows)`` for each distinct epilogue shift (one ``SET_EPI`` each)."""
+        if not self.epilogue:
+            return [(0, np.arange(self.shape[0]))]
+        return [(int(s), np.flatnonzero(self.shift == s)) for s in np.unique(self.shift)]
+
+    def dequantize(self, y_int):
+        """Float outputs of this layer from its output integers ``(batch, outputs)``."""
+        y = np.asarray(y_int, dtype=np.float64)
+        if self.epilogue:
+            return y * 2.0 ** -self.y_frac
+        return y * 2.0 ** -self.acc_frac().astype(np.float64)
+
+    def scales(self):
+        """The scales, for reports (JSON-compatible)."""
+        fr = self.w_frac
+        return {"weight_frac_bits": [int(v) for v in fr],
+                "weight_scale_range": [2.0 ** -int(fr.max()), 2.0 ** -int(fr.min())],
+                "input_frac_bits": int(self.x_frac),
+                "output_frac_bits": int(self.y_frac) if self.epilogue else None,
+                "epilogue_shifts": sorted({int(s) for s in self.shift}) if self.epilogue
+                else [],
+                "readback": "epilogue" if self.epilogue else "raw accumulator"}
+
+
+@dataclasses.dataclass
+class QuantizedNetwork:
+    """A network in integers for one value width.
+
+    Attributes
+    ----------
+    layers : list of QuantLayer
+    value_width, acc_width : int
+    input_frac : int
+        Scale of the network's input.
+    """
+
+    layers: list
+    value_width: int
+    acc_width: int
+    input_frac: int
+
+    @property
+    def value_max(self):
+        return (1 << (self.value_width - 1)) - 1
+
+    def quantize_inputs(self, x):
+        """``(batch, features)`` float inputs to integers (rounded, saturated)."""
+        q = _round(np.asarray(x, dtype=np.float64) * 2.0 ** self.input_frac)
+        return np.clip(q, -self.value_max - 1, self.value_max).astype(np.int64)
+
+    def layer_reference(self, index, x_int):
+        """Output integers of layer ``index`` for input integers ``(batch, inputs)``."""
+        layer = self.layers[index]
+        acc = np.asarray((layer.weight @ np.asarray(x_int, dtype=np.int64).T).T,
+                         dtype=np.int64)
+        if layer.bias is not None:
+            acc = acc + layer.bias
+        if not layer.epilogue:
+            return acc
+        shift = layer.shift
+        rnd = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+        out = (acc + rnd) >> shift
+        if layer.relu:
+            out = np.maximum(out, 0)
+        if layer.clamp is not None:
+            out = np.clip(out, layer.clamp[0], layer.clamp[1])
+        return np.clip(out, -self.value_max - 1, self.value_max)
+
+    def reference(self, x_int):
+        """Every layer's output integers (what the accelerator must produce)."""
+        outs = []
+        for index in range(len(self.layers)):
+            x_int = self.layer_reference(index, x_int)
+            outs.append(x_int)
+        return outs
+
+    def forward(self, x):
+        """Dequantized outputs of the last layer for float inputs."""
+        outs = self.reference(self.quantize_inputs(x))
+        return self.layers[-1].dequantize(outs[-1])
+
+    def scales(self):
+        return {"input_frac_bits": int(self.input_frac),
+                "layers": [layer.scales() for layer in self.layers]}
+
+
+def _weight_fracs(w, qmax, x_qmax, acc_max, cap):
+    """Per row, the largest fractional bits that fit values and worst-case sums."""
+    absw = np.abs(w)
+    rows = w.shape[0]
+    peak = absw.max(axis=1) if absw.size else np.zeros(rows)
+    nonzero = peak > 0
+    fracs = np.full(rows, cap, dtype=np.int64)
+    fracs[nonzero] = np.minimum(np.floor(np.log2(qmax / peak[nonzero])), cap).astype(np.int64)
+    # Lower each row until its values fit and its worst-case sum fits the accumulator.
+    while True:
+        scaled = _round(absw * 2.0 ** fracs[:, None].astype(np.float64))
+        bad = (scaled.max(axis=1, initial=0) > qmax) | (scaled.sum(axis=1) * x_qmax > acc_max)
+        bad &= fracs > -cap
+        if not bad.any():
+            break
+        fracs[bad] -= 1
+    if nonzero.any() and not nonzero.all():
+        # Empty rows: any scale; take the most common so as not to add a shift group.
+        values, counts = np.unique(fracs[nonzero], return_counts=True)
+        fracs[~nonzero] = values[np.argmax(counts)]
+    return fracs
+
+
+def quantize_network(network, calibration, *, value_width=8, acc_width=32,
+                     weight_frac_bits=None, act_frac_bits=None, per_channel=True):
+    """Quantize ``network`` with activation scales calibrated on ``calibration``.
+
+    Parameters
+    ----------
+    network : Network
+    calibration : array, shape (batch, features)
+        Sample inputs (float).
+    value_width : int
+        8 or 16.
+    acc_width : int
+    weight_frac_bits : int, optional
+        Force every weight scale to ``2 ** -weight_frac_bits``.
+    act_frac_bits : int or list of int, optional
+        Force the activation scales (one for all boundaries, or one per
+        boundary: the input and every layer's output).
+    per_channel : bool
+        One weight scale per output channel (default) or one per layer.
+
+    Returns
+    -------
+    QuantizedNetwork
+
+    Raises
+    ------
+    InputError
+        If a bias does not fit the accumulator or the scales cannot be met.
+    """
+    if value_width not in (8, 16):
+        raise InputError(f"--value-width must be 8 or 16, not {value_width!r}")
+    qmax = (1 << (value_width - 1)) - 1
+    acc_max = (1 << (acc_width - 1)) - 1
+    acts = network.activations(calibration)
+    count = len(network.layers)
+    if act_frac_bits is None:
+        forced = [None] * (count + 1)
+    elif isinstance(act_frac_bits, (list, tuple)):
+        forced = list(act_frac_bits)
+        if len(forced) != count + 1:
+            raise InputError(f"act_frac_bits: {len(forced)} values for {count + 1} layer "
+                             f"boundaries")
+    else:
+        forced = [int(act_frac_bits)] * (count + 1)
+    x_frac = forced[0] if forced[0] is not None else _frac_for(np.abs(acts[0]).max(), qmax,
+                                                                2 * value_width)
+    input_frac = x_frac
+    layers = []
+    for index, layer in enumerate(network.layers):
+        w = layer.dense_weight()
+        if weight_frac_bits is not None:
+            w_frac = np.full(w.shape[0], int(weight_frac_bits), dtype=np.int64)
+        else:
+            w_frac = _weight_fracs(w, qmax, qmax, acc_max, 2 * value_width + 8)
+            if not per_channel:
+                w_frac = np.full(w.shape[0], int(w_frac.min()), dtype=np.int64)
+        w_int = _round(w * 2.0 ** w_frac[:, None])
+        if np.abs(w_int).max(initial=0) > qmax:
+            raise InputError(f"layer {index} ({layer.name}): weights do not fit "
+                             f"{value_width} bits at the forced scale")
+        acc_frac = w_frac + x_frac
+        bias = None
+        if layer.bias is not None:
+            bias = _round(layer.bias * 2.0 ** acc_frac.astype(np.float64)).astype(np.int64)
+            if np.abs(bias).max(initial=0) > acc_max:
+                o = int(np.argmax(np.abs(bias)))
+                raise InputError(f"layer {index} ({layer.name}): bias {layer.bias[o]:g} of "
+                                 f"output {o} does not fit the {acc_width}-bit accumulator")
+        last = index == count - 1
+        epilogue = not (last and not layer.relu and layer.clamp is None)
+        y_frac, shift, clamp = 0, np.zeros(w.shape[0], dtype=np.int64), None
+        if epilogue:
+            want = forced[index + 1]
+            if want is None:
+                want = _frac_for(np.abs(acts[index + 1]).max(), qmax, 2 * value_width)
+            y_frac = int(min(want, acc_frac.min()))
+            shift = acc_frac - y_frac
+            if shift.max() > MAX_SHIFT:
+                y_frac = int(acc_frac.max() - MAX_SHIFT)
+                shift = acc_frac - y_frac
+                if shift.min() < 0:
+                    raise InputError(f"layer {index} ({layer.name}): the weight scales span "
+                                     f"more than the epilogue's {MAX_SHIFT}-bit shift")
+            if layer.clamp is not None:
+                lo, hi = layer.clamp
+                clamp = (int(np.clip(np.ceil(lo * 2.0 ** y_frac - 0.5), -qmax - 1, qmax))
+                         if np.isfinite(lo) else -qmax - 1,
+                         int(np.clip(np.floor(hi * 2.0 ** y_frac + 0.5), -qmax - 1, qmax))
+                         if np.isfinite(hi) else qmax)
+        layers.append(QuantLayer(
+            name=layer.name, weight=scipy.sparse.csr_matrix(w_int.astype(np.int64)),
+            w_frac=w_frac, x_frac=int(x_frac), y_frac=int(y_frac), bias=bias,
+            epilogue=epilogue, shift=shift.astype(np.int64), relu=bool(layer.relu),
+            clamp=clamp))
+        x_frac = y_frac
+    return QuantizedNetwork(layers=layers, value_width=value_width, acc_width=acc_width,
+                            input_frac=int(input_frac))

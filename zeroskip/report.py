@@ -1,0 +1,207 @@
+"""``zeroskip report``: the networks report, one Markdown page with PNG plots.
+
+:func:`render` runs the digits example (dense, then 50/75/90/95 % pruned
+one-shot and gradually, int8) and the Graph Challenge (int16) on the ISA
+model, measures onnxruntime in the same run, and writes ``report.md`` with
+five plots: accuracy versus sparsity, speedup over dense mode versus
+sparsity, utilization per layer, energy breakdown, accelerator versus CPU.
+The page states the board, clock and PE count it assumes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from zeroskip.energy import table_markdown
+
+__all__ = ["render", "collect"]
+
+_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _example(name):
+    path = _EXAMPLES / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"zeroskip_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def collect(*, gc_images=1200, digits_limit=None, backend="model"):
+    """Run the examples: ``{"digits": [rows], "graph_challenge": result}``."""
+    rows = _example("digits").run(backend=backend, limit=digits_limit)
+    gc, ok = _example("graph_challenge").run(gc_images, backend=backend)
+    for row in rows:
+        row.pop("outputs", None)
+    gc.pop("outputs", None)
+    return {"digits": rows, "graph_challenge": gc}
+
+
+def _plots(data, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, gc = data["digits"], data["graph_challenge"]
+    dense = rows[0]
+    files = {}
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files[name] = name
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, marker in (("one-shot", "o"), ("gradual", "s")):
+        sel = [r for r in rows if r["method"] == method]
+        xs = [100 * r["sparsity"] for r in sel]
+        ax.plot(xs, [100 * r["accuracy"] for r in sel], marker=marker,
+                label=f"{method}, int8 on the accelerator")
+        ax.plot(xs, [100 * r["float_pruned_accuracy"] for r in sel], marker=marker,
+                linestyle="--", alpha=0.6, label=f"{method}, float64")
+    ax.axhline(100 * dense["float_accuracy"], color="k", linewidth=0.8, label="dense float")
+    ax.set_xlabel("weight sparsity (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Digits MLP: accuracy versus sparsity")
+    ax.legend(fontsize=7)
+    save(fig, "accuracy.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sel = [r for r in rows if r["method"] == "gradual"]
+    ax.plot([0] + [100 * r["sparsity"] for r in sel],
+            [dense["speedup_over_dense_mode"]] + [r["speedup_over_dense_mode"] for r in sel],
+            marker="o", label="digits (gradual)")
+    ax.set_xlabel("weight sparsity (%)")
+    ax.set_ylabel("speedup over dense mode (cycles)")
+    ax.set_title("Speedup over the same array in dense mode")
+    ax.legend()
+    save(fig, "speedup.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    util = [row["utilization"] for row in gc["layers"]]
+    ax.bar(range(1, len(util) + 1), util)
+    ax.set_xlabel("Graph Challenge layer")
+    ax.set_ylabel("PE utilization")
+    ax.set_ylim(0, 1)
+    ax.set_title("Utilization per layer (busy PE cycles / (cycles x PEs))")
+    save(fig, "utilization.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    g90 = next(r for r in rows if r["method"] == "gradual" and r["sparsity"] == 0.9)
+    cases = [("digits 90 %\nsparse", g90["energy_breakdown_nj"]),
+             ("digits 90 %\ndense mode", g90["dense_mode_energy_breakdown_nj"]),
+             ("Graph Chal.\nsparse", gc["energy_breakdown_nj"]),
+             ("Graph Chal.\ndense mode", gc["dense_mode_energy_breakdown_nj"])]
+    keys = [k for k in cases[0][1] if k != "total"]
+    bottom = [0.0] * len(cases)
+    for key in keys:
+        values = [c[1][key] for c in cases]
+        ax.bar([c[0] for c in cases], values, bottom=bottom, label=key)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_yscale("log")
+    ax.set_ylabel("energy per inference (nJ, log)")
+    ax.set_title("Energy breakdown (45 nm event model)")
+    ax.legend(fontsize=7)
+    save(fig, "energy.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels, acc, one, allt = [], [], [], []
+    for name, r in (("digits 90 %", g90), ("Graph Challenge", gc)):
+        if "cpu" not in r:
+            continue
+        labels.append(name)
+        acc.append(1e6 * r["cpu"]["accelerator_s"])
+        one.append(1e6 * r["cpu"]["dense_1_thread_s"])
+        allt.append(1e6 * r["cpu"]["dense_all_threads_s"])
+    xs = range(len(labels))
+    ax.bar([x - 0.25 for x in xs], acc, width=0.25, label="accelerator (projected)")
+    ax.bar(list(xs), one, width=0.25, label="onnxruntime, 1 thread")
+    ax.bar([x + 0.25 for x in xs], allt, width=0.25, label="onnxruntime, all threads")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("time per inference (us, log)")
+    ax.set_title("Accelerator versus CPU")
+    ax.legend(fontsize=7)
+    save(fig, "cpu.png")
+    return files
+
+
+def _markdown(data):
+    rows, gc = data["digits"], data["graph_challenge"]
+    acc = gc["accelerator"]
+    lines = [
+        "# zeroskip: pruned networks on the accelerator", "",
+        f"Assumed hardware: **{acc['board_title']}** ({acc['board']}), **{acc['pes']} PEs** at "
+        f"**{acc['clock_mhz']:g} MHz** ({acc['clock_source']}), formats "
+        f"{', '.join(acc['formats'])}. Accelerator times are counted cycles (ISA model, equal "
+        f"to the RTL's counters) divided by that clock. {acc['layer_chaining']}.", "",
+        "## Digits MLP (64-64-10, int8)", "",
+        "| method | sparsity | float64 | accelerator | bit-exact | cycles/inf | dense mode | "
+        "speedup | nJ/inf | dense-mode nJ |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {100 * r['sparsity']:.0f} % | "
+            f"{100 * r['float_pruned_accuracy']:.2f} % | {100 * r['accuracy']:.2f} % | "
+            f"{'yes' if r['bit_exact_vs_quantized_reference'] else 'no'} | "
+            f"{r['cycles_per_inference']:.0f} | {r['dense_mode_cycles_per_inference']:.0f} | "
+            f"{r['speedup_over_dense_mode']:.2f}x | {r['energy_per_inference_nj']:.2f} | "
+            f"{r['dense_mode_energy_per_inference_nj']:.2f} |")
+    lines += ["", "![accuracy](accuracy.png)", "", "![speedup](speedup.png)", "",
+              "## Sparse DNN Graph Challenge (1024 x 30 layers, int16)", "",
+              f"{gc['images']} images; categories equal to the truth file: "
+              f"**{'yes' if gc['categories_match_truth'] else 'NO'}** "
+              f"({len(gc['categories'])} found); bit-exact with the quantized reference: "
+              f"{'yes' if gc['bit_exact_vs_quantized_reference'] else 'no'}. "
+              f"Images whose activations died are not sent again (the challenge's sparse Y "
+              f"drops empty rows); images sent per layer: "
+              f"{[row['inputs_sent'] for row in gc['layers']]}.", "",
+              f"Cycles per inference {gc['cycles_per_inference']:.0f}, dense mode "
+              f"{gc['dense_mode_cycles_per_inference']:.0f} "
+              f"({gc['speedup_over_dense_mode']:.1f}x); energy per inference "
+              f"{gc['energy_per_inference_nj']:.0f} nJ, dense mode "
+              f"{gc['dense_mode_energy_per_inference_nj']:.0f} nJ "
+              f"({gc['dense_mode_energy_per_inference_nj'] / gc['energy_per_inference_nj']:.1f}x).",
+              "", "![utilization](utilization.png)", "", "## Energy", "",
+              "Per-event energies applied to the counters (`zeroskip/energy.py`):", "",
+              table_markdown(), "", "![energy](energy.png)", "", "## Accelerator versus CPU",
+              "", "onnxruntime (float32, dense weights: it does not skip zeros), measured in "
+              "the same run on this machine; per inference:", "",
+              "| network | accelerator | ORT dense 1 thread | ORT dense all threads | "
+              "ORT pruned 1 thread | ORT pruned all threads |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    g90 = next(r for r in rows if r["method"] == "gradual" and r["sparsity"] == 0.9)
+    for name, r in (("digits 90 % gradual", g90), ("Graph Challenge", gc)):
+        c = r.get("cpu")
+        if not c:
+            continue
+        a = c["accelerator_s"]
+
+        def cell(t, a=a):
+            return f"{1e6 * t:.2f} us ({t / a:.2f}x)"
+        lines.append(f"| {name} | {1e6 * a:.2f} us | {cell(c['dense_1_thread_s'])} | "
+                     f"{cell(c['dense_all_threads_s'])} | {cell(c['pruned_1_thread_s'])} | "
+                     f"{cell(c['pruned_all_threads_s'])} |")
+    lines += ["", "(ratio = CPU time / accelerator time; above 1 the accelerator is faster.) "
+              "No CPU energy is given: this machine's CPU power is not measured.", "",
+              "![cpu](cpu.png)", ""]
+    return "\n".join(lines)
+
+
+def render(output, *, gc_images=1200, digits_limit=None, data=None):
+    """Write ``output/report.md`` (and its plots and ``data.json``); returns its path."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = collect(gc_images=gc_images, digits_limit=digits_limit)
+    _plots(data, output)
+    (output / "data.json").write_text(json.dumps(data, indent=1) + "\n")
+    path = output / "report.md"
+    tmp = output / "report.md.tmp"
+    tmp.write_text(_markdown(data))
+    tmp.replace(path)
+    return path
