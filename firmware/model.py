@@ -289,7 +289,7 @@ class Machine:
         self.done = False
         self.error = ErrorCode.NONE
         self.busy = True
-        rr = [0] * self.config.x_banks          # gather network
+        rr = None                               # gather network (all pointers 0)
         scatter_rr = [0]                        # scatter network (a bus)
         pc = 0
         try:
@@ -397,7 +397,7 @@ class Machine:
             self._count("cycles", timing.CSC_OVERHEAD + timing.column_mode_cycles(
                 streams, args, self.x, c))
             return rr, overflow
-        result = timing.schedule(tokens, c.x_banks, rr=rr)
+        result = timing.schedule(tokens, c.x_banks, cluster_lanes=c.cluster_lanes, rr=rr)
         self._count("cycles", timing.SPMV_OVERHEAD + result.cycles)
         self._count("gather_stalls", result.stalls)
         for p, busy in enumerate(result.busy_per_lane):

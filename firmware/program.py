@@ -472,7 +472,8 @@ class Program:
                     lanes, args, buffer, config)
                 continue
             tokens = [stream.banks(args["x_base"], config.x_banks) for stream in lanes]
-            result = timing.schedule(tokens, config.x_banks, rr=rr)
+            result = timing.schedule(tokens, config.x_banks, cluster_lanes=config.cluster_lanes,
+                                     rr=rr)
             rr = result.rr
             cycles += timing.SPMV_OVERHEAD + result.cycles
         return cycles

@@ -42,9 +42,16 @@ class AcceleratorConfig:
     x_depth : int
         Entries of the input-vector buffer, a power of two from 16 to 16384.
     x_banks : int
-        Banks the input-vector buffer is split into (element ``j`` lives in
-        bank ``j % x_banks``); a power of two, at most ``x_depth``. ``0``
-        picks ``2 * pes`` rounded up to a power of two.
+        Banks each copy of the input-vector buffer is split into (element
+        ``j`` lives in bank ``j % x_banks``); a power of two, at most
+        ``x_depth``. ``0`` picks 1 when ``cluster_lanes`` is 1, else
+        ``2 * cluster_lanes`` rounded up to a power of two.
+    cluster_lanes : int
+        Lanes per gather cluster, a divisor of ``pes``. Every cluster has its
+        own copy of the input vector (written by one broadcast from the host)
+        and arbitrates its banks among its own lanes only, so the gather's
+        wiring grows linearly with ``pes``. With 1 every lane owns its copy:
+        no arbitration, no gather stalls.
     nz_depth : int
         Nonzero entries each PE lane can hold, a power of two from 16 to 65536.
     row_depth : int
@@ -69,6 +76,7 @@ class AcceleratorConfig:
     acc_width: int = 32
     x_depth: int = 1024
     x_banks: int = 0
+    cluster_lanes: int = 1
     nz_depth: int = 2048
     row_depth: int = 256
     imem_depth: int = 64
@@ -86,6 +94,10 @@ class AcceleratorConfig:
                 raise ConfigError(f"{name} must be a power of two, not {value}")
 
         check_int("pes", 1, 64)
+        check_int("cluster_lanes", 1, self.pes)
+        if self.pes % self.cluster_lanes:
+            raise ConfigError(
+                f"cluster_lanes must divide pes ({self.pes}), not {self.cluster_lanes}")
         if self.value_width not in (8, 16):
             raise ConfigError(f"value_width must be 8 or 16, not {self.value_width!r}")
         check_int("acc_width", 2 * self.value_width, 32)
@@ -95,7 +107,7 @@ class AcceleratorConfig:
         check_int("imem_depth", 4, 4096, pow2=True)
         if self.x_banks == 0:
             banks = 1
-            while banks < 2 * self.pes:
+            while self.cluster_lanes > 1 and banks < 2 * self.cluster_lanes:
                 banks *= 2
             object.__setattr__(self, "x_banks", min(banks, self.x_depth))
         check_int("x_banks", 1, self.x_depth, pow2=True)
@@ -147,6 +159,11 @@ class AcceleratorConfig:
         if self.reduce:
             width = max(width, self.row_addr_width + self.lane_width)
         return width
+
+    @property
+    def clusters(self):
+        """Number of gather clusters (copies of the input vector)."""
+        return self.pes // self.cluster_lanes
 
     @property
     def bank_addr_width(self):
