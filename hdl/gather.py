@@ -215,23 +215,25 @@ class Gather(ConfigComponent):
         ]
         # Stage 1: the bank address is in its register; stage 2: the data is
         # at the bank's read port.
+        # (With a single bank the bank number has no bits: not generated.)
         stages = []
         for i in (1, 2):
+            bank = (Signal(range(config.x_banks), name=f"lane{p}_s{i}_bank")
+                    if config.x_banks > 1 else Const(0, 1))
             stages.append((Signal(name=f"lane{p}_s{i}_valid"), Signal(name=f"lane{p}_s{i}_skip"),
-                           Signal(range(config.x_banks), name=f"lane{p}_s{i}_bank"),
-                           Signal(self._tag_shape, name=f"lane{p}_s{i}_tag")))
+                           bank, Signal(self._tag_shape, name=f"lane{p}_s{i}_tag")))
         (s1_valid, s1_skip, s1_bank, s1_tag), (s2_valid, s2_skip, s2_bank, s2_tag) = stages
         accepted = req.valid & req.ready
         m.d.sync += [
             s1_valid.eq(accepted),
             s1_skip.eq(req.payload.skip),
-            s1_bank.eq(self._bank_of(p)),
             s1_tag.eq(req.payload.tag),
             s2_valid.eq(s1_valid),
             s2_skip.eq(s1_skip),
-            s2_bank.eq(s1_bank),
             s2_tag.eq(s1_tag),
         ]
+        if config.x_banks > 1:
+            m.d.sync += [s1_bank.eq(self._bank_of(p)), s2_bank.eq(s1_bank)]
 
         # The output queue: a small memory (distributed RAM) with pointers.
         depth = self.QUEUE_DEPTH
@@ -243,12 +245,12 @@ class Gather(ConfigComponent):
         head = Signal(range(depth), name=f"lane{p}_head")
         tail = Signal(range(depth), name=f"lane{p}_tail")
         pop = Signal(name=f"lane{p}_pop")
-        rdata = Array(port.data for port in ports)
+        data = Array(port.data for port in ports)[s2_bank] if len(ports) > 1 else ports[0].data
         m.d.comb += [
             able[p].eq(count + s1_valid + s2_valid < depth),
             wr.en.eq(s2_valid),
             wr.addr.eq(tail),
-            wr.data.data.eq(Mux(s2_skip, Const(0, signed(config.value_width)), rdata[s2_bank])),
+            wr.data.data.eq(Mux(s2_skip, Const(0, signed(config.value_width)), data)),
             wr.data.tag.eq(s2_tag),
             rd.addr.eq(head),
             resp.valid.eq(count != 0),
