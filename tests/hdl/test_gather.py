@@ -9,6 +9,7 @@ from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
+from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.hdl.gather import Gather
 from zeroskip.hdl.layouts import operand_tag_layout
@@ -431,3 +432,36 @@ def test_converts_to_verilog(pes, x_banks, x_depth, cluster_lanes):
     dut = Gather(config, tag_shape=operand_tag_layout(config))
     text = verilog.convert(dut, name="gather")
     assert "module gather" in text
+
+
+# 5. The ISA model's schedule (zeroskip.timing) follows the same rule.
+
+@pytest.mark.parametrize("pes,banks,cluster_lanes,seed",
+                         [(8, 2, 4, 1), (6, 1, 3, 2), (4, 2, 1, 3), (5, 4, 5, 4)])
+def test_model_schedule_matches_reference(pes, banks, cluster_lanes, seed):
+    rng = random.Random(seed)
+    lanes = [[(rng.randrange(16), int(rng.random() < 0.2)) for _ in range(rng.randrange(5, 40))]
+             for _ in range(pes)]
+    accepted, stalls = reference_schedule(pes, banks, lanes, cluster_lanes=cluster_lanes)
+    tokens = [[-1 if skip else addr % banks for addr, skip in lane] for lane in lanes]
+    result = timing.schedule(tokens, banks, cluster_lanes=cluster_lanes)
+    assert result.cycles == len(stalls) == max(lane[-1] for lane in accepted) + 1
+    assert result.stalls_per_lane == [sum(s >> p & 1 for s in stalls) for p in range(pes)]
+    assert result.busy_per_lane == [sum(1 for _, skip in lane if not skip) for lane in lanes]
+    if cluster_lanes == 1:
+        assert result.stalls == 0
+    else:
+        assert result.stalls > 0
+
+
+def test_closed_form_equals_the_cycle_rule():
+    # One lane per cluster: the closed form equals the general replay of the
+    # same lanes on disjoint banks, grant order and pointers included.
+    rng = random.Random(9)
+    banks, pes = 2, 5
+    tokens = [[rng.choice([-1, 0, 1]) for _ in range(rng.randrange(0, 30))] for _ in range(pes)]
+    closed = timing.schedule(tokens, banks, cluster_lanes=1, trace=True)
+    disjoint = [[-1 if t < 0 else p * banks + t for t in lane] for p, lane in enumerate(tokens)]
+    general = timing.schedule(disjoint, banks * pes, trace=True)
+    assert closed == general
+    assert closed.grants.tolist() == general.grants.tolist()
