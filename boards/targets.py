@@ -148,10 +148,11 @@ BOARDS = {
         name="icebreaker", title="iCEBreaker (iCE40UP5K)", family="ice40", device="iCE40UP5K",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
         oscillator="clk12", oscillator_hz=12e6, default_clock_mhz=24,
-        # Two PEs fill 91 % of the UP5K's logic cells and reach 29 MHz
-        # (see bench/boards.py); three do not fit. No room for the
-        # scatter/reduce network.
-        config=AcceleratorConfig(pes=2, value_width=8, acc_width=24, x_depth=128, x_banks=2,
+        # Two PEs filled 91 % of the UP5K's logic cells and reached 29 MHz
+        # with the shared gather crossbar (see bench/boards.py); three did
+        # not fit. No room for the scatter/reduce network. Each lane now
+        # reads its own copy of x: one bank, one EBR per lane.
+        config=AcceleratorConfig(pes=2, value_width=8, acc_width=24, x_depth=128, x_banks=1,
                                  nz_depth=256, row_depth=32, imem_depth=8, reduce=False),
         leds=_ICEBREAKER_LEDS, loader_board="ice40_generic", bitstream="bin",
         serial_port="/dev/ttyUSB1", link="on-board FTDI, channel B (USB)",
