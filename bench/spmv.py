@@ -1,14 +1,21 @@
-"""SpMV benchmark: cycles, ideal cycles, PE utilization and gather stalls.
+"""SpMV benchmark: cycles, ideal cycles, PE utilization, gather stalls, and the
+projected time at a clock next to scipy.sparse on one CPU core.
 
 For P in {4, 8, 16} and densities {1, 5, 20} % on 512 x 512 uniform random
 matrices, and on the SuiteSparse samples shipped in examples/data, compile and
 run y = A @ x and print a table. The ISA model's cycle prediction is used by
 default (the system tests check it against the RTL's counters); pass
 ``--backend verilator`` to count cycles on the generated Verilog instead.
+``--cluster-lanes`` sets the lanes per gather cluster (1: every lane has its
+own copy of x). The projected time is cycles / ``--clock-mhz`` (only the
+accelerator's cycles: loading the tiles over the host link is not counted);
+scipy's time is the best of repeated ``A @ x`` (float64, one thread) on this
+machine in the same run. Both absolute times are printed.
 
 Usage::
 
-    python bench/spmv.py [--backend model|pysim|icarus|verilator] [--out build/bench/spmv.json]
+    python bench/spmv.py [--backend model|pysim|icarus|verilator] [--pes 8 32]
+                         [--cluster-lanes 1] [--clock-mhz 50] [--out build/bench/spmv.json]
 """
 
 import argparse
@@ -41,16 +48,31 @@ def workloads(seed=0):
         yield name, load_matrix(ROOT / "examples" / "data" / f"{name}.mtx")
 
 
+def scipy_seconds(matrix, repeats=200):
+    """Best time of ``matrix @ x`` (float64 CSR) over ``repeats`` runs, in seconds."""
+    a = sp.csr_matrix(matrix, dtype=np.float64)
+    x = np.ones(a.shape[1])
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ x
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=BACKENDS, default="model")
-    parser.add_argument("--pes", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--pes", type=int, nargs="+", default=[4, 8, 16, 32])
+    parser.add_argument("--cluster-lanes", type=int, default=1)
+    parser.add_argument("--clock-mhz", type=float, default=50.0,
+                        help="clock of the projected time (default: the ULX3S-85F's)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "spmv.json")
     args = parser.parse_args(argv)
 
     rows = []
     header = (f"{'matrix':<22} {'P':>3} {'nnz':>7} {'cycles':>8} {'ideal':>7} "
-              f"{'util':>6} {'stall%':>7} {'CV':>6}")
+              f"{'util':>6} {'stall%':>7} {'CV':>6} {'proj us':>8} {'scipy us':>8} {'x':>6}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(1)
@@ -58,8 +80,10 @@ def main(argv=None):
         quantized = quantize(matrix, value_width=16)
         a_int = sp.csr_matrix(quantized.ints)
         x_int = rng.integers(-8, 8, a_int.shape[1])
+        cpu = scipy_seconds(matrix)
         for pes in args.pes:
-            config = AcceleratorConfig(pes=pes, nz_depth=16384, row_depth=512, x_depth=1024)
+            config = AcceleratorConfig(pes=pes, nz_depth=16384, row_depth=512, x_depth=1024,
+                                       cluster_lanes=min(args.cluster_lanes, pes))
             started = time.perf_counter()
             program = compile_spmv(a_int, config, name=name)
             result = run(program, x_int, backend=args.backend)
@@ -74,13 +98,23 @@ def main(argv=None):
                 "gather_stall_share": counters["gather_stalls"] / (pes * cycles),
                 "work_cv": float(program.work_cv) if hasattr(program, "work_cv") else None,
                 "tiles": len(program.tiles), "backend": args.backend,
+                "cluster_lanes": config.cluster_lanes, "clock_mhz": args.clock_mhz,
+                "projected_us": cycles / args.clock_mhz, "scipy_us": cpu * 1e6,
                 "seconds": round(time.perf_counter() - started, 2),
             }
             rows.append(row)
             cv = f"{row['work_cv']:.3f}" if row["work_cv"] is not None else "-"
             print(f"{name:<22} {pes:>3} {nnz:>7} {cycles:>8} {ideal:>7} "
-                  f"{row['utilization']:>6.3f} {100 * row['gather_stall_share']:>6.1f}% {cv:>6}",
+                  f"{row['utilization']:>6.3f} {100 * row['gather_stall_share']:>6.1f}% {cv:>6} "
+                  f"{row['projected_us']:>8.1f} {row['scipy_us']:>8.1f} "
+                  f"{row['scipy_us'] / row['projected_us']:>6.2f}",
                   flush=True)
+    for pes in args.pes:
+        mine = [r for r in rows if r["pes"] == pes]
+        speedup = math.exp(sum(math.log(r["scipy_us"] / r["projected_us"]) for r in mine)
+                           / len(mine))
+        print(f"P={pes}: geometric mean speed-up over scipy (one core) at "
+              f"{args.clock_mhz:g} MHz: {speedup:.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"\nsaved {args.out}")

@@ -148,18 +148,22 @@ BOARDS = {
         name="icebreaker", title="iCEBreaker (iCE40UP5K)", family="ice40", device="iCE40UP5K",
         platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
         oscillator="clk12", oscillator_hz=12e6, default_clock_mhz=24,
-        # Two PEs fill 91 % of the UP5K's logic cells and reach 29 MHz
-        # (see bench/boards.py); three do not fit. No room for the
-        # scatter/reduce network.
-        config=AcceleratorConfig(pes=2, value_width=8, acc_width=24, x_depth=128, x_banks=2,
+        # Two PEs filled 91 % of the UP5K's logic cells and reached 29 MHz
+        # with the shared gather crossbar (see bench/boards.py); three did
+        # not fit. No room for the scatter/reduce network. Each lane now
+        # reads its own copy of x: one bank, one EBR per lane.
+        config=AcceleratorConfig(pes=2, value_width=8, acc_width=24, x_depth=128, x_banks=1,
                                  nz_depth=256, row_depth=32, imem_depth=8, reduce=False),
         leds=_ICEBREAKER_LEDS, loader_board="ice40_generic", bitstream="bin",
         serial_port="/dev/ttyUSB1", link="on-board FTDI, channel B (USB)",
         synth_opts=("-dsp",)),
-    # About 3,000 LUT4s per PE: PEs fill at most half of each device's LUTs
-    # (fuller designs route slowly or not at all: 16 PEs on the 85F, 60 % of
-    # its LUTs, did not finish routing). Default clocks leave a margin below
-    # the Fmax measured by bench/boards.py (85F, 8 PEs: 53 MHz).
+    # With the shared gather crossbar a PE cost about 3,000 LUT4s and 16 PEs
+    # on the 85F did not finish routing; default clocks leave a margin below
+    # the Fmax then measured by bench/boards.py (85F, 8 PEs: 53 MHz). With
+    # the clustered gather (one x copy per lane) Yosys synth_ecp5 counts
+    # 1,364 LUT4, 993 FF, 292 CCU2C and 6 DP16KD per lane (CSR with the
+    # reduce network, nz_depth 512; 2 -> 4 PEs). The defaults below are not
+    # yet re-measured by place and route.
     "ulx3s-12f": _ulx3s(12, 2, 512, 50),
     "ulx3s-25f": _ulx3s(25, 4, 1024, 50),
     "ulx3s-45f": _ulx3s(45, 6, 2048, 40),

@@ -37,11 +37,12 @@ _cache = collections.OrderedDict()
 _stats = {"hits": 0, "misses": 0}
 
 
-def _key(lane_tokens, x_banks, rr):
+def _key(lane_tokens, x_banks, cluster_lanes, rr):
     digest = hashlib.blake2b(digest_size=20)
-    digest.update(np.asarray([x_banks, len(lane_tokens)], dtype=np.int64).tobytes())
+    digest.update(np.asarray([x_banks, cluster_lanes or 0, len(lane_tokens)],
+                             dtype=np.int64).tobytes())
     # No pointers means all 0 (the state at ``CTRL.start``).
-    digest.update(np.asarray([0] * x_banks if rr is None else rr, dtype=np.int64).tobytes())
+    digest.update(np.asarray([] if rr is None else rr, dtype=np.int64).tobytes())
     for tokens in lane_tokens:
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         digest.update(np.int64(len(tokens)).tobytes())
@@ -49,19 +50,19 @@ def _key(lane_tokens, x_banks, rr):
     return digest.digest()
 
 
-def gather_schedule(lane_tokens, x_banks, *, rr=None):
+def gather_schedule(lane_tokens, x_banks, *, cluster_lanes=None, rr=None):
     """:func:`zeroskip.timing.schedule` (without a trace), remembered.
 
     The result is shared between callers: treat it as read-only.
     """
-    key = _key(lane_tokens, x_banks, rr)
+    key = _key(lane_tokens, x_banks, cluster_lanes, rr)
     result = _cache.get(key)
     if result is not None:
         _cache.move_to_end(key)
         _stats["hits"] += 1
         return result
     _stats["misses"] += 1
-    result = timing.schedule(lane_tokens, x_banks, rr=rr)
+    result = timing.schedule(lane_tokens, x_banks, cluster_lanes=cluster_lanes, rr=rr)
     _cache[key] = result
     if len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
@@ -109,7 +110,7 @@ class RunCycles:
 
     def __init__(self, config):
         self.config = config
-        self.gather_rr = [0] * config.x_banks   # the gather network's pointers
+        self.gather_rr = None                   # the gather network's pointers (all 0)
         self.scatter_rr = [0]                   # the scatter network's (a bus)
         self.cycles = 0
 
@@ -120,7 +121,8 @@ class RunCycles:
     def spmv(self, lane_tokens):
         """A row- or dense-mode ``SPMV`` whose lanes stream ``lane_tokens`` (banks,
         ``-1`` for a token without a request)."""
-        result = gather_schedule(lane_tokens, self.config.x_banks, rr=self.gather_rr)
+        result = gather_schedule(lane_tokens, self.config.x_banks,
+                                 cluster_lanes=self.config.cluster_lanes, rr=self.gather_rr)
         self.gather_rr = result.rr
         return self._add(Cost(timing.SPMV_OVERHEAD + result.cycles,
                               gather_stalls=result.stalls, busy=result.busy_per_lane))

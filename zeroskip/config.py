@@ -37,10 +37,11 @@ def _invalid(name, detail, *, sep=" "):
     return error
 
 
-def derived_x_banks(pes, x_depth):
-    """The ``x_banks`` that ``0`` stands for: ``2 * pes`` rounded up to a power of two."""
+def derived_x_banks(cluster_lanes, x_depth):
+    """The ``x_banks`` that ``0`` stands for: 1 for a private copy of x, else
+    ``2 * cluster_lanes`` rounded up to a power of two (at most ``x_depth``)."""
     banks = 1
-    while banks < 2 * pes:
+    while cluster_lanes > 1 and banks < 2 * cluster_lanes:
         banks *= 2
     return min(banks, x_depth)
 
@@ -49,9 +50,10 @@ def _derive_again(data, changes):
     """``data`` updated with ``changes``; ``x_banks`` derived again if it was derived."""
     data = dict(data)
     defaults = {field.name: field.default for field in dataclasses.fields(AcceleratorConfig)}
-    pes, x_depth = data.get("pes", defaults["pes"]), data.get("x_depth", defaults["x_depth"])
-    if "x_banks" not in changes and isinstance(pes, int) and isinstance(x_depth, int) and \
-            data.get("x_banks", 0) == derived_x_banks(pes, x_depth):
+    lanes = data.get("cluster_lanes", defaults["cluster_lanes"])
+    x_depth = data.get("x_depth", defaults["x_depth"])
+    if "x_banks" not in changes and isinstance(lanes, int) and isinstance(x_depth, int) and \
+            data.get("x_banks", 0) == derived_x_banks(lanes, x_depth):
         data["x_banks"] = 0
     data.update(changes)
     return data
@@ -73,11 +75,16 @@ class AcceleratorConfig:
     x_depth : int
         Entries of the input-vector buffer, a power of two from 16 to 16384.
     x_banks : int
-        Banks the input-vector buffer is split into (element ``j`` lives in
-        bank ``j % x_banks``); a power of two, at most ``x_depth``. ``0``
-        picks ``2 * pes`` rounded up to a power of two (at most ``x_depth``);
-        :meth:`replace` derives it again when ``pes`` or ``x_depth`` change
-        and it had the derived value.
+        Banks each copy of the input-vector buffer is split into (element
+        ``j`` lives in bank ``j % x_banks``); a power of two, at most
+        ``x_depth``. ``0`` picks 1 when ``cluster_lanes`` is 1, else
+        ``2 * cluster_lanes`` rounded up to a power of two.
+    cluster_lanes : int
+        Lanes per gather cluster, a divisor of ``pes``. Every cluster has its
+        own copy of the input vector (written by one broadcast from the host)
+        and arbitrates its banks among its own lanes only, so the gather's
+        wiring grows linearly with ``pes``. With 1 every lane owns its copy:
+        no arbitration, no gather stalls.
     nz_depth : int
         Nonzero entries each PE lane can hold, a power of two from 16 to 65536.
     row_depth : int
@@ -102,6 +109,7 @@ class AcceleratorConfig:
     acc_width: int = 32
     x_depth: int = 1024
     x_banks: int = 0
+    cluster_lanes: int = 1
     nz_depth: int = 2048
     row_depth: int = 256
     imem_depth: int = 64
@@ -119,6 +127,10 @@ class AcceleratorConfig:
                 raise _invalid(name, f"must be a power of two, not {value}")
 
         check_int("pes", 1, 64)
+        check_int("cluster_lanes", 1, self.pes)
+        if self.pes % self.cluster_lanes:
+            raise ConfigError(
+                f"cluster_lanes must divide pes ({self.pes}), not {self.cluster_lanes}")
         if self.value_width not in (8, 16):
             raise _invalid("value_width", f"must be 8 or 16, not {self.value_width!r}")
         if self.acc_width != 32 and self.value_width == 16:
@@ -132,8 +144,10 @@ class AcceleratorConfig:
         check_int("nz_depth", 16, 65536, pow2=True)
         check_int("row_depth", 4, 4096, pow2=True)
         check_int("imem_depth", 4, 4096, pow2=True)
-        if isinstance(self.x_banks, int) and self.x_banks == 0 and isinstance(self.pes, int):
-            object.__setattr__(self, "x_banks", derived_x_banks(self.pes, self.x_depth))
+        if isinstance(self.x_banks, int) and self.x_banks == 0 and \
+                isinstance(self.cluster_lanes, int) and isinstance(self.x_depth, int):
+            object.__setattr__(self, "x_banks",
+                               derived_x_banks(self.cluster_lanes, self.x_depth))
         check_int("x_banks", 1, self.x_depth, pow2=True)
         if not isinstance(self.reduce, bool):
             raise _invalid("reduce", f"must be true or false, not {self.reduce!r}")
@@ -183,6 +197,11 @@ class AcceleratorConfig:
         if self.reduce:
             width = max(width, self.row_addr_width + self.lane_width)
         return width
+
+    @property
+    def clusters(self):
+        """Number of gather clusters (copies of the input vector)."""
+        return self.pes // self.cluster_lanes
 
     @property
     def bank_addr_width(self):

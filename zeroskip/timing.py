@@ -40,7 +40,7 @@ __all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "COLUMN_CREDITS", "REDUCE_OVERHEAD",
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
-SPMV_OVERHEAD = 18
+SPMV_OVERHEAD = 19
 
 #: Cycles a ``REDUCE`` costs beyond its scatter schedule length (fetch, route
 #: list header, reads, route check, bus and read-modify-write pipeline).
@@ -95,18 +95,23 @@ class ScheduleResult:
         return sum(self.stalls_per_lane)
 
 
-def schedule(lane_tokens, x_banks, *, rr=None, trace=False):
+def schedule(lane_tokens, x_banks, *, cluster_lanes=None, rr=None, trace=False):
     """Replay the round-robin bank arbitration of one ``SPMV``.
 
-    Every cycle, each lane with tokens left offers its head token. An empty
-    token (``-1``) is consumed at once. A nonzero token requests its bank;
-    bank ``b`` grants, among the lanes requesting it, the first lane at or
-    after ``rr[b]`` (wrapping) and sets ``rr[b]`` to that lane + 1 (mod the
-    number of lanes). Ungranted lanes stall and offer the same token again.
+    The lanes form clusters of ``cluster_lanes`` consecutive lanes; each
+    cluster has its own ``x_banks`` banks (its copy of ``x``), which only its
+    own lanes request. Every cycle, each lane with tokens left offers its
+    head token. An empty token (``-1``) is consumed at once. A nonzero token
+    requests its bank; a bank grants, among the lanes requesting it, the
+    first lane at or after its pointer (wrapping within the cluster) and
+    moves the pointer past that lane. Ungranted lanes stall and offer the
+    same token again.
 
-    Stretches in which no two lanes request the same bank in the same cycle
-    are replayed many cycles at a time (with NumPy); the result is the same
-    as the cycle-by-cycle rule's.
+    When no two lanes share a bank (``cluster_lanes`` is 1) there is no
+    conflict and the result is closed-form: every lane takes one token per
+    cycle. Otherwise, stretches in which no two lanes request the same bank
+    in the same cycle are replayed many cycles at a time (with NumPy); the
+    result is the same as the cycle-by-cycle rule's.
 
     Parameters
     ----------
@@ -114,10 +119,16 @@ def schedule(lane_tokens, x_banks, *, rr=None, trace=False):
         Per lane, the bank of each token in stored order, ``-1`` for an
         empty row.
     x_banks : int
-        Number of input-vector banks.
+        Number of input-vector banks of each cluster.
+    cluster_lanes : int, optional
+        Lanes per cluster (``AcceleratorConfig.cluster_lanes``), a divisor of
+        the number of lanes; all lanes in one cluster by default.
     rr : list of int, optional
-        Round-robin pointers at the start (all 0 at ``CTRL.start``). Pass the
-        ``rr`` of the previous result to continue a run.
+        Round-robin pointers at the start (all 0 at ``CTRL.start``), one per
+        bank of each cluster, cluster after cluster. Pass the ``rr`` of the
+        previous result to continue a run. A pointer holds the lane after the
+        last grant, numbered across all lanes modulo their number; within a
+        cluster this grants exactly like the hardware's cluster-local pointer.
     trace : bool
         Record the order of the grants (:attr:`ScheduleResult.grants`).
 
@@ -128,14 +139,27 @@ def schedule(lane_tokens, x_banks, *, rr=None, trace=False):
     if not isinstance(x_banks, int) or x_banks < 1:
         raise ValueError(f"x_banks must be a positive integer, not {x_banks!r}")
     lanes = len(lane_tokens)
+    group = (lanes or 1) if cluster_lanes is None else cluster_lanes
+    if not isinstance(group, int) or group < 1 or (lanes and lanes % group):
+        raise ValueError(f"cluster_lanes must be a positive divisor of {lanes}, "
+                         f"not {cluster_lanes!r}")
     tokens = [np.asarray(t, dtype=np.int64).reshape(-1) for t in lane_tokens]
     for lane, toks in enumerate(tokens):
         if len(toks) and (toks.min() < -1 or toks.max() >= x_banks):
             bad = next(int(b) for b in toks if not -1 <= b < x_banks)
             raise ValueError(f"lane {lane}: token {bad} is neither -1 nor a bank below {x_banks}")
-    pointers = [0] * x_banks if rr is None else [int(v) for v in rr]
-    if len(pointers) != x_banks:
-        raise ValueError(f"rr must hold {x_banks} pointers, not {len(pointers)}")
+    clusters = max(lanes // group, 1)
+    pointers = [0] * (clusters * x_banks) if rr is None else [int(v) for v in rr]
+    if len(pointers) != clusters * x_banks:
+        raise ValueError(f"rr must hold {clusters * x_banks} pointers, not {len(pointers)}")
+    if group == 1:
+        return _private_schedule(tokens, x_banks, pointers, trace)
+    if clusters > 1:
+        # Cluster k's bank b is bank k * x_banks + b of one replay: lanes of
+        # different clusters never meet at a bank.
+        tokens = [np.where(t >= 0, t + (p // group) * x_banks, -1)
+                  for p, t in enumerate(tokens)]
+        x_banks *= clusters
     lengths = [len(t) for t in tokens]
     pos = [0] * lanes
     stalls = [0] * lanes
@@ -216,6 +240,27 @@ def schedule(lane_tokens, x_banks, *, rr=None, trace=False):
                   else np.zeros((0, 2), dtype=np.int64))
     return ScheduleResult(cycles=cycles, stalls_per_lane=stalls, busy_per_lane=busy,
                           rr=pointers, grants=grants)
+
+
+def _private_schedule(tokens, x_banks, pointers, trace):
+    """:func:`schedule` when every lane has banks of its own: one token per
+    cycle and lane, no stall (the closed form of the cycle-by-cycle rule)."""
+    lanes = len(tokens)
+    busy, grants = [], []
+    for p, toks in enumerate(tokens):
+        granted = toks >= 0
+        busy.append(int(np.count_nonzero(granted)))
+        for bank in np.unique(toks[granted]).tolist():
+            pointers[p * x_banks + bank] = (p + 1) % lanes
+        if trace:
+            index = np.flatnonzero(granted)
+            grants.append(np.stack([np.full(len(index), p), index], axis=1))
+    if trace:
+        grants = np.concatenate(grants) if grants else np.zeros((0, 2), dtype=np.int64)
+        grants = grants[np.lexsort((grants[:, 0], grants[:, 1]))].astype(np.int64)
+    return ScheduleResult(cycles=max((len(t) for t in tokens), default=0),
+                          stalls_per_lane=[0] * lanes, busy_per_lane=busy, rr=pointers,
+                          grants=grants if trace else None)
 
 
 def reduce_schedule(destinations, pes, *, rr=None, trace=False):

@@ -132,11 +132,17 @@ def _bank_order(parts, a, x_start, config, *, reorder_rows):
     ``parts`` holds per lane its local rows as ``(lengths, entries)``: the
     entries of each row (indices into ``a``), row after row. Returns per lane
     the row permutation (stored order) and the rows' ``(lengths, entries)``
-    in stored order.
+    in stored order. Lanes of different gather clusters read different
+    copies of x: cluster ``k``'s bank ``b`` is bank ``k * x_banks + b`` of
+    the replay. With one lane per cluster nothing conflicts and the stored
+    order stays.
     """
+    if config.cluster_lanes == 1:
+        return [np.arange(len(lengths)) for lengths, _ in parts], list(parts)
     nested = []
-    for lengths, entries in parts:
-        banks = ((a.indices[entries] - x_start) % config.x_banks).tolist()
+    for p, (lengths, entries) in enumerate(parts):
+        offset = p // config.cluster_lanes * config.x_banks
+        banks = (offset + (a.indices[entries] - x_start) % config.x_banks).tolist()
         entry_list = entries.tolist()
         rows, position = [], 0
         for n in lengths.tolist():
@@ -144,7 +150,7 @@ def _bank_order(parts, a, x_start, config, *, reorder_rows):
                                  entry_list[position:position + n], strict=True)))
             position += n
         nested.append(rows)
-    order, row_order, _ = _order_lanes(nested, config.x_banks, config.pes,
+    order, row_order, _ = _order_lanes(nested, config.x_banks * config.clusters, config.pes,
                                        reorder_rows=reorder_rows)
     perms, ordered = [], []
     for (lengths, _), entries, perm in zip(parts, order, row_order, strict=True):

@@ -207,7 +207,7 @@ def _stream_cycles(fmt, images, config):
         stream = decode_lane(fmt, image.ptr, image.nz, image.meta, ptr_base=0, nz_base=0,
                              x_base=0, out_base=0, config=config)
         tokens.append(stream.banks(0, config.x_banks))
-    return gather_schedule(tokens, config.x_banks).cycles
+    return gather_schedule(tokens, config.x_banks, cluster_lanes=config.cluster_lanes).cycles
 
 
 def _row_set(fmt, parts, a, x_start, x_stop, config):
@@ -221,7 +221,8 @@ def _row_set(fmt, parts, a, x_start, x_stop, config):
     # decoder streams, without decoding the images again).
     tokens = [timing.lane_tokens(np.cumsum(lengths), a.indices[entries] - x_start,
                                  x_banks=config.x_banks) for lengths, entries in parts]
-    image_set.cycles = gather_schedule(tokens, config.x_banks).cycles
+    image_set.cycles = gather_schedule(tokens, config.x_banks,
+                                       cluster_lanes=config.cluster_lanes).cycles
     return image_set
 
 

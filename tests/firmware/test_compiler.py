@@ -277,12 +277,15 @@ def test_ordering_pass_replays_the_arbitration(reorder_rows):
         assert timing.schedule(tokens, banks).cycles == cycles
 
 
-def test_bank_ordering_reduces_stalls():
+@pytest.mark.parametrize("cluster_lanes", [8, 4])
+def test_bank_ordering_reduces_stalls(cluster_lanes):
+    # Lanes that share a cluster's banks (private copies of x never stall).
+    config = AcceleratorConfig(pes=8, cluster_lanes=cluster_lanes)
     rng = np.random.default_rng(11)
     a = random_matrix(rng, 128, 128, 0.1, 1, 9)
     x = rng.integers(1, 9, 128)
-    plain = run_program(compile_spmv(a, DEFAULT, bank_aware=False), x).counters
-    aware = run_program(compile_spmv(a, DEFAULT), x).counters
+    plain = run_program(compile_spmv(a, config, bank_aware=False), x).counters
+    aware = run_program(compile_spmv(a, config), x).counters
     assert aware["gather_stalls"] < plain["gather_stalls"]
     assert aware["cycles"] < plain["cycles"]
 

@@ -138,7 +138,8 @@ def test_spmspv_activations():
 
 def test_column_mode_cycles_follow_the_contract():
     # one lane: rows 0-2; columns 0..3; x visits columns 1 and 3
-    config = AcceleratorConfig(pes=1, x_depth=16, nz_depth=16, row_depth=8, formats=("csc",))
+    config = AcceleratorConfig(pes=1, x_depth=16, x_banks=2, nz_depth=16, row_depth=8,
+                               formats=("csc",))
     a = scipy.sparse.csr_matrix(np.array([[1, 2, 0, 0], [0, 3, 0, 0], [0, 4, 0, 0]]))
     x = np.array([0, 1, 0, 2])
     program = compile_kernel(a, config, x=x, fmt="csc", dense_baseline=False)

@@ -287,7 +287,7 @@ def test_overflow_from_bias():
 
 
 def test_round_robin_pointers_persist_within_a_run():
-    config = CONFIG.replace(x_banks=1)
+    config = CONFIG.replace(x_banks=1, cluster_lanes=2)
     m = Machine(config)
     load_lane(m, 0, [[(0, 1), (1, 1)]])
     load_lane(m, 1, [[(2, 1)]])

@@ -9,6 +9,7 @@ from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
+from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.hdl.gather import Gather
 from zeroskip.hdl.layouts import operand_tag_layout
@@ -19,17 +20,20 @@ TAG = unsigned(16)
 
 # A reference of the arbitration rule (the ISA model implements the same).
 
-def reference_schedule(pes, banks, lanes, *, rr_resets=()):
+def reference_schedule(pes, banks, lanes, *, cluster_lanes=None, rr_resets=()):
     """Cycle-by-cycle grants for lanes offering their requests back to back.
 
     ``lanes[p]`` is a list of ``(addr, skip)``; every response stream is always
-    ready. ``rr_resets`` are the cycles in which ``rr_reset`` is high (the
-    pointers are 0 from the next cycle on).
+    ready. Lanes form clusters of ``cluster_lanes`` (all lanes by default),
+    each with its own banks and cluster-local pointers. ``rr_resets`` are the
+    cycles in which ``rr_reset`` is high (the pointers are 0 from the next
+    cycle on).
 
     Returns ``(accepted, stalls)``: ``accepted[p]`` the cycle of each of lane
     ``p``'s requests, ``stalls`` the ``stall`` bit vector of every cycle.
     """
-    rr = [0] * banks
+    size = cluster_lanes or pes
+    rr = {}
     heads = [0] * pes
     accepted = [[] for _ in range(pes)]
     stalls = []
@@ -43,11 +47,12 @@ def reference_schedule(pes, banks, lanes, *, rr_resets=()):
                 if skip:
                     granted.add(p)
                 else:
-                    bidders.setdefault(addr % banks, []).append(p)
+                    bidders.setdefault((p // size, addr % banks), []).append(p)
         for bank, lanes_of_bank in bidders.items():
-            winner = min(lanes_of_bank, key=lambda p: (p - rr[bank]) % pes)
+            pointer = rr.get(bank, 0)
+            winner = min(lanes_of_bank, key=lambda p: (p % size - pointer) % size)
             granted.add(winner)
-            rr[bank] = (winner + 1) % pes
+            rr[bank] = (winner % size + 1) % size
         stall = 0
         for lanes_of_bank in bidders.values():
             for p in lanes_of_bank:
@@ -58,7 +63,7 @@ def reference_schedule(pes, banks, lanes, *, rr_resets=()):
             accepted[p].append(cycle)
             heads[p] += 1
         if cycle in rr_resets:
-            rr = [0] * banks
+            rr = {}
         cycle += 1
     return accepted, stalls
 
@@ -72,6 +77,13 @@ def test_reference_schedule_rule():
     accepted, stalls = reference_schedule(3, 1, [[(0, 0)], [(1, 1), (0, 0)], [(0, 0)]])
     assert accepted == [[0], [0, 1], [2]]
     assert stalls == [0b100, 0b100, 0]
+    # Clusters of two: lanes 0 and 1 share banks, lanes 2 and 3 share others.
+    accepted, stalls = reference_schedule(4, 1, [[(0, 0)] * 2] * 4, cluster_lanes=2)
+    assert accepted == [[0, 2], [1, 3], [0, 2], [1, 3]]
+    assert stalls == [0b1010, 0b0101, 0b1010, 0]
+    # One lane per cluster never waits.
+    accepted, stalls = reference_schedule(3, 1, [[(0, 0)] * 2] * 3, cluster_lanes=1)
+    assert accepted == [[0, 1]] * 3 and stalls == [0, 0]
 
 
 # Helpers.
@@ -107,20 +119,23 @@ def received_tag_bits(tag):
 # 1. Bit-exact data and order under random stalls.
 
 DATA_CASES = [
-    # (pes, x_banks, x_depth, struct tag)
-    (1, 0, 64, False),
-    (3, 0, 64, True),
-    (4, 0, 64, False),
-    (4, 2, 64, False),
-    (4, 1, 16, False),
-    (8, 0, 128, False),
-    (8, 16, 16, False),
+    # (pes, x_banks, x_depth, struct tag, cluster_lanes)
+    (1, 0, 64, False, 1),
+    (3, 0, 64, True, 3),
+    (4, 0, 64, False, 4),
+    (4, 2, 64, False, 4),
+    (4, 1, 16, False, 4),
+    (4, 0, 16, True, 1),
+    (8, 0, 128, False, 8),
+    (8, 1, 64, False, 2),
+    (8, 16, 16, False, 8),
 ]
 
 
-@pytest.mark.parametrize("pes,x_banks,x_depth,struct_tag", DATA_CASES)
-def test_data_in_order_under_stalls(pes, x_banks, x_depth, struct_tag):
-    config = AcceleratorConfig(pes=pes, x_banks=x_banks, x_depth=x_depth)
+@pytest.mark.parametrize("pes,x_banks,x_depth,struct_tag,cluster_lanes", DATA_CASES)
+def test_data_in_order_under_stalls(pes, x_banks, x_depth, struct_tag, cluster_lanes):
+    config = AcceleratorConfig(pes=pes, x_banks=x_banks, x_depth=x_depth,
+                               cluster_lanes=cluster_lanes)
     tag_shape = operand_tag_layout(config) if struct_tag else TAG
     dut = Gather(config, tag_shape=tag_shape)
     rng = random.Random(pes * 100 + config.x_banks)
@@ -178,8 +193,10 @@ def test_data_in_order_under_stalls(pes, x_banks, x_depth, struct_tag):
         want = [(0 if req["skip"] else x[req["addr"]], tag_bits(tag_shape, req["tag"]))
                 for req in requests[p]]
         assert got == want, f"lane {p}"
-    if pes > 1 and config.x_banks < pes:
+    if config.x_banks < cluster_lanes:
         assert sum(stall_counts) > 0
+    if cluster_lanes == 1:
+        assert sum(stall_counts) == 0
 
 
 # 2. The arbitration contract, cycle by cycle.
@@ -238,9 +255,11 @@ def random_lanes(config, rng, count, *, skip=0.15):
             for _ in range(config.pes)]
 
 
-@pytest.mark.parametrize("pes,x_banks,seed", [(4, 2, 1), (4, 2, 2), (8, 0, 3), (3, 1, 4)])
-def test_arbitration_matches_reference(pes, x_banks, seed):
-    config = AcceleratorConfig(pes=pes, x_banks=x_banks, x_depth=64)
+@pytest.mark.parametrize("pes,x_banks,cluster_lanes,seed",
+                         [(4, 2, 4, 1), (4, 2, 4, 2), (8, 0, 8, 3), (3, 1, 3, 4), (8, 2, 4, 5),
+                          (4, 1, 2, 6)])
+def test_arbitration_matches_reference(pes, x_banks, cluster_lanes, seed):
+    config = AcceleratorConfig(pes=pes, x_banks=x_banks, x_depth=64, cluster_lanes=cluster_lanes)
     rng = random.Random(seed)
     lanes = random_lanes(config, rng, 40)
     if pes == 8:
@@ -249,7 +268,8 @@ def test_arbitration_matches_reference(pes, x_banks, seed):
     lanes[0] = lanes[0][:25]  # uneven lengths
     resets = (7, 30)
     accepted, stalls, responses, x = run_schedule(config, lanes, rr_resets=resets)
-    ref_accepted, ref_stalls = reference_schedule(pes, config.x_banks, lanes, rr_resets=resets)
+    ref_accepted, ref_stalls = reference_schedule(pes, config.x_banks, lanes,
+                                                  cluster_lanes=cluster_lanes, rr_resets=resets)
     assert accepted == ref_accepted
     assert stalls == ref_stalls
     assert sum(bin(s).count("1") for s in stalls) > 0
@@ -261,7 +281,7 @@ def test_arbitration_matches_reference(pes, x_banks, seed):
 
 
 def test_round_robin_rotates_over_one_bank():
-    config = AcceleratorConfig(pes=4, x_banks=2, x_depth=16)
+    config = AcceleratorConfig(pes=4, x_banks=2, x_depth=16, cluster_lanes=4)
     lanes = [[(0, 0)] * 3, [(2, 0)] * 3, [(4, 0)] * 3, [(6, 0)] * 3]
     accepted, stalls, _, _ = run_schedule(config, lanes)
     assert accepted == [[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]]
@@ -280,8 +300,9 @@ def test_one_lane_one_request_per_cycle():
     assert not any(stalls)
 
 
-def test_lanes_on_distinct_banks_all_run_at_full_rate():
-    config = AcceleratorConfig(pes=8, x_depth=128)
+@pytest.mark.parametrize("cluster_lanes", [1, 4, 8])
+def test_lanes_on_distinct_banks_all_run_at_full_rate(cluster_lanes):
+    config = AcceleratorConfig(pes=8, x_depth=128, cluster_lanes=cluster_lanes)
     banks = config.x_banks
     lanes = [[((p + 3 * i * banks) % 128, 0) for i in range(30)] for p in range(8)]
     accepted, stalls, _, _ = run_schedule(config, lanes)
@@ -291,7 +312,7 @@ def test_lanes_on_distinct_banks_all_run_at_full_rate():
 
 
 def test_back_pressure_holds_off_without_stall():
-    config = AcceleratorConfig(pes=3, x_banks=2, x_depth=16)
+    config = AcceleratorConfig(pes=3, x_banks=2, x_depth=16, cluster_lanes=3)
     dut = Gather(config, tag_shape=TAG)
 
     async def bench(ctx):
@@ -334,8 +355,9 @@ def test_back_pressure_holds_off_without_stall():
     simulate(dut, bench)
 
 
-def test_host_write_selects_bank_and_address():
-    config = AcceleratorConfig(pes=2, x_banks=4, x_depth=16)
+@pytest.mark.parametrize("cluster_lanes", [1, 2])
+def test_host_write_selects_bank_and_address(cluster_lanes):
+    config = AcceleratorConfig(pes=2, x_banks=4, x_depth=16, cluster_lanes=cluster_lanes)
     dut = Gather(config, tag_shape=TAG)
     x = list(range(-8, 8))
     order = [5, 0, 15, 3, 12, 9, 1, 14, 2, 7, 10, 4, 13, 6, 11, 8]
@@ -354,16 +376,22 @@ def test_host_write_selects_bank_and_address():
 
     results = {}
 
-    async def lane(ctx):
-        await ctx.tick().repeat(len(order) + 2)
-        await send(ctx, dut.req[0], [{"addr": a, "skip": 0, "tag": a} for a in range(16)])
+    # Every cluster's copy holds the whole vector (the write is a broadcast).
+    def lane(p):
+        async def run(ctx):
+            await ctx.tick().repeat(len(order) + 2)
+            await send(ctx, dut.req[p], [{"addr": a, "skip": 0, "tag": a} for a in range(16)])
+        return run
 
-    async def sink(ctx):
-        await ctx.tick().repeat(len(order) + 2)
-        results[0] = await receive(ctx, dut.resp[0], 16)
+    def sink(p):
+        async def run(ctx):
+            await ctx.tick().repeat(len(order) + 2)
+            results[p] = await receive(ctx, dut.resp[p], 16)
+        return run
 
-    simulate(dut, host, lane, sink)
-    assert [(r.data, r.tag) for r in results[0]] == [(x[a], a) for a in range(16)]
+    simulate(dut, host, lane(0), lane(1), sink(0), sink(1))
+    for p in range(2):
+        assert [(r.data, r.tag) for r in results[p]] == [(x[a], a) for a in range(16)]
 
 
 # 4. Parameters and elaboration.
@@ -396,9 +424,44 @@ def test_signature():
     assert Gather(config, tag_shape=5).tag_shape == 5
 
 
-@pytest.mark.parametrize("pes,x_banks,x_depth", [(32, 0, 1024), (2, 16, 16), (4, 1, 16)])
-def test_converts_to_verilog(pes, x_banks, x_depth):
-    config = AcceleratorConfig(pes=pes, x_banks=x_banks, x_depth=x_depth)
+@pytest.mark.parametrize("pes,x_banks,x_depth,cluster_lanes",
+                         [(32, 0, 1024, 1), (32, 0, 1024, 8), (2, 16, 16, 2), (4, 1, 16, 4)])
+def test_converts_to_verilog(pes, x_banks, x_depth, cluster_lanes):
+    config = AcceleratorConfig(pes=pes, x_banks=x_banks, x_depth=x_depth,
+                               cluster_lanes=cluster_lanes)
     dut = Gather(config, tag_shape=operand_tag_layout(config))
     text = verilog.convert(dut, name="gather")
     assert "module gather" in text
+
+
+# 5. The ISA model's schedule (zeroskip.timing) follows the same rule.
+
+@pytest.mark.parametrize("pes,banks,cluster_lanes,seed",
+                         [(8, 2, 4, 1), (6, 1, 3, 2), (4, 2, 1, 3), (5, 4, 5, 4)])
+def test_model_schedule_matches_reference(pes, banks, cluster_lanes, seed):
+    rng = random.Random(seed)
+    lanes = [[(rng.randrange(16), int(rng.random() < 0.2)) for _ in range(rng.randrange(5, 40))]
+             for _ in range(pes)]
+    accepted, stalls = reference_schedule(pes, banks, lanes, cluster_lanes=cluster_lanes)
+    tokens = [[-1 if skip else addr % banks for addr, skip in lane] for lane in lanes]
+    result = timing.schedule(tokens, banks, cluster_lanes=cluster_lanes)
+    assert result.cycles == len(stalls) == max(lane[-1] for lane in accepted) + 1
+    assert result.stalls_per_lane == [sum(s >> p & 1 for s in stalls) for p in range(pes)]
+    assert result.busy_per_lane == [sum(1 for _, skip in lane if not skip) for lane in lanes]
+    if cluster_lanes == 1:
+        assert result.stalls == 0
+    else:
+        assert result.stalls > 0
+
+
+def test_closed_form_equals_the_cycle_rule():
+    # One lane per cluster: the closed form equals the general replay of the
+    # same lanes on disjoint banks, grant order and pointers included.
+    rng = random.Random(9)
+    banks, pes = 2, 5
+    tokens = [[rng.choice([-1, 0, 1]) for _ in range(rng.randrange(0, 30))] for _ in range(pes)]
+    closed = timing.schedule(tokens, banks, cluster_lanes=1, trace=True)
+    disjoint = [[-1 if t < 0 else p * banks + t for t in lane] for p, lane in enumerate(tokens)]
+    general = timing.schedule(disjoint, banks * pes, trace=True)
+    assert closed == general
+    assert closed.grants.tolist() == general.grants.tolist()

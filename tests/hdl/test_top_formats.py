@@ -38,12 +38,12 @@ from zeroskip.sim.buses import PysimBus
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")
 CONFIG = AcceleratorConfig(pes=3, value_width=16, acc_width=32, x_depth=128, nz_depth=256,
-                           row_depth=64, imem_depth=16, formats=ALL)
+                           row_depth=64, imem_depth=16, formats=ALL, cluster_lanes=3)
 
 #: Cycles of an instruction other than SPMV, and of a row-mode SPMV beyond
 #: its schedule (the values the CSR path was measured with).
 INSN_OVERHEAD = 2
-SPMV_OVERHEAD = 18
+SPMV_OVERHEAD = 19
 #: Cycles of a column-mode SPMV beyond the slowest lane's busy cycles.
 CSC_OVERHEAD = timing.CSC_OVERHEAD
 

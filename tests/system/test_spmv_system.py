@@ -26,11 +26,14 @@ from zeroskip.sim.backends import Job, run_many
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 
+# p4: two gather clusters of two lanes (banks shared inside a cluster);
+# p3v8: one cluster of three; p1 (and the format tests): private copies of x.
 CONFIGS = {
-    "p4": AcceleratorConfig(pes=4, x_depth=256, nz_depth=512, row_depth=64, imem_depth=8),
+    "p4": AcceleratorConfig(pes=4, x_depth=256, nz_depth=512, row_depth=64, imem_depth=8,
+                            cluster_lanes=2),
     "p1": AcceleratorConfig(pes=1, x_depth=64, nz_depth=128, row_depth=16, imem_depth=8),
     "p3v8": AcceleratorConfig(pes=3, value_width=8, acc_width=20, x_depth=64, nz_depth=128,
-                              row_depth=32, imem_depth=8),
+                              row_depth=32, imem_depth=8, cluster_lanes=3),
 }
 
 
