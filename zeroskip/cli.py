@@ -59,7 +59,10 @@ _CONFIG_OPTIONS = (
     ("value_width", "bits of a stored matrix or vector value: 8 or 16"),
     ("acc_width", "bits of an accumulator, 2 x value width to 32"),
     ("x_depth", "entries of the input-vector buffer (power of two)"),
-    ("x_banks", "banks of the input-vector buffer (power of two; 0 = 1 per private copy of x, else 2 x cluster lanes rounded up)"),
+    ("x_banks", "banks of each copy of the input vector (power of two; 0 = 1 for private "
+                "copies, else 2 x cluster lanes rounded up)"),
+    ("cluster_lanes", "lanes sharing one copy of the input vector (a divisor of --pes; "
+                      "1 = every lane has its own)"),
     ("nz_depth", "nonzeros each lane holds (power of two)"),
     ("row_depth", "rows each lane holds (power of two)"),
     ("imem_depth", "instructions the instruction memory holds (power of two)"),
