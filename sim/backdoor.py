@@ -15,9 +15,9 @@ generated Verilog):
 - ``lane<p>.ptr``, ``.nz``, ``.meta``, ``.bias``, ``.out``: lane ``p``'s
   windows; with column mode ``ptr`` is ``ptr_even`` and ``ptr_odd`` (word
   ``a`` in ``ptr_<a % 2>`` at ``a // 2``);
-- every memory named ``bank<b>`` in the ``gather`` hierarchy: X. The banks of
-  one module form one copy of X (element ``j`` in ``bank<j % n>`` at
-  ``j // n`` for ``n`` banks); X is written to every copy.
+- every memory named ``x<k>_bank<b>`` in the ``gather`` module: X. The banks
+  of cluster ``k`` form one copy of X (element ``j`` in ``x<k>_bank<j % n>``
+  at ``j // n`` for ``n`` banks); X is written to every copy.
 
 A host word is truncated to its memory's width exactly as the host port does,
 and an access outside a window raises the :class:`~zeroskip.errors.DeviceError`
@@ -45,7 +45,7 @@ __all__ = ["MemorySpec", "MemoryLayout", "BackdoorMemories", "LoadComparison",
 #: Amaranth names of lane memories (``ptr`` and ``meta`` depend on the formats).
 _LANE_MEMORIES = {Region.NZ: "nz", Region.BIAS: "bias", Region.OUT: "out"}
 _X_HIERARCHY = "gather"
-_X_BANK = re.compile(r"bank(\d+)")
+_X_BANK = re.compile(r"x(\d+)_bank(\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,20 +124,22 @@ class MemoryLayout:
         for memory in self.memories:
             *parent, name = memory.name.split(".")
             match = _X_BANK.fullmatch(name)
-            if parent[:1] == [_X_HIERARCHY] and match:
-                copies.setdefault(".".join(parent), {})[int(match.group(1))] = memory
+            if parent == [_X_HIERARCHY] and match:
+                cluster, bank = map(int, match.groups())
+                copies.setdefault(cluster, {})[bank] = memory
         if not copies:
             raise ZeroskipError(f"the generated Verilog has no X memories "
-                                f"({_X_HIERARCHY}...bank<n>)")
+                                f"({_X_HIERARCHY}.x<k>_bank<b>)")
         banks = []
-        for parent, found in sorted(copies.items()):
+        for cluster, found in sorted(copies.items()):
             count = len(found)
             for index in range(count):
                 memory = found.get(index)
                 if memory is None or memory.depth * count != self.config.x_depth:
                     raise ZeroskipError(
-                        f"the X copy {parent} is not {count} banks of "
-                        f"{self.config.x_depth // count} words bank0..bank{count - 1}")
+                        f"the X copy of cluster {cluster} is not {count} bank(s) of "
+                        f"{self.config.x_depth // count} words (x{cluster}_bank0.."
+                        f"x{cluster}_bank{count - 1})")
                 banks.append(Bank(memory, count, index))
         return banks
 

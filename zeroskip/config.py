@@ -297,9 +297,10 @@ class AcceleratorConfig:
     def replace(self, **changes):
         """Return a copy with ``changes`` applied (and validated).
 
-        ``x_banks`` is derived again from the new ``pes`` and ``x_depth``
+        ``x_banks`` is derived again from the new ``cluster_lanes`` and ``x_depth``
         unless ``changes`` sets it or it differed from its derived value, so
-        ``AcceleratorConfig().replace(pes=4)`` equals ``AcceleratorConfig(pes=4)``.
+        ``AcceleratorConfig().replace(cluster_lanes=4)`` equals
+        ``AcceleratorConfig(cluster_lanes=4)``.
 
         Raises
         ------

@@ -21,6 +21,7 @@ import scipy.sparse
 from zeroskip import AcceleratorConfig
 from zeroskip.cli import build_parser, main
 from zeroskip.errors import DeviceError
+from zeroskip.sim.backends import BACKENDS
 
 COMMANDS = ["generate", "compile", "disasm", "explain", "run", "demo"]
 
@@ -162,7 +163,7 @@ class Fakes:
         modules = {
             "zeroskip.firmware.compiler": {"compile_kernel": compile_kernel},
             "zeroskip.firmware.reference": {"spmv_reference": spmv_reference},
-            "zeroskip.sim.backends": {"run": run},
+            "zeroskip.sim.backends": {"run": run, "BACKENDS": BACKENDS},
             "zeroskip.hdl.generate": {"generate": generate},
             "zeroskip.firmware.program": {"Program": FakeProgram},
         }

@@ -41,14 +41,17 @@ def test_a_file_error_names_the_file_and_the_field(tmp_path):
 
 def test_config_file_and_pes_give_the_same_hardware_as_pes(tmp_path):
     path = tmp_path / "c.json"
-    AcceleratorConfig().save(path)                     # x_banks written as 16 (8 PEs)
+    AcceleratorConfig(cluster_lanes=8).save(path)      # x_banks written as 16 (8 lanes share x)
     assert json.loads(path.read_text())["x_banks"] == 16
-    assert config_of("--config", path, "--pes", "4") == config_of("--pes", "4")
-    assert config_of("--pes", "4").x_banks == 8
+    assert (config_of("--config", path, "--cluster-lanes", "4")
+            == config_of("--cluster-lanes", "4"))
+    assert config_of("--cluster-lanes", "4").x_banks == 8
+    assert config_of("--config", path, "--pes", "4", "--cluster-lanes", "1").x_banks == 1
     # An x_banks that is not the derived one is kept.
     AcceleratorConfig(x_banks=4).save(path)
     assert config_of("--config", path, "--pes", "2").x_banks == 4
-    assert AcceleratorConfig().replace(pes=4) == AcceleratorConfig(pes=4)
+    assert AcceleratorConfig(cluster_lanes=8).replace(cluster_lanes=4) == \
+        AcceleratorConfig(cluster_lanes=4)
     assert AcceleratorConfig(pes=4).replace(x_banks=2).x_banks == 2
 
 

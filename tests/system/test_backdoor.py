@@ -126,8 +126,9 @@ def test_memory_map_names_every_window_by_its_amaranth_name():
             assert f"lane{lane}.{name}" in found
         assert found[f"lane{lane}.ptr_even"]["depth"] == config.row_depth // 2
         assert f"lane{lane}.ptr" not in found
-    banks = sorted(name for name in found if name.startswith("gather.bank"))
-    assert banks == [f"gather.bank{b}" for b in range(config.x_banks)]
+    banks = sorted(name for name in found if name.startswith("gather.x"))
+    assert banks == [f"gather.x{k}_bank{b}" for k in range(config.clusters)
+                     for b in range(config.x_banks)]
     # A memory renamed in Verilog keeps its Amaranth name; its path is the
     # escaped identifier the simulators know.
     bias = found["lane0.bias"]
@@ -167,13 +168,8 @@ def words(dut, path):
     return [element.value for element in node]
 
 
-def clustered(config):
-    """The memories of ``config`` with X as two copies of two banks each."""
-    others = [m for m in memories(config) if not m["name"].startswith("gather.bank")]
-    depth = config.x_depth // 2
-    copies = [{"name": f"gather.cluster{c}.bank{b}", "path": ["gather", f"cluster{c}", f"bank{b}"],
-               "width": config.value_width, "depth": depth} for c in range(2) for b in range(2)]
-    return others + copies
+#: Column mode, with X as two copies (clusters of two lanes) of two banks each.
+CLUSTERED_CONFIG = COLUMN_CONFIG.replace(pes=4, cluster_lanes=2, x_banks=2)
 
 
 async def _load(memories_):
@@ -184,9 +180,9 @@ async def _load(memories_):
 
 
 def test_backdoor_writes_every_copy_and_truncates_like_the_host_port():
-    config = COLUMN_CONFIG
-    layout = MemoryLayout(config, clustered(config))
-    dut = fake_dut(clustered(config))
+    config = CLUSTERED_CONFIG
+    layout = MemoryLayout(config, memories(config))
+    dut = fake_dut(memories(config))
     asyncio.run(_load(BackdoorMemories(dut, layout)))
     assert words(dut, ["sequencer", "imem"])[:2] == [0x1122_3344_5566_7788,
                                                        0xFFFF_FFFF_0000_0001]
@@ -197,9 +193,10 @@ def test_backdoor_writes_every_copy_and_truncates_like_the_host_port():
     assert words(dut, even.path)[:2] == [5, 7]
     assert words(dut, odd.path)[:1] == [ptr_mask]
     # X: element j in bank j % 2 at j // 2 of every copy, value_width bits.
+    path = {m.name: m.path for m in layout.memories}
     for cluster in range(2):
-        bank0 = words(dut, ["gather", f"cluster{cluster}", "bank0"])
-        bank1 = words(dut, ["gather", f"cluster{cluster}", "bank1"])
+        bank0 = words(dut, path[f"gather.x{cluster}_bank0"])
+        bank1 = words(dut, path[f"gather.x{cluster}_bank1"])
         assert (bank1[1], bank0[2], bank1[2]) == (0xFFFF, 9, 2)
     # The ISA model's host port stores the same values.
     machine = Machine(config)
@@ -233,10 +230,21 @@ def test_layout_names_a_missing_or_wrong_memory():
     found = [m for m in memories(ROW_CONFIG) if m["name"] != "lane1.nz"]
     with pytest.raises(ZeroskipError, match=r"^the generated Verilog has no memory 'lane1.nz'$"):
         MemoryLayout(ROW_CONFIG, found)
-    odd = [dict(m, depth=m["depth"] * 2) if m["name"] == "gather.bank1" else m
+    odd = [dict(m, depth=m["depth"] * 2) if m["name"] == "gather.x1_bank0" else m
            for m in memories(ROW_CONFIG)]
-    with pytest.raises(ZeroskipError, match=r"^the X copy gather is not 4 banks of 16 words"):
+    with pytest.raises(ZeroskipError, match=r"^the X copy of cluster 1 is not 1 bank\(s\) of "
+                                            r"64 words \(x1_bank0..x1_bank0\)$"):
         MemoryLayout(ROW_CONFIG, odd)
+    shared = ROW_CONFIG.replace(cluster_lanes=2)
+    odd = [dict(m, depth=m["depth"] * 2) if m["name"] == "gather.x0_bank1" else m
+           for m in memories(shared)]
+    with pytest.raises(ZeroskipError, match=r"^the X copy of cluster 0 is not 4 bank\(s\) of "
+                                            r"16 words \(x0_bank0..x0_bank3\)$"):
+        MemoryLayout(shared, odd)
+    with pytest.raises(ZeroskipError, match=r"^the generated Verilog has no X memories "
+                                            r"\(gather.x<k>_bank<b>\)$"):
+        MemoryLayout(ROW_CONFIG, [m for m in memories(ROW_CONFIG)
+                                  if not m["name"].startswith("gather.")])
 
 
 def test_load_modes_are_checked():
