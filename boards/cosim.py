@@ -32,7 +32,8 @@ from zeroskip.hdl.generate import VERILATOR_WAIVERS
 from zeroskip.tools import find_tool
 
 __all__ = ["LinkFaults", "RawJob", "CosimReport", "TOP_NAME", "build_board_simulation",
-           "run_board_cosim", "SIM_CLOCK_HZ", "SIM_BAUDRATE", "SIM_LINK_TIMEOUT"]
+           "run_board_cosim", "SIM_CLOCK_HZ", "SIM_BAUDRATE", "SIM_LINK_TIMEOUT",
+           "SIM_HOST_TIMEOUT"]
 
 #: The two directions of the link.
 DIRECTIONS = ("host->board", "board->host")
@@ -48,6 +49,10 @@ SIM_CLOCK_HZ = 100_000_000
 SIM_BAUDRATE = 12_500_000
 #: 4000 cycles, 50 byte times.
 SIM_LINK_TIMEOUT = 40e-6
+#: The host's answer timeout in simulated seconds: about four times the
+#: longest exchange (a 64-word burst one way and its answer the other, about
+#: 280 bytes each, 224 us at SIM_BAUDRATE).
+SIM_HOST_TIMEOUT = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +210,7 @@ def build_board_simulation(config, *, simulator="verilator", clock_hz=SIM_CLOCK_
 
 def run_board_cosim(config, jobs, *, faults=LinkFaults(), simulator="verilator",
                     clock_hz=SIM_CLOCK_HZ, baudrate=SIM_BAUDRATE, link_timeout=SIM_LINK_TIMEOUT,
-                    host_timeout=1.0, retries=20, build_dir="build"):
+                    host_timeout=SIM_HOST_TIMEOUT, retries=20, build_dir="build"):
     """Run ``jobs`` through the host link code and the simulated board logic.
 
     Parameters
@@ -214,7 +219,9 @@ def run_board_cosim(config, jobs, *, faults=LinkFaults(), simulator="verilator",
     jobs : list of zeroskip.sim.backends.Job or RawJob
     faults : LinkFaults
     host_timeout : float
-        The host's answer timeout in (wall-clock) seconds.
+        The host's answer timeout in simulated seconds (the host measures its
+        timeouts and retry delays in the simulation's time, so the outcome
+        does not depend on how fast the machine runs the simulation).
     retries : int
         The host's tries per command.
 
@@ -237,7 +244,7 @@ def run_board_cosim(config, jobs, *, faults=LinkFaults(), simulator="verilator",
         "clock_period_ns": 1e9 / clock_hz,
         "divisor": uart_divisor(clock_hz=clock_hz, baudrate=baudrate), "baudrate": baudrate,
         "host_timeout": host_timeout, "retries": retries,
-        "retry_delay": max(0.02, 4 * link_timeout),
+        "retry_delay": 4 * link_timeout,
     }
     with tempfile.TemporaryDirectory(dir=sim_dir, prefix="run-") as run_dir:
         run_dir = Path(run_dir)

@@ -35,6 +35,30 @@ from zeroskip.sim.driver import Driver
 IDLE_POLL_BYTES = 2
 #: Simulated time limit (a run that needs more is stuck).
 MAX_SIM_TIME_NS = 5e9
+#: Bit times between two updates of the host's view of the simulated time.
+CLOCK_TICK_BITS = 10
+
+
+class SimClock:
+    """The simulated time, in seconds, as the host thread sees it.
+
+    The simulator's thread advances it (:func:`tick`); the host's
+    :class:`~zeroskip.boards.link.SerialBus` measures its timeouts with it, so
+    a host waits for the same simulated time however slowly the machine runs
+    the simulation.
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self):
+        return self.seconds
+
+
+async def tick(clock, bit_ns):
+    while True:
+        clock.seconds = get_sim_time("ns") * 1e-9
+        await Timer(CLOCK_TICK_BITS * bit_ns, unit="ns")
 
 
 class FaultInjector:
@@ -187,8 +211,11 @@ async def board_link(dut):
     cocotb.start_soon(board_to_host(dut, master, bit_ns, up))
     cocotb.start_soon(watch_writes(dut, bus_writes))
 
+    clock = SimClock()
+    cocotb.start_soon(tick(clock, bit_ns))
     serial_bus = SerialBus(port, baudrate=job["baudrate"], timeout=job["host_timeout"],
-                           retries=job["retries"], retry_delay=job["retry_delay"])
+                           retries=job["retries"], retry_delay=job["retry_delay"],
+                           clock=clock)
     bus = RecordingBus(serial_bus)
     results = []
 

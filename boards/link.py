@@ -16,7 +16,11 @@ import time
 from zeroskip.boards import protocol as p
 from zeroskip.errors import DeviceError
 
-__all__ = ["SerialBus", "LinkStats", "run_on_board"]
+__all__ = ["SerialBus", "LinkStats", "run_on_board", "CLOCK_POLL"]
+
+#: Wall-clock seconds between two looks at the port when the bus measures
+#: its timeouts with a clock of its own (a simulation's time).
+CLOCK_POLL = 0.002
 
 
 class LinkStats:
@@ -81,6 +85,12 @@ class SerialBus:
         Seconds the line is left idle before a command is sent again after a
         timeout or a bad answer; longer than the board's inter-byte timeout,
         so the board has dropped whatever it was receiving.
+    clock : callable, optional
+        Returns the time in seconds that ``timeout`` and ``retry_delay`` are
+        measured in (default :func:`time.monotonic`). A simulation of the
+        board passes its simulated time, so that a waiting host gives the
+        simulated line the same time whatever the load of the machine; the
+        port is then polled every :data:`CLOCK_POLL` seconds of wall time.
 
     Raises
     ------
@@ -89,7 +99,7 @@ class SerialBus:
     """
 
     def __init__(self, port, *, baudrate=p.DEFAULT_BAUDRATE, timeout=0.5, retries=5,
-                 retry_delay=0.05):
+                 retry_delay=0.05, clock=None):
         if not isinstance(port, (str, os.PathLike)):
             raise TypeError(f"Port must be a device path, not {port!r}")
         if not isinstance(baudrate, int) or isinstance(baudrate, bool) or baudrate <= 0:
@@ -101,11 +111,15 @@ class SerialBus:
         if not isinstance(retry_delay, (int, float)) or retry_delay < 0:
             raise TypeError(f"Retry delay must be a non-negative number of seconds, "
                             f"not {retry_delay!r}")
+        if clock is not None and not callable(clock):
+            raise TypeError(f"Clock must be a callable that returns seconds, not {clock!r}")
         self.port = os.fspath(port)
         self.baudrate = baudrate
         self.timeout = float(timeout)
         self.retries = retries
         self.retry_delay = float(retry_delay)
+        self._clock = time.monotonic if clock is None else clock
+        self._poll = None if clock is None else CLOCK_POLL
         self.stats = LinkStats()
         self._serial = None
         self._seq = random.SystemRandom().randrange(256)
@@ -228,7 +242,7 @@ class SerialBus:
             except _Retry as retry:
                 problems.append(retry.reason)
                 if retry.settle:
-                    time.sleep(self.retry_delay)
+                    self._settle()
                 self._serial.reset_input_buffer()
                 continue
             except OSError as error:
@@ -253,19 +267,28 @@ class SerialBus:
                            f"the link is unreliable: check the cable and the baud rate "
                            f"({self.baudrate})")
 
+    def _settle(self):
+        """Leave the line idle for ``retry_delay`` seconds of the bus's clock."""
+        if self._poll is None:
+            time.sleep(self.retry_delay)
+            return
+        end = self._clock() + self.retry_delay
+        while self._clock() < end:
+            time.sleep(self._poll)
+
     def _read_exact(self, size, deadline):
         data = bytearray()
         while len(data) < size:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 break
-            self._serial.timeout = remaining
+            self._serial.timeout = remaining if self._poll is None else self._poll
             data += self._serial.read(size - len(data))
         return bytes(data)
 
     def _receive(self, seq, expected):
         """Wait for the answer to command ``seq``; return ``((status, index), words)``."""
-        deadline = time.monotonic() + self.timeout
+        deadline = self._clock() + self.timeout
         while True:
             byte = self._read_exact(1, deadline)
             if not byte:
