@@ -21,7 +21,7 @@ def _option(plan, operand, epi, config):
     """The predicted cost of one candidate: its report entry and per-column cycles."""
     count, matrix = operand.count, operand.columns > 0
     per_column = plan.run_cycles(operand.patterns if plan.fmt is Format.CSC else None,
-                                 count, epi.tail)
+                                 count, epi.tail, config)
     total = int(per_column.sum()) + plan.overhead(count, config, epi, matrix)
     note = ""
     if plan.split is not None and plan.split["cycles_split_rows"] is not None:
