@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from zeroskip import timing
+from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import encode_reduce, encode_spmv
 from zeroskip.firmware.compiler.bands import _lpt, _ranges
 from zeroskip.firmware.compiler.gather import _bank_order, _order_lanes
@@ -14,6 +15,7 @@ from zeroskip.firmware.cycles import gather_schedule
 from zeroskip.firmware.formats import (
     BITMAP_CHUNK,
     DATAFLOWS,
+    FORMAT_NAMES,
     bitmap_row_cycles,
     decode_lane,
     encode_lane,
@@ -323,6 +325,10 @@ def _column_tiles(cols, width):
     return [(t * width, min(cols, (t + 1) * width)) for t in range(max(1, -(-cols // width)))]
 
 
+#: The formats :func:`_plan_generic` plans.
+_GENERIC = (Format.BITMAP, Format.NM, Format.DENSE, Format.CSC)
+
+
 def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
     """A format other than CSR/COO for the rows ``rows`` (one band)."""
     lanes = config.pes
@@ -350,11 +356,15 @@ def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
         chunks = -(-widths // BITMAP_CHUNK)
         memory = np.maximum(counts, chunks[None, :])
         work = bitmap_row_cycles(counts, chunks[None, :]).sum(axis=1)
-    else:   # CSC
+    elif fmt is Format.CSC:
         spans = widths
         memory = counts
         work = 1 + counts.sum(axis=1) + int(epi.tail)
-        cap = config.row_depth
+    else:
+        name = FORMAT_NAMES.get(fmt, fmt)
+        raise CompileError(f"no plan for format {name!r}: the generic plans cover "
+                           f"{', '.join(FORMAT_NAMES[f] for f in _GENERIC)} (CSR and COO "
+                           f"rows are planned by _plan_csr)")
     blocks = []
     for block_rows, assign in _split_rows(np.arange(n_rows), work, memory, cap, config):
         lane_local = [block_rows[assign == p] for p in range(lanes)]
