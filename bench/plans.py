@@ -213,9 +213,10 @@ def main(argv=None):
             parser.error(f"--formats: {error}")
     header = (f"{'case':<26} {'chosen':<14} {'cycles':>9} {'best':<10} {'cycles':>9} "
               f"{'ratio':>6} {'predicted':>9} {'run':>9}")
-    print(f"configuration: {configs['digits'].pes} PEs, formats {', '.join(configs['digits'].formats)}"
-          f", reduce {'on' if configs['digits'].reduce else 'off'} (the ulx3s-85f board's); "
-          f"cycles are the ISA model's")
+    shown = configs["digits"]
+    origin = "the ulx3s-85f board's" + (", formats from --formats" if args.formats else "")
+    print(f"configuration: {shown.pes} PEs, formats {', '.join(shown.formats)}, reduce "
+          f"{'on' if shown.reduce else 'off'} ({origin}); cycles are the ISA model's")
     print(header)
     print("-" * len(header))
     rows = []
