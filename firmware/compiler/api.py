@@ -62,8 +62,10 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
         ``auto`` (default), ``spmv``, ``spmspv``, ``spmm`` or ``spmspm``.
         ``auto`` takes a matrix kernel for a matrix ``x`` (or ``rhs_columns``)
         and the sparse kernel when at most :data:`ACTIVATION_SPARSE` of ``x``
-        is nonzero. Dense kernels assume every activation nonzero; the sparse
-        ones may run column mode (CSC) where the activations' zeros pay.
+        is nonzero, or when the cost model, costing column mode (CSC) on the
+        sample's zeros, picks column mode anywhere. Dense kernels assume every
+        activation nonzero; the sparse ones may run column mode where the
+        activations' zeros pay.
     fmt : str
         ``auto`` (default: the cost model picks per row band among the
         configuration's formats) or a format name, which must be enabled.
@@ -218,6 +220,10 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
             _emit(plan, columns, epi, config, matrix_kernel, tiles, lane_entries)
         if progress is not None:
             progress(index + 1, len(bands))
+    if any("csc" in band["winner"] for band in band_reports):
+        # kernel="auto": column mode was costed on the sample's zeros, which it skips.
+        operand = dataclasses.replace(operand, kernel=operand.sparse_label())
+        report["kernel"] = operand.kernel
     if len(kept) < rows:
         for tile in tiles:
             tile.readback[:, 2] = kept[tile.readback[:, 2]]

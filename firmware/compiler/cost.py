@@ -20,8 +20,8 @@ from zeroskip.isa import Format
 def _option(plan, operand, epi, config):
     """The predicted cost of one candidate: its report entry and per-column cycles."""
     count, matrix = operand.count, operand.columns > 0
-    per_column = plan.run_cycles(operand.patterns if plan.fmt is Format.CSC else None,
-                                 count, epi.tail)
+    per_column = plan.run_cycles(operand.column_patterns if plan.fmt is Format.CSC else None,
+                                 count, epi.tail, config)
     total = int(per_column.sum()) + plan.overhead(count, config, epi, matrix)
     note = ""
     if plan.split is not None and plan.split["cycles_split_rows"] is not None:
@@ -57,7 +57,8 @@ def _choose(plans, operand, epi, config):
     best = next(o["cycles"] for o in options if o["format"] == label)
     split = None
     row_formats = [f for f in order if f is not Format.CSC]
-    if operand.sparse and count > 1 and Format.CSC in plans and row_formats:
+    if (operand.column_patterns is not None and count > 1 and Format.CSC in plans
+            and row_formats):
         # Per right-hand column: column mode or the best row format.
         row = row_formats[0]
         row_cycles = per_column[row]

@@ -17,6 +17,20 @@ class _Operand:
     columns: int                 # 0: a vector
     patterns: np.ndarray | None  # (cols, k) bool: nonzero activations; None: all nonzero
     density: float | None        # share of nonzero activations (None: unknown)
+    sample: np.ndarray | None = None   # kernel "auto": the sample's pattern, whatever the kernel
+
+    @property
+    def column_patterns(self):
+        """The activations column mode is costed on: the sparse kernels' pattern, or
+        with ``kernel="auto"`` the sample's (column mode skips zero activations
+        whatever the kernel: the cost model decides whether that pays)."""
+        return self.patterns if self.patterns is not None else self.sample
+
+    def sparse_label(self):
+        """The kernel's name once column mode runs: its sparse variant under ``auto``."""
+        if self.sample is None:
+            return self.kernel
+        return {"spmv": "spmspv", "spmm": "spmspm"}.get(self.kernel, self.kernel)
 
     @property
     def count(self):
@@ -79,7 +93,8 @@ def _operand(x, cols, kernel, rhs_columns):
                                f"{rhs_columns}")
     elif rhs_columns is not None:
         is_matrix = True
-    if kernel == "auto":
+    auto = kernel == "auto"
+    if auto:
         sparse = density is not None and density <= ACTIVATION_SPARSE
         if is_matrix:
             kernel = "spmspm" if sparse else "spmm"
@@ -97,6 +112,7 @@ def _operand(x, cols, kernel, rhs_columns):
                                f"number of columns (rhs_columns)")
         columns = pattern.shape[1] if pattern is not None else rhs_columns
     sparse = kernel in ("spmspv", "spmspm")
-    if not sparse or pattern is None:
+    sample = pattern if auto and not sparse else None
+    if not sparse:
         pattern = None
-    return _Operand(kernel, columns, pattern, density)
+    return _Operand(kernel, columns, pattern, density, sample)

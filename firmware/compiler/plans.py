@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from zeroskip import timing
+from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import encode_reduce, encode_spmv
 from zeroskip.firmware.compiler.bands import _lpt, _ranges
 from zeroskip.firmware.compiler.gather import _bank_order, _order_lanes
@@ -14,6 +15,7 @@ from zeroskip.firmware.cycles import gather_schedule
 from zeroskip.firmware.formats import (
     BITMAP_CHUNK,
     DATAFLOWS,
+    FORMAT_NAMES,
     bitmap_row_cycles,
     decode_lane,
     encode_lane,
@@ -43,6 +45,14 @@ class _Context:
 
 
 @dataclasses.dataclass
+class _LaneColumns:
+    """What column mode's timing reads of one lane's CSC image: its rows ``n`` and
+    the end (exclusive) of each column's entries (``LaneStream``'s fields)."""
+    n: int
+    col_ends: np.ndarray
+
+
+@dataclasses.dataclass
 class _ImageSet:
     """One column tile of a block: the lanes' images and their cost."""
     fmt: Format
@@ -51,19 +61,33 @@ class _ImageSet:
     x_stop: int
     width: int               # columns the SPMV spans (the x slot it needs)
     cycles: int = 0          # row and dense formats: schedule length from rr = 0
-    lane_n: np.ndarray = None        # CSC: rows per lane
-    col_weights: np.ndarray = None   # CSC: (pes, width) max(entries, 1) per column
+    lanes: list = None       # CSC: per lane, its _LaneColumns
 
-    def column_cycles(self, patterns, tail):
-        """CSC: schedule length for each right-hand column (``patterns``: (cols, k))."""
-        n = self.lane_n[:, None]
+    def column_cycles(self, patterns, final, config):
+        """CSC: the ``SPMV``'s cycles for each right-hand column, exactly as
+        :func:`zeroskip.timing.column_mode_cycles` counts them (``patterns``:
+        (cols, k) nonzero activations, ``None`` for one column with every
+        activation nonzero; ``final``: the instruction accumulates, adds a bias
+        or applies the epilogue). The slot of every right-hand column starts
+        at a multiple of ``x_banks`` (see :func:`_x_stride`), where the
+        detector's bank rows are those of slot 0."""
+        args = {"x_base": 0, "accumulate": bool(final), "bias": False, "epilogue": False}
+        count = max((len(lane.col_ends) for lane in self.lanes), default=0)
         if patterns is None:
-            visits = self.col_weights.sum(axis=1)[:, None]
-        else:
-            visited = patterns[self.x_start:self.x_start + self.width].astype(np.int64)
-            visits = self.col_weights @ visited
-        total = n + visits + (n if tail else 0)
-        return total.max(axis=0)
+            return np.array([timing.CSC_OVERHEAD + timing.column_mode_cycles(
+                self.lanes, args, None, config)], dtype=np.int64)
+        visited = np.zeros((count, patterns.shape[1]), dtype=np.int64)
+        stop = min(self.x_stop, self.x_start + count)
+        if stop > self.x_start:
+            visited[:stop - self.x_start] = patterns[self.x_start:stop]
+        cache, total = {}, np.zeros(patterns.shape[1], dtype=np.int64)
+        for k in range(patterns.shape[1]):
+            key = visited[:, k].tobytes()
+            if key not in cache:
+                cache[key] = timing.CSC_OVERHEAD + timing.column_mode_cycles(
+                    self.lanes, args, visited[:, k], config)
+            total[k] = cache[key]
+        return total
 
 
 @dataclasses.dataclass
@@ -148,15 +172,16 @@ class _Plan:
     def splits_rows(self):
         return any(block.reduce is not None for block in self.blocks)
 
-    def run_cycles(self, patterns, count, tail):
+    def run_cycles(self, patterns, count, tail, config):
         """Cycles of every ``SPMV`` and ``REDUCE`` for each of ``count`` right-hand columns."""
         total = np.zeros(count, dtype=np.int64)
         for block in self.blocks:
             for index, image_set in enumerate(block.sets):
-                last = index == len(block.sets) - 1
                 if self.fmt is Format.CSC:
-                    total += timing.SPMV_OVERHEAD + image_set.column_cycles(
-                        patterns, tail and last)
+                    # Column tiles after the first accumulate; the last adds the
+                    # bias and applies the epilogue.
+                    final = index > 0 or (tail and index == len(block.sets) - 1)
+                    total += image_set.column_cycles(patterns, final, config)
                 else:
                     total += timing.SPMV_OVERHEAD + image_set.cycles
             if block.reduce is not None:
@@ -300,6 +325,10 @@ def _column_tiles(cols, width):
     return [(t * width, min(cols, (t + 1) * width)) for t in range(max(1, -(-cols // width)))]
 
 
+#: The formats :func:`_plan_generic` plans.
+_GENERIC = (Format.BITMAP, Format.NM, Format.DENSE, Format.CSC)
+
+
 def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
     """A format other than CSR/COO for the rows ``rows`` (one band)."""
     lanes = config.pes
@@ -327,11 +356,15 @@ def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
         chunks = -(-widths // BITMAP_CHUNK)
         memory = np.maximum(counts, chunks[None, :])
         work = bitmap_row_cycles(counts, chunks[None, :]).sum(axis=1)
-    else:   # CSC
+    elif fmt is Format.CSC:
         spans = widths
         memory = counts
         work = 1 + counts.sum(axis=1) + int(epi.tail)
-        cap = config.row_depth
+    else:
+        name = FORMAT_NAMES.get(fmt, fmt)
+        raise CompileError(f"no plan for format {name!r}: the generic plans cover "
+                           f"{', '.join(FORMAT_NAMES[f] for f in _GENERIC)} (CSR and COO "
+                           f"rows are planned by _plan_csr)")
     blocks = []
     for block_rows, assign in _split_rows(np.arange(n_rows), work, memory, cap, config):
         lane_local = [block_rows[assign == p] for p in range(lanes)]
@@ -356,13 +389,9 @@ def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
                 _order_nm_slots(image_set, nm, config)
         if fmt is Format.CSC:
             for image_set in sets:
-                image_set.lane_n = np.array([int(img.ptr[0]) for img in image_set.images],
-                                            dtype=np.int64)
-                weights = np.zeros((lanes, image_set.width), dtype=np.int64)
-                for p, image in enumerate(image_set.images):
-                    ends = image.ptr[2:].astype(np.int64)
-                    weights[p, :len(ends)] = np.maximum(np.diff(ends, prepend=0), 1)
-                image_set.col_weights = weights
+                image_set.lanes = [_LaneColumns(int(image.ptr[0]),
+                                                image.ptr[2:].astype(np.int64))
+                                   for image in image_set.images]
         else:
             for image_set in sets:
                 image_set.cycles = _stream_cycles(fmt, image_set.images, config)
