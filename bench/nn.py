@@ -11,8 +11,10 @@ target is missed:
   excluded) takes under 2 minutes of wall time on this machine;
 - the accelerator's projected time per Graph Challenge inference (cycles ÷
   the ULX3S-85F's default clock, its 8 PEs: the largest ULX3S configuration
-  that meets timing, see zeroskip.boards.targets) against onnxruntime, one
-  thread and all threads, both absolute.
+  that meets timing, see zeroskip.boards.targets) against scipy.sparse on one
+  core (the challenge's own algorithm) and onnxruntime, one thread and all
+  threads, absolute and as ratios; the CPU's energy per inference with its
+  power basis against the accelerator's 45 nm projection.
 
 Results go to ``build/bench/nn.json``.
 
@@ -93,7 +95,7 @@ def bench_gc(images):
     print(f"Graph Challenge, {images} images on the ISA model: categories "
           f"{'equal to' if match else 'DIFFERENT from'} the truth file; bit-exact "
           f"{result['bit_exact_vs_quantized_reference']}; {wall:.1f} s wall, {cpu:.1f} s CPU "
-          f"(target < {GC_SECONDS:.0f} s wall; includes onnxruntime's measurement)")
+          f"(target < {GC_SECONDS:.0f} s wall; includes the CPU peers' measurement)")
     print(f"{'layer':<8} {'sent':>5} {'formats':>8} {'cycles':>10} {'dense mode':>11} "
           f"{'util':>5} {'macs':>10}")
     for row in result["layers"]:
@@ -105,10 +107,19 @@ def bench_gc(images):
           f"cycles at {acc['clock_mhz']:g} MHz, {acc['board']}, {acc['pes']} PEs); dense mode "
           f"{1e6 * acc['dense_mode_seconds_per_inference']:.1f} us "
           f"({result['speedup_over_dense_mode']:.1f}x slower)")
+    print(f"scipy.sparse float64, one core ({c['scipy_sparse_method']}): "
+          f"{1e6 * c['scipy_sparse_1_thread_s']:.1f} us "
+          f"({c['speedup_vs_scipy_sparse_1_thread']:.2f}x the accelerator's time; "
+          f"{c['one_core']})")
     print(f"onnxruntime float32 dense: {1e6 * c['dense_1_thread_s']:.1f} us (1 thread, "
           f"{c['dense_1_thread_s'] / a:.2f}x the accelerator's time), "
           f"{1e6 * c['dense_all_threads_s']:.1f} us ({c['threads_all']} threads, "
           f"{c['dense_all_threads_s'] / a:.2f}x)")
+    e, ratio = c["energy_per_inference_nj"], c["energy_ratio_vs_accelerator"]
+    print(f"CPU energy per inference: scipy.sparse {e['scipy_sparse_1_thread']:.0f} nJ "
+          f"({ratio['scipy_sparse_1_thread']:.1f}x the accelerator's 45 nm projection), "
+          f"onnxruntime 1 thread {e['onnxruntime_dense_1_thread']:.0f} nJ "
+          f"({ratio['onnxruntime_dense_1_thread']:.1f}x); basis: {c['energy_basis']}")
     print(f"energy per inference {result['energy_per_inference_nj']:.0f} nJ, dense mode "
           f"{result['dense_mode_energy_per_inference_nj']:.0f} nJ")
     ok = match and result["bit_exact_vs_quantized_reference"] and wall < GC_SECONDS

@@ -220,6 +220,24 @@ def test_result_to_json():
     assert isinstance(result, Result)
 
 
+def test_run_with_baseline_times_scipy_on_one_core(examples_data):
+    from zeroskip.firmware.loader import load_matrix
+    from zeroskip.nn.infer import board_facts
+    matrix = load_matrix(examples_data / "west0067.mtx")
+    x = np.arange(matrix.shape[1]) % 7 - 3
+    accelerator = Accelerator()
+    assert accelerator.matmul(matrix, x).cpu is None          # not unless asked
+    result = accelerator.run(accelerator.compile(matrix, x), x, baseline=True)
+    cpu = result.cpu
+    _, clock_mhz = board_facts()
+    assert cpu["clock_mhz"] == clock_mhz
+    assert cpu["accelerator_s"] == result.cycles / (clock_mhz * 1e6) > 0
+    assert cpu["scipy_csr_1_thread_s"] > 0
+    assert cpu["speedup_vs_scipy_csr_1_thread"] == pytest.approx(
+        cpu["scipy_csr_1_thread_s"] / cpu["accelerator_s"])
+    assert json.loads(json.dumps(result.to_json()))["cpu"] == cpu
+
+
 # Arguments ------------------------------------------------------------------------------------
 
 def test_argument_errors():

@@ -99,6 +99,12 @@ class Result:
         ``gather_stalls``, ``scatter_stalls``, ``insns``, ``pe_busy``.
     backend : str
     program : Program
+    cpu : dict or None
+        With ``Accelerator.run(..., baseline=True)``: scipy.sparse's float64
+        CSR ``A @ x`` on one core of this machine, measured in the same run
+        (``scipy_csr_1_thread_s``), the accelerator's time (cycles at the
+        clock named by ``clock_mhz`` and ``clock_source``) and
+        ``speedup_vs_scipy_csr_1_thread`` (scipy's time / the accelerator's).
     """
 
     y: object
@@ -112,6 +118,7 @@ class Result:
     stats: dict
     backend: str
     program: object
+    cpu: dict | None = None
 
     @property
     def cycles(self):
@@ -188,6 +195,8 @@ class Result:
         }
         if y_raw.ndim == 2:
             report["x_columns"] = int(y_raw.shape[1])
+        if self.cpu is not None:
+            report["cpu"] = dict(self.cpu)
         return report
 
 
@@ -321,7 +330,7 @@ class Accelerator:
 
     # Run.
 
-    def run(self, program, x, *, A=None, saturate=False, source=None):
+    def run(self, program, x, *, A=None, saturate=False, source=None, baseline=False):
         """Run a compiled program on ``x`` and check it.
 
         Parameters
@@ -337,6 +346,8 @@ class Accelerator:
             Keep integer operands at scale 1, clipped, when they do not fit.
         source : str, optional
             The file ``x`` came from (named in error messages).
+        baseline : bool
+            Also time scipy.sparse's ``A @ x`` on one core (:attr:`Result.cpu`).
 
         Returns
         -------
@@ -389,10 +400,15 @@ class Accelerator:
         }
         columns = y_raw.shape[1] if y_raw.ndim == 2 else 1
         stats = _statistics(run_result.counters, nnz_stored, self.config.pes, columns=columns)
+        cpu = None
+        if baseline:
+            float_matrix = reference if reference is not None else matrix_int
+            cpu = _cpu_peer(float_matrix, x, stats["cycles"]) if float_matrix is not None \
+                else None
         return Result(y=y, y_raw=y_raw, y_reference=y_ref, matches_reference=mismatch is None,
                       mismatch=mismatch, error=error, quantization=quantization,
                       counters=dict(run_result.counters), stats=stats, backend=self.backend,
-                      program=program)
+                      program=program, cpu=cpu)
 
     def matmul(self, A, x, *, saturate=False, **compile_options):
         """Compile ``A`` for ``x`` and run it: ``y = A @ x`` on the accelerator."""
@@ -553,6 +569,25 @@ def _compare(y_raw, y_ref):
     row, column = (int(v) for v in bad[0])
     return (f"NO ({len(bad)} of {y_ref.size} results differ; first row {row + 1}, column "
             f"{column + 1}: got {int(y_raw[row, column])}, expected {int(y_ref[row, column])})")
+
+
+def _cpu_peer(matrix, x, cycles):
+    """scipy.sparse's CSR ``A @ x`` on one core against the accelerator's ``cycles``."""
+    board_facts = _import("zeroskip.nn.infer").board_facts
+    info, clock_mhz = board_facts()
+    peer = _import("zeroskip.cpu").scipy_spmv(_matrix_operand(matrix, None), x)
+    accelerator_s = cycles / (clock_mhz * 1e6)
+    return {
+        "runtime": "scipy.sparse CSR A @ x, float64, one core",
+        "clock": "wall clock (time.perf_counter), best of repeated runs on this machine",
+        "one_core": peer["one_core"], "runs": peer["runs"],
+        "scipy_csr_1_thread_s": peer["seconds"],
+        "accelerator_s": accelerator_s, "clock_mhz": clock_mhz, "board": info.name,
+        "clock_source": f"the {info.name}'s default build clock in zeroskip.boards.targets "
+                        f"(the clock 'infer' assumes); the accelerator's cycles only, no "
+                        f"host transfers",
+        "speedup_vs_scipy_csr_1_thread": peer["seconds"] / accelerator_s if cycles else None,
+    }
 
 
 def _statistics(counters, nnz, pes, *, columns=1):

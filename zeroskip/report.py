@@ -2,9 +2,11 @@
 
 :func:`render` runs the digits example (dense, then 50/75/90/95 % pruned
 one-shot and gradually, int8) and the Graph Challenge (int16) on the ISA
-model, measures onnxruntime in the same run, and writes ``report.md`` with
-five plots: accuracy versus sparsity, speedup over dense mode versus
-sparsity, utilization per layer, energy breakdown, accelerator versus CPU.
+model, measures the CPU peers (scipy.sparse on one core, onnxruntime) in the
+same run, and writes ``report.md`` with five plots: accuracy versus
+sparsity, speedup over dense mode versus sparsity, utilization per layer,
+energy breakdown, accelerator versus CPU; and the CPU's energy per inference
+(with its power basis) against the accelerator's projection.
 The page states the board, clock and PE count it assumes.
 """
 
@@ -108,18 +110,22 @@ def _plots(data, out):
     save(fig, "energy.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    labels, acc, one, allt = [], [], [], []
+    series = (("accelerator (projected)", "accelerator_s"),
+              ("scipy.sparse, 1 core", "scipy_sparse_1_thread_s"),
+              ("onnxruntime, 1 thread", "dense_1_thread_s"),
+              ("onnxruntime, all threads", "dense_all_threads_s"))
+    labels, values = [], {key: [] for _, key in series}
     for name, r in (("digits 90 %", g90), ("Graph Challenge", gc)):
         if "cpu" not in r:
             continue
         labels.append(name)
-        acc.append(1e6 * r["cpu"]["accelerator_s"])
-        one.append(1e6 * r["cpu"]["dense_1_thread_s"])
-        allt.append(1e6 * r["cpu"]["dense_all_threads_s"])
+        for _, key in series:
+            values[key].append(1e6 * r["cpu"][key])
     xs = range(len(labels))
-    ax.bar([x - 0.25 for x in xs], acc, width=0.25, label="accelerator (projected)")
-    ax.bar(list(xs), one, width=0.25, label="onnxruntime, 1 thread")
-    ax.bar([x + 0.25 for x in xs], allt, width=0.25, label="onnxruntime, all threads")
+    width = 0.2
+    for index, (label, key) in enumerate(series):
+        offset = (index - (len(series) - 1) / 2) * width
+        ax.bar([x + offset for x in xs], values[key], width=width, label=label)
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels)
     ax.set_yscale("log")
@@ -169,27 +175,53 @@ def _markdown(data):
               "", "![utilization](utilization.png)", "", "## Energy", "",
               "Per-event energies applied to the counters (`zeroskip/energy.py`):", "",
               table_markdown(), "", "![energy](energy.png)", "", "## Accelerator versus CPU",
-              "", "onnxruntime (float32, dense weights: it does not skip zeros), measured in "
-              "the same run on this machine; per inference:", "",
-              "| network | accelerator | ORT dense 1 thread | ORT dense all threads | "
-              "ORT pruned 1 thread | ORT pruned all threads |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+              ""] + _cpu_section(rows, gc)
+    return "\n".join(lines)
+
+
+def _cpu_section(rows, gc):
+    """The "Accelerator versus CPU" lines: times, ratios, CPU energy and its basis."""
+    lines = ["Measured in the same run on this machine: scipy.sparse on one core (float64, "
+             "CSR weights, sparse activations where they stay sparse: the Graph Challenge's "
+             "own algorithm) and onnxruntime (float32, dense weights: it does not skip "
+             "zeros); per inference, ratio = CPU time / accelerator time (above 1 the "
+             "accelerator is faster):", "",
+             "| network | accelerator | scipy.sparse 1 core | ORT dense 1 thread | "
+             "ORT dense all threads | ORT pruned 1 thread | ORT pruned all threads |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     g90 = next(r for r in rows if r["method"] == "gradual" and r["sparsity"] == 0.9)
-    for name, r in (("digits 90 % gradual", g90), ("Graph Challenge", gc)):
-        c = r.get("cpu")
-        if not c:
-            continue
+    cases = [(name, r["cpu"]) for name, r in (("digits 90 % gradual", g90),
+                                              ("Graph Challenge", gc)) if r.get("cpu")]
+    for name, c in cases:
         a = c["accelerator_s"]
 
         def cell(t, a=a):
             return f"{1e6 * t:.2f} us ({t / a:.2f}x)"
-        lines.append(f"| {name} | {1e6 * a:.2f} us | {cell(c['dense_1_thread_s'])} | "
-                     f"{cell(c['dense_all_threads_s'])} | {cell(c['pruned_1_thread_s'])} | "
-                     f"{cell(c['pruned_all_threads_s'])} |")
-    lines += ["", "(ratio = CPU time / accelerator time; above 1 the accelerator is faster.) "
-              "No CPU energy is given: this machine's CPU power is not measured.", "",
-              "![cpu](cpu.png)", ""]
-    return "\n".join(lines)
+        lines.append(f"| {name} | {1e6 * a:.2f} us | {cell(c['scipy_sparse_1_thread_s'])} | "
+                     f"{cell(c['dense_1_thread_s'])} | {cell(c['dense_all_threads_s'])} | "
+                     f"{cell(c['pruned_1_thread_s'])} | {cell(c['pruned_all_threads_s'])} |")
+    lines += ["", "scipy.sparse's variant, chosen by measurement: "
+              + "; ".join(f"{name}: {c['scipy_sparse_method']}" for name, c in cases)
+              + f". One core: {cases[0][1]['one_core']}." if cases else "", "",
+              "![cpu](cpu.png)", "", "## Energy: accelerator versus CPU", "",
+              "CPU energy per inference = the measured time above x the power figure below. "
+              "The accelerator's figure is an ASIC-style projection (45 nm event model), not a "
+              "measurement. The seed's claim is about 70x less energy than a CPU.", "",
+              "| network | accelerator (45 nm projection) | scipy.sparse 1 core | "
+              "ORT dense 1 thread | CPU / accelerator (scipy) | CPU / accelerator (ORT) | "
+              "claim |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, c in cases:
+        e, ratio = c["energy_per_inference_nj"], c["energy_ratio_vs_accelerator"]
+        lines.append(f"| {name} | {c['accelerator_energy_per_inference_nj']:.1f} nJ | "
+                     f"{e['scipy_sparse_1_thread']:.0f} nJ | "
+                     f"{e['onnxruntime_dense_1_thread']:.0f} nJ | "
+                     f"{ratio['scipy_sparse_1_thread']:.1f}x | "
+                     f"{ratio['onnxruntime_dense_1_thread']:.1f}x | about 70x |")
+    if cases:
+        lines += ["", f"CPU power basis: {cases[0][1]['energy_basis']}."
+                  + (" (an estimate, not a measurement of this CPU)"
+                     if cases[0][1]["energy_estimate"] else ""), ""]
+    return lines
 
 
 def render(output, *, gc_images=1200, digits_limit=None, data=None):

@@ -657,6 +657,12 @@ def test_run_matrix_operand_json(capsys, grid, tmp_path):
     assert "dense cycles" in table and table["speedup vs dense"].endswith("x")
     report = json.loads(out_json.read_text())
     assert report["kernel"] == "spmm" and report["x_columns"] == 3
+    cpu = report["cpu"]
+    assert cpu["accelerator_s"] == pytest.approx(report["cycles"] / (cpu["clock_mhz"] * 1e6))
+    assert table["accelerator time"].startswith(f"{1e6 * cpu['accelerator_s']:.2f} us  (cycles "
+                                                f"at {cpu['clock_mhz']:g} MHz")
+    assert table["scipy CSR 1 core"].startswith(f"{1e6 * cpu['scipy_csr_1_thread_s']:.2f} us")
+    assert table["vs scipy 1 core"].startswith(f"{cpu['speedup_vs_scipy_csr_1_thread']:.2f}x")
     assert report["y"] == (dense @ x).tolist()
     for key in ("format", "dataflow", "macs", "skipped", "dense_cycles", "speedup_vs_dense"):
         assert key in report

@@ -52,6 +52,23 @@ def test_infer_writes_every_field(files, capsys):
         assert cpu[key] > 0
     assert cpu["speedup_vs_dense_1_thread"] == pytest.approx(
         cpu["dense_1_thread_s"] / cpu["accelerator_s"])
+    assert cpu["accelerator_s"] == data["accelerator"]["seconds_per_inference"]
+    assert cpu["scipy_sparse_1_thread_s"] > 0
+    assert cpu["speedup_vs_scipy_sparse_1_thread"] == pytest.approx(
+        cpu["scipy_sparse_1_thread_s"] / cpu["accelerator_s"])
+    assert cpu["scipy_sparse_top1_agreement"] == 1.0      # the same answers as float64
+    assert cpu["scipy_sparse_nonzero_rows_equal"]
+    assert cpu["scipy_sparse_max_abs_diff_vs_float64"] < 1e-12
+    assert set(cpu["energy_per_inference_nj"]) == {
+        "scipy_sparse_1_thread", "onnxruntime_dense_1_thread", "onnxruntime_pruned_1_thread"}
+    for key, nj in cpu["energy_per_inference_nj"].items():
+        assert nj > 0
+        assert cpu["energy_ratio_vs_accelerator"][key] == pytest.approx(
+            nj / data["energy_per_inference_nj"])
+    assert cpu["energy_basis"].startswith(("RAPL package energy counters", "generic estimate",
+                                           "AMD ", "Intel "))
+    assert "ASIC-style event-model projection" in cpu["accelerator_energy_basis"]
+    assert "scipy.sparse float64, 1 core" in text and "CPU power: " in text
     assert data["accelerator"]["board"] == "ulx3s-85f"
     assert data["accelerator"]["clock_mhz"] == 50 and data["accelerator"]["pes"] == 8
     assert data["energy_per_inference_nj"] < data["dense_mode_energy_per_inference_nj"]

@@ -38,4 +38,12 @@ def test_report_page_and_plots(tmp_path, data):
         assert f"]({png})" in text
     assert "ULX3S (ECP5 LFE5U-85F)" in text and "**8 PEs** at **50 MHz**" in text
     assert "| Horowitz" not in text and "H14" in text        # sources named in the table
-    assert "ORT dense 1 thread" in text
+    assert "ORT dense 1 thread" in text and "| scipy.sparse 1 core |" in text
+    c = data["graph_challenge"]["cpu"]
+    ratio = c["energy_ratio_vs_accelerator"]["scipy_sparse_1_thread"]
+    assert f"| {ratio:.1f}x |" in text and "| about 70x |" in text
+    assert f"CPU power basis: {c['energy_basis']}." in text
+    assert "ASIC-style projection (45 nm event model)" in text
+    scipy_us = 1e6 * c["scipy_sparse_1_thread_s"]
+    ratio = c["scipy_sparse_1_thread_s"] / c["accelerator_s"]
+    assert f"| {scipy_us:.2f} us ({ratio:.2f}x) |" in text

@@ -19,8 +19,12 @@ __all__ = ["add_commands", "cmd_infer", "cmd_report", "load_array"]
 
 _INFER_EPILOG = """\
 The accelerator's time is its counted cycles divided by the named board's
-default clock (its PE count is the board's); onnxruntime runs the same
-network dense in float32 on this machine's CPU, measured in the same run.
+default clock (its PE count is the board's). Measured in the same run on
+this machine's CPU: scipy.sparse on one core (float64, CSR weights, sparse
+activations where they stay sparse) and onnxruntime (dense float32, one
+thread and all). CPU energy is that time x a stated power figure (RAPL when
+readable, else the CPU model's TDP per core); the accelerator's energy is a
+45 nm event-model projection.
 
 examples:
   zeroskip infer mlp.onnx --inputs x.npy --labels y.npy
@@ -49,7 +53,7 @@ def add_commands(commands, formatter):
         "infer", help="run an ONNX network on the accelerator and compare with the CPU",
         description="Import an ONNX feed-forward network, prune (optional) and quantize it, "
                     "compile it to the accelerator, run a batch of inputs and report accuracy, "
-                    "cycles, utilization, energy and the onnxruntime baseline.",
+                    "cycles, utilization, energy and the CPU peers (scipy.sparse, onnxruntime).",
         epilog=_INFER_EPILOG, formatter_class=formatter)
     sub.set_defaults(func=cmd_infer)
     sub.add_argument("model", metavar="MODEL.onnx", type=Path, help="the ONNX model")
@@ -68,7 +72,8 @@ def add_commands(commands, formatter):
                      help="board whose clock and PE count are assumed (default ulx3s-85f)")
     sub.add_argument("--batch", type=int, default=16, help="inputs per run (default 16)")
     sub.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
-    sub.add_argument("--no-baseline", action="store_true", help="skip onnxruntime")
+    sub.add_argument("--no-baseline", action="store_true",
+                     help="skip the CPU peers (scipy.sparse, onnxruntime)")
     sub.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON")
 
     sub = commands.add_parser(
@@ -122,15 +127,32 @@ def print_summary(result):
           f"{result['dense_mode_energy_per_inference_nj']:.2f} nJ; 45 nm event model)")
     cpu = result.get("cpu")
     if cpu:
-        a = cpu["accelerator_s"]
-        print(f"onnxruntime float32 per inference: dense {1e6 * cpu['dense_1_thread_s']:.2f} us "
-              f"(1 thread), {1e6 * cpu['dense_all_threads_s']:.2f} us ({cpu['threads_all']} "
-              f"threads); pruned {1e6 * cpu['pruned_1_thread_s']:.2f} / "
-              f"{1e6 * cpu['pruned_all_threads_s']:.2f} us; accelerator {1e6 * a:.2f} us "
-              f"(x{cpu['speedup_vs_dense_1_thread']:.2f} vs 1 thread, "
-              f"x{cpu['speedup_vs_dense_all_threads']:.2f} vs all)")
+        _print_cpu(cpu)
     for note in result["notes"]:
         print(f"note: {note}")
+
+
+def _print_cpu(cpu):
+    """The CPU peers' lines of :func:`print_summary`."""
+    a = cpu["accelerator_s"]
+    print(f"per inference, accelerator {1e6 * a:.2f} us against the CPU ({cpu['clock']}):")
+    print(f"  scipy.sparse float64, 1 core ({cpu['scipy_sparse_method']}): "
+          f"{1e6 * cpu['scipy_sparse_1_thread_s']:.2f} us, accelerator "
+          f"x{cpu['speedup_vs_scipy_sparse_1_thread']:.2f}; top-1 equal to float64 on "
+          f"{100 * cpu['scipy_sparse_top1_agreement']:.2f} %")
+    print(f"  onnxruntime float32 dense: {1e6 * cpu['dense_1_thread_s']:.2f} us (1 thread, "
+          f"x{cpu['speedup_vs_dense_1_thread']:.2f}), {1e6 * cpu['dense_all_threads_s']:.2f} us "
+          f"({cpu['threads_all']} threads, x{cpu['speedup_vs_dense_all_threads']:.2f}); pruned "
+          f"{1e6 * cpu['pruned_1_thread_s']:.2f} / {1e6 * cpu['pruned_all_threads_s']:.2f} us")
+    print(f"  (x = CPU time / accelerator time; {cpu['one_core']})")
+    energy, ratio = cpu["energy_per_inference_nj"], cpu["energy_ratio_vs_accelerator"]
+    print(f"CPU energy per inference: scipy.sparse 1 core "
+          f"{energy['scipy_sparse_1_thread']:.0f} nJ ({ratio['scipy_sparse_1_thread']:.1f}x "
+          f"the accelerator's), onnxruntime dense 1 thread "
+          f"{energy['onnxruntime_dense_1_thread']:.0f} nJ "
+          f"({ratio['onnxruntime_dense_1_thread']:.1f}x); accelerator "
+          f"{cpu['accelerator_energy_per_inference_nj']:.2f} nJ (45 nm event-model projection)")
+    print(f"  CPU power: {cpu['energy_basis']}")
 
 
 def cmd_infer(args):

@@ -135,7 +135,8 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
     calibrate : int
         Inputs used to calibrate the activation scales (the first ones).
     baseline : bool
-        Measure onnxruntime.
+        Measure the CPU peers (onnxruntime and scipy.sparse, see
+        :func:`zeroskip.nn.baseline.cpu_peers`).
     act_frac_bits, weight_frac_bits
         Force scales (see :func:`~zeroskip.nn.quantize.quantize_network`).
     skip_empty : bool
@@ -228,22 +229,6 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         "notes": notes,
     }
     if baseline:
-        from zeroskip.nn.baseline import onnxruntime_times
-        dense_cpu = onnxruntime_times(dense_net, x)
-        pruned_cpu = onnxruntime_times(network, x)
-        acc_s = result["accelerator"]["seconds_per_inference"]
-        result["cpu"] = {
-            "runtime": "onnxruntime (CPUExecutionProvider), float32, dense weights",
-            "threads_all": dense_cpu["threads"],
-            "dense_1_thread_s": dense_cpu["1_thread"],
-            "dense_all_threads_s": dense_cpu["all_threads"],
-            "pruned_1_thread_s": pruned_cpu["1_thread"],
-            "pruned_all_threads_s": pruned_cpu["all_threads"],
-            "accelerator_s": acc_s,
-            "speedup_vs_dense_1_thread": dense_cpu["1_thread"] / acc_s,
-            "speedup_vs_dense_all_threads": dense_cpu["all_threads"] / acc_s,
-            "speedup_vs_pruned_1_thread": pruned_cpu["1_thread"] / acc_s,
-            "speedup_vs_pruned_all_threads": pruned_cpu["all_threads"] / acc_s,
-            "cpu_energy": "not given: this machine's CPU power is not measured",
-        }
+        from zeroskip.nn.baseline import cpu_peers
+        result["cpu"] = cpu_peers(dense_net, network, x, result)
     return result
