@@ -131,6 +131,34 @@ class Result:
         dense = self.dense_cycles
         return dense / self.cycles if dense and self.cycles else None
 
+    def timing(self, board=None):
+        """Compute and end-to-end time of this run, with the clock's source.
+
+        The clock is :func:`zeroskip.boards.record.clock_for` of the
+        program's configuration on ``board`` (the default board when
+        omitted); the host transfers are counted by
+        :func:`zeroskip.transfers.count_program` and timed on this backend's
+        link (both links are given). One run is one inference: its code and
+        weights are loaded once for it.
+        """
+        record = _import("zeroskip.boards.record")
+        targets = _import("zeroskip.boards.targets")
+        transfers = _import("zeroskip.transfers")
+        board = targets.DEFAULT_BOARD if board is None else board
+        config = self.program.config
+        clock = record.clock_for(board, config)
+        compute = self.cycles / clock.hz
+        moved = transfers.count_program(self.program)
+        movement = transfers.data_movement(
+            moved, inferences=1, clock_mhz=clock.mhz, backend=self.backend,
+            compute_seconds=compute,
+            amortisation="one run is one inference: the code and weights are loaded once for it "
+                         "(the driver loads every tile again for each run)")
+        return {"board": targets.get_board(board).name, **clock.to_json(),
+                "config_fingerprint": config.fingerprint, "seconds": compute,
+                "end_to_end_seconds": movement["end_to_end_seconds_per_inference"],
+                "data_movement": movement}
+
     def within(self, tolerance=DEFAULT_TOLERANCE):
         """Whether the normwise error against float64 is at most ``tolerance`` (or unknown)."""
         return self.error.get("normwise") is None or self.error["normwise"] <= tolerance
@@ -186,6 +214,7 @@ class Result:
             "y": self.y.tolist(),
             "y_raw": y_raw.tolist(),
         }
+        report["time"] = self.timing()
         if y_raw.ndim == 2:
             report["x_columns"] = int(y_raw.shape[1])
         return report

@@ -554,6 +554,22 @@ def _error_line(error):
             f"{error['rows_over_1pct']} rows off by more than 1 %")
 
 
+def _time_rows(timing):
+    """The time lines of 'run': the clock and its source, compute and end to end per link."""
+    moved = timing["data_movement"]
+    words = ", ".join(f"{kind} {count:,.0f}" for kind, count in moved["words_per_inference"].items())
+    rows = [("clock", f"{timing['clock_mhz']:g} MHz on the {timing['board']}: "
+                      f"{timing['clock_source']}"),
+            ("compute time", f"{1e6 * timing['seconds']:.2f} us  (cycles / clock)"),
+            ("host transfers", f"{moved['total_words_per_inference']:,.0f} words ({words})")]
+    for link, facts in moved["links"].items():
+        mark = ", this backend's link" if link == moved["link"] else ""
+        rows.append((f"end to end, {link}",
+                     f"{1e6 * facts['end_to_end_seconds_per_inference']:.2f} us  (transfers "
+                     f"{1e6 * facts['transfer_seconds_per_inference']:.2f} us{mark})"))
+    return rows
+
+
 def _run_table(result, *, x_source, config, tolerance):
     """The ``label  value`` lines 'run' prints."""
     program, stats, q = result.program, result.stats, result.quantization
@@ -598,6 +614,7 @@ def _run_table(result, *, x_source, config, tolerance):
                              + (f", {q['x_dropped']} x values" if q["x_dropped"] else "")))
     table.append(("saturated", f"{q['saturated']} values clipped to the {config.value_width}-bit "
                                f"range" if q["saturated"] else "0"))
+    table += _time_rows(result.timing())
     table.append(("tolerance", f"{tolerance:g} normwise"))
     table.append(("error vs float64", _error_line(result.error)))
     table.append(("matches reference", result.mismatch or "yes"))

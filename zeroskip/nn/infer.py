@@ -10,6 +10,7 @@ import numpy as np
 
 from zeroskip import energy as energy_model
 from zeroskip import transfers as transfer_model
+from zeroskip.boards.targets import DEFAULT_BOARD  # the board times assume (re-exported)
 from zeroskip.errors import InputError
 from zeroskip.nn.compile import compile_network, run_network
 from zeroskip.nn.prune import prune_network
@@ -17,9 +18,6 @@ from zeroskip.nn.quantize import quantize_network
 
 __all__ = ["DEFAULT_BOARD", "JSON_FIELDS", "board_facts", "network_config", "evaluate",
            "check_labels"]
-
-#: The board whose clock and PE count the accelerator's times assume.
-DEFAULT_BOARD = "ulx3s-85f"
 
 JSON_FIELDS = ("outputs", "accuracy", "float_accuracy", "top1_agreement", "images", "layers",
                "cycles_per_inference", "energy_per_inference_nj", "backend")
