@@ -554,6 +554,10 @@ def _error_line(error):
             f"{error['rows_over_1pct']} rows off by more than 1 %")
 
 
+#: Short names of the host links in run's table.
+_LINK_LABELS = {"axi4-lite": "AXI", "uart": "UART"}
+
+
 def _time_rows(timing):
     """The time lines of 'run': the clock and its source, compute and end to end per link."""
     moved = timing["data_movement"]
@@ -564,9 +568,9 @@ def _time_rows(timing):
             ("host transfers", f"{moved['total_words_per_inference']:,.0f} words ({words})")]
     for link, facts in moved["links"].items():
         mark = ", this backend's link" if link == moved["link"] else ""
-        rows.append((f"end to end, {link}",
+        rows.append((f"end-to-end {_LINK_LABELS[link]}",
                      f"{1e6 * facts['end_to_end_seconds_per_inference']:.2f} us  (transfers "
-                     f"{1e6 * facts['transfer_seconds_per_inference']:.2f} us{mark})"))
+                     f"{1e6 * facts['transfer_seconds_per_inference']:.2f} us on {link}{mark})"))
     return rows
 
 
