@@ -56,7 +56,7 @@ def print_times(name, result):
     acc = result["accelerator"]
     moved = acc["data_movement"]
     print(f"{name}: clock {acc['clock_mhz']:g} MHz, {acc['clock_source']}")
-    print(f"  words per inference: " + ", ".join(
+    print("  words per inference: " + ", ".join(
         f"{kind} {count:,.1f}" for kind, count in moved["words_per_inference"].items())
         + f" (total {moved['total_words_per_inference']:,.1f}; {moved['amortisation']})")
     for link, facts in moved["links"].items():

@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from zeroskip import AcceleratorConfig
-from zeroskip import transfers
+from zeroskip import AcceleratorConfig, transfers
 from zeroskip.boards.record import clock_for
 from zeroskip.boards.targets import DEFAULT_BOARD
 from zeroskip.firmware.compiler import compile_spmv

@@ -212,8 +212,8 @@ def clock_for(board, config, path=None):
         source = (f"routed build {entry['board']} {entry['fingerprint']} of {entry['date']} in "
                   f"the build record (Fmax {entry['fmax_mhz']:.1f} MHz, {why})")
         return Clock(mhz=float(mhz), routed=True, source=source, entry=entry)
-    why = (f"the record's routed builds of this configuration were made from other gateware "
-           f"sources" if found else f"no routed build of configuration {fingerprint} in the "
+    why = ("the record's routed builds of this configuration were made from other gateware "
+           "sources" if found else f"no routed build of configuration {fingerprint} in the "
            f"build record")
     return Clock(mhz=float(info.default_clock_mhz), routed=False,
                  source=f"{UNROUTED}: the {info.name}'s default build clock "

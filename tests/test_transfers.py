@@ -15,7 +15,8 @@ from zeroskip.firmware.quant import quantize
 DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
 
 
-def program_of(name, config=AcceleratorConfig()):
+def program_of(name, config=None):
+    config = AcceleratorConfig() if config is None else config
     quantized = quantize(load_matrix(DATA / f"{name}.mtx"), value_width=config.value_width)
     return compile_spmv(sp.csr_matrix(quantized.ints), config, name=name)
 
@@ -78,6 +79,7 @@ def test_link_times():
 def test_axi4_lite_cycles_per_word_are_the_slaves():
     """Back-to-back writes and reads through hdl/axil.py take the stated cycles per word."""
     from amaranth.sim import Simulator
+
     from zeroskip.hdl.axil import AxiLiteSlave
     dut = AxiLiteSlave(addr_width=8)
     cycles = {}

@@ -561,7 +561,8 @@ _LINK_LABELS = {"axi4-lite": "AXI", "uart": "UART"}
 def _time_rows(timing):
     """The time lines of 'run': the clock and its source, compute and end to end per link."""
     moved = timing["data_movement"]
-    words = ", ".join(f"{kind} {count:,.0f}" for kind, count in moved["words_per_inference"].items())
+    words = ", ".join(f"{kind} {count:,.0f}"
+                      for kind, count in moved["words_per_inference"].items())
     rows = [("clock", f"{timing['clock_mhz']:g} MHz on the {timing['board']}: "
                       f"{timing['clock_source']}"),
             ("compute time", f"{1e6 * timing['seconds']:.2f} us  (cycles / clock)"),
