@@ -10,11 +10,14 @@ target is missed:
   the truth file, and the run (quantize, compile, run; data loading
   excluded) takes under 2 minutes of wall time on this machine;
 - the accelerator's projected time per Graph Challenge inference (cycles ÷
-  the ULX3S-85F's default clock, its 8 PEs: the largest ULX3S configuration
-  that meets timing, see zeroskip.boards.targets) against scipy.sparse on one
-  core (the challenge's own algorithm) and onnxruntime, one thread and all
-  threads, absolute and as ratios; the CPU's energy per inference with its
-  power basis against the accelerator's 45 nm projection.
+  the clock of its configuration on the ULX3S-85F from the build record,
+  zeroskip.boards.record: a routed build, else the board's default clock
+  labelled an unrouted estimate; 8 PEs) against scipy.sparse on one core (the
+  challenge's own algorithm) and onnxruntime, one thread and all threads,
+  absolute and as ratios; the CPU's energy per inference with its power
+  basis against the accelerator's 45 nm projection; compute and end-to-end
+  time (the host transfers counted by zeroskip.transfers, on AXI4-Lite and
+  on the UART) and the words moved per inference by kind, for both networks.
 
 Results go to ``build/bench/nn.json``.
 
@@ -50,6 +53,24 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def print_times(name, result):
+    """Clock and its source, compute and end-to-end time per link, words per kind."""
+    acc = result["accelerator"]
+    moved = acc["data_movement"]
+    print(f"{name}: clock {acc['clock_mhz']:g} MHz, {acc['clock_source']}")
+    print("  words per inference: " + ", ".join(
+        f"{kind} {count:,.1f}" for kind, count in moved["words_per_inference"].items())
+        + f" (total {moved['total_words_per_inference']:,.1f}; {moved['amortisation']})")
+    for link, facts in moved["links"].items():
+        per = ", ".join(f"{kind} {1e6 * t:.2f}" for kind, t in
+                        facts["seconds_per_inference"].items())
+        print(f"  {link:<9}: compute {1e6 * acc['seconds_per_inference']:.2f} us, end to end "
+              f"{1e6 * facts['end_to_end_seconds_per_inference']:.2f} us per inference "
+              f"(transfers in us: {per})")
+    print(f"  energy per inference: compute {result['energy_per_inference_nj']:.1f} nJ, host "
+          f"transfers {result['energy_breakdown_nj']['transfers']:.1f} nJ")
+
+
 def bench_digits(rtl_images):
     from zeroskip.nn import digits
     from zeroskip.nn.infer import evaluate
@@ -63,6 +84,7 @@ def bench_digits(rtl_images):
     print(f"digits 90 % gradual int8: {100 * g90['accuracy']:.2f} % vs float dense "
           f"{100 * dense:.2f} %: {gap:+.2f} points below (target <= {DIGITS_POINTS}) "
           f"{'ok' if ok else 'MISSED'}")
+    print_times("digits 90 % gradual", g90)
     summary = {"rows": [{k: v for k, v in r.items() if k != "outputs"} for r in rows],
                "gap_points": gap, "ok": ok}
     if rtl_images:
@@ -122,6 +144,7 @@ def bench_gc(images):
           f"({ratio['onnxruntime_dense_1_thread']:.1f}x); basis: {c['energy_basis']}")
     print(f"energy per inference {result['energy_per_inference_nj']:.0f} nJ, dense mode "
           f"{result['dense_mode_energy_per_inference_nj']:.0f} nJ")
+    print_times("Graph Challenge", result)
     ok = match and result["bit_exact_vs_quantized_reference"] and wall < GC_SECONDS
     result.pop("outputs")
     result["bench_wall_s"], result["bench_cpu_s"] = wall, cpu

@@ -219,7 +219,8 @@ def _check_fit(board, config):
 
 
 def build(board, *, config=None, clock_mhz=None, build_dir=None, program=False,
-          baudrate=protocol.DEFAULT_BAUDRATE, check_timing=True, seed=1, verbose=False):
+          baudrate=protocol.DEFAULT_BAUDRATE, check_timing=True, seed=1, verbose=False,
+          record=True):
     """Build (and optionally program) the bitstream of a board.
 
     Parameters
@@ -243,6 +244,11 @@ def build(board, *, config=None, clock_mhz=None, build_dir=None, program=False,
         nextpnr's placement seed.
     verbose : bool
         Show the tools' output instead of keeping it in the logs.
+    record : bool or str or Path
+        Append the build to the record of routed builds
+        (:mod:`zeroskip.boards.record`; ``True``: the record in use, a path:
+        that file, ``False``: not at all) once place and route finished,
+        whether timing was met or not: times take their clock from it.
 
     Returns
     -------
@@ -278,6 +284,9 @@ def build(board, *, config=None, clock_mhz=None, build_dir=None, program=False,
         # One build at a time per directory.
         fcntl.flock(lock, fcntl.LOCK_EX)
         report = _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started)
+    if record is not False:
+        from zeroskip.boards import record as build_record
+        build_record.append(report, None if record is True else record)
     if check_timing and not report.timing_met:
         raise TimingError(
             f"{info.name}: {config.pes} PEs reach {report.fmax_mhz:.1f} MHz, below the "

@@ -11,7 +11,7 @@ import importlib
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import ZeroskipError
 
-__all__ = ["BoardInfo", "BOARDS", "ALIASES", "BoardError", "UnknownBoardError", "get_board",
+__all__ = ["BoardInfo", "BOARDS", "ALIASES", "DEFAULT_BOARD", "BoardError", "UnknownBoardError", "get_board",
            "LED_ROLES", "defaults_table"]
 
 #: What the status LEDs show, in the order boards list them.
@@ -163,7 +163,9 @@ BOARDS = {
     # the clustered gather (one x copy per lane) Yosys synth_ecp5 counts
     # 1,364 LUT4, 993 FF, 292 CCU2C and 6 DP16KD per lane (CSR with the
     # reduce network, nz_depth 512; 2 -> 4 PEs). The defaults below are not
-    # yet re-measured by place and route.
+    # yet re-measured by place and route: times at these clocks are labelled
+    # unrouted estimates until 'zeroskip build' records a routed build
+    # (zeroskip.boards.record).
     "ulx3s-12f": _ulx3s(12, 2, 512, 50),
     "ulx3s-25f": _ulx3s(25, 4, 1024, 50),
     "ulx3s-45f": _ulx3s(45, 6, 2048, 40),
@@ -180,6 +182,8 @@ BOARDS = {
 
 #: Other names accepted for a board.
 ALIASES = {"ulx3s": "ulx3s-85f"}
+#: The board whose clock times assume when no board is named (infer, run, bench).
+DEFAULT_BOARD = "ulx3s-85f"
 
 
 def get_board(name):

@@ -138,6 +138,34 @@ class Result:
         dense = self.dense_cycles
         return dense / self.cycles if dense and self.cycles else None
 
+    def timing(self, board=None):
+        """Compute and end-to-end time of this run, with the clock's source.
+
+        The clock is :func:`zeroskip.boards.record.clock_for` of the
+        program's configuration on ``board`` (the default board when
+        omitted); the host transfers are counted by
+        :func:`zeroskip.transfers.count_program` and timed on this backend's
+        link (both links are given). One run is one inference: its code and
+        weights are loaded once for it.
+        """
+        record = _import("zeroskip.boards.record")
+        targets = _import("zeroskip.boards.targets")
+        transfers = _import("zeroskip.transfers")
+        board = targets.DEFAULT_BOARD if board is None else board
+        config = self.program.config
+        clock = record.clock_for(board, config)
+        compute = self.cycles / clock.hz
+        moved = transfers.count_program(self.program)
+        movement = transfers.data_movement(
+            moved, inferences=1, clock_mhz=clock.mhz, backend=self.backend,
+            compute_seconds=compute,
+            amortisation="one run is one inference: the code and weights are loaded once for it "
+                         "(the driver loads every tile again for each run)")
+        return {"board": targets.get_board(board).name, **clock.to_json(),
+                "config_fingerprint": config.fingerprint, "seconds": compute,
+                "end_to_end_seconds": movement["end_to_end_seconds_per_inference"],
+                "data_movement": movement}
+
     def within(self, tolerance=DEFAULT_TOLERANCE):
         """Whether the normwise error against float64 is at most ``tolerance`` (or unknown)."""
         return self.error.get("normwise") is None or self.error["normwise"] <= tolerance
@@ -193,6 +221,7 @@ class Result:
             "y": self.y.tolist(),
             "y_raw": y_raw.tolist(),
         }
+        report["time"] = self.timing()
         if y_raw.ndim == 2:
             report["x_columns"] = int(y_raw.shape[1])
         if self.cpu is not None:
@@ -403,8 +432,8 @@ class Accelerator:
         cpu = None
         if baseline:
             float_matrix = reference if reference is not None else matrix_int
-            cpu = _cpu_peer(float_matrix, x, stats["cycles"]) if float_matrix is not None \
-                else None
+            if float_matrix is not None:
+                cpu = _cpu_peer(float_matrix, x, stats["cycles"], program.config)
         return Result(y=y, y_raw=y_raw, y_reference=y_ref, matches_reference=mismatch is None,
                       mismatch=mismatch, error=error, quantization=quantization,
                       counters=dict(run_result.counters), stats=stats, backend=self.backend,
@@ -571,21 +600,24 @@ def _compare(y_raw, y_ref):
             f"{column + 1}: got {int(y_raw[row, column])}, expected {int(y_ref[row, column])})")
 
 
-def _cpu_peer(matrix, x, cycles):
-    """scipy.sparse's CSR ``A @ x`` on one core against the accelerator's ``cycles``."""
-    board_facts = _import("zeroskip.nn.infer").board_facts
-    info, clock_mhz = board_facts()
+def _cpu_peer(matrix, x, cycles, config):
+    """scipy.sparse's CSR ``A @ x`` on one core against the accelerator's ``cycles``.
+
+    The accelerator's time is its cycles at the clock of ``config`` on the
+    default board (:func:`zeroskip.boards.record.clock_for`), compute only.
+    """
+    targets = _import("zeroskip.boards.targets")
+    clock = _import("zeroskip.boards.record").clock_for(targets.DEFAULT_BOARD, config)
     peer = _import("zeroskip.cpu").scipy_spmv(_matrix_operand(matrix, None), x)
-    accelerator_s = cycles / (clock_mhz * 1e6)
+    accelerator_s = cycles / clock.hz
     return {
         "runtime": "scipy.sparse CSR A @ x, float64, one core",
         "clock": "wall clock (time.perf_counter), best of repeated runs on this machine",
         "one_core": peer["one_core"], "runs": peer["runs"],
         "scipy_csr_1_thread_s": peer["seconds"],
-        "accelerator_s": accelerator_s, "clock_mhz": clock_mhz, "board": info.name,
-        "clock_source": f"the {info.name}'s default build clock in zeroskip.boards.targets "
-                        f"(the clock 'infer' assumes); the accelerator's cycles only, no "
-                        f"host transfers",
+        "accelerator_s": accelerator_s, "clock_mhz": clock.mhz,
+        "board": targets.get_board(targets.DEFAULT_BOARD).name,
+        "clock_source": f"{clock.source}; the accelerator's cycles only, no host transfers",
         "speedup_vs_scipy_csr_1_thread": peer["seconds"] / accelerator_s if cycles else None,
     }
 

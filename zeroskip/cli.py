@@ -554,6 +554,27 @@ def _error_line(error):
             f"{error['rows_over_1pct']} rows off by more than 1 %")
 
 
+#: Short names of the host links in run's table.
+_LINK_LABELS = {"axi4-lite": "AXI", "uart": "UART"}
+
+
+def _time_rows(timing):
+    """The time lines of 'run': the clock and its source, compute and end to end per link."""
+    moved = timing["data_movement"]
+    words = ", ".join(f"{kind} {count:,.0f}"
+                      for kind, count in moved["words_per_inference"].items())
+    rows = [("clock", f"{timing['clock_mhz']:g} MHz on the {timing['board']}: "
+                      f"{timing['clock_source']}"),
+            ("compute time", f"{1e6 * timing['seconds']:.2f} us  (cycles / clock)"),
+            ("host transfers", f"{moved['total_words_per_inference']:,.0f} words ({words})")]
+    for link, facts in moved["links"].items():
+        mark = ", this backend's link" if link == moved["link"] else ""
+        rows.append((f"end-to-end {_LINK_LABELS[link]}",
+                     f"{1e6 * facts['end_to_end_seconds_per_inference']:.2f} us  (transfers "
+                     f"{1e6 * facts['transfer_seconds_per_inference']:.2f} us on {link}{mark})"))
+    return rows
+
+
 def _run_table(result, *, x_source, config, tolerance):
     """The ``label  value`` lines 'run' prints."""
     program, stats, q = result.program, result.stats, result.quantization
@@ -588,14 +609,12 @@ def _run_table(result, *, x_source, config, tolerance):
         table.append(("speedup vs dense", f"{speedup:.2f}x" if speedup else "-"))
     cpu = result.cpu
     if cpu is not None:
-        table.append(("accelerator time", f"{1e6 * cpu['accelerator_s']:.2f} us  (cycles at "
-                                          f"{cpu['clock_mhz']:g} MHz, the {cpu['board']}'s "
-                                          f"default build clock; no host transfers)"))
         table.append(("scipy CSR 1 core", f"{1e6 * cpu['scipy_csr_1_thread_s']:.2f} us  "
                                           f"(float64 A @ x on this machine, best of "
                                           f"{cpu['runs']} runs on one core)"))
         ratio = cpu["speedup_vs_scipy_csr_1_thread"]
-        table.append(("vs scipy 1 core", f"{ratio:.2f}x  (scipy's time / the accelerator's)"
+        table.append(("vs scipy 1 core", f"{ratio:.2f}x  (scipy's time / the accelerator's "
+                                         f"compute time)"
                                          if ratio else "-"))
     if q["exact"]:
         table.append(("scales", "none: integers stored exactly"))
@@ -609,6 +628,7 @@ def _run_table(result, *, x_source, config, tolerance):
                              + (f", {q['x_dropped']} x values" if q["x_dropped"] else "")))
     table.append(("saturated", f"{q['saturated']} values clipped to the {config.value_width}-bit "
                                f"range" if q["saturated"] else "0"))
+    table += _time_rows(result.timing())
     table.append(("tolerance", f"{tolerance:g} normwise"))
     table.append(("error vs float64", _error_line(result.error)))
     table.append(("matches reference", result.mismatch or "yes"))

@@ -9,22 +9,27 @@ with its source. The sources are:
   read 10 pJ from an 8 KB array, 20 pJ from 32 KB, 100 pJ from 1 MB);
 - [HPTD15] S. Han, J. Pool, J. Tran, W. Dally, "Learning both weights and
   connections for efficient neural networks", NeurIPS 2015, Table 1
-  (45 nm, from [H14]): 32-bit register file access 1 pJ.
+  (45 nm, from [H14]): 32-bit register file access 1 pJ; 32-bit DRAM
+  access 640 pJ (the low end of [H14]'s 1.3-2.6 nJ per 64-bit DRAM access,
+  per 32 bits).
 
 Derived entries say how they were derived (``note``). SRAM energies are per
 access and scale linearly with the word width from [H14]'s 64-bit figures;
 an array is charged at the smallest of [H14]'s sizes that holds it. Static
-power, clock tree and the host transfers are not modelled.
+power and the clock tree are not modelled.
 
 :func:`energy` turns counters and the sizes of one run into a breakdown in
-picojoules.
+picojoules: the accelerator's compute. :func:`transfer_energy` charges the
+words moved between the host and the accelerator (counted by
+:mod:`zeroskip.transfers`) apart from it, so compute-only energy stays
+visible.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["Event", "EVENTS", "sram_read_pj", "energy", "table_markdown"]
+__all__ = ["Event", "EVENTS", "sram_read_pj", "energy", "transfer_energy", "table_markdown"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +59,11 @@ EVENTS = {
     "control": Event("sequencer and decoder control, per cycle", 1.0, "HPTD15",
                       "assumed: one 32-bit register access per cycle for the sequencer "
                       "state"),
+    "dram32": Event("32-bit DRAM access (host transfer, per word)", 640.0, "HPTD15",
+                    "charged once per 32-bit word moved between the host and the "
+                    "accelerator: the host reads it from or writes it to its DRAM; the low end "
+                    "of [H14]'s 1.3-2.6 nJ per 64 bits, so a lower bound; the link's own I/O "
+                    "energy (pads, UART, USB) is in neither source and not modelled"),
 }
 
 _SRAM_SIZES = ((8 * 1024, "sram8k_64"), (32 * 1024, "sram32k_64"), (1 << 20, "sram1m_64"))
@@ -110,6 +120,11 @@ def energy(config, *, cycles, macs, tokens, rows_out, x_writes=0):
     }
     parts["total"] = sum(parts.values())
     return parts
+
+
+def transfer_energy(words):
+    """Energy (pJ) of moving ``words`` 32-bit words between the host and the accelerator."""
+    return words * EVENTS["dram32"].pj
 
 
 def table_markdown():

@@ -97,10 +97,11 @@ def _plots(data, out):
              ("digits 90 %\ndense mode", g90["dense_mode_energy_breakdown_nj"]),
              ("Graph Chal.\nsparse", gc["energy_breakdown_nj"]),
              ("Graph Chal.\ndense mode", gc["dense_mode_energy_breakdown_nj"])]
-    keys = [k for k in cases[0][1] if k != "total"]
+    # Compute parts, then the host transfers (sparse runs only) as their own layer.
+    keys = [k for k in cases[0][1] if not k.startswith("total")]
     bottom = [0.0] * len(cases)
     for key in keys:
-        values = [c[1][key] for c in cases]
+        values = [c[1].get(key, 0.0) for c in cases]
         ax.bar([c[0] for c in cases], values, bottom=bottom, label=key)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_yscale("log")
@@ -136,6 +137,30 @@ def _plots(data, out):
     return files
 
 
+def _transfer_lines(rows, gc):
+    """Compute and end-to-end time per inference on each host link, and words moved."""
+    g90 = next(r for r in rows if r["method"] == "gradual" and r["sparsity"] == 0.9)
+    lines = ["Host transfers (counted by running the host driver, `zeroskip/transfers.py`), "
+             "per inference:", "",
+             "| network | compute | end to end, AXI4-Lite | end to end, UART | words moved | "
+             "transfer energy |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in (("digits 90 % gradual", g90), ("Graph Challenge", gc)):
+        acc = r["accelerator"]
+        moved = acc["data_movement"]
+        links = moved["links"]
+        lines.append(
+            f"| {name} | {1e6 * acc['seconds_per_inference']:.2f} us | "
+            f"{1e6 * links['axi4-lite']['end_to_end_seconds_per_inference']:.2f} us | "
+            f"{1e3 * links['uart']['end_to_end_seconds_per_inference']:.2f} ms | "
+            f"{moved['total_words_per_inference']:,.0f} | "
+            f"{r['energy_breakdown_nj']['transfers']:.0f} nJ |")
+    moved = gc["accelerator"]["data_movement"]
+    lines += ["", f"Links: {moved['links']['axi4-lite']['rate']}; "
+              f"{moved['links']['uart']['rate']}. One-off loads "
+              f"({', '.join(moved['one_off'])}): {moved['amortisation']}.", ""]
+    return lines
+
+
 def _markdown(data):
     rows, gc = data["digits"], data["graph_challenge"]
     acc = gc["accelerator"]
@@ -145,6 +170,7 @@ def _markdown(data):
         f"**{acc['clock_mhz']:g} MHz** ({acc['clock_source']}), formats "
         f"{', '.join(acc['formats'])}. Accelerator times are counted cycles (ISA model, equal "
         f"to the RTL's counters) divided by that clock. {acc['layer_chaining']}.", "",
+        *_transfer_lines(rows, gc),
         "## Digits MLP (64-64-10, int8)", "",
         "| method | sparsity | float64 | accelerator | bit-exact | cycles/inf | dense mode | "
         "speedup | nJ/inf | dense-mode nJ |",

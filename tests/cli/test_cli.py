@@ -172,6 +172,17 @@ class Fakes:
             module.__dict__.update(attributes)
             monkeypatch.setitem(sys.modules, name, module)
 
+        def count_program(program):
+            """A fake program has no tiles to drive: its matrix, x and y words."""
+            moved = transfers.Transfers()
+            moved.add("weights", "write", program.nnz)
+            moved.add("inputs", "write", program.shape[1])
+            moved.add("results", "read", program.shape[0])
+            return moved
+
+        from zeroskip import transfers
+        monkeypatch.setattr(transfers, "count_program", count_program)
+
 
 @pytest.fixture
 def fakes(monkeypatch):
@@ -411,8 +422,16 @@ def test_run_integer_matrix(capsys, fakes, small, tmp_path):
     assert table["ideal cycles"].startswith("2 ")
     assert table["utilization"].startswith("5.0 %")
     assert table["matches reference"] == "yes"
+    assert table["clock"].startswith("50 MHz on the ulx3s-85f: unrouted estimate: the "
+                                     "ulx3s-85f's default build clock 50 MHz (no routed build")
+    assert table["compute time"] == "0.80 us  (cycles / clock)"
+    assert table["host transfers"] == "11 words (weights 4, inputs 3, results 4)"
+    # 7 words written at 3 cycles and 4 read at 4: 37 cycles at 50 MHz.
+    assert table["end-to-end AXI"] == \
+        "1.54 us  (transfers 0.74 us on axi4-lite, this backend's link)"
     report = json.loads(out_json.read_text())
     assert report["backend"] == "model"
+    assert report["time"]["end_to_end_seconds"] == pytest.approx(1.54e-6)
     assert report["pes"] == 2
     assert report["shape"] == [4, 3]
     assert report["nnz"] == 4
@@ -659,8 +678,8 @@ def test_run_matrix_operand_json(capsys, grid, tmp_path):
     assert report["kernel"] == "spmm" and report["x_columns"] == 3
     cpu = report["cpu"]
     assert cpu["accelerator_s"] == pytest.approx(report["cycles"] / (cpu["clock_mhz"] * 1e6))
-    assert table["accelerator time"].startswith(f"{1e6 * cpu['accelerator_s']:.2f} us  (cycles "
-                                                f"at {cpu['clock_mhz']:g} MHz")
+    assert table["compute time"].startswith(f"{1e6 * cpu['accelerator_s']:.2f} us  (cycles")
+    assert cpu["clock_mhz"] == report["time"]["clock_mhz"]
     assert table["scipy CSR 1 core"].startswith(f"{1e6 * cpu['scipy_csr_1_thread_s']:.2f} us")
     assert table["vs scipy 1 core"].startswith(f"{cpu['speedup_vs_scipy_csr_1_thread']:.2f}x")
     assert report["y"] == (dense @ x).tolist()

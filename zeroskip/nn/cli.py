@@ -123,6 +123,8 @@ def print_summary(result):
           f"{1e6 * acc['seconds_per_inference']:.2f} us per inference, "
           f"{acc['throughput_per_s']:.0f} inferences/s; batch of {result['batch']} "
           f"{1e6 * acc['batch_latency_s']:.1f} us")
+    print(f"clock: {acc['clock_source']}")
+    _print_data_movement(acc)
     print(f"energy per inference {result['energy_per_inference_nj']:.2f} nJ (dense mode "
           f"{result['dense_mode_energy_per_inference_nj']:.2f} nJ; 45 nm event model)")
     cpu = result.get("cpu")
@@ -153,6 +155,22 @@ def _print_cpu(cpu):
           f"({ratio['onnxruntime_dense_1_thread']:.1f}x); accelerator "
           f"{cpu['accelerator_energy_per_inference_nj']:.2f} nJ (45 nm event-model projection)")
     print(f"  CPU power: {cpu['energy_basis']}")
+
+
+def _print_data_movement(acc):
+    """Compute and end-to-end time per inference, and the words per kind."""
+    moved = acc["data_movement"]
+    words = ", ".join(f"{kind} {count:,.0f}" for kind, count in
+                      moved["words_per_inference"].items())
+    print(f"host transfers per inference: {moved['total_words_per_inference']:,.0f} words "
+          f"({words}); one-off loads {', '.join(moved['one_off']) or 'none'} amortised: "
+          f"{moved['amortisation']}")
+    for link, facts in moved["links"].items():
+        mark = " (this backend's link)" if link == moved["link"] else ""
+        print(f"  {link}{mark}: compute {1e6 * acc['seconds_per_inference']:.2f} us + "
+              f"transfers {1e6 * facts['transfer_seconds_per_inference']:.2f} us = end to end "
+              f"{1e6 * facts['end_to_end_seconds_per_inference']:.2f} us per inference "
+              f"({facts['rate']})")
 
 
 def cmd_infer(args):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from zeroskip import energy as energy_model
+from zeroskip import transfers as transfer_model
+from zeroskip.boards.targets import DEFAULT_BOARD  # the board times assume (re-exported)
 from zeroskip.errors import InputError
 from zeroskip.nn.compile import compile_network, run_network
 from zeroskip.nn.prune import prune_network
@@ -16,9 +18,6 @@ from zeroskip.nn.quantize import quantize_network
 
 __all__ = ["DEFAULT_BOARD", "JSON_FIELDS", "board_facts", "network_config", "evaluate",
            "check_labels"]
-
-#: The board whose clock and PE count the accelerator's times assume.
-DEFAULT_BOARD = "ulx3s-85f"
 
 JSON_FIELDS = ("outputs", "accuracy", "float_accuracy", "top1_agreement", "images", "layers",
                "cycles_per_inference", "energy_per_inference_nj", "backend")
@@ -108,6 +107,46 @@ def _energy(config, layers, images, *, dense):
     return {key: value / images / 1000.0 for key, value in totals.items()}
 
 
+def _clock(info, config):
+    """The accelerator's clock for ``config`` on the board (:mod:`zeroskip.boards.record`)."""
+    from zeroskip.boards.record import clock_for
+    return clock_for(info, config)
+
+
+def _add_transfer_energy(parts, moved, images):
+    """Add the host transfers' energy (nJ per inference) to a compute breakdown, apart."""
+    parts["transfers"] = energy_model.transfer_energy(moved.words()) / images / 1000.0
+    parts["total_with_transfers"] = parts["total"] + parts["transfers"]
+
+
+def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cycles, moved,
+                       images, batch, backend):
+    """The ``accelerator`` block: the clock and its source, compute and end-to-end times."""
+    clock_hz = clock.hz
+    compute = per_inf / clock_hz
+    rule = (f"code and weights are loaded before every batch of {batch} inputs (the driver "
+            f"loads each tile before it runs it; no layer stays on chip while the others run), "
+            f"so a per-inference figure is the words of the whole run / the {images} inputs")
+    movement = transfer_model.data_movement(moved, inferences=images, clock_mhz=clock.mhz,
+                                            backend=backend, compute_seconds=compute,
+                                            amortisation=rule)
+    return {
+        "board": info.name, "board_title": info.title, "clock_mhz": clock.mhz,
+        "clock_source": clock.source, "clock_routed": clock.routed,
+        "pes": config.pes, "formats": list(config.formats),
+        "config_fingerprint": config.fingerprint,
+        "seconds_per_inference": compute,
+        "end_to_end_seconds_per_inference": movement["end_to_end_seconds_per_inference"],
+        "batch_latency_s": batch_cycles / clock_hz,
+        "throughput_per_s": clock_hz / per_inf if per_inf else None,
+        "dense_mode_seconds_per_inference": dense_per_inf / clock_hz,
+        "data_movement": movement,
+        "layer_chaining": "the host copies each layer's epilogue outputs (the next "
+                          "layer's integers) into X; those transfers are not in the "
+                          "cycles but in data_movement ('activations')",
+    }
+
+
 def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8,
              backend="model", board=DEFAULT_BOARD, config=None, batch=16, calibrate=1000,
              baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None,
@@ -152,8 +191,10 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         labels = check_labels(labels, len(x))
     if prune is not None and nm is not None:
         raise InputError("--prune and --nm exclude each other")
-    info, clock_mhz = board_facts(board)
+    info, _ = board_facts(board)
     config = network_config(board, value_width=value_width, nm=nm, base=config)
+    clock = _clock(info, config)
+    clock_mhz = clock.mhz
     value_width = config.value_width
     dense_net = network
     notes = []
@@ -183,6 +224,8 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
     e_sparse = _energy(config, layers, run.images, dense=False)
     e_dense = _energy(config, layers, run.images, dense=True)
     batch_cycles = per_inf * compiled.batch
+    moved = transfer_model.count_network(compiled, run)
+    _add_transfer_energy(e_sparse, moved, run.images)
     result = {
         "network": network.name, "backend": backend, "images": int(len(x)),
         "padded_images": int(run.padded), "batch": compiled.batch,
@@ -211,21 +254,17 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         "energy_breakdown_nj": e_sparse,
         "dense_mode_energy_per_inference_nj": e_dense["total"],
         "dense_mode_energy_breakdown_nj": e_dense,
+        "energy_per_inference_with_transfers_nj": e_sparse["total_with_transfers"],
         "energy_model": "zeroskip.energy: 45 nm per-event energies (Horowitz ISSCC 2014; "
-                        "Han et al. NeurIPS 2015) applied to the counters; static power, "
-                        "clock tree and host transfers not modelled",
-        "accelerator": {
-            "board": info.name, "board_title": info.title, "clock_mhz": clock_mhz,
-            "clock_source": "the board's default build clock in zeroskip.boards.targets",
-            "pes": config.pes, "formats": list(config.formats),
-            "seconds_per_inference": per_inf / clock_hz,
-            "batch_latency_s": batch_cycles / clock_hz,
-            "throughput_per_s": clock_hz / per_inf if per_inf else None,
-            "dense_mode_seconds_per_inference": dense_per_inf / clock_hz,
-            "layer_chaining": "the host copies each layer's epilogue outputs (the next "
-                              "layer's integers) into X; those transfers are not in the "
-                              "cycles",
-        },
+                        "Han et al. NeurIPS 2015) applied to the counters; 'total' is the "
+                        "accelerator's compute, 'transfers' the host transfers (one 32-bit "
+                        "DRAM access per word moved); static power and clock tree not "
+                        "modelled",
+        "accelerator": _accelerator_facts(info, config, clock, per_inf=per_inf,
+                                          dense_per_inf=dense_per_inf,
+                                          batch_cycles=batch_cycles, moved=moved,
+                                          images=run.images, batch=compiled.batch,
+                                          backend=backend),
         "notes": notes,
     }
     if baseline:

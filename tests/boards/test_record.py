@@ -1,0 +1,101 @@
+"""The record of routed builds and the clock lookup every time figure uses."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zeroskip import AcceleratorConfig
+from zeroskip.boards import record
+from zeroskip.boards.build import BuildReport
+from zeroskip.boards.targets import get_board
+
+CONFIG = AcceleratorConfig(pes=2, x_depth=64, nz_depth=64, row_depth=16, imem_depth=8)
+
+
+def fake_report(*, clock_mhz=50.0, fmax_mhz=57.3, config=CONFIG, board="ulx3s-85f"):
+    """A BuildReport as a finished place and route makes it (no tools run)."""
+    return BuildReport(board=board, device="LFE5U-85F", pes=config.pes, config=config.to_dict(),
+                       target_mhz=clock_mhz, clock_mhz=clock_mhz, fmax_mhz=fmax_mhz,
+                       resources={"LUT": (4000, 83640), "BRAM": (12, 208)}, critical_path=[],
+                       bitstream=Path("top.bit"), build_dir=Path("."), seconds=61.0)
+
+
+def test_append_and_lookup_round_trip(tmp_path):
+    path = tmp_path / "routed.json"
+    entry = record.append(fake_report(), path, date="2026-12-07T10:00:00Z",
+                          tools={"yosys": "0.1", "nextpnr-ecp5": "0.2"})
+    data = json.loads(path.read_text())
+    assert data["builds"] == [entry]
+    assert entry["fingerprint"] == CONFIG.fingerprint and entry["config"] == CONFIG.to_dict()
+    assert entry["resources"] == {"LUT": [4000, 83640], "BRAM": [12, 208]}
+    assert entry["gateware"] == record.gateware_digest() and entry["timing_met"] is True
+    clock = record.clock_for("ulx3s", CONFIG, path)
+    assert clock.routed and clock.mhz == 50.0 and clock.entry == entry
+    assert clock.source == (f"routed build ulx3s-85f {CONFIG.fingerprint} of 2026-12-07T10:00:00Z "
+                            f"in the build record (Fmax 57.3 MHz, met the built 50 MHz clock)")
+    # A missed clock: the lookup takes the Fmax, and the newest entry wins.
+    record.append(fake_report(clock_mhz=100.0, fmax_mhz=59.9), path, date="2026-12-08T10:00:00Z")
+    clock = record.clock_for("ulx3s-85f", CONFIG, path)
+    assert clock.mhz == 59.9 and "it missed the built 100 MHz clock" in clock.source
+    assert len(record.entries(path)) == 2
+
+
+def test_no_entry_is_an_unrouted_estimate(tmp_path):
+    path = tmp_path / "routed.json"
+    record.append(fake_report(), path)
+    other = CONFIG.replace(pes=4)
+    clock = record.clock_for("ulx3s-85f", other, path)
+    assert not clock.routed and clock.mhz == get_board("ulx3s-85f").default_clock_mhz
+    assert clock.source == (f"unrouted estimate: the ulx3s-85f's default build clock 50 MHz "
+                            f"(no routed build of configuration {other.fingerprint} in the "
+                            f"build record)")
+    # Same configuration on another board: not this board's measurement.
+    assert not record.clock_for("ulx3s-45f", CONFIG, path).routed
+
+
+def test_entry_from_other_gateware_is_not_used(tmp_path):
+    path = tmp_path / "routed.json"
+    record.append(fake_report(), path, gateware="000000000000")
+    clock = record.clock_for("ulx3s-85f", CONFIG, path)
+    assert not clock.routed
+    assert clock.source.endswith("(the record's routed builds of this configuration were made "
+                                 "from other gateware sources)")
+
+
+def test_malformed_record_gives_one_line(tmp_path):
+    path = tmp_path / "routed.json"
+    path.write_text('{"builds": [{"board": "x"}]}')
+    with pytest.raises(record.RecordError, match=rf"^{path}: build 1: missing fingerprint, "):
+        record.clock_for("ulx3s", CONFIG, path)
+    path.write_text("{\n oops")
+    with pytest.raises(record.RecordError, match=rf"^{path}: line 2: not valid JSON"):
+        record.entries(path)
+
+
+def test_shipped_record_is_valid_and_has_no_stale_entries():
+    """Every shipped entry matches the installed gateware (else it would be misleading)."""
+    assert record.RECORD_FILE.name == "routed.json" and record.RECORD_FILE.is_file()
+    for entry in record.entries(record.RECORD_FILE):
+        assert entry["gateware"] == record.gateware_digest(), entry["date"]
+
+
+def test_build_appends_to_the_record(tmp_path, monkeypatch):
+    """build() records the report its place and route made, whether timing was met or not."""
+    from zeroskip.boards import build as build_module
+    report = fake_report(clock_mhz=50.0, fmax_mhz=41.0)
+    monkeypatch.setattr(build_module, "_run", lambda *args: report)
+    monkeypatch.setattr(build_module, "_tool_env", lambda family: {})
+    path = tmp_path / "mine.json"
+    with pytest.raises(build_module.TimingError):
+        build_module.build("ulx3s-85f", config=CONFIG, build_dir=tmp_path / "b", record=path)
+    (entry,) = record.entries(path)
+    assert entry["fmax_mhz"] == 41.0 and entry["timing_met"] is False
+    # The default record follows ZEROSKIP_BUILD_RECORD (the tests' private one).
+    build_module.build("ulx3s-85f", config=CONFIG, build_dir=tmp_path / "b",
+                       check_timing=False)
+    assert record.record_path() == tmp_path / "routed.json"
+    assert len(record.entries()) == 1
+    build_module.build("ulx3s-85f", config=CONFIG, build_dir=tmp_path / "b",
+                       check_timing=False, record=False)
+    assert len(record.entries()) == 1
