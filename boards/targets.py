@@ -11,8 +11,8 @@ import importlib
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import ZeroskipError
 
-__all__ = ["BoardInfo", "BOARDS", "ALIASES", "DEFAULT_BOARD", "BoardError", "UnknownBoardError", "get_board",
-           "LED_ROLES", "defaults_table"]
+__all__ = ["BoardInfo", "BOARDS", "ALIASES", "DEFAULT_BOARD", "BoardError", "UnknownBoardError",
+           "get_board", "LED_ROLES", "defaults_table"]
 
 #: What the status LEDs show, in the order boards list them.
 LED_ROLES = ("heartbeat", "busy", "done", "error", "link", "link_error")
