@@ -27,6 +27,7 @@ import numpy as np
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import DeviceError, InputError
 from zeroskip.firmware.compiler import compile_kernel
+from zeroskip.firmware.cycles import check_dense_cycles
 from zeroskip.sim.driver import COUNTER_NAMES
 
 __all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "compile_network", "run_network"]
@@ -41,12 +42,25 @@ class CompiledLayer:
     nnz: int
     groups: list
 
-    #: Per shift group, dense mode's cycles for one input (see :func:`dense_mode_cycles`).
+    #: Per shift group, dense mode's cycles for one batch of :attr:`dense_batch`
+    #: inputs (see :func:`dense_mode_cycles`).
     dense_cycles: list = dataclasses.field(default_factory=list)
 
+    #: Inputs per run the dense-mode cycles are counted for (the network's batch).
+    dense_batch: int = 1
+
     def predicted_dense_cycles(self, inputs=1):
-        """Cycles of dense mode for ``inputs`` inputs (the ISA model's timing rules)."""
-        return sum(self.dense_cycles) * inputs
+        """Cycles of this layer forced into dense mode for ``inputs`` inputs: every row,
+        column and tile, run in batches of :attr:`dense_batch` (the last padded, as
+        the sparse run pads it), by the ISA model's timing rules; checked against
+        :func:`~zeroskip.firmware.cycles.check_dense_cycles`."""
+        if not self.groups:
+            return 0
+        batches = -(-int(inputs) // self.dense_batch)
+        rows, cols = self.shape
+        return check_dense_cycles(sum(self.dense_cycles) * batches, rows, cols,
+                                  batches * self.dense_batch, self.groups[0][1].config,
+                                  what=f"{self.name} in dense mode")
 
     def formats(self):
         names = []
@@ -138,31 +152,35 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
                 dense_baseline=False, split_rows=split_rows, **kwargs)
             groups.append((rows, program))
             if dense_baseline:
-                dense.append(dense_mode_cycles(len(rows), layer.shape[1], config,
+                dense.append(dense_mode_cycles(len(rows), layer.shape[1], config, batch=batch,
                                                bias=bias is not None, cache=cache, **kwargs))
         layers.append(CompiledLayer(name=layer.name, shape=layer.shape,
                                     nnz=int(layer.weight.nnz), groups=groups,
-                                    dense_cycles=dense))
+                                    dense_cycles=dense, dense_batch=batch))
         x = quantized.layer_reference(index, x)
     return CompiledNetwork(quantized=quantized, config=config, batch=batch, layers=layers)
 
 
-def dense_mode_cycles(rows, cols, config, *, bias=False, cache=None, **epilogue):
-    """Cycles of one input through a ``rows x cols`` layer forced into dense mode.
+def dense_mode_cycles(rows, cols, config, *, batch=1, bias=False, cache=None, **epilogue):
+    """Cycles of one batch of ``batch`` inputs through a ``rows x cols`` layer forced
+    into dense mode (the matrix kernel, ``batch`` right-hand columns).
 
-    Dense mode streams every entry whatever its value, so its cycles depend
-    only on the shape and the epilogue: the ISA model's timing rules predict
-    them once per shape (``cache`` keeps them).
+    Dense mode streams every entry of every row whatever its value, so its
+    cycles depend only on the shape, the batch and the epilogue: the
+    compiler's dense prediction (the ISA model's timing rules over every tile
+    ``fmt="dense"`` emits for the full matrix) gives them once per shape
+    (``cache`` keeps them). Never below ``rows x cols x batch /
+    config.macs_per_cycle`` (checked).
     """
-    key = (rows, cols, bias, tuple(sorted(epilogue.items())))
+    key = (rows, cols, batch, bias, tuple(sorted(epilogue.items())))
     if cache is not None and key in cache:
         return cache[key]
     import scipy.sparse
     probe = scipy.sparse.csr_matrix(([1], ([0], [0])), shape=(rows, cols), dtype=np.int64)
     program = compile_kernel(probe, config, bias=np.zeros(rows, dtype=np.int64) if bias else None,
-                             dense_baseline=True, split_rows=False, name="dense probe",
-                             **epilogue)
-    cycles = int(program.report["dense_cycles"])
+                             kernel="spmm", rhs_columns=batch, dense_baseline=True,
+                             split_rows=False, name="dense probe", **epilogue)
+    cycles = check_dense_cycles(program.report["dense_cycles"], rows, cols, batch, config)
     if cache is not None:
         cache[key] = cycles
     return cycles
