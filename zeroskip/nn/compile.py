@@ -30,7 +30,9 @@ from zeroskip.firmware.compiler import compile_kernel
 from zeroskip.firmware.cycles import check_dense_cycles
 from zeroskip.sim.driver import COUNTER_NAMES
 
-__all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "compile_network", "run_network"]
+__all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "SKIP_EMPTY", "check_skip_empty",
+           "compile_network",
+           "dense_mode_cycles", "drop_plan", "run_network", "zero_stays_zero"]
 
 
 @dataclasses.dataclass
@@ -202,8 +204,13 @@ class NetworkRun:
         Inputs the first layer ran, including the zero padding of the last batch.
     backend : str
     sent, padded_per_layer : list of int
-        Per layer, the inputs sent (all of them unless ``skip_empty``) and
-        the inputs run including padding.
+        Per layer, the inputs sent (those not dropped) and the inputs run
+        including padding.
+    dropped : list of int
+        Per layer, the inputs not sent because their activations entering
+        it were all zero (see ``skip_empty`` of :func:`run_network`).
+    droppable : list of bool
+        Per layer, whether it dropped all-zero inputs.
     """
 
     outputs: list
@@ -213,6 +220,49 @@ class NetworkRun:
     backend: str
     sent: list = dataclasses.field(default_factory=list)
     padded_per_layer: list = dataclasses.field(default_factory=list)
+    dropped: list = dataclasses.field(default_factory=list)
+    droppable: list = dataclasses.field(default_factory=list)
+
+
+#: The values ``skip_empty`` takes (``"auto"``: where provably safe).
+SKIP_EMPTY = ("auto", True, False)
+
+
+def zero_stays_zero(quantized):
+    """Per layer, whether an input whose activations entering it are all zero
+    provably stays zero to the network's output: this layer and every later one
+    map a zero input to zero (a bias that is not positive through a ReLU or a
+    clamp at 0), decided exactly with the quantized layers."""
+    maps_zero = [not quantized.layer_reference(index, np.zeros((1, layer.shape[1]),
+                                                               dtype=np.int64)).any()
+                 for index, layer in enumerate(quantized.layers)]
+    safe, stays = [], True
+    for value in reversed(maps_zero):
+        stays = stays and value
+        safe.append(stays)
+    return safe[::-1]
+
+
+def drop_plan(quantized, skip_empty):
+    """Per layer, whether :func:`run_network` drops the all-zero inputs there.
+
+    ``"auto"``: where they provably stay zero (:func:`zero_stays_zero`);
+    ``True``: at every layer (the host fills in a zero input's output, bias
+    and epilogue included, from the quantized reference); ``False``: nowhere.
+    """
+    skip_empty = check_skip_empty(skip_empty)
+    if skip_empty == "auto":
+        return zero_stays_zero(quantized)
+    return [skip_empty] * len(quantized.layers)
+
+
+def check_skip_empty(skip_empty):
+    """``skip_empty`` if it is one of :data:`SKIP_EMPTY` (a bool as ``bool``)."""
+    if isinstance(skip_empty, str) and skip_empty == "auto":
+        return skip_empty
+    if not isinstance(skip_empty, (bool, np.bool_)):
+        raise InputError(f"skip_empty must be 'auto', True or False, not {skip_empty!r}")
+    return bool(skip_empty)
 
 
 def _empty_counters(config):
@@ -254,17 +304,20 @@ def _run_jobs(layer, chunks, backend, build_dir):
 
 
 def run_network(compiled, x_int, *, backend="model", build_dir="build", progress=None,
-                skip_empty=False):
+                skip_empty="auto"):
     """Run ``compiled`` on the quantized inputs ``x_int`` (``(images, inputs)``).
 
     Parameters
     ----------
-    skip_empty : bool
+    skip_empty : {"auto", True, False}
         Do not send an input whose activations entering a layer are all zero
         (the Graph Challenge's sparse ``Y`` drops such rows): the host fills
         in the layer's output for a zero input (the epilogue applied to the
         bias alone, from the quantized reference). Those inputs add no
-        cycles; :attr:`NetworkRun.sent` counts the inputs each layer ran.
+        cycles; :attr:`NetworkRun.sent` counts the inputs each layer ran and
+        :attr:`NetworkRun.dropped` the others. ``"auto"`` (default) drops
+        them only where they provably stay zero, so the host fills in zeros
+        (:func:`zero_stays_zero`); ``True`` at every layer; ``False`` never.
 
     Returns
     -------
@@ -281,10 +334,11 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     inputs = compiled.layers[0].shape[1]
     if x.ndim != 2 or x.shape[1] != inputs:
         raise InputError(f"inputs have shape {x.shape} but the network takes (images, {inputs})")
+    droppable = drop_plan(compiled.quantized, skip_empty)
     images, batch = len(x), compiled.batch
     outputs, counters, sent_counts, padded_counts = [], [], [], []
     for index, layer in enumerate(compiled.layers):
-        live = np.flatnonzero(x.any(axis=1)) if skip_empty else np.arange(images)
+        live = np.flatnonzero(x.any(axis=1)) if droppable[index] else np.arange(images)
         count = len(live)
         padded = -(-count // batch) * batch
         xs = np.zeros((padded, x.shape[1]), dtype=np.int64)
@@ -314,4 +368,5 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
             progress(index + 1, len(compiled.layers))
     return NetworkRun(outputs=outputs, counters=counters, images=images,
                       padded=padded_counts[0] if padded_counts else 0, backend=backend,
-                      sent=sent_counts, padded_per_layer=padded_counts)
+                      sent=sent_counts, padded_per_layer=padded_counts,
+                      dropped=[images - count for count in sent_counts], droppable=droppable)
