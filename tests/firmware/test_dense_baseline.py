@@ -23,7 +23,7 @@ def test_dense_cycles_equal_the_model_in_dense_mode(config, rows, cols, k, epilo
     rng = np.random.default_rng(rows + cols + k)
     full = rng.integers(1, 5, (rows, cols))
     sparse = full * (rng.random((rows, cols)) < 0.1)
-    sparse[: rows // 2] = 0                        # empty rows are not run, but dense mode runs them
+    sparse[: rows // 2] = 0     # empty rows are not run, but dense mode runs them
     x = rng.integers(-3, 4, (cols, k)) if k else rng.integers(-3, 4, cols)
     kwargs = dict(bias=rng.integers(-5, 5, rows), shift=2, relu=True) if epilogue else {}
     program = compile_kernel(sparse, config, x=x, **kwargs)

@@ -4,7 +4,6 @@ products bound and against the ISA model running the layer in dense mode."""
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from zeroskip.config import AcceleratorConfig
