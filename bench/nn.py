@@ -77,6 +77,16 @@ def bench_digits(rtl_images):
     module = example("digits")
     rows = module.run(sparsities=(0.5, 0.75, 0.9, 0.95))
     module.print_table(rows)
+    print(f"dense mode against its bound (rows x cols x inputs run / MACs per cycle), "
+          f"{rows[0]['accelerator']['pes']} PEs:")
+    print(f"{'network':<14} {'layer':<8} {'cycles':>9} {'dense mode':>11} {'bound':>9} "
+          f"{'dense/bound':>11}")
+    for r in rows:
+        for row in r["layers"]:
+            bound = dense_bound(row, r["accelerator"])
+            print(f"{r['method'] + ' ' + format(100 * r['sparsity'], '.0f') + ' %':<14} "
+                  f"{row['name']:<8} {row['cycles']:>9} {row['dense_mode_cycles']:>11} "
+                  f"{bound:>9} {row['dense_mode_cycles'] / bound:>11.3f}")
     dense = rows[0]["float_accuracy"]
     g90 = next(r for r in rows if r["method"] == "gradual" and r["sparsity"] == 0.9)
     gap = 100 * (dense - g90["accuracy"])
@@ -108,6 +118,15 @@ def bench_digits(rtl_images):
     return summary, ok
 
 
+def dense_bound(row, acc):
+    """Fewest cycles dense mode can take for a layer row of the results: every
+    product of the inputs run at the array's rate (``config.macs_per_cycle``)."""
+    from zeroskip.firmware.cycles import dense_floor
+    from zeroskip.nn.infer import network_config
+    config = network_config(acc["board"]).replace(pes=acc["pes"])
+    return dense_floor(*row["shape"], row["inputs_run"], config)
+
+
 def bench_gc(images):
     module = example("graph_challenge")
     wall, cpu = time.perf_counter(), cpu_seconds()
@@ -119,11 +138,11 @@ def bench_gc(images):
           f"{result['bit_exact_vs_quantized_reference']}; {wall:.1f} s wall, {cpu:.1f} s CPU "
           f"(target < {GC_SECONDS:.0f} s wall; includes the CPU peers' measurement)")
     print(f"{'layer':<8} {'sent':>5} {'formats':>8} {'cycles':>10} {'dense mode':>11} "
-          f"{'util':>5} {'macs':>10}")
+          f"{'bound':>11} {'util':>5} {'macs':>10}")
     for row in result["layers"]:
         print(f"{row['name']:<8} {row['inputs_sent']:>5} {'+'.join(row['formats']):>8} "
-              f"{row['cycles']:>10} {row['dense_mode_cycles']:>11} {row['utilization']:>5.2f} "
-              f"{row['macs']:>10}")
+              f"{row['cycles']:>10} {row['dense_mode_cycles']:>11} {dense_bound(row, acc):>11} "
+              f"{row['utilization']:>5.2f} {row['macs']:>10}")
     a = c["accelerator_s"]
     print(f"per inference: accelerator {1e6 * a:.1f} us ({result['cycles_per_inference']:.0f} "
           f"cycles at {acc['clock_mhz']:g} MHz, {acc['board']}, {acc['pes']} PEs); dense mode "

@@ -6,7 +6,8 @@ equal the truth file exactly. The network runs in 16-bit values with 8
 fractional bits for the activations (the weights are all 0.0625 = 2 ** -4,
 exact), column mode (activation zero-skipping) where the cost model picks
 it, and images whose activations have all died are not sent again (the
-challenge's sparse ``Y`` drops empty rows).
+challenge's sparse ``Y`` drops empty rows; ``evaluate`` drops them by default
+because every layer maps a zero input to zero: bias -0.3, clamp at 0).
 
     python examples/graph_challenge.py [--images N] [--backend model] [--json OUT]
 
@@ -35,8 +36,7 @@ def run(images=1200, *, backend="model", batch=16, baseline=True, build_dir="bui
     inputs = inputs[:images]
     truth = truth[truth < images]
     result = evaluate(network, inputs, value_width=16, backend=backend, batch=batch,
-                      act_frac_bits=8, baseline=baseline, build_dir=build_dir,
-                      skip_empty=True)
+                      act_frac_bits=8, baseline=baseline, build_dir=build_dir)
     found = gc.categories(np.asarray(result["outputs"]))
     result["categories"] = found.tolist()
     result["truth"] = truth.tolist()

@@ -26,9 +26,10 @@ import hashlib
 import numpy as np
 
 from zeroskip import timing
+from zeroskip.errors import InternalError
 
 __all__ = ["RunCycles", "Cost", "gather_schedule", "CACHE_SIZE", "cache_info",
-           "clear_cache"]
+           "clear_cache", "dense_floor", "check_dense_cycles"]
 
 #: Schedules remembered (least recently used first out).
 CACHE_SIZE = 4096
@@ -148,3 +149,30 @@ class RunCycles:
     def overrun(self):
         """The fetch that finds the program counter past the instruction memory."""
         return self._add(Cost(timing.OVERRUN_OVERHEAD))
+
+
+def dense_floor(rows, cols, inputs, config):
+    """The fewest cycles dense mode can take for ``inputs`` inputs through a
+    ``rows x cols`` matrix: it multiplies every entry for every input, at most
+    ``config.macs_per_cycle`` products per cycle."""
+    return -(-int(rows) * int(cols) * int(inputs) // config.macs_per_cycle)
+
+
+def check_dense_cycles(cycles, rows, cols, inputs, config, *, what="dense mode"):
+    """Return ``cycles`` (dense mode's, for ``inputs`` inputs through ``rows x cols``)
+    after checking it against :func:`dense_floor`.
+
+    Every dense-mode figure zeroskip reports passes through here.
+
+    Raises
+    ------
+    InternalError
+        When ``cycles`` is below the bound: the count is wrong.
+    """
+    floor = dense_floor(rows, cols, inputs, config)
+    if int(cycles) < floor:
+        raise InternalError(f"{what}: {int(cycles)} cycles for {inputs} input(s) through "
+                            f"{rows} x {cols} is below the bound of {floor} "
+                            f"({rows} x {cols} x {inputs} products at "
+                            f"{config.macs_per_cycle} per cycle)")
+    return int(cycles)

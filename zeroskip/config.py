@@ -199,6 +199,13 @@ class AcceleratorConfig:
         return width
 
     @property
+    def macs_per_cycle(self):
+        """Multiply-accumulates the array can issue per cycle: one product per lane
+        (:attr:`pes`) per cycle. Every lower bound on cycles from a count of
+        products divides by this."""
+        return self.pes
+
+    @property
     def clusters(self):
         """Number of gather clusters (copies of the input vector)."""
         return self.pes // self.cluster_lanes

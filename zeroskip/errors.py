@@ -6,7 +6,7 @@ precisely: file and line, row and column, value, parameter.
 """
 
 __all__ = ["ZeroskipError", "ConfigError", "InputError", "CompileError",
-           "ProgramMismatchError", "DeviceError"]
+           "ProgramMismatchError", "DeviceError", "InternalError"]
 
 
 class ZeroskipError(Exception):
@@ -44,3 +44,8 @@ class DeviceError(ZeroskipError):
         super().__init__(message)
         self.code = code
         self.pc = pc
+
+
+class InternalError(RuntimeError):
+    """A figure zeroskip computed broke a bound it must meet: a bug in zeroskip,
+    not in the user's input (deliberately not a :class:`ZeroskipError`)."""

@@ -235,13 +235,26 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
                       epilogue=full_epi.record(), lane_nnz=lane_entries, name=name,
                       kernel=operand.kernel, rhs_columns=operand.columns, report=report)
     if dense_baseline:
-        # Dense mode on the rows that run (what fmt="dense" compiles), from its
-        # own memory limits rather than the bands.
-        report["dense_cycles"] = _dense_cycles(a.shape[0], cols, min(width, config.nz_depth),
-                                               config, epi, operand)
-        report["dense_source"] = "predicted by the ISA model's timing rules"
+        # Dense mode on every row and column of the matrix (what fmt="dense"
+        # compiles for the matrix with every entry stored): it multiplies the
+        # zeros too, so no row is left out.
+        report["dense_cycles"] = _dense_cycles(rows, cols, _dense_width(cols, config), config,
+                                               full_epi, operand)
+        report["dense_source"] = ("predicted by the ISA model's timing rules for every row "
+                                  "and column in dense mode")
     report["summary"] = _summary(program)
     return program
+
+
+def _dense_width(cols, config):
+    """The column tile width ``fmt="dense"`` takes for a matrix with every entry
+    stored: :func:`~.bands._column_width` of it (no row of a tile holds more than
+    ``nz_depth`` entries; a dense row holds ``min(width, cols)``), capped at
+    ``nz_depth``."""
+    width = config.x_depth
+    while width > config.nz_depth and min(width, cols) > config.nz_depth:
+        width //= 2
+    return min(width, config.nz_depth)
 
 
 def _kept_rows(a, epi, config):

@@ -12,6 +12,7 @@ from zeroskip.firmware.compiler.plans import _column_tiles, _dense_span, _plan_g
 from zeroskip.firmware.compiler.settings import _PREFERENCE, DENSE_MARGIN
 from zeroskip.firmware.compiler.split import _pieces, _plan_split
 from zeroskip.firmware.compiler.tiles import _emit
+from zeroskip.firmware.cycles import check_dense_cycles
 from zeroskip.firmware.formats import FORMAT_NAMES
 from zeroskip.firmware.program import Program
 from zeroskip.isa import Format
@@ -234,7 +235,9 @@ def _dense_cycles(rows, cols, width, config, epi, operand):
     fewer), and its column tiles the same width (the last narrower). The
     cycles are those of one all-zero block of each size, over one column tile
     of each kind, times how often each occurs; the work does not grow with
-    the matrix.
+    the matrix. The result passes :func:`~zeroskip.firmware.cycles.check_dense_cycles`
+    (never below ``rows x cols`` products per right-hand column at the array's
+    rate).
     """
     if rows == 0:
         return 0
@@ -268,4 +271,4 @@ def _dense_cycles(rows, cols, width, config, epi, operand):
         per_set = len(plan.blocks[0].sets)
         for index, tile in enumerate(emitted):
             total += repeat * kinds[index % per_set][1] * program.tile_cycles(tile)
-    return int(total)
+    return check_dense_cycles(total, rows, cols, count, config)

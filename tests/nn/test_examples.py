@@ -1,5 +1,6 @@
 """The shipped examples on the model backend: digits and the Graph Challenge."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,45 @@ def test_graph_challenge_categories_on_a_subset():
     assert truth.tolist()[:3] == [286, 294, 385]
     pick = np.r_[280:294, 294:296]            # 16 images, two of them categories
     result = evaluate(network, images[pick], value_width=16, act_frac_bits=8, batch=8,
-                      baseline=False, skip_empty=True)
+                      baseline=False)
     assert result["bit_exact_vs_quantized_reference"]
+    # Dead images are dropped by default (every layer maps a zero input to zero).
+    assert result["skip_empty"] == "auto"
+    assert result["inputs_dropped"]["layers_that_drop"] == 30
+    assert result["inputs_dropped"]["per_layer"] == [row["inputs_dropped"]
+                                                     for row in result["layers"]]
+    assert result["layers"][-1]["inputs_dropped"] == 14
     found = gc.categories(np.asarray(result["outputs"]))
     np.testing.assert_array_equal(pick[found], [286, 294])
     # Column mode pays on the sparse activations.
     assert any("csc" in layer["formats"] for layer in result["layers"])
+
+
+def test_graph_challenge_as_onnx_through_infer_gives_the_example_figures(tmp_path, capsys):
+    """``zeroskip infer`` on the network exported as ONNX (MatMul, Add, Clip) and
+    the example's path agree on every layer's cycles, dense mode and drops."""
+    from zeroskip.cli import main
+    from zeroskip.firmware.cycles import dense_floor
+    from zeroskip.nn.infer import network_config
+    from zeroskip.nn.onnx_io import save_onnx
+    network, images, _ = gc.load(DATA)
+    pick = np.r_[280:296]
+    save_onnx(network, tmp_path / "gc.onnx")
+    np.save(tmp_path / "x.npy", images[pick].astype(np.float32))
+    out = tmp_path / "infer.json"
+    assert main(["infer", str(tmp_path / "gc.onnx"), "--inputs", str(tmp_path / "x.npy"),
+                 "--value-width", "16", "--act-frac-bits", "8", "--batch", "8",
+                 "--no-baseline", "--json", str(out)]) == 0
+    assert "inputs dropped (all-zero activations, dense mode drops the same): " in \
+        capsys.readouterr().out
+    cli = json.loads(out.read_text())
+    example = evaluate(network, images[pick], value_width=16, act_frac_bits=8, batch=8,
+                       baseline=False)
+    for key in ("cycles", "dense_mode_cycles", "inputs_dropped", "inputs_run", "macs"):
+        assert [row[key] for row in cli["layers"]] == [row[key] for row in example["layers"]]
+    assert cli["inputs_dropped"] == example["inputs_dropped"]
+    assert cli["speedup_over_dense_mode"] == example["speedup_over_dense_mode"] > 1
+    config = network_config(value_width=16)
+    for row in cli["layers"]:
+        assert row["dense_mode_cycles"] >= dense_floor(1024, 1024, row["inputs_run"], config)
+        assert row["cycles"] < row["dense_mode_cycles"] or row["inputs_run"] == 0

@@ -65,9 +65,67 @@ def test_skip_empty_inputs():
     x_int = x_int.copy()
     x_int[[1, 5]] = 0
     run = run_network(compiled, x_int, skip_empty=True)
-    assert run.sent[0] == 6
+    assert run.sent[0] == 6 and run.dropped[0] == 2
     for got, want in zip(run.outputs, q.reference(x_int)):
         np.testing.assert_array_equal(got, want)
+
+
+def zero_safe_network(first_bias):
+    """Two ReLU layers (biases not positive after the first) and a clamped last one."""
+    from zeroskip.nn.network import Layer, Network
+    rng = np.random.default_rng(7)
+    sizes = (24, 16, 12, 8)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.normal(0, 0.5, (n_out, n_in)) * (rng.random((n_out, n_in)) < 0.5)
+        b = np.full(n_out, first_bias if i == 0 else -0.05)
+        layers.append(Layer(name=f"fc{i}", weight=w, bias=b, relu=True, clamp=(0.0, 4.0)))
+    return Network(layers=layers, input_name="x", output_name="y", input_shape=(24,))
+
+
+@pytest.mark.parametrize("first_bias,safe", [(-0.05, [True, True, True]),
+                                             (0.2, [False, True, True])])
+def test_auto_drops_exactly_where_a_zero_input_stays_zero(first_bias, safe):
+    from zeroskip.nn.compile import zero_stays_zero
+    net = zero_safe_network(first_bias)
+    x = nn_helpers.sparse_inputs(8, net.inputs, 2)
+    x[[0, 3, 6]] = 0
+    q = quantize_network(net, x, value_width=CONFIG.value_width)
+    x_int = q.quantize_inputs(x)
+    assert zero_stays_zero(q) == safe
+    compiled = compile_network(q, CONFIG, x_int, batch=4)
+    run = run_network(compiled, x_int)                    # skip_empty="auto"
+    assert run.droppable == safe
+    reference = q.reference(x_int)
+    for got, want in zip(run.outputs, reference):
+        np.testing.assert_array_equal(got, want)
+    entering = [x_int] + reference[:-1]
+    for index, (layer_in, drops) in enumerate(zip(entering, safe)):
+        zero = int((~layer_in.any(axis=1)).sum())
+        assert run.dropped[index] == (zero if drops else 0)
+    assert run.dropped[0] == (3 if safe[0] else 0)
+    never = run_network(compiled, x_int, skip_empty=False)
+    assert never.dropped == [0, 0, 0] and never.sent == [8, 8, 8]
+
+
+def test_auto_keeps_every_input_when_the_last_layer_is_linear():
+    """tiny_network's last layer has no ReLU or clamp: a zero input may not stay zero."""
+    from zeroskip.nn.compile import zero_stays_zero
+    net, q, x_int, compiled = setup()
+    x_int = x_int.copy()
+    x_int[[1, 5]] = 0
+    assert zero_stays_zero(q) == [False, False]
+    run = run_network(compiled, x_int)
+    assert run.dropped == [0, 0] and run.sent == [8, 8]
+
+
+def test_skip_empty_must_be_auto_or_a_bool():
+    net, q, x_int, compiled = setup()
+    with pytest.raises(InputError, match=r"^skip_empty must be 'auto', True or False, "
+                                         r"not 'yes'$"):
+        run_network(compiled, x_int, skip_empty="yes")
+    with pytest.raises(InputError, match=r"^skip_empty must be 'auto', True or False, not 1$"):
+        run_network(compiled, x_int, skip_empty=1)
 
 
 def test_column_mode_where_activations_are_sparse():

@@ -67,8 +67,14 @@ def compile_network(accelerator, network, calibration, *, prune=None, nm=None, b
     return _compile(q, config, q.quantize_inputs(x), batch=min(batch, len(x)), fmt=fmt)
 
 
-def infer(accelerator, compiled, x, *, skip_empty=False):
-    """Run ``compiled`` on float inputs ``x`` on the accelerator's backend."""
+def infer(accelerator, compiled, x, *, skip_empty="auto"):
+    """Run ``compiled`` on float inputs ``x`` on the accelerator's backend.
+
+    ``skip_empty`` as for :func:`~zeroskip.nn.compile.run_network`: by default
+    inputs whose activations entering a layer are all zero are dropped where
+    they provably stay zero, as ``zeroskip infer`` and the examples drop them
+    (``result.run.dropped`` counts them per layer).
+    """
     if accelerator.backend == "board":
         raise ZeroskipError("networks do not run on the board backend yet; use model, pysim, "
                             "icarus or verilator")

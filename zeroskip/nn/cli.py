@@ -66,6 +66,9 @@ def add_commands(commands, formatter):
     group.add_argument("--nm", metavar="N:M", help="one-shot N:M pruning, e.g. 2:4")
     sub.add_argument("--value-width", type=int, choices=(8, 16), default=8,
                      help="bits of weights and activations (default 8)")
+    sub.add_argument("--act-frac-bits", type=int, metavar="F",
+                     help="fractional bits of every layer's activations (default: "
+                          "calibrated on the inputs)")
     sub.add_argument("--backend", choices=BACKENDS, default="model",
                      help="where to run (default model)")
     sub.add_argument("--board", default="ulx3s-85f",
@@ -119,6 +122,11 @@ def print_summary(result):
     print(f"cycles per inference {result['cycles_per_inference']:.0f} (dense mode "
           f"{result['dense_mode_cycles_per_inference']:.0f}, speedup "
           f"{result['speedup_over_dense_mode']:.2f}x)")
+    dropped = result.get("inputs_dropped")
+    if dropped:
+        print(f"inputs dropped (all-zero activations, dense mode drops the same): "
+              f"{dropped['total']} over {dropped['layers_that_drop']} layer(s) "
+              f"(skip_empty={result['skip_empty']!r})")
     print(f"at {acc['clock_mhz']:g} MHz ({acc['board']}, {acc['pes']} PEs): "
           f"{1e6 * acc['seconds_per_inference']:.2f} us per inference, "
           f"{acc['throughput_per_s']:.0f} inferences/s; batch of {result['batch']} "
@@ -188,6 +196,9 @@ def cmd_infer(args):
         raise InputError(f"--batch must be at least 1, not {args.batch}")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, not {args.limit}")
+    if args.act_frac_bits is not None and not 0 <= args.act_frac_bits < args.value_width:
+        raise InputError(f"--act-frac-bits must be between 0 and {args.value_width - 1} for "
+                         f"{args.value_width}-bit values, not {args.act_frac_bits}")
     network = load_onnx(args.model)
     inputs = load_array(args.inputs, "--inputs")
     labels = load_array(args.labels, "--labels") if args.labels is not None else None
@@ -204,7 +215,8 @@ def cmd_infer(args):
         args.json.parent.mkdir(parents=True, exist_ok=True)
     result = evaluate(network, x, labels=labels, prune=prune, nm=args.nm,
                       value_width=args.value_width, backend=args.backend, board=args.board,
-                      batch=args.batch, baseline=not args.no_baseline)
+                      batch=args.batch, baseline=not args.no_baseline,
+                      act_frac_bits=args.act_frac_bits)
     print_summary(result)
     if args.json is not None:
         _write_json(args.json, result)

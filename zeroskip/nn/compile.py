@@ -27,9 +27,12 @@ import numpy as np
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import DeviceError, InputError
 from zeroskip.firmware.compiler import compile_kernel
+from zeroskip.firmware.cycles import check_dense_cycles
 from zeroskip.sim.driver import COUNTER_NAMES
 
-__all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "compile_network", "run_network"]
+__all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "SKIP_EMPTY", "check_skip_empty",
+           "compile_network",
+           "dense_mode_cycles", "drop_plan", "run_network", "zero_stays_zero"]
 
 
 @dataclasses.dataclass
@@ -41,12 +44,25 @@ class CompiledLayer:
     nnz: int
     groups: list
 
-    #: Per shift group, dense mode's cycles for one input (see :func:`dense_mode_cycles`).
+    #: Per shift group, dense mode's cycles for one batch of :attr:`dense_batch`
+    #: inputs (see :func:`dense_mode_cycles`).
     dense_cycles: list = dataclasses.field(default_factory=list)
 
+    #: Inputs per run the dense-mode cycles are counted for (the network's batch).
+    dense_batch: int = 1
+
     def predicted_dense_cycles(self, inputs=1):
-        """Cycles of dense mode for ``inputs`` inputs (the ISA model's timing rules)."""
-        return sum(self.dense_cycles) * inputs
+        """Cycles of this layer forced into dense mode for ``inputs`` inputs: every row,
+        column and tile, run in batches of :attr:`dense_batch` (the last padded, as
+        the sparse run pads it), by the ISA model's timing rules; checked against
+        :func:`~zeroskip.firmware.cycles.check_dense_cycles`."""
+        if not self.groups:
+            return 0
+        batches = -(-int(inputs) // self.dense_batch)
+        rows, cols = self.shape
+        return check_dense_cycles(sum(self.dense_cycles) * batches, rows, cols,
+                                  batches * self.dense_batch, self.groups[0][1].config,
+                                  what=f"{self.name} in dense mode")
 
     def formats(self):
         names = []
@@ -138,31 +154,35 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
                 dense_baseline=False, split_rows=split_rows, **kwargs)
             groups.append((rows, program))
             if dense_baseline:
-                dense.append(dense_mode_cycles(len(rows), layer.shape[1], config,
+                dense.append(dense_mode_cycles(len(rows), layer.shape[1], config, batch=batch,
                                                bias=bias is not None, cache=cache, **kwargs))
         layers.append(CompiledLayer(name=layer.name, shape=layer.shape,
                                     nnz=int(layer.weight.nnz), groups=groups,
-                                    dense_cycles=dense))
+                                    dense_cycles=dense, dense_batch=batch))
         x = quantized.layer_reference(index, x)
     return CompiledNetwork(quantized=quantized, config=config, batch=batch, layers=layers)
 
 
-def dense_mode_cycles(rows, cols, config, *, bias=False, cache=None, **epilogue):
-    """Cycles of one input through a ``rows x cols`` layer forced into dense mode.
+def dense_mode_cycles(rows, cols, config, *, batch=1, bias=False, cache=None, **epilogue):
+    """Cycles of one batch of ``batch`` inputs through a ``rows x cols`` layer forced
+    into dense mode (the matrix kernel, ``batch`` right-hand columns).
 
-    Dense mode streams every entry whatever its value, so its cycles depend
-    only on the shape and the epilogue: the ISA model's timing rules predict
-    them once per shape (``cache`` keeps them).
+    Dense mode streams every entry of every row whatever its value, so its
+    cycles depend only on the shape, the batch and the epilogue: the
+    compiler's dense prediction (the ISA model's timing rules over every tile
+    ``fmt="dense"`` emits for the full matrix) gives them once per shape
+    (``cache`` keeps them). Never below ``rows x cols x batch /
+    config.macs_per_cycle`` (checked).
     """
-    key = (rows, cols, bias, tuple(sorted(epilogue.items())))
+    key = (rows, cols, batch, bias, tuple(sorted(epilogue.items())))
     if cache is not None and key in cache:
         return cache[key]
     import scipy.sparse
     probe = scipy.sparse.csr_matrix(([1], ([0], [0])), shape=(rows, cols), dtype=np.int64)
     program = compile_kernel(probe, config, bias=np.zeros(rows, dtype=np.int64) if bias else None,
-                             dense_baseline=True, split_rows=False, name="dense probe",
-                             **epilogue)
-    cycles = int(program.report["dense_cycles"])
+                             kernel="spmm", rhs_columns=batch, dense_baseline=True,
+                             split_rows=False, name="dense probe", **epilogue)
+    cycles = check_dense_cycles(program.report["dense_cycles"], rows, cols, batch, config)
     if cache is not None:
         cache[key] = cycles
     return cycles
@@ -184,8 +204,13 @@ class NetworkRun:
         Inputs the first layer ran, including the zero padding of the last batch.
     backend : str
     sent, padded_per_layer : list of int
-        Per layer, the inputs sent (all of them unless ``skip_empty``) and
-        the inputs run including padding.
+        Per layer, the inputs sent (those not dropped) and the inputs run
+        including padding.
+    dropped : list of int
+        Per layer, the inputs not sent because their activations entering
+        it were all zero (see ``skip_empty`` of :func:`run_network`).
+    droppable : list of bool
+        Per layer, whether it dropped all-zero inputs.
     """
 
     outputs: list
@@ -195,6 +220,49 @@ class NetworkRun:
     backend: str
     sent: list = dataclasses.field(default_factory=list)
     padded_per_layer: list = dataclasses.field(default_factory=list)
+    dropped: list = dataclasses.field(default_factory=list)
+    droppable: list = dataclasses.field(default_factory=list)
+
+
+#: The values ``skip_empty`` takes (``"auto"``: where provably safe).
+SKIP_EMPTY = ("auto", True, False)
+
+
+def zero_stays_zero(quantized):
+    """Per layer, whether an input whose activations entering it are all zero
+    provably stays zero to the network's output: this layer and every later one
+    map a zero input to zero (a bias that is not positive through a ReLU or a
+    clamp at 0), decided exactly with the quantized layers."""
+    maps_zero = [not quantized.layer_reference(index, np.zeros((1, layer.shape[1]),
+                                                               dtype=np.int64)).any()
+                 for index, layer in enumerate(quantized.layers)]
+    safe, stays = [], True
+    for value in reversed(maps_zero):
+        stays = stays and value
+        safe.append(stays)
+    return safe[::-1]
+
+
+def drop_plan(quantized, skip_empty):
+    """Per layer, whether :func:`run_network` drops the all-zero inputs there.
+
+    ``"auto"``: where they provably stay zero (:func:`zero_stays_zero`);
+    ``True``: at every layer (the host fills in a zero input's output, bias
+    and epilogue included, from the quantized reference); ``False``: nowhere.
+    """
+    skip_empty = check_skip_empty(skip_empty)
+    if skip_empty == "auto":
+        return zero_stays_zero(quantized)
+    return [skip_empty] * len(quantized.layers)
+
+
+def check_skip_empty(skip_empty):
+    """``skip_empty`` if it is one of :data:`SKIP_EMPTY` (a bool as ``bool``)."""
+    if isinstance(skip_empty, str) and skip_empty == "auto":
+        return skip_empty
+    if not isinstance(skip_empty, (bool, np.bool_)):
+        raise InputError(f"skip_empty must be 'auto', True or False, not {skip_empty!r}")
+    return bool(skip_empty)
 
 
 def _empty_counters(config):
@@ -236,17 +304,20 @@ def _run_jobs(layer, chunks, backend, build_dir):
 
 
 def run_network(compiled, x_int, *, backend="model", build_dir="build", progress=None,
-                skip_empty=False):
+                skip_empty="auto"):
     """Run ``compiled`` on the quantized inputs ``x_int`` (``(images, inputs)``).
 
     Parameters
     ----------
-    skip_empty : bool
+    skip_empty : {"auto", True, False}
         Do not send an input whose activations entering a layer are all zero
         (the Graph Challenge's sparse ``Y`` drops such rows): the host fills
         in the layer's output for a zero input (the epilogue applied to the
         bias alone, from the quantized reference). Those inputs add no
-        cycles; :attr:`NetworkRun.sent` counts the inputs each layer ran.
+        cycles; :attr:`NetworkRun.sent` counts the inputs each layer ran and
+        :attr:`NetworkRun.dropped` the others. ``"auto"`` (default) drops
+        them only where they provably stay zero, so the host fills in zeros
+        (:func:`zero_stays_zero`); ``True`` at every layer; ``False`` never.
 
     Returns
     -------
@@ -263,10 +334,11 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     inputs = compiled.layers[0].shape[1]
     if x.ndim != 2 or x.shape[1] != inputs:
         raise InputError(f"inputs have shape {x.shape} but the network takes (images, {inputs})")
+    droppable = drop_plan(compiled.quantized, skip_empty)
     images, batch = len(x), compiled.batch
     outputs, counters, sent_counts, padded_counts = [], [], [], []
     for index, layer in enumerate(compiled.layers):
-        live = np.flatnonzero(x.any(axis=1)) if skip_empty else np.arange(images)
+        live = np.flatnonzero(x.any(axis=1)) if droppable[index] else np.arange(images)
         count = len(live)
         padded = -(-count // batch) * batch
         xs = np.zeros((padded, x.shape[1]), dtype=np.int64)
@@ -296,4 +368,5 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
             progress(index + 1, len(compiled.layers))
     return NetworkRun(outputs=outputs, counters=counters, images=images,
                       padded=padded_counts[0] if padded_counts else 0, backend=backend,
-                      sent=sent_counts, padded_per_layer=padded_counts)
+                      sent=sent_counts, padded_per_layer=padded_counts,
+                      dropped=[images - count for count in sent_counts], droppable=droppable)

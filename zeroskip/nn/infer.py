@@ -12,7 +12,7 @@ from zeroskip import energy as energy_model
 from zeroskip import transfers as transfer_model
 from zeroskip.boards.targets import DEFAULT_BOARD  # the board times assume (re-exported)
 from zeroskip.errors import InputError
-from zeroskip.nn.compile import compile_network, run_network
+from zeroskip.nn.compile import check_skip_empty, compile_network, run_network
 from zeroskip.nn.prune import prune_network
 from zeroskip.nn.quantize import quantize_network
 
@@ -67,8 +67,8 @@ def _accuracy(scores, labels):
 
 def _layer_rows(compiled, run, clock_hz):
     rows = []
-    for layer, counters, sent, padded in zip(compiled.layers, run.counters, run.sent,
-                                             run.padded_per_layer):
+    for layer, counters, sent, padded, dropped in zip(compiled.layers, run.counters, run.sent,
+                                                      run.padded_per_layer, run.dropped):
         out, inp = layer.shape
         busy = sum(counters["pe_busy"])
         cycles = counters["cycles"]
@@ -78,8 +78,10 @@ def _layer_rows(compiled, run, clock_hz):
             "density": layer.nnz / (out * inp) if out * inp else 0.0,
             "formats": layer.formats(), "shift_groups": len(layer.groups),
             "cycles": int(cycles),
+            # Dense mode runs the same inputs (the dropped ones are dropped there too).
             "dense_mode_cycles": int(layer.predicted_dense_cycles(padded)),
             "inputs_sent": int(sent), "inputs_run": int(padded),
+            "inputs_dropped": int(dropped),
             "utilization": busy / (cycles * compiled.config.pes) if cycles else 0.0,
             "macs": int(counters["macs"]),
             "skipped": int(dense_products - counters["macs"]),
@@ -88,6 +90,18 @@ def _layer_rows(compiled, run, clock_hz):
             "tokens": int(busy), "rows_out": int(out * padded),
         })
     return rows
+
+
+def _dropped_summary(run, skip_empty):
+    """How many inputs each layer dropped (all-zero activations) and by which rule."""
+    rules = {"auto": "inputs whose activations entering a layer are all zero are dropped "
+                     "where they provably stay zero (that layer and every later one map a "
+                     "zero input to zero in the quantized network)",
+             True: "inputs whose activations entering a layer are all zero are dropped at "
+                   "every layer (the host fills in the output of a zero input)",
+             False: "no input is dropped"}
+    return {"total": int(sum(run.dropped)), "per_layer": [int(v) for v in run.dropped],
+            "layers_that_drop": int(sum(run.droppable)), "rule": rules[skip_empty]}
 
 
 def _energy(config, layers, images, *, dense):
@@ -150,7 +164,7 @@ def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cyc
 def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8,
              backend="model", board=DEFAULT_BOARD, config=None, batch=16, calibrate=1000,
              baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None,
-             skip_empty=False):
+             skip_empty="auto"):
     """Prune, quantize, compile and run ``network`` on ``inputs``; compare and report.
 
     Parameters
@@ -178,15 +192,19 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         :func:`zeroskip.nn.baseline.cpu_peers`).
     act_frac_bits, weight_frac_bits
         Force scales (see :func:`~zeroskip.nn.quantize.quantize_network`).
-    skip_empty : bool
-        Send no input whose activations are all zero (see
-        :func:`~zeroskip.nn.compile.run_network`); dense mode gets the same.
+    skip_empty : {"auto", True, False}
+        Send no input whose activations entering a layer are all zero (see
+        :func:`~zeroskip.nn.compile.run_network`): ``"auto"`` (default) where
+        they provably stay zero, ``True`` everywhere, ``False`` never. Dense
+        mode gets the same inputs; ``layers[i].inputs_dropped`` and
+        ``inputs_dropped`` say how many were dropped.
 
     Returns
     -------
     dict
     """
     x = network.check_inputs(inputs)
+    skip_empty = check_skip_empty(skip_empty)
     if labels is not None:
         labels = check_labels(labels, len(x))
     if prune is not None and nm is not None:
@@ -229,7 +247,8 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
     result = {
         "network": network.name, "backend": backend, "images": int(len(x)),
         "padded_images": int(run.padded), "batch": compiled.batch,
-        "skip_empty": bool(skip_empty),
+        "skip_empty": skip_empty,
+        "inputs_dropped": _dropped_summary(run, skip_empty),
         "value_width": value_width, "acc_width": config.acc_width,
         "pruning": ({"sparsity": prune} if prune is not None else {"nm": nm} if nm is not None
                     else "none (zeros already in the model are skipped)"),
