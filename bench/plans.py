@@ -38,10 +38,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from zeroskip import progress
-from zeroskip.errors import CompileError
+from zeroskip.errors import CompileError, DeviceError
 from zeroskip.firmware.compiler import compile_kernel
-from zeroskip.firmware.model import run_program
 from zeroskip.nn.infer import network_config
+from zeroskip.sim.backends import run_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data"
@@ -77,10 +77,10 @@ def run_plan(units, config, fmt, split_rows):
                                      dense_baseline=False, **options)
         except CompileError as error:
             return {"error": str(error)}
-        result = run_program(program, x)
-        if result.error is not None:
-            raise SystemExit(f"{program.name}: the ISA model stopped with "
-                             f"{result.error.code.name}")
+        try:
+            result = run_model(program, x)
+        except DeviceError as error:
+            raise SystemExit(f"{program.name}: {error}") from None
         predicted += sum(band["cycles"] for band in program.report["bands"])
         run += int(result.counters["cycles"])
         for band in program.report["bands"]:

@@ -86,7 +86,7 @@ def _case(name, size, nnz, bank_aware, queue):
     from zeroskip import AcceleratorConfig
     from zeroskip.firmware import cycles
     from zeroskip.firmware.compiler import compile_kernel
-    from zeroskip.firmware.model import run_program
+    from zeroskip.sim.backends import run_model
 
     timers = _Timers()
     config = AcceleratorConfig()
@@ -101,7 +101,7 @@ def _case(name, size, nnz, bank_aware, queue):
         if kind == "cold":
             cycles.clear_cache()
         start = time.perf_counter()
-        result = run_program(program, x)
+        result = run_model(program, x)
         runs[kind] = (time.perf_counter() - start, timers.take())
     exact = bool(np.array_equal(result.y_raw, a @ x))
     queue.put({

@@ -44,7 +44,7 @@ def _percent(value, best):
     return f"+{100 * (value - best) / best:.1f} %" if best else "-"
 
 
-def explain(program, *, operand=None, x=None):
+def explain(program, *, operand=None, x=None, run=None):
     """A text report of the compiler's decisions for ``program``.
 
     Parameters
@@ -55,15 +55,20 @@ def explain(program, *, operand=None, x=None):
         One line describing the right-hand operand (where it came from).
     x : array, optional
         The integer operand, for the exact cycle prediction of column mode.
+    run : callable, optional
+        ``run(program, x)`` returns the counters of a run of ``program`` on
+        the ISA model (``zeroskip.sim.backends.model_counters``); ``x`` is the
+        operand, or all ones without one. The report ends with the loss table
+        of that run (:func:`losses`), or says it has none without ``run``.
+        Running programs is the host driver's job, a layer above this one.
 
     Returns
     -------
     str
     """
     report = program.report
-    rows, cols = program.shape
     lines = _decisions(program, report, operand=operand, x=x)
-    lines += [""] + _loss_lines(program, x)
+    lines += [""] + _loss_lines(program, x, run)
     return "\n".join(lines) + "\n"
 
 
@@ -205,13 +210,14 @@ def losses(program, counters):
     return parts
 
 
-def _loss_lines(program, x):
-    from zeroskip.firmware.model import run_program
+def _loss_lines(program, x, run):
+    if run is None:
+        return ["where the PE cycles go: not measured (no run of the program)"]
     rows, cols = program.shape
     if x is None:
         shape = (cols, program.rhs_columns) if program.is_matrix else cols
         x = np.ones(shape, dtype=np.int64)
-    counters = run_program(program, x).counters
+    counters = run(program, x)
     parts = losses(program, counters)
     total = parts["total"]
     if not total:

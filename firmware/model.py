@@ -9,8 +9,6 @@ time: writing ``CTRL.start`` runs the program to ``HALT`` or an error at once.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from zeroskip.config import AcceleratorConfig
@@ -28,9 +26,6 @@ from zeroskip.isa import (
     CTRL_START,
     HARDWARE_ID,
     META_WIDTH,
-    STATUS_BUSY,
-    STATUS_DONE,
-    STATUS_ERROR,
     ErrorCode,
     Format,
     MemoryMap,
@@ -38,9 +33,10 @@ from zeroskip.isa import (
     Reg,
     Region,
     nz_entry_layout,
+    status_word,
 )
 
-__all__ = ["BusError", "Machine", "ModelError", "ModelResult", "run_program"]
+__all__ = ["BusError", "Machine"]
 
 _MASK32 = 0xFFFF_FFFF
 _REGIONS = {region.value: region for region in Region}
@@ -281,14 +277,7 @@ class Machine:
     @property
     def status(self):
         """The ``STATUS`` register."""
-        value = int(self.error.value) << 8
-        if self.busy:
-            value |= STATUS_BUSY
-        if self.done:
-            value |= STATUS_DONE
-        if self.error != ErrorCode.NONE:
-            value |= STATUS_ERROR
-        return value
+        return status_word(busy=self.busy, done=self.done, code=self.error)
 
     def _ctrl(self, value):
         if self.busy:
@@ -517,128 +506,3 @@ def _row_sums(products, ends, config):
         if bad.any():
             overflow[row_of[bad]] = True
     return sums, overflow
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelError:
-    """An error the machine reported while running a program.
-
-    Attributes
-    ----------
-    code : ErrorCode
-    pc : int
-    tile : int
-        Index of the tile whose run failed.
-    """
-
-    code: ErrorCode
-    pc: int
-    tile: int
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelResult:
-    """Result of :func:`run_program`.
-
-    Attributes
-    ----------
-    y_raw : numpy.ndarray of int64
-        The output words read back (signed accumulator values; results never
-        read back because of an error are 0): one per matrix row, or for a
-        matrix program one per row and right-hand column (``(rows, k)``).
-    counters : dict
-        ``cycles``, ``insns``, ``macs``, ``skipped``, ``gather_stalls``,
-        ``scatter_stalls`` (int) and ``pe_busy`` (list of int), summed over
-        all tiles.
-    error : ModelError or None
-    """
-
-    y_raw: np.ndarray
-    counters: dict
-    error: ModelError | None = None
-
-
-def run_program(program, x_int, *, machine=None, progress=None):
-    """Run a program on the model the way a host driver does.
-
-    Each tile is loaded through the memory map (microcode, its slices of the
-    operand, the lane images), started with ``CTRL = clear | start``, and its
-    results are read back from the ``OUT`` windows.
-
-    Parameters
-    ----------
-    program : Program
-    x_int : array of int
-        The quantized operand: a vector (one value per matrix column) for a
-        vector program, a ``(columns, rhs_columns)`` matrix for a matrix
-        program (see :meth:`.program.Program.operand`).
-    machine : Machine, optional
-        The machine to use (a fresh one by default); its configuration must
-        match the program's.
-    progress : callable, optional
-        Called as ``progress(done, total)`` after each tile (``total`` tiles).
-
-    Returns
-    -------
-    ModelResult
-
-    Raises
-    ------
-    ProgramMismatchError
-        If ``machine`` was built for another configuration.
-    InputError
-        If ``x_int`` has the wrong shape or values that do not fit.
-    """
-    config = program.config
-    if machine is None:
-        machine = Machine(config)
-    program.check_config(machine.config)
-    x = program.operand(x_int)
-    columns = x if x.ndim == 2 else x[:, None]
-    m = machine.map
-    y = program.empty_result()
-    y_view = y if y.ndim == 2 else y[:, None]
-    totals = dict.fromkeys(_COUNTERS.values(), 0)
-    pe_busy = [0] * config.pes
-    error = None
-    for index, tile in enumerate(program.tiles):
-        code = np.asarray(tile.code, dtype=np.uint64)
-        halves = np.empty(2 * len(code), dtype=np.int64)
-        halves[0::2] = (code & np.uint64(_MASK32)).astype(np.int64)
-        halves[1::2] = (code >> np.uint64(32)).astype(np.int64)
-        machine.write_words(m.imem(0), halves)
-        for address, column, start, stop in tile.loads():
-            machine.write_words(m.x(address), columns[start:stop, column] & _MASK32)
-        for p in range(config.pes):
-            machine.write_words(m.lane(Region.PTR, p, 0), tile.ptr[p])
-            machine.write_words(m.lane(Region.NZ, p, 0), tile.nz[p])
-            if tile.meta is not None:
-                machine.write_words(m.lane(Region.META, p, 0), tile.meta[p])
-            if tile.bias is not None:
-                machine.write_words(m.lane(Region.BIAS, p, 0),
-                                    np.asarray(tile.bias[p], dtype=np.int64) & _MASK32)
-        machine.write_word(m.reg(Reg.CTRL), CTRL_CLEAR | CTRL_START)
-        status = machine.read_word(m.reg(Reg.STATUS))
-        for reg, name in _COUNTERS.items():
-            totals[name] += machine.read_word(m.reg(reg))
-        for p in range(config.pes):
-            pe_busy[p] += machine.read_word(m.pe_busy(p))
-        failed = status & STATUS_ERROR
-        if failed:
-            code_value = (status >> 8) & 0xFF
-            error = ModelError(code=ErrorCode(code_value), pc=machine.read_word(m.reg(Reg.PC)),
-                               tile=index)
-        if not failed or error.code == ErrorCode.OVERFLOW:
-            readback = tile.results()
-            for p in range(config.pes):
-                mine = readback[readback[:, 0] == p]
-                if len(mine) == 0:
-                    continue
-                words = machine.read_words(m.lane(Region.OUT, p, 0), int(mine[:, 1].max()) + 1)
-                y_view[mine[:, 2], mine[:, 3]] = _signed(words[mine[:, 1]], 32)
-        if progress is not None:
-            progress(index + 1, len(program.tiles))
-        if failed:
-            break
-    totals["pe_busy"] = pe_busy
-    return ModelResult(y_raw=y, counters=totals, error=error)

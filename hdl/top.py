@@ -17,9 +17,7 @@ from zeroskip.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,
-    STATUS_BUSY,
-    STATUS_DONE,
-    STATUS_ERROR,
+    STATUS_LAYOUT,
     ErrorCode,
     Format,
     MemoryMap,
@@ -259,9 +257,9 @@ class ZeroskipTop(ConfigComponent):
                     m.d.sync += read_ok.eq(0)
 
         csr_data = Signal(32)
-        failed = seq.error != ErrorCode.NONE
-        status = Cat(seq.busy, seq.done, failed, Signal(5), seq.error.as_value())
-        assert STATUS_BUSY == 1 and STATUS_DONE == 2 and STATUS_ERROR == 4
+        status = Signal(STATUS_LAYOUT)
+        m.d.comb += [status.busy.eq(seq.busy), status.done.eq(seq.done),
+                     status.error.eq(seq.error != ErrorCode.NONE), status.code.eq(seq.error)]
         with m.Switch(read_offset):
             for reg, value in (
                 (Reg.ID, HARDWARE_ID),

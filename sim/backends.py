@@ -15,10 +15,11 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from zeroskip.errors import ZeroskipError
+from zeroskip.errors import DeviceError, ZeroskipError
 from zeroskip.sim.driver import Driver, RunResult
 
-__all__ = ["BACKENDS", "LOAD_MODES", "Job", "run", "run_many", "predicted_polls"]
+__all__ = ["BACKENDS", "LOAD_MODES", "Job", "run", "run_many", "run_model", "model_counters",
+           "predicted_polls"]
 
 BACKENDS = ("model", "pysim", "icarus", "verilator")
 #: How the driver fills the memories and reads ``out``: the host port or the back door.
@@ -41,12 +42,56 @@ def predicted_polls(program, x_int):
     cycles on AXI4-Lite, so four times the prediction (plus a margin) can
     only be exceeded by hardware that does not finish.
     """
-    from zeroskip.firmware.model import run_program
     try:
-        cycles = run_program(program, x_int).counters["cycles"]
+        cycles = model_counters(program, x_int)["cycles"]
     except ZeroskipError:
         cycles = 0
     return 4 * cycles + 10_000
+
+
+def run_model(program, x_int, *, machine=None, progress=None):
+    """Run ``program`` on the ISA model through the driver and return its :class:`RunResult`.
+
+    Parameters
+    ----------
+    machine : Machine, optional
+        The :class:`~zeroskip.firmware.model.Machine` to run on (a fresh one of
+        the program's configuration by default).
+    progress : callable, optional
+        As for :meth:`Driver.run`.
+
+    Raises
+    ------
+    DeviceError
+        When a tile stops on an error (see :meth:`Driver.run`: the error's
+        ``result`` holds what the run produced up to it).
+    ProgramMismatchError
+        If ``machine`` was built for another configuration.
+    InputError
+        If ``x_int`` has the wrong shape or values that do not fit.
+    """
+    from zeroskip.firmware.model import Machine
+    from zeroskip.sim.buses import ModelBus
+    if machine is None:
+        machine = Machine(program.config)
+    driver = Driver(ModelBus(machine), machine.config)
+    return asyncio.run(driver.run(program, x_int, progress=progress))
+
+
+def model_counters(program, x_int):
+    """The counters of a run of ``program`` on the ISA model, up to its error if it fails.
+
+    Raises
+    ------
+    InputError
+        If ``x_int`` has the wrong shape or values that do not fit.
+    """
+    try:
+        return run_model(program, x_int).counters
+    except DeviceError as error:
+        if error.result is None:
+            raise
+        return error.result.counters
 
 
 def _check_backend(backend):
@@ -123,11 +168,8 @@ def run(program, x_int, *, backend, load=None, waves=False, build_dir="build", p
 
 
 def _run_model(job, progress):
-    from zeroskip.firmware.model import Machine
-    from zeroskip.sim.buses import ModelBus
-    driver = Driver(ModelBus(Machine(job.program.config)), job.program.config)
     try:
-        return asyncio.run(driver.run(job.program, job.x_int, progress=progress))
+        return run_model(job.program, job.x_int, progress=progress)
     except ZeroskipError as error:
         return error
 

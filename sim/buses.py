@@ -35,7 +35,7 @@ class ModelBus:
 
     async def read(self, addr, count):
         try:
-            return [int(word) for word in self.machine.read_words(addr, count)]
+            return self.machine.read_words(addr, count).tolist()
         except self._bus_error_type as error:
             raise _bus_error("read", error.address) from None
 
@@ -55,7 +55,7 @@ class PysimBus:
 
     async def write(self, addr, words):
         ctx, axil = self.ctx, self.axil
-        for index, word in enumerate(words):
+        for index, word in enumerate(int(w) for w in words):
             ctx.set(axil.awaddr, addr + 4 * index)
             ctx.set(axil.wdata, word)
             ctx.set(axil.wstrb, 0b1111)

@@ -5,7 +5,9 @@ the input vector, runs every tile and reads results and counters. It talks to
 a *bus*: any object with two coroutine methods,
 
 ``await bus.write(addr, words)``
-    write 32-bit ``words`` to consecutive word addresses from ``addr``;
+    write 32-bit ``words`` (a sequence of ints: a list, or for the bulk
+    writes of memories an int64 NumPy array) to consecutive word addresses
+    from ``addr``;
 ``await bus.read(addr, count)``
     read ``count`` 32-bit words from consecutive word addresses.
 
@@ -38,6 +40,7 @@ from zeroskip.isa import (
     MemoryMap,
     Reg,
     Region,
+    status_code,
 )
 
 __all__ = ["Driver", "BusMemories", "RunResult", "COUNTER_NAMES"]
@@ -74,13 +77,27 @@ class RunResult:
     seconds: dict = dataclasses.field(default_factory=dict)
 
 
-def _to_word(value):
-    return int(value) & 0xFFFF_FFFF
+def _words(values):
+    """Bus words (an int64 array) of signed or unsigned integers: their low 32 bits."""
+    return np.asarray(values, dtype=np.int64) & 0xFFFF_FFFF
 
 
-def _from_word(word, width):
-    word &= (1 << width) - 1
-    return word - (1 << width) if word >> (width - 1) else word
+def _from_words(words, width):
+    """Signed ``width``-bit values (int64 array) of bus words."""
+    words = np.asarray(words, dtype=np.int64) & ((1 << width) - 1)
+    return words - ((words >> (width - 1)) << width)
+
+
+def _empty_counters(pes):
+    counters = dict.fromkeys(COUNTER_NAMES, 0)
+    counters["pe_busy"] = [0] * pes
+    return counters
+
+
+def _add_counters(totals, counters):
+    for name in COUNTER_NAMES:
+        totals[name] += counters[name]
+    totals["pe_busy"] = [a + b for a, b in zip(totals["pe_busy"], counters["pe_busy"])]
 
 
 class BusMemories:
@@ -103,7 +120,7 @@ class BusMemories:
         halves = np.empty(2 * len(code), dtype=np.uint64)
         halves[0::2] = code & np.uint64(0xFFFF_FFFF)
         halves[1::2] = code >> np.uint64(32)
-        await self.bus.write(self.map.imem(0), [int(w) for w in halves])
+        await self.bus.write(self.map.imem(0), halves.astype(np.int64))
 
     async def write_lane(self, region, lane, words):
         """Write 32-bit ``words`` to ``lane``'s memory ``region`` from word 0."""
@@ -174,17 +191,52 @@ class Driver:
                 continue
             for lane, image in enumerate(images):
                 if len(image):
-                    await self.memories.write_lane(region, lane, [_to_word(v) for v in image])
+                    await self.memories.write_lane(region, lane, _words(image))
 
     async def write_x(self, values, address=0):
         """Write input-vector integers to X from ``address``."""
         if len(values):
-            await self.memories.write_x(address, [_to_word(v) for v in values])
+            await self.memories.write_x(address, _words(values))
 
     async def load_x(self, tile, columns):
         """Write the slices of the operand ``columns`` (2-D) that ``tile`` reads."""
         for address, column, start, stop in tile.loads():
             await self.write_x(columns[start:stop, column], address)
+
+    async def wait_loaded(self):
+        """Start the loaded microcode and return ``STATUS`` once it is not busy.
+
+        Raises
+        ------
+        DeviceError
+            When it is still busy after ``max_polls`` status reads.
+        """
+        await self.bus.write(int(Reg.CTRL), [CTRL_CLEAR])
+        await self.bus.write(int(Reg.CTRL), [CTRL_START])
+        for _ in range(self.max_polls):
+            status = await self.read_reg(Reg.STATUS)
+            if not status & STATUS_BUSY:
+                return status
+        pc = await self.read_reg(Reg.PC)
+        raise DeviceError(f"the accelerator is still busy after {self.max_polls} status "
+                          f"reads (instruction {pc}); it may be hung", pc=pc)
+
+    async def stopped(self, status, *, tile=None, result=None):
+        """The :class:`DeviceError` of a run that ended with ``STATUS`` ``status`` (error set).
+
+        Its message names the error code, the instruction (the ``PC``
+        register) and, when given, the index of the ``tile``.
+        """
+        pc = await self.read_reg(Reg.PC)
+        code_value = status_code(status)
+        try:
+            code = ErrorCode(code_value)
+            name = code.name
+        except ValueError:
+            code, name = None, f"unknown error {code_value}"
+        where = "" if tile is None else f" (tile {tile})"
+        return DeviceError(f"the accelerator stopped with {name} at instruction {pc}{where}",
+                           code=code, pc=pc, tile=tile, result=result)
 
     async def run_loaded(self):
         """Start the loaded microcode and wait for ``HALT``.
@@ -195,26 +247,9 @@ class Driver:
             With the hardware's error code and PC when it stops on an error,
             or when it is still busy after ``max_polls`` status reads.
         """
-        await self.bus.write(int(Reg.CTRL), [CTRL_CLEAR])
-        await self.bus.write(int(Reg.CTRL), [CTRL_START])
-        for _ in range(self.max_polls):
-            status = await self.read_reg(Reg.STATUS)
-            if not status & STATUS_BUSY:
-                break
-        else:
-            pc = await self.read_reg(Reg.PC)
-            raise DeviceError(f"the accelerator is still busy after {self.max_polls} status "
-                              f"reads (instruction {pc}); it may be hung", pc=pc)
+        status = await self.wait_loaded()
         if status & STATUS_ERROR:
-            pc = await self.read_reg(Reg.PC)
-            code_value = (status >> 8) & 0xFF
-            try:
-                code = ErrorCode(code_value)
-                name = code.name
-            except ValueError:
-                code, name = None, f"unknown error {code_value}"
-            raise DeviceError(f"the accelerator stopped with {name} at instruction {pc}",
-                              code=code, pc=pc)
+            raise await self.stopped(status)
 
     async def read_counters(self):
         counters = {}
@@ -224,8 +259,17 @@ class Driver:
         return counters
 
     async def read_out(self, lane, count):
-        words = await self.memories.read_out(lane, count)
-        return [_from_word(w, self.config.acc_width) for w in words]
+        """The signed values of ``lane``'s first ``count`` ``out`` words (an int64 array)."""
+        return _from_words(await self.memories.read_out(lane, count), self.config.acc_width)
+
+    async def read_results(self, tile, y):
+        """Read the results ``tile`` produced into ``y`` (2-D: rows, right-hand columns)."""
+        readback = tile.results()
+        for lane in np.unique(readback[:, 0]) if len(readback) else ():
+            rows = readback[readback[:, 0] == lane]
+            count = int(rows[:, 1].max()) + 1
+            values = await self.read_out(int(lane), count)
+            y[rows[:, 2], rows[:, 3]] = values[rows[:, 1]]
 
     async def run(self, program, x_int, *, progress=None):
         """Run every tile of ``program`` on the integer operand ``x_int``.
@@ -243,16 +287,21 @@ class Driver:
         Returns
         -------
         RunResult
+
+        Raises
+        ------
+        DeviceError
+            When a tile stops on an error: its ``tile`` is the tile's index and
+            its ``result`` what the run produced so far, the failed tile's
+            counters included and, after ``OVERFLOW``, its results.
         """
         program.check_config(self.config)
         await self.identify()
         x_int = program.operand(x_int)
         columns = x_int if x_int.ndim == 2 else x_int[:, None]
-        y = program.empty_result()
-        y_view = y if y.ndim == 2 else y[:, None]
-        totals = {name: 0 for name in COUNTER_NAMES}
-        totals["pe_busy"] = [0] * self.config.pes
-        seconds = {"load": 0.0, "run": 0.0, "read": 0.0}
+        result = RunResult(y_raw=program.empty_result(), counters=_empty_counters(self.config.pes),
+                           seconds={"load": 0.0, "run": 0.0, "read": 0.0})
+        y_view = result.y_raw if result.y_raw.ndim == 2 else result.y_raw[:, None]
         loaded_x = None
         for index, tile in enumerate(program.tiles):
             started = time.perf_counter()
@@ -262,21 +311,17 @@ class Driver:
                 await self.load_x(tile, columns)
                 loaded_x = loads
             loaded = time.perf_counter()
-            await self.run_loaded()
+            status = await self.wait_loaded()
             ran = time.perf_counter()
-            counters = await self.read_counters()
-            for name in COUNTER_NAMES:
-                totals[name] += counters[name]
-            totals["pe_busy"] = [a + b for a, b in zip(totals["pe_busy"], counters["pe_busy"])]
-            readback = tile.results()
-            for lane in np.unique(readback[:, 0]) if len(readback) else ():
-                rows = readback[readback[:, 0] == lane]
-                count = int(rows[:, 1].max()) + 1
-                words = await self.read_out(int(lane), count)
-                y_view[rows[:, 2], rows[:, 3]] = np.asarray(words, dtype=np.int64)[rows[:, 1]]
+            _add_counters(result.counters, await self.read_counters())
+            failed = status & STATUS_ERROR
+            if not failed or status_code(status) == ErrorCode.OVERFLOW.value:
+                await self.read_results(tile, y_view)
+            if failed:
+                raise await self.stopped(status, tile=index, result=result)
             for name, elapsed in (("load", loaded - started), ("run", ran - loaded),
                                   ("read", time.perf_counter() - ran)):
-                seconds[name] += elapsed
+                result.seconds[name] += elapsed
             if progress is not None:
                 progress(index + 1, len(program.tiles))
-        return RunResult(y_raw=y, counters=totals, seconds=seconds)
+        return result

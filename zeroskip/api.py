@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse
 
 from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError, InputError, ZeroskipError
+from zeroskip.errors import CompileError, DeviceError, InputError, ZeroskipError
 
 __all__ = ["Accelerator", "Result", "BACKENDS", "DEFAULT_TOLERANCE"]
 
@@ -394,8 +394,7 @@ class Accelerator:
         if matrix_int is not None:
             y_ref = _reference(matrix_int, qx.ints, self.config)
         else:   # a program compiled without its matrix: the ISA model is the reference
-            run_program = _import("zeroskip.firmware.model").run_program
-            y_ref = np.asarray(run_program(program, qx.ints).y_raw, dtype=np.int64)
+            y_ref = np.asarray(_model_y(program, qx.ints), dtype=np.int64)
         run_result = self._run_backend(program, qx.ints)
         y_raw = np.asarray(run_result.y_raw, dtype=np.int64)
         mismatch = _compare(y_raw, y_ref)
@@ -579,6 +578,17 @@ def _reference(matrix_int, x_int, config):
             f"{config.acc_width} signed bits (use a wider --acc-width or a narrower "
             f"--value-width)")
     return np.asarray(y, dtype=np.int64)
+
+
+def _model_y(program, x_int):
+    """The ISA model's output words for ``program`` (up to its error, if it stops on one)."""
+    backends = _import("zeroskip.sim.backends")
+    try:
+        return backends.run_model(program, x_int).y_raw
+    except DeviceError as error:
+        if error.result is None:
+            raise
+        return error.result.y_raw
 
 
 def _compare(y_raw, y_ref):

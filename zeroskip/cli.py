@@ -466,7 +466,8 @@ def cmd_explain(args):
     else:
         operand = "none given (--x): every activation assumed nonzero"
     explain = _import("zeroskip.firmware.explain").explain
-    _print_text(explain(program, operand=operand, x=x_int))
+    run = _import("zeroskip.sim.backends").model_counters
+    _print_text(explain(program, operand=operand, x=x_int, run=run))
     return 0
 
 

@@ -38,12 +38,19 @@ class DeviceError(ZeroskipError):
         The error code from the status register, if the hardware set one.
     pc : int or None
         The instruction address the hardware reported.
+    tile : int or None
+        The index of the program's tile whose run failed.
+    result : RunResult or None
+        What the run produced up to and including the failed tile (its
+        counters; its results only after ``OVERFLOW``, other words are 0).
     """
 
-    def __init__(self, message, *, code=None, pc=None):
+    def __init__(self, message, *, code=None, pc=None, tile=None, result=None):
         super().__init__(message)
         self.code = code
         self.pc = pc
+        self.tile = tile
+        self.result = result
 
 
 class InternalError(RuntimeError):

@@ -91,7 +91,7 @@ from zeroskip.config import AcceleratorConfig
 __all__ = [
     "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
     "EpiArgs", "ReduceArgs", "InsnArgs", "route_word", "Insn", "nz_entry_layout", "Reg",
-    "Region", "MemoryMap", "HARDWARE_ID",
+    "Region", "MemoryMap", "HARDWARE_ID", "STATUS_LAYOUT", "status_word", "status_code",
 ]
 
 #: Bits of one instruction; the host writes it as two 32-bit words, low first.
@@ -221,9 +221,28 @@ class Reg(enum.IntEnum):
     PE_BUSY = 0x100
 
 
-STATUS_BUSY = 1 << 0
-STATUS_DONE = 1 << 1
-STATUS_ERROR = 1 << 2
+#: The ``STATUS`` register's bits, low first (the rest of the word reads 0).
+STATUS_LAYOUT = data.StructLayout({"busy": 1, "done": 1, "error": 1, "reserved": 5,
+                                   "code": ErrorCode})
+STATUS_BUSY = 1 << STATUS_LAYOUT["busy"].offset
+STATUS_DONE = 1 << STATUS_LAYOUT["done"].offset
+STATUS_ERROR = 1 << STATUS_LAYOUT["error"].offset
+
+
+def status_word(*, busy, done, code):
+    """The ``STATUS`` word of a machine that is ``busy``/``done`` with error ``code``."""
+    code = ErrorCode(code)
+    return ((STATUS_BUSY if busy else 0) | (STATUS_DONE if done else 0)
+            | (STATUS_ERROR if code != ErrorCode.NONE else 0)
+            | code.value << STATUS_LAYOUT["code"].offset)
+
+
+def status_code(status):
+    """The error-code field of a ``STATUS`` word, as an int (it may name no :class:`ErrorCode`)."""
+    field = STATUS_LAYOUT["code"]
+    return (int(status) >> field.offset) & ((1 << field.width) - 1)
+
+
 CTRL_START = 1 << 0
 CTRL_CLEAR = 1 << 1
 

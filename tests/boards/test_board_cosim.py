@@ -15,9 +15,8 @@ import scipy.sparse as sp
 from zeroskip import AcceleratorConfig
 from zeroskip.errors import DeviceError
 from zeroskip.firmware.compiler import compile_spmv
-from zeroskip.firmware.model import run_program
 from zeroskip.isa import HARDWARE_ID, MemoryMap, Reg, Region
-from zeroskip.sim.backends import Job
+from zeroskip.sim.backends import Job, run_model
 from zeroskip.tools import find_tool
 
 pytestmark = pytest.mark.skipif(find_tool("verilator") is None, reason="verilator not installed")
@@ -52,7 +51,7 @@ def check_spmv(report, cases):
     for (matrix, x, job), result in zip(cases, report.results):
         assert not isinstance(result, Exception), result
         assert np.array_equal(result.y_raw, matrix @ x)
-        expected = run_program(job.program, x).counters
+        expected = run_model(job.program, x).counters
         for name in ("cycles", "insns", "macs", "skipped", "gather_stalls"):
             assert result.counters[name] == expected[name], name
     # Every word written exactly once, in order, despite the retransmissions.

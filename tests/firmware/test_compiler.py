@@ -4,14 +4,14 @@ import scipy.sparse
 
 from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError, InputError
+from zeroskip.errors import CompileError, DeviceError, InputError
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.firmware.compiler.gather import _order_lanes
-from zeroskip.firmware.model import run_program
 from zeroskip.firmware.program import unpack_nz
 from zeroskip.firmware.reference import spmv_reference
 from zeroskip.isa import ErrorCode, Opcode
+from zeroskip.sim.backends import run_model
 
 DEFAULT = AcceleratorConfig()
 SMALL = AcceleratorConfig(pes=3, value_width=8, acc_width=32, x_depth=16, nz_depth=16,
@@ -28,8 +28,7 @@ def random_matrix(rng, rows, cols, density, low, high):
 
 def run_and_check(a, x, config, **options):
     program = compile_spmv(a, config, **options)
-    result = run_program(program, x)
-    assert result.error is None
+    result = run_model(program, x)
     epilogue = program.epilogue.applied
     expected, overflow = spmv_reference(a, x, config=config, bias=options.get("bias"),
                                         shift=options.get("shift", 0),
@@ -196,10 +195,11 @@ def test_overflow_is_detected():
     config = DEFAULT.replace(value_width=8, acc_width=16)
     a = scipy.sparse.csr_matrix(np.full((2, 4), 127))
     x = np.full(4, 127)
-    result = run_program(compile_spmv(a, config), x)
+    with pytest.raises(DeviceError) as info:
+        run_model(compile_spmv(a, config), x)
     _, overflow = spmv_reference(a, x, config=config)
     assert overflow
-    assert result.error.code == ErrorCode.OVERFLOW and result.error.tile == 0
+    assert info.value.code == ErrorCode.OVERFLOW and info.value.tile == 0
     _, overflow = spmv_reference(np.array([[1]]), np.array([1]), config=config,
                                  bias=np.array([32767]))
     assert overflow
@@ -284,8 +284,8 @@ def test_bank_ordering_reduces_stalls(cluster_lanes):
     rng = np.random.default_rng(11)
     a = random_matrix(rng, 128, 128, 0.1, 1, 9)
     x = rng.integers(1, 9, 128)
-    plain = run_program(compile_spmv(a, config, bank_aware=False), x).counters
-    aware = run_program(compile_spmv(a, config), x).counters
+    plain = run_model(compile_spmv(a, config, bank_aware=False), x).counters
+    aware = run_model(compile_spmv(a, config), x).counters
     assert aware["gather_stalls"] < plain["gather_stalls"]
     assert aware["cycles"] < plain["cycles"]
 
@@ -306,10 +306,10 @@ def test_run_program_checks_the_vector():
     program = compile_spmv(np.eye(3, dtype=np.int64), DEFAULT)
     with pytest.raises(InputError, match=r"^vector has shape \(2,\) but the matrix has 3 "
                                          r"columns$"):
-        run_program(program, np.zeros(2, dtype=np.int64))
+        run_model(program, np.zeros(2, dtype=np.int64))
     with pytest.raises(InputError, match=r"^vector value 40000 at index 1 does not fit "
                                          r"16-bit signed values$"):
-        run_program(program, np.array([0, 40000, 0]))
+        run_model(program, np.array([0, 40000, 0]))
     with pytest.raises(InputError, match=r"^vector value 0.5 at index 0 is not an integer"):
-        run_program(program, np.array([0.5, 0, 0]))
-    assert run_program(program, np.array([1.0, 2.0, 3.0])).y_raw.tolist() == [1, 2, 3]
+        run_model(program, np.array([0.5, 0, 0]))
+    assert run_model(program, np.array([1.0, 2.0, 3.0])).y_raw.tolist() == [1, 2, 3]

@@ -5,7 +5,7 @@ from zeroskip import timing
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware import cycles
 from zeroskip.firmware.compiler import compile_kernel
-from zeroskip.firmware.model import run_program
+from zeroskip.sim.backends import run_model
 
 
 def test_remembered_schedules_equal_the_timing_contract():
@@ -35,7 +35,7 @@ def test_progress_is_reported_per_band_and_per_tile():
     bands = len(program.report["bands"])
     assert bands > 1 and seen == [(k, bands) for k in range(1, bands + 1)]
     ran = []
-    result = run_program(program, np.ones(3000, dtype=np.int64),
+    result = run_model(program, np.ones(3000, dtype=np.int64),
                          progress=lambda done, total: ran.append((done, total)))
     tiles = len(program.tiles)
     assert ran == [(k, tiles) for k in range(1, tiles + 1)]

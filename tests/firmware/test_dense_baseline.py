@@ -9,7 +9,7 @@ import scipy.sparse
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.compiler import compile_kernel
 from zeroskip.firmware.cycles import dense_floor
-from zeroskip.firmware.model import run_program
+from zeroskip.sim.backends import run_model
 
 CONFIGS = [AcceleratorConfig(formats=("csr", "dense", "csc")),
            AcceleratorConfig(pes=4, x_banks=4, cluster_lanes=4, x_depth=64, nz_depth=32,
@@ -28,7 +28,7 @@ def test_dense_cycles_equal_the_model_in_dense_mode(config, rows, cols, k, epilo
     kwargs = dict(bias=rng.integers(-5, 5, rows), shift=2, relu=True) if epilogue else {}
     program = compile_kernel(sparse, config, x=x, **kwargs)
     dense = compile_kernel(full, config, x=x, fmt="dense", dense_baseline=False, **kwargs)
-    assert program.dense_cycles == run_program(dense, x).counters["cycles"]
+    assert program.dense_cycles == run_model(dense, x).counters["cycles"]
     assert program.dense_cycles >= dense_floor(rows, cols, max(k, 1), config)
 
 

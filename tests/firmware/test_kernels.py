@@ -7,16 +7,15 @@ import pytest
 import scipy.sparse
 
 from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError, InputError
+from zeroskip.errors import CompileError, DeviceError, InputError
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.explain import explain
 from zeroskip.firmware.formats import prune_nm
-from zeroskip.firmware.model import run_program
 from zeroskip.firmware.program import Program
 from zeroskip.firmware.reference import spmv_reference
 from zeroskip.isa import ErrorCode, Format, Opcode
-from zeroskip.sim.backends import run
+from zeroskip.sim.backends import model_counters, run, run_model
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")
 FULL = AcceleratorConfig(pes=4, x_depth=128, nz_depth=512, row_depth=32, imem_depth=16,
@@ -63,8 +62,7 @@ def expected(a, x, config, bias=None, **epi):
 
 def check(program, a, x, config, bias=None, **epi):
     """Run on the model; results, counters and the cycle prediction must agree."""
-    result = run_program(program, x)
-    assert result.error is None, result.error
+    result = run_model(program, x)
     np.testing.assert_array_equal(result.y_raw, expected(a, x, config, bias, **epi))
     c = result.counters
     assert c["cycles"] == program.predicted_cycles(x)
@@ -143,7 +141,7 @@ def test_column_mode_cycles_follow_the_contract():
     a = scipy.sparse.csr_matrix(np.array([[1, 2, 0, 0], [0, 3, 0, 0], [0, 4, 0, 0]]))
     x = np.array([0, 1, 0, 2])
     program = compile_kernel(a, config, x=x, fmt="csc", dense_baseline=False)
-    result = run_program(program, x)
+    result = run_model(program, x)
     # Two banks: the detector steps on column 1 in cycle 5 (moved in cycle 6)
     # and on column 3 in cycle 6 (moved in 7). The lane zeroes rows in cycles
     # 3-5, walks column 1 (3 entries) in 9-11 and column 3 (none) in 12; it is
@@ -152,7 +150,7 @@ def test_column_mode_cycles_follow_the_contract():
     program = compile_kernel(a, config, x=x, fmt="csc", bias=np.ones(3, dtype=np.int64),
                              dense_baseline=False)
     # The final pass for the bias: n + 6 more.
-    assert run_program(program, x).counters["cycles"] == 4 + 17 + 3 + 6 + 2
+    assert run_model(program, x).counters["cycles"] == 4 + 17 + 3 + 6 + 2
     # the skipped count holds the entries of the columns never visited
     assert result.counters["skipped"] == 1
 
@@ -197,7 +195,7 @@ def test_sparse_operand_types_and_shapes():
     assert compile_kernel(a, FULL, rhs_columns=3).rhs_columns == 3
     program = compile_kernel(a, FULL, x=x, kernel="spmm")      # a vector as one column
     assert program.rhs_columns == 1
-    np.testing.assert_array_equal(run_program(program, x[:, None]).y_raw, a @ x[:, None])
+    np.testing.assert_array_equal(run_model(program, x[:, None]).y_raw, a @ x[:, None])
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -244,8 +242,9 @@ def test_format_not_in_hardware_is_an_illegal_instruction():
     other = AcceleratorConfig(pes=4, x_depth=128, nz_depth=512, row_depth=32, imem_depth=16,
                               formats=("csr",))
     program.config = other          # the same tiles, on hardware without DENSE
-    result = run_program(program, np.ones(4, dtype=np.int64))
-    assert result.error.code == ErrorCode.ILLEGAL_INSN and result.error.pc == 0
+    with pytest.raises(DeviceError) as info:
+        run_model(program, np.ones(4, dtype=np.int64))
+    assert info.value.code == ErrorCode.ILLEGAL_INSN and info.value.pc == 0
 
 
 def test_cost_model_picks_dense_only_where_sparsity_does_not_pay():
@@ -269,14 +268,14 @@ def test_auto_is_never_much_slower_than_dense():
             a = random_matrix(rng, 128, 128, density, 1, 9)
             program = compile_kernel(a, config)
             x = rng.integers(-4, 5, 128)
-            cycles = run_program(program, x).counters["cycles"]
+            cycles = run_model(program, x).counters["cycles"]
             dense = compile_kernel(a, config, fmt="dense", dense_baseline=False)
-            measured = run_program(dense, x).counters["cycles"]
+            measured = run_model(dense, x).counters["cycles"]
             assert cycles <= 1.05 * measured, (pes, density)
             # Dense mode proper: every row and column (the matrix fully stored).
             full = compile_kernel(np.ones(a.shape, dtype=np.int64), config, fmt="dense",
                                   dense_baseline=False)
-            assert run_program(full, x).counters["cycles"] == program.dense_cycles
+            assert run_model(full, x).counters["cycles"] == program.dense_cycles
 
 
 def test_two_four_is_twice_as_fast_as_dense():
@@ -292,7 +291,7 @@ def test_explain_names_options_and_reason():
     a = random_matrix(rng, 60, 60, 0.1)
     x = rng.integers(1, 4, 60) * (rng.random(60) < 0.1)
     program = compile_kernel(a, FULL, x=x, name="demo")
-    text = explain(program, operand="sample", x=x)
+    text = explain(program, operand="sample", x=x, run=model_counters)
     assert text.startswith("explain demo: 60 x 60, ")
     for name in ALL:
         assert f"  {name} " in text
@@ -320,7 +319,7 @@ def test_matrix_program_round_trip(tmp_path):
             np.testing.assert_array_equal(a_tile.x_loads, b_tile.x_loads)
         np.testing.assert_array_equal(a_tile.readback, b_tile.readback)
     assert loaded.listing() == program.listing()
-    np.testing.assert_array_equal(run_program(loaded, x).y_raw, run_program(program, x).y_raw)
+    np.testing.assert_array_equal(run_model(loaded, x).y_raw, run_model(program, x).y_raw)
 
 
 def test_listing_shows_format_and_dataflow():
@@ -338,11 +337,11 @@ def test_operand_checks():
     program = compile_kernel(np.eye(3, dtype=np.int64), FULL, rhs_columns=2)
     with pytest.raises(InputError, match=r"^right-hand matrix has shape \(3,\) but the program "
                                          r"needs \(3, 2\)$"):
-        run_program(program, np.zeros(3, dtype=np.int64))
+        run_model(program, np.zeros(3, dtype=np.int64))
     with pytest.raises(InputError, match=r"^right-hand matrix value 40000 at row 1, column 0 "):
-        run_program(program, np.array([[0, 0], [40000, 0], [0, 0]]))
+        run_model(program, np.array([[0, 0], [40000, 0], [0, 0]]))
     sparse = scipy.sparse.csr_matrix(np.array([[1, 0], [0, 2], [3, 0]]))
-    np.testing.assert_array_equal(run_program(program, sparse).y_raw, sparse.toarray())
+    np.testing.assert_array_equal(run_model(program, sparse).y_raw, sparse.toarray())
 
 
 def test_balance_report():

@@ -5,8 +5,9 @@ import scipy.sparse
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import InputError, ProgramMismatchError
 from zeroskip.firmware.compiler import compile_spmv
-from zeroskip.firmware.model import Machine, run_program
+from zeroskip.firmware.model import Machine
 from zeroskip.firmware.program import Program, pack_nz, unpack_nz
+from zeroskip.sim.backends import run_model
 
 SMALL = AcceleratorConfig(pes=3, value_width=8, x_depth=16, nz_depth=16, row_depth=8,
                           imem_depth=4)
@@ -59,7 +60,7 @@ def test_save_load_round_trip(tmp_path):
         if a.bias is not None:
             assert all(np.array_equal(p, q) for p, q in zip(a.bias, b.bias, strict=True))
     assert loaded.listing() == program.listing()
-    assert np.array_equal(run_program(loaded, x).y_raw, run_program(program, x).y_raw)
+    assert np.array_equal(run_model(loaded, x).y_raw, run_model(program, x).y_raw)
 
 
 def test_load_rejects_garbage(tmp_path):
@@ -107,7 +108,7 @@ def test_check_config():
     assert message.endswith(f"(fingerprint {other.fingerprint})")
     assert "\n" not in message
     with pytest.raises(ProgramMismatchError):
-        run_program(program, np.zeros(30, dtype=np.int64), machine=Machine(other))
+        run_model(program, np.zeros(30, dtype=np.int64), machine=Machine(other))
 
 
 def test_listing():
@@ -142,7 +143,7 @@ def test_version_1_programs_still_load(tmp_path):
         np.savez(f, **arrays)
     loaded = Program.load(old)
     assert loaded.kernel == "spmv" and loaded.rhs_columns == 0 and loaded.report == {}
-    assert np.array_equal(run_program(loaded, x).y_raw, run_program(program, x).y_raw)
+    assert np.array_equal(run_model(loaded, x).y_raw, run_model(program, x).y_raw)
     header["version"] = 3
     arrays["header"] = np.array(json.dumps(header))
     with open(old, "wb") as f:

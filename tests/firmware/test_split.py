@@ -10,10 +10,10 @@ from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.explain import explain
-from zeroskip.firmware.model import run_program
 from zeroskip.firmware.program import Program
 from zeroskip.firmware.reference import spmv_reference
 from zeroskip.isa import Opcode
+from zeroskip.sim.backends import run_model
 
 CONFIG = AcceleratorConfig(pes=8)
 EPILOGUE = {"shift": 3, "relu": True, "clamp": (-50, 2000)}
@@ -37,8 +37,7 @@ def opcodes(tile):
 
 def check(program, a, x, bias=None, **epi):
     """Bit-exact results, the counters and the cycle prediction on the ISA model."""
-    result = run_program(program, x)
-    assert result.error is None
+    result = run_model(program, x)
     expected, overflow = spmv_reference(a, x, config=program.config, bias=bias, **epi)
     assert not overflow
     np.testing.assert_array_equal(result.y_raw, expected)
@@ -219,5 +218,5 @@ def test_split_program_round_trip(tmp_path):
     loaded = Program.load(tmp_path / "p.npz")
     assert loaded.report["balance"] == program.report["balance"]
     assert loaded.predicted_cycles() == program.predicted_cycles()
-    np.testing.assert_array_equal(run_program(loaded, x).y_raw, run_program(program, x).y_raw)
+    np.testing.assert_array_equal(run_model(loaded, x).y_raw, run_model(program, x).y_raw)
     assert "reduce ptr=" in loaded.listing()

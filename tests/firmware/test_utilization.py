@@ -3,7 +3,7 @@ import scipy.sparse
 
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.compiler import compile_spmv
-from zeroskip.firmware.model import run_program
+from zeroskip.sim.backends import run_model
 
 
 def random_matrix(rng, rows, cols, density, low, high):
@@ -24,7 +24,7 @@ def test_utilization_512_at_5_percent(capsys):
     for bank_aware in (False, True):
         program = compile_spmv(a, config, bank_aware=bank_aware)
         predicted = program.predicted_cycles()
-        counters = run_program(program, x).counters
+        counters = run_model(program, x).counters
         assert counters["cycles"] == predicted
         report[bank_aware] = (predicted, ideal / predicted, counters["gather_stalls"])
     with capsys.disabled():

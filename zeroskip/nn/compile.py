@@ -278,14 +278,12 @@ def _add(total, counters):
 
 
 def _run_model(program, x):
-    from zeroskip.firmware.model import run_program
-    result = run_program(program, x)
-    if result.error is not None:
-        raise DeviceError(f"{program.name}: the accelerator stopped with "
-                          f"{result.error.code.name} at instruction {result.error.pc} "
-                          f"(tile {result.error.tile})", code=result.error.code,
-                          pc=result.error.pc)
-    return result
+    from zeroskip.sim.backends import run_model
+    try:
+        return run_model(program, x)
+    except DeviceError as error:
+        raise DeviceError(f"{program.name}: {error}", code=error.code, pc=error.pc,
+                          tile=error.tile, result=error.result) from None
 
 
 def _run_jobs(layer, chunks, backend, build_dir):
