@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from zeroskip.arith import sign_extend
 from zeroskip.errors import DeviceError, ProgramMismatchError
 from zeroskip.isa import (
     CTRL_CLEAR,
@@ -76,11 +77,6 @@ class RunResult:
 
 def _to_word(value):
     return int(value) & 0xFFFF_FFFF
-
-
-def _from_word(word, width):
-    word &= (1 << width) - 1
-    return word - (1 << width) if word >> (width - 1) else word
 
 
 class BusMemories:
@@ -225,7 +221,7 @@ class Driver:
 
     async def read_out(self, lane, count):
         words = await self.memories.read_out(lane, count)
-        return [_from_word(w, self.config.acc_width) for w in words]
+        return [int(w) for w in sign_extend(words, self.config.acc_width)]
 
     async def run(self, program, x_int, *, progress=None):
         """Run every tile of ``program`` on the integer operand ``x_int``.
