@@ -276,20 +276,28 @@ def value_exponents(peaks, high):
 
 
 def acc_exponents(a, weights, acc_max):
-    """Per row, an ``s`` with ``sum_j |round(a_ij 2^s)| w_j <= acc_max`` (safe, near the largest).
+    """Per row, an ``s`` with ``sum_j |round(a_ij 2^s)| w_j <= acc_max`` (the largest,
+    unless so many entries round down that two more bits would fit).
 
     ``a`` is a CSR matrix of float64 values, ``weights`` is aligned with
-    ``a.data`` (``|x_q[j]|`` of each entry). Rounding adds at most half a
-    unit per entry, which the bound allows for. Rows without load get the
-    top of :data:`ROW_EXP_RANGE`, rows that cannot fit its bottom.
+    ``a.data`` (``|x_q[j]|`` of each entry). The bound allows half a unit of
+    rounding per entry; one more bit is taken where the rounded sum still
+    fits. Rows without load get the top of :data:`ROW_EXP_RANGE`, rows that
+    cannot fit its bottom.
     """
-    load = _row_reduce(a, np.abs(a.data.astype(np.float64)) * weights, np.add)
+    magnitudes = np.abs(a.data.astype(np.float64))
+    load = _row_reduce(a, magnitudes * weights, np.add)
     slack = acc_max - 0.5 * _row_reduce(a, weights, np.add)
     s = np.full(a.shape[0], ROW_EXP_RANGE[1], dtype=np.int64)
     live = load > 0
     ok = live & (slack > 0)
     s[ok] = np.floor(np.log2(slack[ok] / load[ok])).astype(np.int64)
     s[live & ~ok] = ROW_EXP_RANGE[0]
+    if np.any(ok):
+        trial = np.where(ok, s + 1, 0)
+        sums = _row_reduce(a, round_half_away(np.ldexp(magnitudes, trial[_row_ids(a)]))
+                           * weights, np.add)
+        s[ok & (sums <= acc_max)] += 1
     return np.clip(s, *ROW_EXP_RANGE)
 
 
