@@ -27,14 +27,16 @@ import functools
 import numpy as np
 import scipy.sparse
 
+from zeroskip.arith import sign_extend
 from zeroskip.errors import CompileError
-from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format, nz_entry_layout
+from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format, NmWord, nz_entry_layout
 
 __all__ = [
     "FORMAT_NAMES", "DATAFLOWS", "format_by_name", "format_name", "dataflow_of", "LaneImage",
     "LaneStream", "DescriptorFault", "encode_lane", "decode_lane", "lane_matrix",
     "row_formats", "pack_entries", "unpack_entries", "nm_violation", "prune_nm",
-    "nm_descriptor", "bitmap_row_cycles", "parse_nm", "RouteList", "decode_routes",
+    "nm_descriptor", "nm_of_descriptor", "bitmap_row_cycles", "parse_nm", "RouteList",
+    "decode_routes",
 ]
 
 #: Lower-case names of the formats, as the configuration and the CLI spell them.
@@ -92,8 +94,7 @@ def unpack_entries(words, config):
     col, value = fields["col"], fields["value"]
     words = np.asarray(words, dtype=np.int64)
     cols = (words >> col.offset) & ((1 << col.width) - 1)
-    raw = (words >> value.offset) & ((1 << value.width) - 1)
-    values = raw - ((raw >> (value.width - 1)) << value.width)
+    values = sign_extend(words >> value.offset, value.width)
     return cols, values
 
 
@@ -113,8 +114,17 @@ class LaneImage:
 
 
 def nm_descriptor(n, m):
-    """The ``ptr[ptr_base + 2]`` word of an N:M tile: ``N | log2(M) << 8``."""
-    return n | (m.bit_length() - 1) << 8
+    """The ``ptr[ptr_base + 2]`` word of an N:M tile (:class:`~zeroskip.isa.NmWord`)."""
+    return NmWord.const({"n": n, "log2_m": m.bit_length() - 1}).as_bits()
+
+
+def nm_of_descriptor(word):
+    """``(N, M)`` of an N:M descriptor word (the bits above :class:`~zeroskip.isa.NmWord`
+    are ignored)."""
+    layout = NmWord.as_shape()
+    n, log2_m = (word >> field.offset & ((1 << field.width) - 1)
+                 for field in (layout["n"], layout["log2_m"]))
+    return n, 1 << log2_m
 
 
 def bitmap_row_cycles(bits, chunks):
@@ -395,8 +405,7 @@ def decode_lane(fmt, ptr, nz, meta, *, ptr_base, nz_base, x_base, out_base, conf
             tokens = _row_tokens(np.zeros(n, dtype=np.int64), 1)
     elif fmt is Format.NM:
         groups = _word(ptr, ptr_base + 1)
-        word = _word(ptr, ptr_base + 2)
-        big_n, m = word & 0xFF, 1 << (word >> 8)
+        big_n, m = nm_of_descriptor(_word(ptr, ptr_base + 2))
         slots = groups * big_n
         total = n * slots
         if nz_base + total > c.nz_depth:

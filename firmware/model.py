@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from zeroskip.arith import epilogue, sign_extend
 from zeroskip.config import AcceleratorConfig
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.cycles import RunCycles
@@ -57,11 +58,6 @@ class BusError(Exception):
     def __init__(self, message, *, address):
         super().__init__(message)
         self.address = address
-
-
-def _signed(values, width):
-    values = np.asarray(values, dtype=np.int64) & ((1 << width) - 1)
-    return values - ((values >> (width - 1)) << width)
 
 
 class _Fault(Exception):
@@ -174,7 +170,7 @@ class Machine:
             if index >= self.config.x_depth:
                 raise BusError(f"address {address:#x} is outside the X window",
                                address=address)
-            self.x[index] = _signed(value, self.config.value_width)
+            self.x[index] = sign_extend(value, self.config.value_width)
         elif region == Region.PTR:
             self.ptr[lane, index] = value & self._ptr_mask
         elif region == Region.NZ:
@@ -182,7 +178,7 @@ class Machine:
         elif region == Region.META:
             self.meta[lane, index] = value & self._meta_mask
         elif region == Region.BIAS:
-            self.bias[lane, index] = _signed(value, self.config.acc_width)
+            self.bias[lane, index] = sign_extend(value, self.config.acc_width)
         else:
             raise BusError(f"{region.name} window at {address:#x} is read-only",
                            address=address)
@@ -248,7 +244,7 @@ class Machine:
                            address=address)
         span = slice(index, index + len(words))
         if region == Region.X:
-            self.x[span] = _signed(words, self.config.value_width)
+            self.x[span] = sign_extend(words, self.config.value_width)
         elif region == Region.PTR:
             self.ptr[lane, span] = words & self._ptr_mask
         elif region == Region.NZ:
@@ -256,7 +252,7 @@ class Machine:
         elif region == Region.META:
             self.meta[lane, span] = words & self._meta_mask
         elif region == Region.BIAS:
-            self.bias[lane, span] = _signed(words, self.config.acc_width)
+            self.bias[lane, span] = sign_extend(words, self.config.acc_width)
         else:
             raise BusError(f"{region.name} window at {address:#x} is read-only",
                            address=address)
@@ -402,7 +398,7 @@ class Machine:
                 sums = sums + self.bias[p, rows]
                 row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
             overflow |= bool(row_overflow.any())
-            sums = _signed(sums, c.acc_width)
+            sums = sign_extend(sums, c.acc_width)
             if args["epilogue"]:
                 sums = self._epilogue(sums)
             self.out[p, rows] = sums
@@ -436,7 +432,7 @@ class Machine:
                 sums = sums + self.bias[where]
                 row_overflow |= (sums < c.acc_min) | (sums > c.acc_max)
             overflow = bool(row_overflow.any())
-            sums = _signed(sums, c.acc_width)
+            sums = sign_extend(sums, c.acc_width)
             if args["epilogue"]:
                 sums = self._epilogue(sums)
             self.out[where] = sums
@@ -474,18 +470,12 @@ class Machine:
         partial = out[targets] + prefix - before
         overflow = bool(((partial < c.acc_min) | (partial > c.acc_max)).any())
         last = np.r_[first[1:], len(values)] - 1
-        out[targets[first]] = _signed(partial[last], c.acc_width)
+        out[targets[first]] = sign_extend(partial[last], c.acc_width)
         return overflow
 
     def _epilogue(self, sums):
-        c = self.config
-        shift = self.epi_shift
-        if shift:
-            sums = (sums + (1 << (shift - 1))) >> shift
-        if self.epi_relu:
-            sums = np.maximum(sums, 0)
-        sums = np.minimum(np.maximum(sums, self.epi_lo), self.epi_hi)
-        return np.clip(sums, c.value_min, c.value_max)
+        return epilogue(sums, shift=self.epi_shift, relu=self.epi_relu, clamp_lo=self.epi_lo,
+                        clamp_hi=self.epi_hi, value_width=self.config.value_width)
 
 
 def _row_sums(products, ends, config):

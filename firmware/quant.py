@@ -22,6 +22,15 @@ Integer data that fits the value width stays exact: exponent 0. Rounding is
 to nearest, ties away from zero. :func:`error_report` measures the result
 against the float64 product. :func:`quantize` is the single-scale quantizer
 of one array (kept for vectors and simple uses).
+
+The rounding and the exponent rules are public, for every quantizer of the
+project (the network quantizer in :mod:`zeroskip.nn.quantize` uses them):
+
+* :func:`round_half_away`: to nearest, ties away from zero;
+* :func:`value_exponents`: per peak magnitude, the largest exponent at which
+  it still rounds into the value range;
+* :func:`acc_exponents`: per row, the largest exponent (a safe bound) at which
+  the row's weighted sum of magnitudes fits the accumulator.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ import scipy.sparse
 from zeroskip.errors import CompileError
 
 __all__ = ["Quantized", "QuantizedMatrix", "QuantizedOperand", "quantize", "quantize_matrix",
-           "quantize_operand", "dequantize", "error_report", "ROW_EXP_RANGE"]
+           "quantize_operand", "dequantize", "error_report", "ROW_EXP_RANGE",
+           "round_half_away", "value_exponents", "acc_exponents"]
 
 #: Exponents a row or an operand may take (beyond them values are denormal-small or huge).
 ROW_EXP_RANGE = (-1000, 1000)
@@ -44,7 +54,9 @@ ROW_EXP_RANGE = (-1000, 1000)
 ROW_ERROR_LIMIT = 1e-2
 
 
-def _round(values):
+def round_half_away(values):
+    """Round to the nearest integer, ties away from zero (float64; the quantizers' rounding)."""
+    values = np.asarray(values, dtype=np.float64)
     return np.sign(values) * np.floor(np.abs(values) + 0.5)
 
 
@@ -157,7 +169,7 @@ def quantize(values, *, value_width, saturate=False, what="matrix", source=None)
         if peak > 0:
             start = min(start, max(0, int(np.floor(np.log2(high / peak))) + 1))
         for frac_bits in range(start, -1, -1):
-            scaled = _round(data * 2.0 ** frac_bits)
+            scaled = round_half_away(data * 2.0 ** frac_bits)
             if len(scaled) == 0 or (scaled.min() >= low and scaled.max() <= high):
                 break
     outside = np.flatnonzero((scaled < low) | (scaled > high))
@@ -245,32 +257,47 @@ def _row_reduce(a, values, ufunc):
     return out
 
 
-def _value_exponents(peaks, high):
-    """Largest ``s`` with ``round(peak * 2 ** s) <= high`` per row (0 where peak is 0)."""
+def value_exponents(peaks, high):
+    """Largest ``s`` with ``round(peak * 2 ** s) <= high`` per row (0 where peak is 0).
+
+    ``peaks`` are magnitudes (float64, one per row or column), ``high`` the
+    largest value integer; the result is clipped to :data:`ROW_EXP_RANGE`.
+    """
+    peaks = np.asarray(peaks, dtype=np.float64)
     s = np.zeros(len(peaks), dtype=np.int64)
     live = peaks > 0
     if np.any(live):
         s[live] = np.floor(np.log2(high / peaks[live])).astype(np.int64)
         # One more bit when rounding still fits (e.g. 32767.4 -> 32767).
         up = live.copy()
-        up[live] = _round(np.ldexp(peaks[live], s[live] + 1)) <= high
+        up[live] = round_half_away(np.ldexp(peaks[live], s[live] + 1)) <= high
         s[up] += 1
     return np.clip(s, *ROW_EXP_RANGE)
 
 
-def _acc_exponents(a, weights, acc_max):
-    """Largest ``s`` per row with ``sum_j |round(a_ij 2^s)| w_j <= acc_max`` (upper bound).
+def acc_exponents(a, weights, acc_max):
+    """Per row, an ``s`` with ``sum_j |round(a_ij 2^s)| w_j <= acc_max`` (the largest,
+    unless so many entries round down that two more bits would fit).
 
-    ``weights`` is aligned with ``a.data`` (``|x_q[j]|`` of each entry).
-    Rounding adds at most half a unit per entry.
+    ``a`` is a CSR matrix of float64 values, ``weights`` is aligned with
+    ``a.data`` (``|x_q[j]|`` of each entry). The bound allows half a unit of
+    rounding per entry; one more bit is taken where the rounded sum still
+    fits. Rows without load get the top of :data:`ROW_EXP_RANGE`, rows that
+    cannot fit its bottom.
     """
-    load = _row_reduce(a, np.abs(a.data.astype(np.float64)) * weights, np.add)
+    magnitudes = np.abs(a.data.astype(np.float64))
+    load = _row_reduce(a, magnitudes * weights, np.add)
     slack = acc_max - 0.5 * _row_reduce(a, weights, np.add)
     s = np.full(a.shape[0], ROW_EXP_RANGE[1], dtype=np.int64)
     live = load > 0
     ok = live & (slack > 0)
     s[ok] = np.floor(np.log2(slack[ok] / load[ok])).astype(np.int64)
     s[live & ~ok] = ROW_EXP_RANGE[0]
+    if np.any(ok):
+        trial = np.where(ok, s + 1, 0)
+        sums = _row_reduce(a, round_half_away(np.ldexp(magnitudes, trial[_row_ids(a)]))
+                           * weights, np.add)
+        s[ok & (sums <= acc_max)] += 1
     return np.clip(s, *ROW_EXP_RANGE)
 
 
@@ -320,15 +347,15 @@ def quantize_matrix(matrix, *, value_width, acc_width=32, x=None, saturate=False
     if fits or (integral and saturate):
         s = np.zeros(a.shape[0], dtype=np.int64)
     elif integral:   # rows of integers that fit stay exact; the others scale down
-        s = np.minimum(_value_exponents(peaks, high), 0)
+        s = np.minimum(value_exponents(peaks, high), 0)
     else:
-        s = _value_exponents(peaks, high)
+        s = value_exponents(peaks, high)
 
     worst_case = x is None
     if x is None:
         if not (fits or (integral and saturate)):
             weights = np.full(a.nnz, float(high + 1))
-            s = np.minimum(s, _acc_exponents(a, weights, acc_max))
+            s = np.minimum(s, acc_exponents(a, weights, acc_max))
     else:
         xq = quantize_operand(x, value_width=value_width, source=None, what="x",
                               check_acc=None)
@@ -336,13 +363,13 @@ def quantize_matrix(matrix, *, value_width, acc_width=32, x=None, saturate=False
         if not xq.exact:
             # Share the bits the accumulator lacks between the matrix and x: x gives up
             # half of what the neediest row lacks (rounded up), the rows the rest.
-            need = _acc_exponents(a, mags[a.indices] * 1.0, acc_max)
+            need = acc_exponents(a, mags[a.indices] * 1.0, acc_max)
             lack = int(max(0, np.max(s - need))) if a.nnz else 0
             if lack:
                 mags = np.ceil(mags * 2.0 ** -((lack + 1) // 2))
-        s = np.minimum(s, _acc_exponents(a, mags[a.indices], acc_max))
+        s = np.minimum(s, acc_exponents(a, mags[a.indices], acc_max))
 
-    ints = _round(np.ldexp(a.data, s[rows_of]))
+    ints = round_half_away(np.ldexp(a.data, s[rows_of]))
     saturated = 0
     outside = (ints < low) | (ints > high)
     if np.any(outside):
@@ -357,7 +384,7 @@ def quantize_matrix(matrix, *, value_width, acc_width=32, x=None, saturate=False
             if not np.any(over):
                 break
             s[over] -= 1
-            ints = np.clip(_round(np.ldexp(a.data, s[rows_of])), low, high)
+            ints = np.clip(round_half_away(np.ldexp(a.data, s[rows_of])), low, high)
     q = scipy.sparse.csr_matrix((ints.astype(np.int64), a.indices.copy(), a.indptr.copy()),
                                 shape=a.shape)
     stored_before = q.nnz
@@ -446,10 +473,10 @@ def quantize_operand(x, *, value_width, matrix_int=None, acc_width=32, saturate=
     if fits or (integral and saturate):
         t = np.zeros(shape[1], dtype=np.int64)
     else:
-        t = _value_exponents(peaks, high)
+        t = value_exponents(peaks, high)
 
     def scaled(t):
-        ints = _round(np.ldexp(values, t[None, :]))
+        ints = round_half_away(np.ldexp(values, t[None, :]))
         return np.clip(ints, low, high), int(np.count_nonzero((ints < low) | (ints > high)))
 
     ints, saturated = scaled(t)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
+from zeroskip import arith
+
 __all__ = ["spmv_reference"]
 
 
@@ -53,14 +55,9 @@ def spmv_reference(matrix_int, x_int, *, config, bias=None, shift=0, relu=False,
         overflow |= bool(np.any((y < low) | (y > high)))
     if epilogue is None:
         epilogue = bool(shift or relu or clamp is not None)
-    width = config.acc_width
-    y = ((y + (1 << (width - 1))) & ((1 << width) - 1)) - (1 << (width - 1))
+    y = arith.sign_extend(y, config.acc_width)
     if epilogue:
-        if shift:
-            y = (y + (1 << (shift - 1))) >> shift
-        if relu:
-            y = np.maximum(y, 0)
-        if clamp is not None:
-            y = np.minimum(np.maximum(y, clamp[0]), clamp[1])
-        y = np.clip(y, config.value_min, config.value_max)
+        lo, hi = (config.value_min, config.value_max) if clamp is None else clamp
+        y = arith.epilogue(y, shift=shift, relu=relu, clamp_lo=lo, clamp_hi=hi,
+                           value_width=config.value_width)
     return y, overflow

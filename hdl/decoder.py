@@ -31,10 +31,10 @@ from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
 from zeroskip.hdl.component import ConfigComponent, check_config
-from zeroskip.hdl.formats import NM_SHIFT_OFFSET, row_formats
+from zeroskip.hdl.formats import row_formats
 from zeroskip.hdl.layouts import pe_input_layout, token_layout
 from zeroskip.hdl.nonzero import nonzero_column_layout
-from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format, SpmvArgs, nz_entry_layout
+from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format, NmWord, SpmvArgs, nz_entry_layout
 
 __all__ = ["FormatDecoder", "CsrDecoder", "CscDecoder"]
 
@@ -385,10 +385,12 @@ class FormatDecoder(ConfigComponent):
                 with m.If(word[t]):
                     m.d.comb += low.eq(t)
         groups = p1                                      # N:M: G
-        slots = p2[:8]                                   # N:M: N
-        log2_m = p2[NM_SHIFT_OFFSET:]
+        nm_word = Signal(NmWord)                         # N:M: the descriptor word
+        m.d.comb += nm_word.eq(p2)
+        slots = nm_word.n                                # N:M: N
+        log2_m = nm_word.log2_m
         m_step = Mux(log2_m > c.col_width + 1, col_limit,
-                     Const(1, c.col_width + 2) << log2_m[:4])
+                     Const(1, c.col_width + 2) << log2_m)
         slot_last = slot + 1 == slots
         group_last = group + 1 == groups
         width = p1                                       # DENSE: L

@@ -8,15 +8,12 @@ members. Only the enabled formats are generated: every block asks
 
 from zeroskip.isa import Format
 
-__all__ = ["FORMAT_OF_NAME", "NM_SHIFT_OFFSET", "enabled_formats",
+__all__ = ["FORMAT_OF_NAME", "enabled_formats",
            "row_formats", "column_mode", "uses_meta"]
 
 #: ``AcceleratorConfig.formats`` spelling of every :class:`Format`.
 FORMAT_OF_NAME = {"csr": Format.CSR, "coo": Format.COO, "bitmap": Format.BITMAP,
                   "nm": Format.NM, "dense": Format.DENSE, "csc": Format.CSC}
-
-#: Bit offset of ``log2(M)`` in the N:M descriptor word ``N | log2(M) << 8``.
-NM_SHIFT_OFFSET = 8
 
 
 def enabled_formats(config):

@@ -1,7 +1,10 @@
 """The writeback: partial-sum accumulation, bias and epilogue, then ``out``.
 
 :class:`Writeback` implements steps 2 to 4 of the ``SPMV`` semantics
-(:mod:`zeroskip.isa`) on finished row sums; :class:`Accumulator`
+(:mod:`zeroskip.isa`) on finished row sums; step 4, the epilogue, is the rule
+:func:`zeroskip.arith.epilogue` defines (the ISA model calls it and the tests
+compare this pipeline with the model), composed here into one comparison
+against precomputed bounds; :class:`Accumulator`
 builds the row sums of column mode, where a row's products arrive spread
 over the columns.
 

@@ -34,6 +34,7 @@ import zlib
 
 from cocotb.handle import Immediate
 
+from zeroskip.arith import sign_extend
 from zeroskip.errors import DeviceError, ZeroskipError
 from zeroskip.hdl.formats import column_mode, uses_meta
 from zeroskip.isa import MemoryMap, Region
@@ -237,13 +238,9 @@ class BackdoorMemories:
                               f"0x{self.map.lane(Region.OUT, lane, min(count, depth)):07x} "
                               f"(SLVERR)")
         memory, = (bank.memory for bank in self.layout.banks(Region.OUT, lane))
-        width = memory.width
-        words = []
-        for word in self.read_words(memory, 0, count):
-            if word >> (width - 1):  # sign-extend to the host port's 32 bits
-                word -= 1 << width
-            words.append(word & 0xFFFF_FFFF)
-        return words
+        # Sign-extended to the host port's 32 bits.
+        words = sign_extend(self.read_words(memory, 0, count), memory.width)
+        return [int(word) & 0xFFFF_FFFF for word in words]
 
     @staticmethod
     async def _nothing():

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from zeroskip.arith import sign_extend
 from zeroskip.errors import DeviceError, ProgramMismatchError
 from zeroskip.isa import (
     CTRL_CLEAR,
@@ -80,12 +81,6 @@ class RunResult:
 def _words(values):
     """Bus words (an int64 array) of signed or unsigned integers: their low 32 bits."""
     return np.asarray(values, dtype=np.int64) & 0xFFFF_FFFF
-
-
-def _from_words(words, width):
-    """Signed ``width``-bit values (int64 array) of bus words."""
-    words = np.asarray(words, dtype=np.int64) & ((1 << width) - 1)
-    return words - ((words >> (width - 1)) << width)
 
 
 def _empty_counters(pes):
@@ -260,7 +255,7 @@ class Driver:
 
     async def read_out(self, lane, count):
         """The signed values of ``lane``'s first ``count`` ``out`` words (an int64 array)."""
-        return _from_words(await self.memories.read_out(lane, count), self.config.acc_width)
+        return sign_extend(await self.memories.read_out(lane, count), self.config.acc_width)
 
     async def read_results(self, tile, y):
         """Read the results ``tile`` produced into ``y`` (2-D: rows, right-hand columns)."""

@@ -540,7 +540,7 @@ def _stored_matrix(program):
     if source is not None:
         row_exp = _row_exp(program)
         c = program.config
-        ints = quant._round(np.ldexp(source.data, row_exp[np.repeat(
+        ints = quant.round_half_away(np.ldexp(source.data, row_exp[np.repeat(
             np.arange(source.shape[0]), np.diff(source.indptr))]))
         high = c.value_max
         ints = np.clip(ints, -high - 1, high)

@@ -18,7 +18,7 @@ __all__ = ["AcceleratorConfig", "ConfigError"]
 
 #: Formats the compressed-format memory controller may support.
 KNOWN_FORMATS = ("csr", "coo", "bitmap", "nm", "dense", "csc")
-#: Bits of the N:M descriptor word ``N | log2(M) << 8`` (M up to 2 ** 15).
+#: Bits of the N:M descriptor word (:class:`zeroskip.isa.NmWord`, which asserts it).
 NM_WORD_BITS = 12
 
 

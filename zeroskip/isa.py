@@ -25,6 +25,8 @@ row ``i`` starts where row ``i - 1`` ended (row 0 at 0). Each nonzero entry in
    ``1 << (shift - 1)`` or 0 when ``shift`` is 0), then ``max(s, 0)`` if
    ``relu``, then clamped to ``[clamp_lo, clamp_hi]`` and saturated to the
    value width; the epilogue parameters are those of the last ``SET_EPI``.
+   :func:`zeroskip.arith.epilogue` is this rule in NumPy (the one definition
+   the ISA model, the references and the compiler use).
 
 ``SPMV.fmt`` (:class:`Format`) selects how the lane's tile is stored. Every
 format starts with ``ptr[ptr_base] = n`` (the lane's rows); ``meta`` is a
@@ -39,7 +41,8 @@ second per-lane memory of 16-bit words indexed like ``nz``:
   ``16 * c + t``); the values of the set bits follow one another, row by row,
   in ``nz[nz_base + k]`` (value field);
 - ``NM``: ``ptr[ptr_base + 1] = G`` groups per row and
-  ``ptr[ptr_base + 2] = N | log2(M) << 8``; row ``i`` holds ``G * N`` slots,
+  ``ptr[ptr_base + 2] = N | log2(M) << 8`` (:class:`NmWord`; the bits of the
+  pointer word above it are ignored); row ``i`` holds ``G * N`` slots,
   slot ``s`` at ``nz[nz_base + i * G * N + s]`` with column
   ``(s // N) * M + col``; a slot of value 0 is padding (a skipped product);
 - ``DENSE``: ``ptr[ptr_base + 1] = L`` columns; ``nz[nz_base + i * L + j]``
@@ -86,11 +89,11 @@ and ``PC`` are exact.
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.config import NM_WORD_BITS, AcceleratorConfig
 
 __all__ = [
     "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
-    "EpiArgs", "ReduceArgs", "InsnArgs", "route_word", "Insn", "nz_entry_layout", "Reg",
+    "EpiArgs", "ReduceArgs", "InsnArgs", "route_word", "Insn", "nz_entry_layout", "NmWord", "Reg",
     "Region", "MemoryMap", "HARDWARE_ID", "STATUS_LAYOUT", "status_word", "status_code",
 ]
 
@@ -187,6 +190,22 @@ def nz_entry_layout(config: AcceleratorConfig):
         "col": unsigned(config.col_width),
         "value": signed(config.value_width),
     })
+
+
+class NmWord(data.Struct):
+    """The descriptor word of an ``NM`` tile, ``ptr[ptr_base + 2]``: ``N | log2(M) << 8``.
+
+    The compiler encodes it with ``NmWord.const({...}).as_bits()``, the ISA
+    model reads its fields and the format decoder views the pointer word as
+    ``NmWord``; the bits of a pointer word above it are ignored.
+    """
+    #: Slots of a group (nonzeros kept of every ``M`` columns).
+    n: unsigned(8)
+    #: ``log2(M)``: a group covers ``M`` columns (up to ``2 ** 15``).
+    log2_m: unsigned(4)
+
+
+assert NmWord.as_shape().size == NM_WORD_BITS
 
 
 def route_word(config: AcceleratorConfig, lane, row):

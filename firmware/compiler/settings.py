@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse
 from amaranth.hdl import Shape
 
+from zeroskip import arith
 from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import encode_set_epi
 from zeroskip.firmware.formats import (
@@ -125,12 +126,9 @@ class _Epi:
         (0 without one) through the epilogue when it is applied."""
         values = np.zeros(rows, dtype=np.int64) if self.bias is None else self.bias
         if self.applied:
-            if self.shift:
-                values = (values + (1 << (self.shift - 1))) >> self.shift
-            if self.relu:
-                values = np.maximum(values, 0)
-            values = np.clip(values, self.clamp_lo, self.clamp_hi)
-            values = np.clip(values, config.value_min, config.value_max)
+            values = arith.epilogue(values, shift=self.shift, relu=self.relu,
+                                    clamp_lo=self.clamp_lo, clamp_hi=self.clamp_hi,
+                                    value_width=config.value_width)
         return values
 
     def record(self):

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 import scipy.sparse
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
 
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError
@@ -10,11 +12,13 @@ from zeroskip.firmware.formats import (
     encode_lane,
     format_by_name,
     lane_matrix,
+    nm_descriptor,
+    nm_of_descriptor,
     nm_violation,
     parse_nm,
     prune_nm,
 )
-from zeroskip.isa import Format
+from zeroskip.isa import Format, NmWord
 
 CONFIG = AcceleratorConfig(pes=2, x_depth=64, nz_depth=256, row_depth=32)
 
@@ -173,3 +177,30 @@ def test_format_names():
     with pytest.raises(CompileError, match="unknown format 'ell'; known: csr, coo, bitmap, nm, "
                                            "dense, csc"):
         format_by_name("ell")
+
+
+def test_nm_word_round_trips():
+    """The N:M word: encoder, model reader and HDL view agree on ``N | log2(M) << 8``."""
+    words = {}
+    for n in (1, 2, 3, 127, 255):
+        for log2_m in range(16):
+            word = nm_descriptor(n, 1 << log2_m)
+            assert word == n | log2_m << 8
+            assert nm_of_descriptor(word) == (n, 1 << log2_m)
+            view = NmWord.from_bits(word)
+            assert (view.n, view.log2_m) == (n, log2_m)
+            # Pointer-word bits above the descriptor are ignored.
+            assert nm_of_descriptor(word | 0x1F << 12) == (n, 1 << log2_m)
+            words[word | 0x1F << 12] = (n, log2_m)
+    # The format decoder's view of a wider pointer word.
+    p2, nm = Signal(17), Signal(NmWord)
+    m = Module()
+    m.d.comb += nm.eq(p2)
+    sim = Simulator(m)
+
+    async def check(ctx):
+        for word, fields in words.items():
+            ctx.set(p2, word)
+            assert (ctx.get(nm.n), ctx.get(nm.log2_m)) == fields
+    sim.add_testbench(check)
+    sim.run()

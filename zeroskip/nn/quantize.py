@@ -26,7 +26,9 @@ import dataclasses
 import numpy as np
 import scipy.sparse
 
+from zeroskip import arith
 from zeroskip.errors import InputError
+from zeroskip.firmware.quant import acc_exponents, round_half_away, value_exponents
 
 __all__ = ["QuantLayer", "QuantizedNetwork", "quantize_network"]
 
@@ -34,20 +36,11 @@ __all__ = ["QuantLayer", "QuantizedNetwork", "quantize_network"]
 MAX_SHIFT = 31
 
 
-def _round(values):
-    """Round to nearest, ties away from zero (as the firmware's quantizer)."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.sign(values) * np.floor(np.abs(values) + 0.5)
-
-
 def _frac_for(maxabs, qmax, cap=40):
-    """Largest ``f`` with ``maxabs * 2 ** f <= qmax`` (``cap`` for zeros)."""
+    """Largest ``f`` with ``round(maxabs * 2 ** f) <= qmax``, at most ``cap`` (``cap`` if 0)."""
     if maxabs <= 0:
         return cap
-    f = int(np.floor(np.log2(qmax / maxabs)))
-    while _round(maxabs * 2.0 ** f) > qmax:
-        f -= 1
-    return min(f, cap)
+    return min(int(value_exponents([maxabs], qmax)[0]), cap)
 
 
 @dataclasses.dataclass
@@ -139,7 +132,7 @@ class QuantizedNetwork:
 
     def quantize_inputs(self, x):
         """``(batch, features)`` float inputs to integers (rounded, saturated)."""
-        q = _round(np.asarray(x, dtype=np.float64) * 2.0 ** self.input_frac)
+        q = round_half_away(np.asarray(x, dtype=np.float64) * 2.0 ** self.input_frac)
         return np.clip(q, -self.value_max - 1, self.value_max).astype(np.int64)
 
     def layer_reference(self, index, x_int):
@@ -151,14 +144,9 @@ class QuantizedNetwork:
             acc = acc + layer.bias
         if not layer.epilogue:
             return acc
-        shift = layer.shift
-        rnd = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-        out = (acc + rnd) >> shift
-        if layer.relu:
-            out = np.maximum(out, 0)
-        if layer.clamp is not None:
-            out = np.clip(out, layer.clamp[0], layer.clamp[1])
-        return np.clip(out, -self.value_max - 1, self.value_max)
+        lo, hi = (-self.value_max - 1, self.value_max) if layer.clamp is None else layer.clamp
+        return arith.epilogue(acc, shift=layer.shift, relu=layer.relu, clamp_lo=lo, clamp_hi=hi,
+                              value_width=self.value_width)
 
     def reference(self, x_int):
         """Every layer's output integers (what the accelerator must produce)."""
@@ -179,21 +167,17 @@ class QuantizedNetwork:
 
 
 def _weight_fracs(w, qmax, x_qmax, acc_max, cap):
-    """Per row, the largest fractional bits that fit values and worst-case sums."""
-    absw = np.abs(w)
+    """Per row, the largest fractional bits (within ``[-cap, cap]``) at which the
+    values fit and the worst-case sum (every input at ``x_qmax``) fits the
+    accumulator: the firmware quantizer's exponent rules."""
+    a = scipy.sparse.csr_matrix(np.asarray(w, dtype=np.float64))
     rows = w.shape[0]
-    peak = absw.max(axis=1) if absw.size else np.zeros(rows)
+    peak = np.abs(w).max(axis=1) if w.size else np.zeros(rows)
     nonzero = peak > 0
-    fracs = np.full(rows, cap, dtype=np.int64)
-    fracs[nonzero] = np.minimum(np.floor(np.log2(qmax / peak[nonzero])), cap).astype(np.int64)
-    # Lower each row until its values fit and its worst-case sum fits the accumulator.
-    while True:
-        scaled = _round(absw * 2.0 ** fracs[:, None].astype(np.float64))
-        bad = (scaled.max(axis=1, initial=0) > qmax) | (scaled.sum(axis=1) * x_qmax > acc_max)
-        bad &= fracs > -cap
-        if not bad.any():
-            break
-        fracs[bad] -= 1
+    fracs = np.minimum(value_exponents(peak, qmax),
+                       acc_exponents(a, np.full(a.nnz, float(x_qmax)), acc_max))
+    fracs = np.clip(fracs, -cap, cap)
+    fracs[~nonzero] = cap
     if nonzero.any() and not nonzero.all():
         # Empty rows: any scale; take the most common so as not to add a shift group.
         values, counts = np.unique(fracs[nonzero], return_counts=True)
@@ -257,14 +241,14 @@ def quantize_network(network, calibration, *, value_width=8, acc_width=32,
             w_frac = _weight_fracs(w, qmax, qmax, acc_max, 2 * value_width + 8)
             if not per_channel:
                 w_frac = np.full(w.shape[0], int(w_frac.min()), dtype=np.int64)
-        w_int = _round(w * 2.0 ** w_frac[:, None])
+        w_int = round_half_away(w * 2.0 ** w_frac[:, None])
         if np.abs(w_int).max(initial=0) > qmax:
             raise InputError(f"layer {index} ({layer.name}): weights do not fit "
                              f"{value_width} bits at the forced scale")
         acc_frac = w_frac + x_frac
         bias = None
         if layer.bias is not None:
-            bias = _round(layer.bias * 2.0 ** acc_frac.astype(np.float64)).astype(np.int64)
+            bias = round_half_away(layer.bias * 2.0 ** acc_frac.astype(np.float64)).astype(np.int64)
             if np.abs(bias).max(initial=0) > acc_max:
                 o = int(np.argmax(np.abs(bias)))
                 raise InputError(f"layer {index} ({layer.name}): bias {layer.bias[o]:g} of "
