@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroskip.errors import ZeroskipError
+from zeroskip.nn.infer import DEFAULT_BOARD, network_config
 
 __all__ = ["BUILD_DIR", "MATRIX", "SPARSITY", "RTL_IMAGES", "Mismatch", "demo_config", "run",
            "network_part"]
@@ -80,7 +81,6 @@ class Step:
 
 def demo_config():
     """The one configuration of both parts: the default board's, for 8-bit networks."""
-    from zeroskip.nn.infer import DEFAULT_BOARD, network_config
     return network_config(DEFAULT_BOARD, value_width=VALUE_WIDTH)
 
 
@@ -104,7 +104,6 @@ def run(backend, notes=(), *, build_dir=BUILD_DIR, rtl_images=RTL_IMAGES):
     ``notes`` are printed before the simulator's first step (why a fallback
     was chosen). Raises :class:`Mismatch` when results differ.
     """
-    from zeroskip.nn.infer import DEFAULT_BOARD
     config = demo_config()
     print(f"zeroskip demo: y = A x on a SuiteSparse matrix, then a {100 * SPARSITY:.0f} % "
           f"pruned network through ONNX")
@@ -200,10 +199,16 @@ def _nonzeros(network):
 
 
 def train_step(index=5):
-    """Train the digits MLP and prune it gradually; returns the data and both networks."""
+    """Train the digits MLP and prune it gradually; returns the network and the data.
+
+    Training runs numpy's BLAS on one thread: its small matrices gain nothing
+    from more, and on a loaded machine a pool per core makes it ten times slower.
+    """
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
     from zeroskip.nn import digits
     with Step(index, f"training the digits MLP and pruning it to {100 * SPARSITY:.0f} %") \
-            as step:
+            as step, threadpool_limits(limits=1):
         x_train, x_test, y_train, y_test = digits.load_data()
         model = digits.train(x_train, y_train)
         pruned, _ = digits.gradual_prune(model, x_train, y_train, SPARSITY)
