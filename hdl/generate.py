@@ -9,7 +9,8 @@ from zeroskip import progress
 from zeroskip.config import AcceleratorConfig
 from zeroskip.hdl.top import ZeroskipTop
 
-__all__ = ["TOP_NAME", "VERILATOR_WAIVERS", "generate", "memory_map", "verilog_text"]
+__all__ = ["TOP_NAME", "VERILATOR_WAIVERS", "generate", "memory_map", "verilog_text",
+           "write_verilog"]
 
 #: Module name of the generated top level (and stem of the output files).
 TOP_NAME = "zeroskip_top"
@@ -51,9 +52,16 @@ def generate(config, out_dir):
     tuple of Path
         The Verilog file and the configuration file.
     """
+    return write_verilog(config, out_dir, verilog_text(config))
+
+
+def write_verilog(config, out_dir, text):
+    """Write ``text`` (the Verilog of ``config``) and the configuration, as :func:`generate`.
+
+    For a caller that already holds the text: nothing is generated.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = verilog_text(config)
     verilog_path = out_dir / f"{TOP_NAME}.v"
     config_path = out_dir / f"{TOP_NAME}.config.json"
     for path, content in ((verilog_path, text), (config_path, config.to_json())):

