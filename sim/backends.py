@@ -18,10 +18,13 @@ from pathlib import Path
 from zeroskip.errors import DeviceError, ZeroskipError
 from zeroskip.sim.driver import Driver, RunResult
 
-__all__ = ["BACKENDS", "LOAD_MODES", "Job", "run", "run_many", "run_model", "model_counters",
-           "predicted_polls"]
+__all__ = ["BACKENDS", "ALL_BACKENDS", "LOAD_MODES", "Job", "run", "run_many", "run_model",
+           "model_counters", "predicted_polls"]
 
 BACKENDS = ("model", "pysim", "icarus", "verilator")
+#: Every backend a program runs on: the simulators above and a board built by
+#: ``zeroskip build``, over its UART bridge (:mod:`zeroskip.boards.link`).
+ALL_BACKENDS = BACKENDS + ("board",)
 #: How the driver fills the memories and reads ``out``: the host port or the back door.
 LOAD_MODES = ("axi", "backdoor")
 #: Backends with a back door into the memories.

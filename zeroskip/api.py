@@ -33,18 +33,22 @@ import scipy.sparse
 
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError, DeviceError, InputError, ZeroskipError
+from zeroskip.firmware.program import KERNELS as PROGRAM_KERNELS
+from zeroskip.sim.backends import ALL_BACKENDS
 
 __all__ = ["Accelerator", "Result", "BACKENDS", "DEFAULT_TOLERANCE"]
 
 #: Where a program can run.
-BACKENDS = ("model", "pysim", "icarus", "verilator", "board")
+BACKENDS = ALL_BACKENDS
 #: Options each backend takes (keyword arguments of :class:`Accelerator`).
 BACKEND_OPTIONS = {"model": (), "pysim": ("waves", "build_dir"),
                    "icarus": ("waves", "build_dir"), "verilator": ("waves", "build_dir"),
                    "board": ("port",)}
 #: Normwise error above which a result counts as too far from float64.
 DEFAULT_TOLERANCE = 1e-2
-KERNELS = ("auto", "spmv", "spmspv", "spmm", "spmspm")
+#: The ``kernel`` choices of :meth:`Accelerator.compile`: auto or a program's kernel.
+KERNELS = ("auto",) + PROGRAM_KERNELS
+#: The ``fmt`` choices of :meth:`Accelerator.compile`, in the order they are offered.
 FORMATS = ("auto", "csr", "csc", "coo", "bitmap", "nm", "dense")
 
 

@@ -593,9 +593,9 @@ def demo_parts(monkeypatch):
 
 
 def test_demo(capsys, fakes, demo_parts, tmp_path, monkeypatch):
-    import zeroskip.cli
+    import zeroskip.commands.demo
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(zeroskip.cli, "_rtl_backend", lambda: ("verilator", []))
+    monkeypatch.setattr(zeroskip.commands.demo, "_rtl_backend", lambda: ("verilator", []))
     code, out, err = run_main(capsys, "demo")
     assert code == 0, err
     config = demo_module.demo_config()
@@ -628,9 +628,9 @@ def test_demo(capsys, fakes, demo_parts, tmp_path, monkeypatch):
 
 
 def test_demo_falls_back_without_simulators(capsys, fakes, demo_parts, tmp_path, monkeypatch):
-    import zeroskip.cli
+    import zeroskip.commands.demo
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(zeroskip.cli, "_find_tool", lambda name: False)
+    monkeypatch.setattr(zeroskip.commands.demo, "_find_tool", lambda name: False)
     code, out, _ = run_main(capsys, "demo")
     if importlib.util.find_spec("cocotb") is not None:
         assert "note: verilator is not installed" in out
@@ -642,9 +642,9 @@ def test_demo_falls_back_without_simulators(capsys, fakes, demo_parts, tmp_path,
 
 
 def test_demo_mismatch(capsys, fakes, demo_parts, tmp_path, monkeypatch):
-    import zeroskip.cli
+    import zeroskip.commands.demo
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(zeroskip.cli, "_rtl_backend", lambda: ("icarus", []))
+    monkeypatch.setattr(zeroskip.commands.demo, "_rtl_backend", lambda: ("icarus", []))
     fakes.corrupt = True
     code, out, err = run_main(capsys, "demo")
     assert code == 1

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from zeroskip import AcceleratorConfig
-from zeroskip.cli import _config_from_args, build_parser, main
+from zeroskip.cli import build_parser, main
+from zeroskip.commands.common import config_from_args as _config_from_args
 from zeroskip.errors import ConfigError
 
 

@@ -18,7 +18,7 @@ from zeroskip.nn.compile import run_network
 from zeroskip.nn.prune import prune_network
 from zeroskip.nn.quantize import quantize_network
 
-__all__ = ["InferResult", "compile_network", "infer"]
+__all__ = ["InferResult", "compile_network", "prune_quantize_compile", "infer"]
 
 
 @dataclasses.dataclass
@@ -58,13 +58,33 @@ def compile_network(accelerator, network, calibration, *, prune=None, nm=None, b
     if not hasattr(network, "layers"):
         from zeroskip.nn.onnx_io import load_onnx
         network = load_onnx(network)
+    x = network.check_inputs(calibration, what="calibration")
+    _, compiled, _ = prune_quantize_compile(network, accelerator.config, x, prune=prune, nm=nm,
+                                            batch=batch, act_frac_bits=act_frac_bits,
+                                            weight_frac_bits=weight_frac_bits, fmt=fmt)
+    return compiled
+
+
+def prune_quantize_compile(network, config, calibration, *, inputs=None, prune=None, nm=None,
+                           batch=16, act_frac_bits=None, weight_frac_bits=None, fmt="auto"):
+    """Prune (optional), quantize and compile ``network`` for ``config``: the one chain.
+
+    ``calibration`` (checked float inputs) sets the activation scales;
+    ``inputs`` (default: the calibration inputs) are quantized with them and
+    drive the cost model, a batch of ``min(batch, len(inputs))``. Returns
+    ``(network, compiled, x_int)``: the pruned float network, the
+    :class:`~zeroskip.nn.compile.CompiledNetwork` (``compiled.quantized`` is
+    the quantized network) and the quantized ``inputs``.
+    """
     if prune is not None or nm is not None:
         network, _ = prune_network(network, sparsity=prune, nm=nm)
-    config = accelerator.config
-    x = network.check_inputs(calibration, what="calibration")
-    q = quantize_network(network, x, value_width=config.value_width, acc_width=config.acc_width,
-                         act_frac_bits=act_frac_bits, weight_frac_bits=weight_frac_bits)
-    return _compile(q, config, q.quantize_inputs(x), batch=min(batch, len(x)), fmt=fmt)
+    q = quantize_network(network, calibration, value_width=config.value_width,
+                         acc_width=config.acc_width, act_frac_bits=act_frac_bits,
+                         weight_frac_bits=weight_frac_bits)
+    inputs = calibration if inputs is None else inputs
+    x_int = q.quantize_inputs(inputs)
+    compiled = _compile(q, config, x_int, batch=min(batch, len(inputs)), fmt=fmt)
+    return network, compiled, x_int
 
 
 def infer(accelerator, compiled, x, *, skip_empty="auto"):

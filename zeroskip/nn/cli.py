@@ -6,12 +6,11 @@ bodies import onnx, onnxruntime and matplotlib only when run.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from zeroskip.commands.common import write_json
 from zeroskip.errors import InputError
 from zeroskip.sim.backends import BACKENDS
 
@@ -89,15 +88,6 @@ def add_commands(commands, formatter):
     sub.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("build/report"))
     sub.add_argument("--images", type=int, default=1200,
                      help="Graph Challenge images to run (default all 1200)")
-
-
-def _write_json(path, data):
-    path = Path(path)
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w") as file:
-        json.dump(data, file, indent=1)
-        file.write("\n")
-    os.replace(temp, path)
 
 
 def print_summary(result):
@@ -219,7 +209,7 @@ def cmd_infer(args):
                       act_frac_bits=args.act_frac_bits)
     print_summary(result)
     if args.json is not None:
-        _write_json(args.json, result)
+        write_json(args.json, result, indent=1)
         print(f"wrote {args.json}")
     return 0 if result["bit_exact_vs_quantized_reference"] else 1
 

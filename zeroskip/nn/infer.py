@@ -12,12 +12,21 @@ from zeroskip import energy as energy_model
 from zeroskip import transfers as transfer_model
 from zeroskip.boards.targets import DEFAULT_BOARD  # the board times assume (re-exported)
 from zeroskip.errors import InputError
-from zeroskip.nn.compile import check_skip_empty, compile_network, run_network
-from zeroskip.nn.prune import prune_network
-from zeroskip.nn.quantize import quantize_network
+from zeroskip.nn.api import prune_quantize_compile
+from zeroskip.nn.compile import check_skip_empty, run_network
 
 __all__ = ["DEFAULT_BOARD", "JSON_FIELDS", "board_facts", "network_config", "evaluate",
            "check_labels"]
+
+#: The note :func:`evaluate` adds when it prunes.
+PRUNING_NOTE = ("one-shot magnitude pruning without retraining loses accuracy at high "
+                "sparsity; prune gradually with fine-tuning (examples/digits.py) to keep it")
+#: What ``energy_model`` of :func:`evaluate` says the energies are.
+ENERGY_MODEL = ("zeroskip.energy: 45 nm per-event energies (Horowitz ISSCC 2014; "
+                "Han et al. NeurIPS 2015) applied to the counters; 'total' is the "
+                "accelerator's compute, 'transfers' the host transfers (one 32-bit "
+                "DRAM access per word moved); static power and clock tree not "
+                "modelled")
 
 JSON_FIELDS = ("outputs", "accuracy", "float_accuracy", "top1_agreement", "images", "layers",
                "cycles_per_inference", "energy_per_inference_nj", "backend")
@@ -203,55 +212,53 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
     -------
     dict
     """
+    x, labels, skip_empty = _check_arguments(network, inputs, labels, prune, nm, skip_empty)
+    info, _ = board_facts(board)
+    config = network_config(board, value_width=value_width, nm=nm, base=config)
+    clock = _clock(info, config)
+    pruned, compiled, x_int = prune_quantize_compile(
+        network, config, x[:calibrate], inputs=x, prune=prune, nm=nm, batch=batch,
+        act_frac_bits=act_frac_bits, weight_frac_bits=weight_frac_bits)
+    notes = [] if prune is None and nm is None else [PRUNING_NOTE]
+    run = run_network(compiled, x_int, backend=backend, build_dir=build_dir,
+                      skip_empty=skip_empty)
+    result = {
+        "network": pruned.name, "backend": backend, "images": int(len(x)),
+        "padded_images": int(run.padded), "batch": compiled.batch,
+        "skip_empty": skip_empty,
+        "inputs_dropped": _dropped_summary(run, skip_empty),
+        "value_width": config.value_width, "acc_width": config.acc_width,
+        "pruning": ({"sparsity": prune} if prune is not None else {"nm": nm} if nm is not None
+                    else "none (zeros already in the model are skipped)"),
+        **_accuracy_fields(network, pruned, compiled.quantized, x, x_int, run, labels),
+        **_cost_fields(compiled, run, info, clock, backend),
+        "notes": notes,
+    }
+    if baseline:
+        from zeroskip.nn.baseline import cpu_peers
+        result["cpu"] = cpu_peers(network, pruned, x, result)
+    return result
+
+
+def _check_arguments(network, inputs, labels, prune, nm, skip_empty):
+    """``(x, labels, skip_empty)`` of :func:`evaluate`, checked."""
     x = network.check_inputs(inputs)
     skip_empty = check_skip_empty(skip_empty)
     if labels is not None:
         labels = check_labels(labels, len(x))
     if prune is not None and nm is not None:
         raise InputError("--prune and --nm exclude each other")
-    info, _ = board_facts(board)
-    config = network_config(board, value_width=value_width, nm=nm, base=config)
-    clock = _clock(info, config)
-    clock_mhz = clock.mhz
-    value_width = config.value_width
-    dense_net = network
-    notes = []
-    if prune is not None or nm is not None:
-        network, _ = prune_network(network, sparsity=prune, nm=nm)
-        notes.append("one-shot magnitude pruning without retraining loses accuracy at high "
-                     "sparsity; prune gradually with fine-tuning (examples/digits.py) to keep it")
-    q = quantize_network(network, x[:calibrate], value_width=value_width,
-                         acc_width=config.acc_width, act_frac_bits=act_frac_bits,
-                         weight_frac_bits=weight_frac_bits)
-    x_int = q.quantize_inputs(x)
-    compiled = compile_network(q, config, x_int, batch=min(batch, len(x)))
-    run = run_network(compiled, x_int, backend=backend, build_dir=build_dir,
-                      skip_empty=skip_empty)
+    return x, labels, skip_empty
+
+
+def _accuracy_fields(dense_net, network, q, x, x_int, run, labels):
+    """The outputs against the labels, the float networks and the quantized reference."""
     reference = q.reference(x_int)
     exact = all(np.array_equal(a, b) for a, b in zip(reference, run.outputs))
     outputs = q.layers[-1].dequantize(run.outputs[-1])
     float_pruned = network.forward(x)
     float_dense = dense_net.forward(x)
-    clock_hz = clock_mhz * 1e6
-    layers = _layer_rows(compiled, run, clock_hz)
-    cycles = sum(row["cycles"] for row in layers)
-    dense_cycles = sum(row["dense_mode_cycles"] for row in layers)
-    # Per inference: over the real inputs (the padding of a last batch is paid for).
-    per_inf = cycles / run.images
-    dense_per_inf = dense_cycles / run.images
-    e_sparse = _energy(config, layers, run.images, dense=False)
-    e_dense = _energy(config, layers, run.images, dense=True)
-    batch_cycles = per_inf * compiled.batch
-    moved = transfer_model.count_network(compiled, run)
-    _add_transfer_energy(e_sparse, moved, run.images)
-    result = {
-        "network": network.name, "backend": backend, "images": int(len(x)),
-        "padded_images": int(run.padded), "batch": compiled.batch,
-        "skip_empty": skip_empty,
-        "inputs_dropped": _dropped_summary(run, skip_empty),
-        "value_width": value_width, "acc_width": config.acc_width,
-        "pruning": ({"sparsity": prune} if prune is not None else {"nm": nm} if nm is not None
-                    else "none (zeros already in the model are skipped)"),
+    return {
         "outputs": outputs.tolist(),
         "accuracy": _accuracy(outputs, labels),
         "float_accuracy": _accuracy(float_dense, labels),
@@ -264,6 +271,23 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         "bit_exact_vs_quantized_reference": bool(exact),
         "max_abs_error_vs_float64": float(np.max(np.abs(outputs - float_pruned))),
         "scales": q.scales(),
+    }
+
+
+def _cost_fields(compiled, run, info, clock, backend):
+    """Cycles, energy and the accelerator's times per layer and per inference."""
+    config = compiled.config
+    layers = _layer_rows(compiled, run, clock.mhz * 1e6)
+    cycles = sum(row["cycles"] for row in layers)
+    dense_cycles = sum(row["dense_mode_cycles"] for row in layers)
+    # Per inference: over the real inputs (the padding of a last batch is paid for).
+    per_inf = cycles / run.images
+    dense_per_inf = dense_cycles / run.images
+    e_sparse = _energy(config, layers, run.images, dense=False)
+    e_dense = _energy(config, layers, run.images, dense=True)
+    moved = transfer_model.count_network(compiled, run)
+    _add_transfer_energy(e_sparse, moved, run.images)
+    return {
         "layers": layers,
         "cycles": int(cycles),
         "cycles_per_inference": per_inf,
@@ -274,19 +298,10 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         "dense_mode_energy_per_inference_nj": e_dense["total"],
         "dense_mode_energy_breakdown_nj": e_dense,
         "energy_per_inference_with_transfers_nj": e_sparse["total_with_transfers"],
-        "energy_model": "zeroskip.energy: 45 nm per-event energies (Horowitz ISSCC 2014; "
-                        "Han et al. NeurIPS 2015) applied to the counters; 'total' is the "
-                        "accelerator's compute, 'transfers' the host transfers (one 32-bit "
-                        "DRAM access per word moved); static power and clock tree not "
-                        "modelled",
+        "energy_model": ENERGY_MODEL,
         "accelerator": _accelerator_facts(info, config, clock, per_inf=per_inf,
                                           dense_per_inf=dense_per_inf,
-                                          batch_cycles=batch_cycles, moved=moved,
+                                          batch_cycles=per_inf * compiled.batch, moved=moved,
                                           images=run.images, batch=compiled.batch,
                                           backend=backend),
-        "notes": notes,
     }
-    if baseline:
-        from zeroskip.nn.baseline import cpu_peers
-        result["cpu"] = cpu_peers(dense_net, network, x, result)
-    return result
