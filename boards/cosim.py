@@ -15,9 +15,7 @@ The simulated clock runs at a nominal ``clock_hz`` with a baud rate close to
 it (a few cycles per bit), so a whole SpMV over the link takes seconds.
 """
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 import pickle
 import tempfile
@@ -29,7 +27,7 @@ from zeroskip.boards.bridged import BridgedAccelerator
 from zeroskip.boards.uart import uart_divisor
 from zeroskip.errors import DeviceError
 from zeroskip.hdl.generate import VERILATOR_WAIVERS
-from zeroskip.tools import find_tool
+from zeroskip.tools import find_tool, locked
 
 __all__ = ["LinkFaults", "RawJob", "CosimReport", "TOP_NAME", "build_board_simulation",
            "run_board_cosim", "SIM_CLOCK_HZ", "SIM_BAUDRATE", "SIM_LINK_TIMEOUT",
@@ -136,17 +134,6 @@ class CosimReport:
     sim_time_ns: float
 
 
-@contextlib.contextmanager
-def _locked(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 SIMULATORS = ("verilator", "icarus")
 
 
@@ -181,7 +168,7 @@ def build_board_simulation(config, *, simulator="verilator", clock_hz=SIM_CLOCK_
     sim_dir = Path(build_dir).resolve() / "sim" / name
     source = sim_dir / f"{TOP_NAME}.v"
     runner = get_runner(simulator)
-    with _locked(sim_dir.with_suffix(".lock")):
+    with locked(sim_dir.with_suffix(".lock")):
         # Regenerated every time (a second or so) and rewritten only when the
         # gateware changed, so that the simulator rebuilds exactly then.
         text = verilog.convert(board, name=TOP_NAME, emit_src=False)

@@ -9,7 +9,6 @@ so that they do not generate it again.
 """
 
 import contextlib
-import fcntl
 import json
 import os
 import pickle
@@ -27,7 +26,7 @@ from zeroskip.hdl.generate import (
     verilog_text,
     write_verilog,
 )
-from zeroskip.tools import find_tool
+from zeroskip.tools import find_tool, locked
 
 __all__ = ["SIMULATORS", "build_simulation", "run_cocotb", "shared_verilog"]
 
@@ -81,17 +80,6 @@ def _verilog_of(config):
     return text if text is not None else verilog_text(config)
 
 
-@contextlib.contextmanager
-def _locked(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 _TIME_ZERO_TRIGGER = re.compile(r"^(\s*)reg (\\\S+dump_module\$\d+) += 0;$", re.M)
 
 
@@ -143,7 +131,7 @@ def build_simulation(simulator, config, *, waves=False, build_dir="build"):
     sim_dir = Path(build_dir).resolve() / "sim" / name
     verilog_path = sim_dir / f"{TOP_NAME}.v"
     runner = get_runner(simulator)
-    with _locked(sim_dir.with_suffix(".lock")):
+    with locked(sim_dir.with_suffix(".lock")):
         # Regenerate every time (unless handed the text), rewriting only on
         # change: a changed design rebuilds, an unchanged one keeps its
         # compiled simulation.

@@ -52,7 +52,7 @@ KERNELS = ("auto",) + PROGRAM_KERNELS
 FORMATS = ("auto", "csr", "csc", "coo", "bitmap", "nm", "dense")
 
 
-def _import(module):
+def lazy_import(module):
     """Import a zeroskip module when first needed, with a clear error when it is missing."""
     try:
         return importlib.import_module(module)
@@ -152,9 +152,9 @@ class Result:
         link (both links are given). One run is one inference: its code and
         weights are loaded once for it.
         """
-        record = _import("zeroskip.boards.record")
-        targets = _import("zeroskip.boards.targets")
-        transfers = _import("zeroskip.transfers")
+        record = lazy_import("zeroskip.boards.record")
+        targets = lazy_import("zeroskip.boards.targets")
+        transfers = lazy_import("zeroskip.transfers")
         board = targets.DEFAULT_BOARD if board is None else board
         config = self.program.config
         clock = record.clock_for(board, config)
@@ -282,7 +282,7 @@ class Accelerator:
 
     def quantize(self, A, x=None, *, saturate=False, source=None):
         """Quantize ``A``, one exponent per row (:func:`.quant.quantize_matrix`)."""
-        quant = _import("zeroskip.firmware.quant")
+        quant = lazy_import("zeroskip.firmware.quant")
         c = self.config
         return quant.quantize_matrix(A, value_width=c.value_width, acc_width=c.acc_width, x=x,
                                      saturate=saturate, source=source)
@@ -321,7 +321,7 @@ class Accelerator:
         matrix_int = q.ints
         pruned = 0
         if prune_nm:
-            prune = _import("zeroskip.firmware.formats").prune_nm
+            prune = lazy_import("zeroskip.firmware.formats").prune_nm
             matrix_int, pruned = prune(matrix_int, *_nm(nm))
             matrix_int = scipy.sparse.csr_matrix(matrix_int, dtype=np.int64)
             # The error is measured against the pruned matrix: pruning was asked for.
@@ -336,7 +336,7 @@ class Accelerator:
                    "split_rows": {"yes": True, "no": False}.get(split_rows, split_rows)}
         if nm is not None:
             options["nm"] = _nm(nm)
-        compile_kernel = _import("zeroskip.firmware.compiler").compile_kernel
+        compile_kernel = lazy_import("zeroskip.firmware.compiler").compile_kernel
         program = compile_kernel(matrix_int, self.config, x=x_sample, a_frac_bits=0,
                                  x_frac_bits=int(x_exp), name=name, **options)
         program.row_exp = q.row_exp
@@ -351,7 +351,7 @@ class Accelerator:
 
     def quantize_operand(self, matrix_int, x, *, saturate=False, source=None):
         """Quantize ``x`` for the quantized matrix (one exponent per vector or column)."""
-        quant = _import("zeroskip.firmware.quant")
+        quant = lazy_import("zeroskip.firmware.quant")
         is_matrix = _is_matrix(x)
         what = "right-hand matrix x" if is_matrix else "vector x"
         if not is_matrix and hasattr(x, "toarray"):
@@ -402,7 +402,7 @@ class Accelerator:
         run_result = self._run_backend(program, qx.ints)
         y_raw = np.asarray(run_result.y_raw, dtype=np.int64)
         mismatch = _compare(y_raw, y_ref)
-        quant = _import("zeroskip.firmware.quant")
+        quant = lazy_import("zeroskip.firmware.quant")
         row_exp = _row_exp(program)
         y = quant.dequantize(y_raw if y_raw.shape == y_ref.shape else y_ref, row_exp, qx.exp)
         reference = A if A is not None else getattr(program, "source", None)
@@ -452,12 +452,12 @@ class Accelerator:
     def compile_network(self, network, calibration, **options):
         """Prune, quantize and compile a network (a ``zeroskip.nn`` Network or an ONNX
         path) for this accelerator; see :func:`zeroskip.nn.api.compile_network`."""
-        return _import("zeroskip.nn.api").compile_network(self, network, calibration,
+        return lazy_import("zeroskip.nn.api").compile_network(self, network, calibration,
                                                           **options)
 
     def infer(self, compiled, x, **options):
         """Run a compiled network on inputs ``x``; see :func:`zeroskip.nn.api.infer`."""
-        return _import("zeroskip.nn.api").infer(self, compiled, x, **options)
+        return lazy_import("zeroskip.nn.api").infer(self, compiled, x, **options)
 
     # Helpers.
 
@@ -472,10 +472,10 @@ class Accelerator:
 
     def _run_backend(self, program, x_int):
         if self.backend == "board":
-            run_on_board = _import("zeroskip.boards.link").run_on_board
+            run_on_board = lazy_import("zeroskip.boards.link").run_on_board
             return run_on_board(program, x_int, port=self.backend_options["port"],
                                 progress=self.progress)
-        run = _import("zeroskip.sim.backends").run
+        run = lazy_import("zeroskip.sim.backends").run
         options = dict(self.backend_options)
         return run(program, x_int, backend=self.backend, progress=self.progress, **options)
 
@@ -494,7 +494,7 @@ def _nm(nm):
     if nm is None:
         return (2, 4)
     if isinstance(nm, str):
-        return _import("zeroskip.firmware.formats").parse_nm(nm)
+        return lazy_import("zeroskip.firmware.formats").parse_nm(nm)
     return tuple(nm)
 
 
@@ -539,7 +539,7 @@ def _check_operand(x, cols, *, source=None):
 
 def _stored_matrix(program):
     """The quantized matrix of a program, rebuilt from its float64 source (or None)."""
-    quant = _import("zeroskip.firmware.quant")
+    quant = lazy_import("zeroskip.firmware.quant")
     source = getattr(program, "source", None)
     if source is not None:
         row_exp = _row_exp(program)
@@ -567,7 +567,7 @@ def _row_exp(program):
 
 def _reference(matrix_int, x_int, config):
     """The bit-exact expected output; an accumulator overflow is an error."""
-    spmv_reference = _import("zeroskip.firmware.reference").spmv_reference
+    spmv_reference = lazy_import("zeroskip.firmware.reference").spmv_reference
     y, overflow = spmv_reference(matrix_int, x_int, config=config)
     if np.ndim(overflow) > 0:
         overflow = bool(np.any(overflow))
@@ -586,7 +586,7 @@ def _reference(matrix_int, x_int, config):
 
 def _model_y(program, x_int):
     """The ISA model's output words for ``program`` (up to its error, if it stops on one)."""
-    backends = _import("zeroskip.sim.backends")
+    backends = lazy_import("zeroskip.sim.backends")
     try:
         return backends.run_model(program, x_int).y_raw
     except DeviceError as error:
@@ -620,9 +620,9 @@ def _cpu_peer(matrix, x, cycles, config):
     The accelerator's time is its cycles at the clock of ``config`` on the
     default board (:func:`zeroskip.boards.record.clock_for`), compute only.
     """
-    targets = _import("zeroskip.boards.targets")
-    clock = _import("zeroskip.boards.record").clock_for(targets.DEFAULT_BOARD, config)
-    peer = _import("zeroskip.cpu").scipy_spmv(_matrix_operand(matrix, None), x)
+    targets = lazy_import("zeroskip.boards.targets")
+    clock = lazy_import("zeroskip.boards.record").clock_for(targets.DEFAULT_BOARD, config)
+    peer = lazy_import("zeroskip.cpu").scipy_spmv(_matrix_operand(matrix, None), x)
     accelerator_s = cycles / clock.hz
     return {
         "runtime": "scipy.sparse CSR A @ x, float64, one core",

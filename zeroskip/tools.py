@@ -1,11 +1,14 @@
-"""Finding the command-line tools zeroskip drives (simulators, YoWASP, loaders)."""
+"""Finding the command-line tools zeroskip drives (simulators, YoWASP, loaders), and the
+lock their shared build directories take."""
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["find_tool", "scripts_dir"]
+__all__ = ["find_tool", "locked", "scripts_dir"]
 
 
 def scripts_dir():
@@ -33,3 +36,16 @@ def find_tool(name, *, add_to_path=False):
     if found and add_to_path:
         os.environ["PATH"] = scripts_dir() + os.pathsep + os.environ.get("PATH", "")
     return found
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive lock on the file ``path`` (created with its folder) while
+    the block runs: one process at a time builds a shared simulator directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -7,7 +7,6 @@ simulators) only when it runs, through :func:`lazy_import`.
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import json
 import os
 import sys
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 from zeroskip import progress
-from zeroskip.api import FORMATS
+from zeroskip.api import FORMATS, lazy_import
 from zeroskip.config import AcceleratorConfig, ConfigError
 from zeroskip.errors import ZeroskipError
 
@@ -51,17 +50,6 @@ SIMULATOR_TOOLS = {"icarus": "iverilog", "verilator": "verilator"}
 
 class Mismatch(Exception):
     """A result that differs from the reference (exit code 1)."""
-
-
-def lazy_import(module):
-    """Import a zeroskip module lazily, with a clear error when it is missing."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name and (module == error.name or module.startswith(error.name + ".")):
-            raise ZeroskipError(f"this zeroskip installation has no {module} "
-                                f"(reinstall zeroskip: pip install -e .)") from None
-        raise
 
 
 # The configuration options ------------------------------------------------------------------------
