@@ -6,6 +6,9 @@
 - Activations: one power-of-two scale per layer boundary
   (``x ≈ x_int * 2 ** -x_frac``), calibrated from sample inputs (the largest
   scale at which the largest sample magnitude still fits the value width).
+  Where the sample's activations are all zero the scale comes from the
+  layer's clamp range, else from its input; every scale is at most the one
+  at which the next layer's bias still fits the accumulator.
 - Accumulators: ``acc_width`` bits (32). Row ``o`` of a layer sums at scale
   ``2 ** -(w_frac[o] + x_frac)``; the bias is added at that scale and the
   epilogue shifts by ``w_frac[o] + x_frac - y_frac`` (rounding to nearest),
@@ -185,9 +188,112 @@ def _weight_fracs(w, qmax, x_qmax, acc_max, cap):
     return fracs
 
 
+def _bias_cap(bias, w_frac, acc_max):
+    """The largest input fraction bits at which every row's bias, at accumulator
+    scale ``2 ** -(w_frac + x_frac)``, still fits the accumulator (``None``: no bias)."""
+    if bias is None:
+        return None
+    magnitude = np.abs(np.asarray(bias, dtype=np.float64))
+    live = magnitude > 0
+    if not live.any():
+        return None
+    return int((value_exponents(magnitude[live], acc_max) - w_frac[live]).min())
+
+
+def _calibrated_frac(act, qmax, cap):
+    """The scale the calibration sample asks for, ``None`` if its range is degenerate
+    (all zero or not finite): then it says nothing about the scale."""
+    act = np.abs(np.asarray(act, dtype=np.float64))
+    peak = act[np.isfinite(act)].max(initial=0.0)
+    return _frac_for(peak, qmax, cap) if peak > 0 else None
+
+
+def _fallback_frac(layer, x_frac, qmax, cap):
+    """The output scale of ``layer`` when its calibration outputs are degenerate:
+    the clamp's range where the layer bounds its outputs, else its input's scale."""
+    if layer.clamp is not None:
+        lo, hi = (float(v) for v in layer.clamp)
+        if layer.relu:
+            lo, hi = max(lo, 0.0), max(hi, 0.0)
+        bound = max(abs(lo), abs(hi))
+        if np.isfinite(bound) and bound > 0:
+            return _frac_for(bound, qmax, cap)
+    return int(x_frac)
+
+
+def _layer_weights(index, layer, *, qmax, acc_max, value_width, weight_frac_bits,
+                   per_channel):
+    """``(w_int, w_frac)`` of one layer (see :func:`_weight_fracs`)."""
+    w = layer.dense_weight()
+    if weight_frac_bits is not None:
+        w_frac = np.full(w.shape[0], int(weight_frac_bits), dtype=np.int64)
+    else:
+        w_frac = _weight_fracs(w, qmax, qmax, acc_max, 2 * value_width + 8)
+        if not per_channel:
+            w_frac = np.full(w.shape[0], int(w_frac.min()), dtype=np.int64)
+    w_int = round_half_away(w * 2.0 ** w_frac[:, None])
+    if np.abs(w_int).max(initial=0) > qmax:
+        raise InputError(f"layer {index} ({layer.name}): weights do not fit "
+                         f"{value_width} bits at the forced scale")
+    return w_int.astype(np.int64), w_frac
+
+
+def _forced_fracs(act_frac_bits, count):
+    if act_frac_bits is None:
+        return [None] * (count + 1)
+    if isinstance(act_frac_bits, (list, tuple)):
+        forced = list(act_frac_bits)
+        if len(forced) != count + 1:
+            raise InputError(f"act_frac_bits: {len(forced)} values for {count + 1} layer "
+                             f"boundaries")
+        return forced
+    return [int(act_frac_bits)] * (count + 1)
+
+
+def _output_scale(index, layer, acc_frac, want):
+    """``(y_frac, shift)`` of an epilogue layer: ``want``, at most the
+    accumulator's scale (shifts are not negative) and at most
+    :data:`MAX_SHIFT` below it."""
+    y_frac = int(min(want, acc_frac.min()))
+    shift = acc_frac - y_frac
+    if shift.max() > MAX_SHIFT:
+        y_frac = int(acc_frac.max() - MAX_SHIFT)
+        shift = acc_frac - y_frac
+        if shift.min() < 0:
+            raise InputError(f"layer {index} ({layer.name}): the weight scales span "
+                             f"more than the epilogue's {MAX_SHIFT}-bit shift")
+    return y_frac, shift
+
+
+def _bias_int(index, layer, acc_frac, acc_max, acc_width):
+    if layer.bias is None:
+        return None
+    bias = round_half_away(layer.bias * 2.0 ** acc_frac.astype(np.float64)).astype(np.int64)
+    if np.abs(bias).max(initial=0) > acc_max:
+        o = int(np.argmax(np.abs(bias)))
+        raise InputError(f"layer {index} ({layer.name}): bias {layer.bias[o]:g} of "
+                         f"output {o} does not fit the {acc_width}-bit accumulator")
+    return bias
+
+
+def _clamp_int(clamp, y_frac, qmax):
+    if clamp is None:
+        return None
+    lo, hi = clamp
+    return (int(np.clip(np.ceil(lo * 2.0 ** y_frac - 0.5), -qmax - 1, qmax))
+            if np.isfinite(lo) else -qmax - 1,
+            int(np.clip(np.floor(hi * 2.0 ** y_frac + 0.5), -qmax - 1, qmax))
+            if np.isfinite(hi) else qmax)
+
+
 def quantize_network(network, calibration, *, value_width=8, acc_width=32,
                      weight_frac_bits=None, act_frac_bits=None, per_channel=True):
     """Quantize ``network`` with activation scales calibrated on ``calibration``.
+
+    A boundary whose calibration activations are all zero (or not finite)
+    takes the scale of the layer's clamp range where it has one, else the
+    scale of the layer's input. A calibrated scale is lowered where the next
+    layer's bias would not fit the accumulator at it.
 
     Parameters
     ----------
@@ -218,64 +324,42 @@ def quantize_network(network, calibration, *, value_width=8, acc_width=32,
         raise InputError(f"--value-width must be 8 or 16, not {value_width!r}")
     qmax = (1 << (value_width - 1)) - 1
     acc_max = (1 << (acc_width - 1)) - 1
+    act_cap = 2 * value_width
     acts = network.activations(calibration)
     count = len(network.layers)
-    if act_frac_bits is None:
-        forced = [None] * (count + 1)
-    elif isinstance(act_frac_bits, (list, tuple)):
-        forced = list(act_frac_bits)
-        if len(forced) != count + 1:
-            raise InputError(f"act_frac_bits: {len(forced)} values for {count + 1} layer "
-                             f"boundaries")
-    else:
-        forced = [int(act_frac_bits)] * (count + 1)
-    x_frac = forced[0] if forced[0] is not None else _frac_for(np.abs(acts[0]).max(), qmax,
-                                                                2 * value_width)
+    forced = _forced_fracs(act_frac_bits, count)
+    weights = [_layer_weights(index, layer, qmax=qmax, acc_max=acc_max,
+                              value_width=value_width, weight_frac_bits=weight_frac_bits,
+                              per_channel=per_channel)
+               for index, layer in enumerate(network.layers)]
+    # Per layer, the largest input scale at which its bias fits the accumulator.
+    caps = [_bias_cap(layer.bias, w_frac, acc_max)
+            for layer, (_, w_frac) in zip(network.layers, weights)] + [None]
+    x_frac = forced[0]
+    if x_frac is None:
+        x_frac = _calibrated_frac(acts[0], qmax, act_cap)
+        x_frac = act_cap if x_frac is None else x_frac
+        x_frac = x_frac if caps[0] is None else min(x_frac, caps[0])
     input_frac = x_frac
     layers = []
-    for index, layer in enumerate(network.layers):
-        w = layer.dense_weight()
-        if weight_frac_bits is not None:
-            w_frac = np.full(w.shape[0], int(weight_frac_bits), dtype=np.int64)
-        else:
-            w_frac = _weight_fracs(w, qmax, qmax, acc_max, 2 * value_width + 8)
-            if not per_channel:
-                w_frac = np.full(w.shape[0], int(w_frac.min()), dtype=np.int64)
-        w_int = round_half_away(w * 2.0 ** w_frac[:, None])
-        if np.abs(w_int).max(initial=0) > qmax:
-            raise InputError(f"layer {index} ({layer.name}): weights do not fit "
-                             f"{value_width} bits at the forced scale")
+    for index, (layer, (w_int, w_frac)) in enumerate(zip(network.layers, weights)):
         acc_frac = w_frac + x_frac
-        bias = None
-        if layer.bias is not None:
-            bias = round_half_away(layer.bias * 2.0 ** acc_frac.astype(np.float64)).astype(np.int64)
-            if np.abs(bias).max(initial=0) > acc_max:
-                o = int(np.argmax(np.abs(bias)))
-                raise InputError(f"layer {index} ({layer.name}): bias {layer.bias[o]:g} of "
-                                 f"output {o} does not fit the {acc_width}-bit accumulator")
+        bias = _bias_int(index, layer, acc_frac, acc_max, acc_width)
         last = index == count - 1
         epilogue = not (last and not layer.relu and layer.clamp is None)
-        y_frac, shift, clamp = 0, np.zeros(w.shape[0], dtype=np.int64), None
+        y_frac, shift, clamp = 0, np.zeros(w_int.shape[0], dtype=np.int64), None
         if epilogue:
             want = forced[index + 1]
             if want is None:
-                want = _frac_for(np.abs(acts[index + 1]).max(), qmax, 2 * value_width)
-            y_frac = int(min(want, acc_frac.min()))
-            shift = acc_frac - y_frac
-            if shift.max() > MAX_SHIFT:
-                y_frac = int(acc_frac.max() - MAX_SHIFT)
-                shift = acc_frac - y_frac
-                if shift.min() < 0:
-                    raise InputError(f"layer {index} ({layer.name}): the weight scales span "
-                                     f"more than the epilogue's {MAX_SHIFT}-bit shift")
-            if layer.clamp is not None:
-                lo, hi = layer.clamp
-                clamp = (int(np.clip(np.ceil(lo * 2.0 ** y_frac - 0.5), -qmax - 1, qmax))
-                         if np.isfinite(lo) else -qmax - 1,
-                         int(np.clip(np.floor(hi * 2.0 ** y_frac + 0.5), -qmax - 1, qmax))
-                         if np.isfinite(hi) else qmax)
+                want = _calibrated_frac(acts[index + 1], qmax, act_cap)
+                if want is None:
+                    want = _fallback_frac(layer, x_frac, qmax, act_cap)
+                if caps[index + 1] is not None:
+                    want = min(want, caps[index + 1])
+            y_frac, shift = _output_scale(index, layer, acc_frac, want)
+            clamp = _clamp_int(layer.clamp, y_frac, qmax)
         layers.append(QuantLayer(
-            name=layer.name, weight=scipy.sparse.csr_matrix(w_int.astype(np.int64)),
+            name=layer.name, weight=scipy.sparse.csr_matrix(w_int),
             w_frac=w_frac, x_frac=int(x_frac), y_frac=int(y_frac), bias=bias,
             epilogue=epilogue, shift=shift.astype(np.int64), relu=bool(layer.relu),
             clamp=clamp))
