@@ -465,7 +465,7 @@ class Program:
                 except DescriptorFault:
                     run.other()
                     break
-                run.reduce([r.lanes for r in routes])
+                run.reduce([r.lanes for r in routes], args=args)
                 continue
             if opcode is not Opcode.SPMV:
                 run.other()
@@ -490,7 +490,8 @@ class Program:
             if Format(args["fmt"]) is Format.CSC:
                 run.column_mode(lanes, args, buffer)
                 continue
-            run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes])
+            run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes],
+                     args=args)
         return run.cycles
 
     def predicted_cycles(self, x=None):
