@@ -130,7 +130,7 @@ class Result:
 
     @property
     def utilization(self):
-        """PE busy cycles over ``pes x cycles``."""
+        """PE busy cycles (products) over ``macs_per_cycle x cycles``."""
         return self.stats["utilization"]
 
     @property

@@ -161,7 +161,8 @@ class AcceleratorConfig:
             object.__setattr__(self, "x_banks",
                                derived_x_banks(self.cluster_lanes, self.x_depth))
         check_int("x_banks", 1, self.x_depth, pow2=True)
-        if isinstance(self.products_per_lane, bool) or \
+        if not isinstance(self.products_per_lane, int) or \
+                isinstance(self.products_per_lane, bool) or \
                 self.products_per_lane not in PRODUCTS_PER_LANE:
             raise _invalid("products_per_lane",
                            f"must be 1, 2, 4 or 8, not {self.products_per_lane!r}")
