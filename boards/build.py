@@ -22,6 +22,7 @@ from zeroskip import progress
 from zeroskip.boards import protocol
 from zeroskip.boards.targets import BOARDS, BoardError, UnknownBoardError, get_board
 from zeroskip.boards.tops import BoardTop
+from zeroskip.config import AcceleratorConfig, check_generated
 from zeroskip.tools import find_tool
 
 __all__ = ["BuildReport", "build", "program", "BoardError", "UnknownBoardError",
@@ -140,6 +141,7 @@ class BuildReport:
         data["build_dir"] = str(self.build_dir)
         data["resources"] = {k: list(v) for k, v in self.resources.items()}
         data["timing_met"] = self.timing_met
+        data["macs_per_cycle"] = AcceleratorConfig.from_dict(self.config).macs_per_cycle
         return data
 
     def summary(self):
@@ -270,6 +272,7 @@ def build(board, *, config=None, clock_mhz=None, build_dir=None, program=False,
     started = time.monotonic()
     info = get_board(board)
     config = info.config if config is None else config
+    check_generated(config)
     try:
         top = BoardTop(info, config=config, clock_mhz=clock_mhz, baudrate=baudrate)
     except ValueError as error:

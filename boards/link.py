@@ -14,6 +14,7 @@ import random
 import time
 
 from zeroskip.boards import protocol as p
+from zeroskip.config import check_generated
 from zeroskip.errors import DeviceError
 
 __all__ = ["SerialBus", "LinkStats", "run_on_board", "CLOCK_POLL"]
@@ -353,6 +354,7 @@ def run_on_board(program, x_int, *, port, baudrate=p.DEFAULT_BAUDRATE, timeout=0
 
     from zeroskip.sim.driver import Driver
 
+    check_generated(program.config)
     with SerialBus(port, baudrate=baudrate, timeout=timeout, retries=retries) as bus:
         result = asyncio.run(Driver(bus, program.config).run(program, x_int, progress=progress))
     result.backend = "board"

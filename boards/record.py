@@ -32,7 +32,8 @@ from pathlib import Path
 from zeroskip.boards.targets import BoardError, get_board
 
 __all__ = ["RECORD_FILE", "Clock", "RecordError", "clock_for", "entries", "entry_from_report",
-           "append", "record_path", "gateware_digest", "tool_versions", "UNROUTED"]
+           "append", "record_path", "gateware_digest", "tool_versions", "UNROUTED",
+           "PROJECTION", "projection"]
 
 #: The record shipped with the package.
 RECORD_FILE = Path(__file__).with_name("routed.json")
@@ -40,6 +41,8 @@ RECORD_FILE = Path(__file__).with_name("routed.json")
 RECORD_VARIABLE = "ZEROSKIP_BUILD_RECORD"
 #: How a clock without a routed build is labelled.
 UNROUTED = "unrouted estimate"
+#: How a figure of a configuration only the ISA model runs is labelled.
+PROJECTION = "model projection"
 
 #: Sources whose text makes the gateware (relative to the package root).
 _GATEWARE = (("zeroskip.hdl", "*.py"), ("zeroskip.boards", "tops.py"),
@@ -196,12 +199,28 @@ def _rule(entry):
                                f"clock")
 
 
+def projection(config):
+    """``None`` for a configuration the generated hardware is; else the one-line label
+    of every figure computed for it (``products_per_lane`` above 1: the ISA model
+    only, by the pass rule of :mod:`zeroskip.timing`)."""
+    if config.products_per_lane == 1:
+        return None
+    return (f"{PROJECTION}: products_per_lane {config.products_per_lane} "
+            f"({config.macs_per_cycle} MACs per cycle) runs only on the ISA model, its "
+            f"cycles by the pass rule; no hardware of it is generated yet")
+
+
 def clock_for(board, config, path=None):
     """The :class:`Clock` of ``config`` on ``board`` (see the module docstring for the rule).
 
     ``path`` is the record to read (:func:`record_path` by default).
     """
     info = get_board(board)
+    label = projection(config)
+    if label is not None:
+        return Clock(mhz=float(info.default_clock_mhz), routed=False,
+                     source=f"{label}; {UNROUTED}: the {info.name}'s default build clock "
+                            f"{info.default_clock_mhz:g} MHz")
     fingerprint = config.fingerprint
     found = [e for e in entries(path) if e["board"] == info.name
              and e["fingerprint"] == fingerprint]

@@ -10,6 +10,7 @@ challenge's sparse ``Y`` drops empty rows; ``evaluate`` drops them by default
 because every layer maps a zero input to zero: bias -0.3, clamp at 0).
 
     python examples/graph_challenge.py [--images N] [--backend model] [--json OUT]
+                                       [--products-per-lane K]
 
 The data ships in ``examples/data/graph-challenge/`` (see its README for the
 provenance).
@@ -24,19 +25,25 @@ from pathlib import Path
 import numpy as np
 
 from zeroskip.nn import graph_challenge as gc
-from zeroskip.nn.infer import evaluate
+from zeroskip.nn.infer import evaluate, network_config
 
 DATA = Path(__file__).resolve().parent / "data" / "graph-challenge"
 
 
-def run(images=1200, *, backend="model", batch=16, baseline=True, build_dir="build"):
-    """Run the challenge; returns ``(result dict, categories equal to the truth?)``."""
+def run(images=1200, *, backend="model", batch=16, baseline=True, build_dir="build",
+        products_per_lane=1):
+    """Run the challenge; returns ``(result dict, categories equal to the truth?)``.
+
+    ``products_per_lane`` above 1 runs on the ISA model only (a projection)."""
     start = time.perf_counter()
     network, inputs, truth = gc.load(DATA)
     inputs = inputs[:images]
     truth = truth[truth < images]
+    config = None
+    if products_per_lane != 1:
+        config = network_config(value_width=16).replace(products_per_lane=products_per_lane)
     result = evaluate(network, inputs, value_width=16, backend=backend, batch=batch,
-                      act_frac_bits=8, baseline=baseline, build_dir=build_dir)
+                      act_frac_bits=8, baseline=baseline, build_dir=build_dir, config=config)
     found = gc.categories(np.asarray(result["outputs"]))
     result["categories"] = found.tolist()
     result["truth"] = truth.tolist()
@@ -52,10 +59,11 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--products-per-lane", type=int, default=1, choices=(1, 2, 4, 8))
     args = parser.parse_args(argv)
     from zeroskip.nn.cli import print_summary
     result, ok = run(args.images, backend=args.backend, batch=args.batch,
-                     baseline=not args.no_baseline)
+                     baseline=not args.no_baseline, products_per_lane=args.products_per_lane)
     result_short = dict(result)
     print_summary(result_short)
     sent = [row["inputs_sent"] for row in result["layers"]]

@@ -101,8 +101,24 @@ class Cost:
     grants: np.ndarray | None = None
 
 
+@dataclasses.dataclass
+class _Pass:
+    """The open pass of a run (see the pass rule of :mod:`zeroskip.timing`)."""
+    key: tuple
+    outputs: list
+    charged: int = 0                 # cycles charged for the pass so far
+    args: dict | None = None         # the first instruction's operands
+    visited: np.ndarray | None = None   # column mode: the union of the inputs' nonzeros
+    scatter_rr: list | None = None   # REDUCE: the bus pointer before the pass
+
+
 class RunCycles:
     """The cycles of one run, instruction by instruction (from ``CTRL.start``).
+
+    With ``config.products_per_lane`` above 1, consecutive instructions form
+    passes by the pass rule of :mod:`zeroskip.timing`; give every ``SPMV``
+    and ``REDUCE`` its operands (``args``) for that. An instruction without
+    ``args`` is a pass of its own.
 
     Parameters
     ----------
@@ -114,14 +130,35 @@ class RunCycles:
         self.gather_rr = None                   # the gather network's pointers (all 0)
         self.scatter_rr = [0]                   # the scatter network's (a bus)
         self.cycles = 0
+        self._pass = None
 
     def _add(self, cost):
         self.cycles += cost.cycles
         return cost
 
-    def spmv(self, lane_tokens):
+    def _member(self, opcode, args):
+        """The open pass if this instruction joins it; else ``None``, after opening a
+        new pass for it (when ``products_per_lane`` > 1 and it can be part of one)."""
+        k = self.config.products_per_lane
+        key = None if args is None or k == 1 else timing.pass_key(opcode, args)
+        if key is None:
+            self._pass = None
+            return None
+        output = timing.pass_output(opcode, args)
+        open_ = self._pass
+        if open_ is not None and open_.key == key and len(open_.outputs) < k \
+                and output not in open_.outputs:
+            open_.outputs.append(output)
+            return open_
+        self._pass = _Pass(key=key, outputs=[output], args=args)
+        return None
+
+    def spmv(self, lane_tokens, *, args=None):
         """A row- or dense-mode ``SPMV`` whose lanes stream ``lane_tokens`` (banks,
-        ``-1`` for a token without a request)."""
+        ``-1`` for a token without a request); ``args``: its operands."""
+        if self._member("SPMV", args) is not None:
+            busy = [int(np.count_nonzero(np.asarray(t) >= 0)) for t in lane_tokens]
+            return self._add(Cost(0, busy=busy))
         result = gather_schedule(lane_tokens, self.config.x_banks,
                                  cluster_lanes=self.config.cluster_lanes, rr=self.gather_rr)
         self.gather_rr = result.rr
@@ -130,24 +167,58 @@ class RunCycles:
 
     def column_mode(self, streams, args, x_buffer, busy=None):
         """A column-mode (CSC) ``SPMV`` (``x_buffer``: the X buffer, ``None`` visits
-        every column; ``busy``: per lane, the products it took)."""
-        return self._add(Cost(timing.CSC_OVERHEAD + timing.column_mode_cycles(
-            streams, args, x_buffer, self.config), busy=busy))
+        every column; ``busy``: per lane, the products it took).
 
-    def reduce(self, destinations, *, trace=False):
-        """A ``REDUCE`` whose lanes route to ``destinations`` (per lane, in order)."""
+        In a pass, the cycles are those of the union of its inputs' nonzero
+        columns, the growth charged to each instruction."""
+        open_ = self._member("SPMV", args)
+        if open_ is None:
+            cycles = timing.CSC_OVERHEAD + timing.column_mode_cycles(streams, args, x_buffer,
+                                                                     self.config)
+            if self._pass is not None:
+                self._pass.charged = cycles
+                self._pass.visited = None if x_buffer is None else \
+                    (np.asarray(x_buffer) != 0).astype(np.int64)
+            return self._add(Cost(cycles, busy=busy))
+        if open_.visited is None or x_buffer is None:
+            open_.visited = None                # every column visited already
+            return self._add(Cost(0, busy=busy))
+        count = max((len(stream.col_ends) for stream in streams), default=0)
+        base, first = args["x_base"], open_.args["x_base"]
+        mine = np.asarray(x_buffer)[base:base + count] != 0
+        span = min(len(mine), len(open_.visited) - first)
+        open_.visited[first:first + span] |= mine[:span]
+        cycles = timing.CSC_OVERHEAD + timing.column_mode_cycles(streams, open_.args,
+                                                                 open_.visited, self.config)
+        grown, open_.charged = cycles - open_.charged, cycles
+        return self._add(Cost(grown, busy=busy))
+
+    def reduce(self, destinations, *, trace=False, args=None):
+        """A ``REDUCE`` whose lanes route to ``destinations`` (per lane, in order);
+        ``args``: its operands. In a pass, later instructions take the partial sums
+        in the order of the first and add no cycles."""
+        before = list(self.scatter_rr)
+        open_ = self._member("REDUCE", args)
+        if open_ is not None:
+            result = timing.reduce_schedule(destinations, self.config.pes,
+                                            rr=list(open_.scatter_rr), trace=trace)
+            return self._add(Cost(0, grants=result.grants))
         result = timing.reduce_schedule(destinations, self.config.pes, rr=self.scatter_rr,
                                         trace=trace)
         self.scatter_rr = result.rr
+        if self._pass is not None:
+            self._pass.scatter_rr = before
         return self._add(Cost(timing.reduce_cycles(result.cycles),
                               scatter_stalls=result.stalls, grants=result.grants))
 
     def other(self):
         """Any other instruction (``HALT`` included), or one that stops with an error."""
+        self._pass = None
         return self._add(Cost(timing.INSN_OVERHEAD))
 
     def overrun(self):
         """The fetch that finds the program counter past the instruction memory."""
+        self._pass = None
         return self._add(Cost(timing.OVERRUN_OVERHEAD))
 
 

@@ -405,7 +405,7 @@ class Machine:
         if column_mode:
             self._charge(run.column_mode(streams, args, self.x, busy))
         else:
-            self._charge(run.spmv(tokens))
+            self._charge(run.spmv(tokens, args=args))
         return overflow
 
     def _spmv_csr(self, args, run):
@@ -436,7 +436,7 @@ class Machine:
             if args["epilogue"]:
                 sums = self._epilogue(sums)
             self.out[where] = sums
-        self._charge(run.spmv(lanes.tokens))
+        self._charge(run.spmv(lanes.tokens, args=args))
         return overflow
 
     # REDUCE.
@@ -447,7 +447,7 @@ class Machine:
             routes = decode_routes(self.ptr, args, c)
         except DescriptorFault:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
-        cost = run.reduce([r.lanes for r in routes], trace=True)
+        cost = run.reduce([r.lanes for r in routes], trace=True, args=args)
         self._charge(cost)
         # Every route as (source word, destination word) of out.flat, in grant order.
         offsets = np.cumsum([0] + [len(r.lanes) for r in routes])

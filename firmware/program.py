@@ -465,7 +465,7 @@ class Program:
                 except DescriptorFault:
                     run.other()
                     break
-                run.reduce([r.lanes for r in routes])
+                run.reduce([r.lanes for r in routes], args=args)
                 continue
             if opcode is not Opcode.SPMV:
                 run.other()
@@ -490,7 +490,8 @@ class Program:
             if Format(args["fmt"]) is Format.CSC:
                 run.column_mode(lanes, args, buffer)
                 continue
-            run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes])
+            run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes],
+                     args=args)
         return run.cycles
 
     def predicted_cycles(self, x=None):
@@ -546,8 +547,9 @@ class Program:
             lines.append("  lane  rows   nnz  tokens")
             for p, n in enumerate(tile.lane_rows()):
                 lines.append(f"  {p:4d} {n:5d} {entries[p]:5d} {tokens[p]:7d}")
-        ideal = -(-self.nnz * max(self.rhs_columns, 1) // c.pes)
-        lines.append(f"predicted cycles: {total} (ideal {ideal}: nnz / pes"
+        ideal = -(-self.nnz * max(self.rhs_columns, 1) // c.macs_per_cycle)
+        lines.append(f"predicted cycles: {total} (ideal {ideal}: nnz / "
+                     + ("pes" if c.products_per_lane == 1 else "macs per cycle")
                      + (" per right-hand column" if self.rhs_columns > 1 else "") + ")")
         if self.dense_cycles is not None:
             speedup = self.dense_cycles / total if total else 0.0

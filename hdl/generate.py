@@ -6,7 +6,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from zeroskip import progress
-from zeroskip.config import AcceleratorConfig
+from zeroskip.config import AcceleratorConfig, check_generated
 from zeroskip.hdl.top import ZeroskipTop
 
 __all__ = ["TOP_NAME", "VERILATOR_WAIVERS", "generate", "memory_map", "verilog_text",
@@ -26,6 +26,7 @@ def verilog_text(config):
     """Return the Verilog of the accelerator for ``config`` as a string."""
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
+    check_generated(config)
     with progress.task(f"generating Verilog ({config.pes} PEs)") as step:
         step.phase("elaborating")
         top = ZeroskipTop(config)

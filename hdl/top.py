@@ -4,6 +4,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from zeroskip.config import check_generated
 from zeroskip.hdl.axil import AxiLiteSignature, AxiLiteSlave
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.formats import column_mode
@@ -72,7 +73,7 @@ class ZeroskipTop(ConfigComponent):
     """
 
     def __init__(self, config):
-        check_config(config)
+        check_generated(check_config(config))
         self.memory_map = MemoryMap(config)
         super().__init__(config, {
             "axil": In(AxiLiteSignature(addr_width=MemoryMap.ADDR_WIDTH)),

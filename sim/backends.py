@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+from zeroskip.config import check_generated
 from zeroskip.errors import DeviceError, ZeroskipError
 from zeroskip.sim.driver import Driver, RunResult
 
@@ -140,6 +141,8 @@ def run_many(jobs, *, backend, load=None, waves=False, build_dir="build", progre
     config = jobs[0].program.config
     for job in jobs:
         job.program.check_config(config)
+    if backend != "model":
+        check_generated(config)
     if backend == "model":
         results = [_run_model(job, progress) for job in jobs]
     elif backend == "pysim":

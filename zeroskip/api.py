@@ -31,7 +31,7 @@ import weakref
 import numpy as np
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.config import AcceleratorConfig, check_generated
 from zeroskip.errors import CompileError, DeviceError, InputError, ZeroskipError
 from zeroskip.firmware.program import KERNELS as PROGRAM_KERNELS
 from zeroskip.sim.backends import ALL_BACKENDS
@@ -130,7 +130,7 @@ class Result:
 
     @property
     def utilization(self):
-        """PE busy cycles over ``pes x cycles``."""
+        """PE busy cycles (products) over ``macs_per_cycle x cycles``."""
         return self.stats["utilization"]
 
     @property
@@ -271,6 +271,8 @@ class Accelerator:
         if backend == "board" and options.get("port") is None:
             raise ZeroskipError("the board backend needs port= (the board's serial device, "
                                 "e.g. /dev/ttyUSB1)")
+        if backend != "model":
+            check_generated(self.config)
         self.backend = backend
         self.backend_options = options
         self._sources = weakref.WeakKeyDictionary()
@@ -431,7 +433,8 @@ class Accelerator:
             "row_exp": [int(v) for v in row_exp],
         }
         columns = y_raw.shape[1] if y_raw.ndim == 2 else 1
-        stats = _statistics(run_result.counters, nnz_stored, self.config.pes, columns=columns)
+        stats = _statistics(run_result.counters, nnz_stored, self.config.macs_per_cycle,
+                            columns=columns)
         cpu = None
         if baseline:
             float_matrix = reference if reference is not None else matrix_int
@@ -636,18 +639,19 @@ def _cpu_peer(matrix, x, cycles, config):
     }
 
 
-def _statistics(counters, nnz, pes, *, columns=1):
+def _statistics(counters, nnz, macs_per_cycle, *, columns=1):
     """Counters and derived figures of a run.
 
-    Utilization is the share of PE cycles that consumed an entry: the
-    ``PE_BUSY`` counters summed over ``pes x cycles``.
+    Utilization is the share of the array's product slots that consumed an
+    entry: the ``PE_BUSY`` counters summed over ``macs_per_cycle x cycles``
+    (``AcceleratorConfig.macs_per_cycle``; at most 1).
     """
     cycles = int(counters["cycles"])
     busy = [int(v) for v in counters.get("pe_busy", [])]
     return {
         "cycles": cycles,
-        "ideal_cycles": math.ceil(nnz * columns / pes),
-        "utilization": sum(busy) / (pes * cycles) if cycles else 0.0,
+        "ideal_cycles": math.ceil(nnz * columns / macs_per_cycle),
+        "utilization": sum(busy) / (macs_per_cycle * cycles) if cycles else 0.0,
         "macs": int(counters.get("macs", 0)),
         "skipped": int(counters.get("skipped", 0)),
         "gather_stalls": int(counters.get("gather_stalls", 0)),

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from zeroskip.errors import ConfigError
 
-__all__ = ["AcceleratorConfig", "ConfigError"]
+__all__ = ["AcceleratorConfig", "ConfigError", "PRODUCTS_PER_LANE", "check_generated"]
 
 #: Formats the compressed-format memory controller may support.
 KNOWN_FORMATS = ("csr", "coo", "bitmap", "nm", "dense", "csc")
+#: The values ``products_per_lane`` takes.
+PRODUCTS_PER_LANE = (1, 2, 4, 8)
 #: Bits of the N:M descriptor word (:class:`zeroskip.isa.NmWord`, which asserts it).
 NM_WORD_BITS = 12
 
@@ -97,6 +99,15 @@ class AcceleratorConfig:
     reduce : bool
         Generate the scatter/reduce network (the ``REDUCE`` instruction),
         which lets the compiler split long rows across lanes.
+    products_per_lane : int
+        Products each lane issues per cycle, 1, 2, 4 or 8 (``k``): a lane
+        decodes each stored nonzero once and applies it to ``k`` inputs of a
+        batch (``k`` right-hand columns of SpMM), with ``k`` multipliers
+        sharing its decoding, indexing and control; 1 is the SpMV lane. The
+        ISA model runs any of them (the pass rule of :mod:`zeroskip.timing`);
+        the generated hardware only 1 (:func:`check_generated`). Left out
+        of :meth:`to_dict` when 1, so configurations without it keep their
+        fingerprint.
 
     Raises
     ------
@@ -115,6 +126,7 @@ class AcceleratorConfig:
     imem_depth: int = 64
     formats: tuple = ("csr",)
     reduce: bool = True
+    products_per_lane: int = 1
 
     def __post_init__(self):
         def check_int(name, low, high, *, pow2=False):
@@ -149,6 +161,11 @@ class AcceleratorConfig:
             object.__setattr__(self, "x_banks",
                                derived_x_banks(self.cluster_lanes, self.x_depth))
         check_int("x_banks", 1, self.x_depth, pow2=True)
+        if not isinstance(self.products_per_lane, int) or \
+                isinstance(self.products_per_lane, bool) or \
+                self.products_per_lane not in PRODUCTS_PER_LANE:
+            raise _invalid("products_per_lane",
+                           f"must be 1, 2, 4 or 8, not {self.products_per_lane!r}")
         if not isinstance(self.reduce, bool):
             raise _invalid("reduce", f"must be true or false, not {self.reduce!r}")
         formats = tuple(self.formats)
@@ -200,10 +217,10 @@ class AcceleratorConfig:
 
     @property
     def macs_per_cycle(self):
-        """Multiply-accumulates the array can issue per cycle: one product per lane
-        (:attr:`pes`) per cycle. Every lower bound on cycles from a count of
-        products divides by this."""
-        return self.pes
+        """Multiply-accumulates the array can issue per cycle: :attr:`products_per_lane`
+        per lane (:attr:`pes`) per cycle. Every lower bound on cycles from a count of
+        products, and every utilization, divides by this."""
+        return self.pes * self.products_per_lane
 
     @property
     def clusters(self):
@@ -237,6 +254,8 @@ class AcceleratorConfig:
         """Return the configuration as a JSON-compatible dictionary."""
         data = dataclasses.asdict(self)
         data["formats"] = list(self.formats)
+        if self.products_per_lane == 1:
+            del data["products_per_lane"]    # configurations from before it keep their JSON
         return data
 
     @classmethod
@@ -320,3 +339,21 @@ class AcceleratorConfig:
             raise ConfigError(f"unknown parameter {unknown[0]!r}")
         return type(self)(**{key: (tuple(v) if key == "formats" else v)
                              for key, v in data.items()})
+
+
+def check_generated(config):
+    """Refuse a configuration the generated hardware cannot be: ``products_per_lane`` > 1.
+
+    The HDL generator and every simulation backend (the Amaranth simulator,
+    Icarus, Verilator, a board) call this; only the ISA model runs more.
+
+    Raises
+    ------
+    ConfigError
+        ``"products_per_lane K: the generated hardware issues one product per
+        lane per cycle; only the ISA model runs products_per_lane > 1"``.
+    """
+    if config.products_per_lane != 1:
+        raise ConfigError(f"products_per_lane {config.products_per_lane}: the generated "
+                          f"hardware issues one product per lane per cycle; only the ISA "
+                          f"model runs products_per_lane > 1")

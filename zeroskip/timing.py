@@ -21,6 +21,22 @@ the next; a lane whose partial sum is not taken stalls (one
   :data:`REDUCE_EMPTY` when no lane has a route (:func:`reduce_cycles`),
 - every other instruction: :data:`INSN_OVERHEAD`.
 
+**The pass rule** (``products_per_lane`` ``k`` > 1, the ISA model only): a
+lane decodes each stored entry once and applies it to ``k`` inputs, so a
+batch of ``n`` inputs runs in :func:`passes` ``= ceil(n / k)`` passes, each
+costing what one input costs with ``k = 1``. In a program a pass is a run of
+up to ``k`` consecutive instructions that read the same lane images into
+different outputs (:func:`pass_key`, :func:`pass_output`): ``SPMV`` with
+the same format, ``ptr_base``, ``nz_base`` and flags, or ``REDUCE`` with the
+same routes. The first instruction of a pass costs what it costs alone
+(its tokens, its routes; the networks' pointers move once per pass); the
+others add no cycles and no stalls. A column-mode ``SPMV`` pass visits the
+columns where any of its inputs is nonzero: its cycles are those of that
+union, charged as it grows. Every product is still counted (``MACS``,
+``SKIPPED``, ``PE_BUSY`` per input), so a lane's busy count is at most
+``k`` times the cycles. With ``k = 1`` every instruction is a pass of its
+own and nothing changes.
+
 ``REDUCE`` changes no counter but ``CYCLES``, ``INSNS`` and
 ``SCATTER_STALLS``. The constants are measured on the RTL (Amaranth
 simulation of ``zeroskip.hdl.top``): a least-squares fit over random programs
@@ -36,7 +52,8 @@ import numpy as np
 
 __all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "COLUMN_CREDITS", "REDUCE_OVERHEAD", "REDUCE_EMPTY",
            "INSN_OVERHEAD", "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule",
-           "reduce_cycles", "lane_tokens", "column_mode_cycles"]
+           "reduce_cycles", "lane_tokens", "column_mode_cycles", "passes", "pass_key",
+           "pass_output"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
@@ -62,6 +79,30 @@ INSN_OVERHEAD = 2
 #: Cycles of the fetch that finds the program counter past the instruction
 #: memory (``PC_OVERRUN``); not part of the contract for correct programs.
 OVERRUN_OVERHEAD = 1
+
+
+def passes(inputs, products_per_lane):
+    """Passes a batch of ``inputs`` inputs takes with ``products_per_lane`` products
+    per lane per cycle: ``ceil(inputs / products_per_lane)`` (the pass rule)."""
+    return -(-int(inputs) // int(products_per_lane))
+
+
+def pass_key(opcode, args):
+    """What the instructions of one pass share: ``None`` for an instruction that is
+    never part of a pass (anything but ``SPMV`` and ``REDUCE``)."""
+    name = getattr(opcode, "name", opcode)
+    if name == "SPMV":
+        return ("SPMV", args["fmt"], args["ptr_base"], args["nz_base"],
+                bool(args["accumulate"]), bool(args["bias"]), bool(args["epilogue"]))
+    if name == "REDUCE":
+        return ("REDUCE", args["ptr_base"])
+    return None
+
+
+def pass_output(opcode, args):
+    """The output an instruction of a pass writes; the members of a pass write
+    different ones (``out_base`` of an ``SPMV``, ``dst_base`` of a ``REDUCE``)."""
+    return args["out_base"] if getattr(opcode, "name", opcode) == "SPMV" else args["dst_base"]
 
 
 @dataclasses.dataclass(frozen=True)

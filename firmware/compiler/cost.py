@@ -21,9 +21,10 @@ from zeroskip.isa import Format
 def _option(plan, operand, epi, config):
     """The predicted cost of one candidate: its report entry and per-column cycles."""
     count, matrix = operand.count, operand.columns > 0
-    per_column = plan.run_cycles(operand.column_patterns if plan.fmt is Format.CSC else None,
-                                 count, epi.tail, config)
-    total = int(per_column.sum()) + plan.overhead(count, config, epi, matrix)
+    patterns = operand.column_patterns if plan.fmt is Format.CSC else None
+    per_column = plan.run_cycles(patterns, count, epi.tail, config)
+    total = int(_pass_cycles(plan, per_column, patterns, count, epi, config).sum()) \
+        + plan.overhead(count, config, epi, matrix)
     note = ""
     if plan.split is not None and plan.split["cycles_split_rows"] is not None:
         info = plan.split
@@ -34,6 +35,20 @@ def _option(plan, operand, epi, config):
             note = f"rows kept whole (split rows: {info['cycles_split_rows']} cycles)"
     return {"format": FORMAT_NAMES[plan.fmt], "dataflow": plan.dataflow, "cycles": total,
             "tiles": plan.tiles(count, config, epi, matrix), "note": note}, per_column
+
+
+def _pass_cycles(plan, per_column, patterns, count, epi, config):
+    """The cycles of each pass (the pass rule of :mod:`zeroskip.timing`): the right-hand
+    columns in consecutive groups of ``products_per_lane`` (the tiles hold whole
+    passes); a row-format pass costs one column, a column-mode pass the union of
+    its columns' nonzero activations."""
+    k = config.products_per_lane
+    if k == 1 or count == 0:
+        return per_column
+    if patterns is None:
+        return per_column[::k]
+    union = np.logical_or.reduceat(np.asarray(patterns) != 0, np.arange(0, count, k), axis=1)
+    return plan.run_cycles(union.astype(np.int64), union.shape[1], epi.tail, config)
 
 
 def _rank(fmt):
@@ -59,7 +74,7 @@ def _choose(plans, operand, epi, config):
     split = None
     row_formats = [f for f in order if f is not Format.CSC]
     if (operand.column_patterns is not None and count > 1 and Format.CSC in plans
-            and row_formats):
+            and row_formats and config.products_per_lane == 1):
         # Per right-hand column: column mode or the best row format.
         row = row_formats[0]
         row_cycles = per_column[row]

@@ -222,7 +222,11 @@ def _batch_size(block, config, epi, matrix, count):
     rows = max(block.n_max, 1)
     limit = min(config.row_depth // rows, config.x_depth // _x_stride(block, config),
                 (config.imem_depth - 1 - int(epi.applied)) // block.per_column)
-    return max(1, min(count, limit))
+    size = max(1, min(count, limit))
+    k = config.products_per_lane
+    # Whole passes per tile (the pass rule of zeroskip.timing), so that the passes of
+    # every tile are the same consecutive groups of k right-hand columns.
+    return size - size % k if k < size < count else size
 
 
 def _stream_cycles(fmt, images, config):

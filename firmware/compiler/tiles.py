@@ -24,15 +24,8 @@ def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
             for index, image_set in enumerate(block.sets):
                 first, last = index == 0, index == len(block.sets) - 1
                 code = [epi.set_epi] if last and epi.applied else []
-                for j in range(len(batch)):
-                    x_base, out_base = (j * stride, j * n_max) if matrix else (0, 0)
-                    if block.reduce is not None:
-                        code += block.reduce.code(x_base, out_base, epi)
-                    else:
-                        code.append(encode_spmv(
-                            fmt=image_set.fmt, x_base=x_base, out_base=out_base,
-                            accumulate=not first, epilogue=last and epi.applied,
-                            bias=last and has_bias))
+                code += _columns_code(block, image_set, epi, len(batch), stride, config,
+                                      matrix=matrix, first=first, last=last)
                 code.append(halt)
                 bias = None
                 if last and has_bias:
@@ -70,3 +63,26 @@ def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
                     meta=meta, x_loads=loads))
                 for p, image in enumerate(image_set.images):
                     lane_entries[p] += len(batch) * len(image.nz)
+
+
+def _columns_code(block, image_set, epi, count, stride, config, *, matrix, first, last):
+    """The instructions of ``count`` right-hand columns of one image set.
+
+    With ``products_per_lane`` above 1 the columns of a split block run step
+    by step (every column's ``SPMV``, then every ``REDUCE``, then every
+    finish; the columns write disjoint ``out`` words), so that consecutive
+    instructions form passes (the pass rule of :mod:`zeroskip.timing`).
+    """
+    n_max = block.n_max
+    per_column = []
+    for j in range(count):
+        x_base, out_base = (j * stride, j * n_max) if matrix else (0, 0)
+        if block.reduce is not None:
+            per_column.append(block.reduce.code(x_base, out_base, epi))
+        else:
+            per_column.append([encode_spmv(
+                fmt=image_set.fmt, x_base=x_base, out_base=out_base, accumulate=not first,
+                epilogue=last and epi.applied, bias=last and epi.bias is not None)])
+    if config.products_per_lane > 1:
+        return [word for step in zip(*per_column) for word in step]
+    return [word for words in per_column for word in words]

@@ -40,6 +40,8 @@ CONFIG_OPTIONS = (
     ("nz_depth", "nonzeros each lane holds (power of two)"),
     ("row_depth", "rows each lane holds (power of two)"),
     ("imem_depth", "instructions the instruction memory holds (power of two)"),
+    ("products_per_lane", "products each lane issues per cycle, on k inputs of a batch: "
+                          "1, 2, 4 or 8 (above 1 the ISA model only, a projection)"),
 )
 #: The destinations of every configuration option (--config aside).
 CONFIG_DESTS = tuple(name for name, _ in CONFIG_OPTIONS) + ("formats", "reduce")
@@ -118,7 +120,9 @@ def _option_error(error, overrides, config_file):
 # What the commands print --------------------------------------------------------------------------
 
 def describe_config(config):
-    return (f"{pes(config)}, {config.value_width}-bit values, {config.acc_width}-bit "
+    products = "" if config.products_per_lane == 1 else \
+        f" x {config.products_per_lane} products ({config.macs_per_cycle} MACs per cycle)"
+    return (f"{pes(config)}{products}, {config.value_width}-bit values, {config.acc_width}-bit "
             f"accumulators, x buffer of {config.x_depth} in {config.x_banks} banks, "
             f"{config.nz_depth} nonzeros and {config.row_depth} rows per lane, "
             f"{config.imem_depth} instructions")

@@ -193,6 +193,7 @@ def _time_rows(timing):
 
 def _run_table(result, *, x_source, config, tolerance):
     """The ``label  value`` lines 'run' prints."""
+    rate = "pes" if config.products_per_lane == 1 else "macs per cycle"
     program, stats, q = result.program, result.stats, result.quantization
     rows, cols = program.shape
     columns = result.y_raw.shape[1] if result.y_raw.ndim == 2 else 1
@@ -209,10 +210,10 @@ def _run_table(result, *, x_source, config, tolerance):
         ("format", f"{getattr(program, 'format_label', 'csr')} "
                    f"({getattr(program, 'dataflow_label', 'row')} dataflow)"),
         ("cycles", stats["cycles"]),
-        ("ideal cycles", f"{stats['ideal_cycles']}  (ceil(nnz / pes)"
+        ("ideal cycles", f"{stats['ideal_cycles']}  (ceil(nnz / {rate})"
                          + (f" x {columns} columns)" if columns > 1 else ")")),
         ("utilization", f"{100 * stats['utilization']:.1f} %  (sum of PE busy cycles / "
-                        f"(pes x cycles))"),
+                        f"({rate} x cycles))"),
         ("MACs", stats["macs"]),
         ("skipped", stats["skipped"]),
         ("gather stalls", stats["gather_stalls"]),

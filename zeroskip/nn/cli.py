@@ -72,6 +72,10 @@ def add_commands(commands, formatter):
                      help="where to run (default model)")
     sub.add_argument("--board", default="ulx3s-85f",
                      help="board whose clock and PE count are assumed (default ulx3s-85f)")
+    sub.add_argument("--products-per-lane", dest="products_per_lane", type=int, metavar="K",
+                     help="products each lane issues per cycle, on K inputs of a batch: 1, 2, "
+                          "4 or 8 (default the board's, 1; above 1 the ISA model only, and "
+                          "every figure is labelled a model projection)")
     sub.add_argument("--batch", type=int, default=16, help="inputs per run (default 16)")
     sub.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
     sub.add_argument("--no-baseline", action="store_true",
@@ -117,11 +121,15 @@ def print_summary(result):
         print(f"inputs dropped (all-zero activations, dense mode drops the same): "
               f"{dropped['total']} over {dropped['layers_that_drop']} layer(s) "
               f"(skip_empty={result['skip_empty']!r})")
-    print(f"at {acc['clock_mhz']:g} MHz ({acc['board']}, {acc['pes']} PEs): "
+    lanes = f"{acc['pes']} PEs" + ("" if acc["products_per_lane"] == 1 else
+                                   f" x {acc['products_per_lane']} products")
+    print(f"at {acc['clock_mhz']:g} MHz ({acc['board']}, {lanes}): "
           f"{1e6 * acc['seconds_per_inference']:.2f} us per inference, "
           f"{acc['throughput_per_s']:.0f} inferences/s; batch of {result['batch']} "
           f"{1e6 * acc['batch_latency_s']:.1f} us")
     print(f"clock: {acc['clock_source']}")
+    if acc.get("projection"):
+        print(f"note: {acc['projection']}; every time, energy and speedup above is one")
     _print_data_movement(acc)
     print(f"energy per inference {result['energy_per_inference_nj']:.2f} nJ (dense mode "
           f"{result['dense_mode_energy_per_inference_nj']:.2f} nJ; 45 nm event model)")
@@ -203,9 +211,15 @@ def cmd_infer(args):
         if args.json.is_dir():
             raise InputError(f"--json {args.json}: is a directory")
         args.json.parent.mkdir(parents=True, exist_ok=True)
+    config = None
+    if args.products_per_lane is not None:
+        from zeroskip.commands.common import config_from_args
+        from zeroskip.nn.infer import network_config
+        config = config_from_args(args, base=network_config(
+            args.board, value_width=args.value_width, nm=args.nm))
     result = evaluate(network, x, labels=labels, prune=prune, nm=args.nm,
                       value_width=args.value_width, backend=args.backend, board=args.board,
-                      batch=args.batch, baseline=not args.no_baseline,
+                      config=config, batch=args.batch, baseline=not args.no_baseline,
                       act_frac_bits=args.act_frac_bits)
     print_summary(result)
     if args.json is not None:

@@ -91,7 +91,7 @@ def _layer_rows(compiled, run, clock_hz):
             "dense_mode_cycles": int(layer.predicted_dense_cycles(padded)),
             "inputs_sent": int(sent), "inputs_run": int(padded),
             "inputs_dropped": int(dropped),
-            "utilization": busy / (cycles * compiled.config.pes) if cycles else 0.0,
+            "utilization": busy / (cycles * compiled.config.macs_per_cycle) if cycles else 0.0,
             "macs": int(counters["macs"]),
             "skipped": int(dense_products - counters["macs"]),
             "skipped_stored": int(counters["skipped"]),
@@ -130,6 +130,13 @@ def _energy(config, layers, images, *, dense):
     return {key: value / images / 1000.0 for key, value in totals.items()}
 
 
+def projection(config):
+    """``None``, or the label of figures only the ISA model makes
+    (:func:`zeroskip.boards.record.projection`)."""
+    from zeroskip.boards.record import projection as label
+    return label(config)
+
+
 def _clock(info, config):
     """The accelerator's clock for ``config`` on the board (:mod:`zeroskip.boards.record`)."""
     from zeroskip.boards.record import clock_for
@@ -156,7 +163,9 @@ def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cyc
     return {
         "board": info.name, "board_title": info.title, "clock_mhz": clock.mhz,
         "clock_source": clock.source, "clock_routed": clock.routed,
-        "pes": config.pes, "formats": list(config.formats),
+        "pes": config.pes, "products_per_lane": config.products_per_lane,
+        "macs_per_cycle": config.macs_per_cycle, "projection": projection(config),
+        "formats": list(config.formats),
         "config_fingerprint": config.fingerprint,
         "seconds_per_inference": compute,
         "end_to_end_seconds_per_inference": movement["end_to_end_seconds_per_inference"],
