@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import scipy.sparse
 
+from zeroskip import formatspec
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError
+from zeroskip.firmware import formats
 from zeroskip.firmware.compiler.bands import _bands, _column_width, _ranges
 from zeroskip.firmware.compiler.cost import (
     _balance,
@@ -28,9 +30,7 @@ from zeroskip.firmware.compiler.settings import (
 )
 from zeroskip.firmware.compiler.tiles import _emit
 from zeroskip.firmware.formats import (
-    DATAFLOWS,
-    FORMAT_NAMES,
-    format_by_name,
+    PLAN_ROWS,
     nm_violation,
     parse_nm,
     prune_nm,
@@ -133,14 +133,14 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     report = {"kernel": operand.kernel, "format_request": str(fmt)}
 
     # Candidate formats.
-    enabled = [f for f in Format if FORMAT_NAMES[f] in config.formats]
+    enabled = [formats.get(spec.name).fmt for spec in formatspec.specs_of(config.formats)]
     if fmt == "auto":
         candidates = list(enabled)
     else:
-        requested = format_by_name(fmt)
+        requested = formats.get(str(fmt)).fmt
         if requested not in enabled:
-            raise CompileError(f"format {FORMAT_NAMES[requested]!r} is not enabled in this "
-                               f"configuration (formats: {', '.join(config.formats)})")
+            raise CompileError(f"format {formats.get(requested).spec.name!r} is not enabled "
+                               f"in this configuration (formats: {', '.join(config.formats)})")
         candidates = [requested]
     notes = {}
     if prune_nm:
@@ -182,21 +182,13 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
 
     def build(fmt_, band):
         start, stop, _, _ = band
-        if fmt_ in (Format.CSR, Format.COO):
+        codec = formats.get(fmt_)
+        if codec.planner == PLAN_ROWS:
             plan = _plan_csr(ctx, fmt_, band)
             if fmt_ is Format.CSR:
                 plan = _consider_split(ctx, plan, band)
             return plan
-        if fmt_ is Format.DENSE:
-            tile_width = min(width, config.nz_depth)
-        elif fmt_ is Format.NM:
-            tile_width = width
-            while tile_width > nm[1] and tile_width * nm[0] // nm[1] > config.nz_depth:
-                tile_width //= 2
-        elif fmt_ is Format.CSC:
-            tile_width = min(width, config.row_depth - 2)
-        else:
-            tile_width = width
+        tile_width = codec.tile_width(width, config, nm)
         return _plan_generic(fmt_, np.arange(start, stop), a, _column_tiles(cols, tile_width),
                              config, epi, nm)
 
@@ -212,15 +204,17 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
                             "nnz": int(a.indptr[stop] - a.indptr[start])})
         splits.append(_band_split(plans, choice, band_report["winner"], band, counts, config))
         for f, note in notes.items():
-            band_report["options"].append({"format": FORMAT_NAMES[f],
-                                           "dataflow": DATAFLOWS[f], "cycles": None,
+            band_report["options"].append({"format": formats.get(f).spec.name,
+                                           "dataflow": formats.get(f).spec.dataflow,
+                                           "cycles": None,
                                            "tiles": 0, "note": note})
         band_reports.append(band_report)
         for plan, columns in choice:
             _emit(plan, columns, epi, config, matrix_kernel, tiles, lane_entries)
         if progress is not None:
             progress(index + 1, len(bands))
-    if any("csc" in band["winner"] for band in band_reports):
+    column_names = {spec.name for spec in formatspec.SPECS if spec.column_mode}
+    if any(column_names & set(band["winner"].split("+")) for band in band_reports):
         # kernel="auto": column mode was costed on the sample's zeros, which it skips.
         operand = dataclasses.replace(operand, kernel=operand.sparse_label())
         report["kernel"] = operand.kernel

@@ -9,15 +9,12 @@ import numpy as np
 import scipy.sparse
 from amaranth.hdl import Shape
 
-from zeroskip import arith
+from zeroskip import arith, formatspec
 from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import encode_set_epi
-from zeroskip.firmware.formats import (
-    FORMAT_NAMES,
-    nm_descriptor,
-)
+from zeroskip.firmware.formats import nm_descriptor
 from zeroskip.firmware.program import KERNELS, Epilogue
-from zeroskip.isa import EpiArgs, Format
+from zeroskip.isa import EpiArgs
 
 ACTIVATION_SPARSE = 0.5
 #: Dense mode wins a band when the best sparse option saves less than this share
@@ -26,12 +23,8 @@ DENSE_MARGIN = 0.01
 #: The N:M structure ``fmt="nm"`` assumes by default.
 NM_DEFAULT = (2, 4)
 #: What ``fmt`` and ``kernel`` accept.
-FORMAT_CHOICES = ("auto",) + tuple(FORMAT_NAMES.values())
+FORMAT_CHOICES = ("auto",) + formatspec.NAMES
 KERNEL_CHOICES = ("auto",) + KERNELS
-#: On equal predicted cycles, the earlier format wins (fewer memory words).
-_PREFERENCE = (Format.CSR, Format.COO, Format.NM, Format.BITMAP, Format.CSC, Format.DENSE)
-#: Formats whose lane images use the meta memory.
-_META_FORMATS = (Format.COO, Format.BITMAP, Format.CSC)
 
 
 def _show(value):
