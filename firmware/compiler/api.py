@@ -24,14 +24,12 @@ from zeroskip.firmware.compiler.plans import _column_tiles, _Context, _plan_csr,
 from zeroskip.firmware.compiler.settings import (
     NM_DEFAULT,
     _check_int,
-    _check_nm,
     _epilogue_settings,
     _matrix,
 )
 from zeroskip.firmware.compiler.tiles import _emit
 from zeroskip.firmware.formats import (
     PLAN_ROWS,
-    nm_violation,
     parse_nm,
     prune_nm,
 )
@@ -147,23 +145,15 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
         a, removed = prune_nm_matrix(a, nm)
         report["pruned"] = removed
     if Format.NM in candidates:
-        violation = nm_violation(a, *nm)
-        problem = None
-        if violation is not None:
-            row, column, held = violation
-            problem = (f"matrix is not {nm[0]}:{nm[1]} structured: row {row}, columns "
-                       f"{column}-{column + nm[1] - 1} hold {held} nonzeros (use --prune-nm)")
-        else:
-            try:
-                _check_nm(nm, config)
-            except CompileError as error:
-                problem = str(error)
-        if problem is not None:
-            if candidates == [Format.NM]:
-                raise CompileError(problem)
-            candidates.remove(Format.NM)
-            notes[Format.NM] = problem
         report["nm"] = list(nm)
+    for codec in [formats.get(f) for f in candidates]:
+        # A format that cannot hold this matrix: an error if it was asked for, else a note.
+        problem = codec.refusal(a, config, nm=nm)
+        if problem is not None:
+            if candidates == [codec.fmt]:
+                raise CompileError(problem)
+            candidates.remove(codec.fmt)
+            notes[codec.fmt] = problem
 
     # Only the rows whose result is not 0 run: the rows with nonzeros and the
     # empty rows that read back a bias (or an epilogue of 0 that is not 0).

@@ -12,7 +12,6 @@ from amaranth.hdl import Shape
 from zeroskip import arith, formatspec
 from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import encode_set_epi
-from zeroskip.firmware.formats import nm_descriptor
 from zeroskip.firmware.program import KERNELS, Epilogue
 from zeroskip.isa import EpiArgs
 
@@ -160,16 +159,3 @@ def _epilogue_settings(config, rows, *, bias, shift, relu, clamp, epilogue):
                 clamp_hi=clamp_hi, bias=bias_values,
                 set_epi=encode_set_epi(shift=shift, relu=bool(relu), clamp_lo=clamp_lo,
                                        clamp_hi=clamp_hi))
-
-
-def _check_nm(nm, config):
-    n, m = nm
-    if m > config.x_depth:
-        raise CompileError(f"N:M group of {m} columns exceeds the {config.x_depth}-entry "
-                           f"x buffer")
-    word = nm_descriptor(n, m)
-    width = config.ptr_width
-    if word >> width:
-        raise CompileError(f"the {n}:{m} descriptor (N | log2(M) << 8 = {word}) needs "
-                           f"{word.bit_length()} bits but pointer words have {width} in this "
-                           f"configuration")

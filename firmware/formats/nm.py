@@ -23,7 +23,8 @@ from zeroskip.firmware.formats.base import (
 from zeroskip.firmware.formats.registry import FormatCodec, register
 from zeroskip.isa import NmWord
 
-__all__ = ["Nm", "nm_descriptor", "nm_of_descriptor", "parse_nm", "nm_violation", "prune_nm"]
+__all__ = ["Nm", "check_nm_fits", "nm_descriptor", "nm_of_descriptor", "parse_nm", "nm_violation",
+           "prune_nm"]
 
 
 def nm_descriptor(n, m):
@@ -132,9 +133,36 @@ def _slot_columns(key, cols, n, groups, big_n, m, width):
     return slot_cols, rank
 
 
+def check_nm_fits(nm, config):
+    """Raise :class:`CompileError` if ``nm = (N, M)`` does not fit ``config`` (the x
+    buffer, the pointer word)."""
+    n, m = nm
+    if m > config.x_depth:
+        raise CompileError(f"N:M group of {m} columns exceeds the {config.x_depth}-entry "
+                           f"x buffer")
+    word = nm_descriptor(n, m)
+    width = config.ptr_width
+    if word >> width:
+        raise CompileError(f"the {n}:{m} descriptor (N | log2(M) << 8 = {word}) needs "
+                           f"{word.bit_length()} bits but pointer words have {width} in this "
+                           f"configuration")
+
+
 @register
 class Nm(FormatCodec):
     name = "nm"
+
+    def refusal(self, matrix, config, *, nm):
+        violation = nm_violation(matrix, *nm)
+        if violation is not None:
+            row, column, held = violation
+            return (f"matrix is not {nm[0]}:{nm[1]} structured: row {row}, columns "
+                    f"{column}-{column + nm[1] - 1} hold {held} nonzeros (use --prune-nm)")
+        try:
+            check_nm_fits(nm, config)
+        except CompileError as error:
+            return str(error)
+        return None
 
     def encode(self, lengths, cols, values, config, *, width, nm):
         if nm is None:

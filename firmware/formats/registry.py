@@ -54,6 +54,14 @@ class FormatCodec:
         the descriptor's length and the tile's bases are checked there)."""
         raise NotImplementedError
 
+    def refusal(self, matrix, config, *, nm):
+        """Why the format cannot hold ``matrix`` (CSR, int64) in ``config``, or None.
+
+        ``fmt="auto"`` leaves the format out (and notes why); a request for it
+        fails with this message.
+        """
+        return None
+
     # Cost terms of the compiler (PLAN_TILES formats).
 
     def tile_width(self, width, config, nm):
