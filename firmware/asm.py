@@ -25,6 +25,7 @@ import functools
 
 from amaranth.hdl import Shape
 
+from zeroskip import formatspec
 from zeroskip.errors import CompileError
 from zeroskip.isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, ReduceArgs, SpmvArgs
 
@@ -35,7 +36,7 @@ __all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
 _SPMV_FIELDS = {"ptr": "ptr_base", "nz": "nz_base", "x": "x_base", "out": "out_base",
                 "accumulate": "accumulate", "epilogue": "epilogue", "bias": "bias",
                 "fmt": "fmt"}
-_FORMAT_NAMES = {fmt.value: fmt.name.lower() for fmt in Format}
+_FORMAT_NAMES = {spec.code: spec.name for spec in formatspec.SPECS}
 _FORMAT_VALUES = {name: value for value, name in _FORMAT_NAMES.items()}
 _EPI_FIELDS = {"shift": "shift", "relu": "relu", "lo": "clamp_lo", "hi": "clamp_hi"}
 _REDUCE_FIELDS = {"ptr": "ptr_base", "src": "src_base", "dst": "dst_base"}

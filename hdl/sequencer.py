@@ -4,6 +4,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import memory
 from amaranth.lib.wiring import In, Out
 
+from zeroskip import formatspec
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.isa import (
     INSN_WIDTH,
@@ -120,7 +121,7 @@ class Sequencer(ConfigComponent):
                         m.d.sync += [self.epi.eq(insn.args.epi), self.pc.eq(self.pc + 1)]
                         m.next = "FETCH"
                     with m.Case(Opcode.SPMV):
-                        enabled = Cat(insn.args.spmv.fmt == Format[name.upper()]
+                        enabled = Cat(insn.args.spmv.fmt == Format[formatspec.get(name).member]
                                       for name in config.formats).any()
                         with m.If(enabled):
                             m.d.sync += self.desc.eq(insn.args.spmv)

@@ -31,6 +31,7 @@ import weakref
 import numpy as np
 import scipy.sparse
 
+from zeroskip import formatspec
 from zeroskip.config import AcceleratorConfig, check_generated
 from zeroskip.errors import CompileError, DeviceError, InputError, ZeroskipError
 from zeroskip.firmware.program import KERNELS as PROGRAM_KERNELS
@@ -48,8 +49,9 @@ BACKEND_OPTIONS = {"model": (), "pysim": ("waves", "build_dir"),
 DEFAULT_TOLERANCE = 1e-2
 #: The ``kernel`` choices of :meth:`Accelerator.compile`: auto or a program's kernel.
 KERNELS = ("auto",) + PROGRAM_KERNELS
-#: The ``fmt`` choices of :meth:`Accelerator.compile`, in the order they are offered.
-FORMATS = ("auto", "csr", "csc", "coo", "bitmap", "nm", "dense")
+#: The ``fmt`` choices of :meth:`Accelerator.compile`: auto or a format of the registry
+#: (:mod:`zeroskip.formatspec`), in the order of their codes.
+FORMATS = ("auto",) + formatspec.NAMES
 
 
 def lazy_import(module):
@@ -207,7 +209,7 @@ class Result:
             "nnz_input": self.quantization["nnz_input"],
             "nnz_stored": self.quantization["nnz_stored"],
             "kernel": getattr(program, "kernel", "spmv"),
-            "format": getattr(program, "format_label", "csr"),
+            "format": getattr(program, "format_label", formatspec.CSR.name),
             "dataflow": getattr(program, "dataflow_label", "row"),
             "rows_split": bool(getattr(program, "report", {}).get("balance", {})
                                .get("split", False)),

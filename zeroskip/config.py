@@ -12,16 +12,13 @@ import hashlib
 import json
 from pathlib import Path
 
+from zeroskip import formatspec
 from zeroskip.errors import ConfigError
 
 __all__ = ["AcceleratorConfig", "ConfigError", "PRODUCTS_PER_LANE", "check_generated"]
 
-#: Formats the compressed-format memory controller may support.
-KNOWN_FORMATS = ("csr", "coo", "bitmap", "nm", "dense", "csc")
 #: The values ``products_per_lane`` takes.
 PRODUCTS_PER_LANE = (1, 2, 4, 8)
-#: Bits of the N:M descriptor word (:class:`zeroskip.isa.NmWord`, which asserts it).
-NM_WORD_BITS = 12
 
 
 def _is_pow2(value):
@@ -124,7 +121,7 @@ class AcceleratorConfig:
     nz_depth: int = 2048
     row_depth: int = 256
     imem_depth: int = 64
-    formats: tuple = ("csr",)
+    formats: tuple = formatspec.DEFAULT_FORMATS
     reduce: bool = True
     products_per_lane: int = 1
 
@@ -173,9 +170,9 @@ class AcceleratorConfig:
         if not formats:
             raise _invalid("formats", "must name at least one format")
         for name in formats:
-            if name not in KNOWN_FORMATS:
+            if name not in formatspec.NAMES:
                 raise _invalid("formats", f"unknown format {name!r}; known: "
-                                          f"{', '.join(KNOWN_FORMATS)}", sep=": ")
+                                          f"{', '.join(formatspec.NAMES)}", sep=": ")
 
     # Derived widths: every block computes its address widths from these.
 
@@ -204,13 +201,14 @@ class AcceleratorConfig:
         """Bits of a word of a lane's row-pointer memory.
 
         It holds a row count or a row end (both inclusive), the N:M
-        descriptor word when ``nm`` is enabled and a ``REDUCE`` route (row
+        widest descriptor word of an enabled format
+        (:attr:`zeroskip.formatspec.FormatSpec.ptr_word_bits`) and a ``REDUCE`` route (row
         and lane) when ``reduce`` is. The host writes the low bits of its
         32-bit word; the ISA model masks ``PTR`` writes to the same width.
         """
         width = max(self.nz_addr_width, self.row_addr_width) + 1
-        if "nm" in self.formats:
-            width = max(width, NM_WORD_BITS)
+        width = max([width] + [spec.ptr_word_bits
+                               for spec in formatspec.specs_of(self.formats)])
         if self.reduce:
             width = max(width, self.row_addr_width + self.lane_width)
         return width

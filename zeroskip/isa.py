@@ -30,28 +30,12 @@ row ``i`` starts where row ``i - 1`` ended (row 0 at 0). Each nonzero entry in
 
 ``SPMV.fmt`` (:class:`Format`) selects how the lane's tile is stored. Every
 format starts with ``ptr[ptr_base] = n`` (the lane's rows); ``meta`` is a
-second per-lane memory of 16-bit words indexed like ``nz``:
-
-- ``CSR``: ``ptr[ptr_base + 1 + i]`` ends row ``i`` (above);
-- ``COO``: ``ptr[ptr_base + 1] = e`` entries; entry ``k`` is
-  ``nz[nz_base + k]`` (column, value) in row ``meta[nz_base + k]``; rows are
-  non-decreasing, a row without entries yields 0 like an empty CSR row;
-- ``BITMAP``: ``ptr[ptr_base + 1] = C`` chunks of 16 columns per row; chunk
-  ``c`` of row ``i`` is ``meta[nz_base + i * C + c]`` (bit ``t`` is column
-  ``16 * c + t``); the values of the set bits follow one another, row by row,
-  in ``nz[nz_base + k]`` (value field);
-- ``NM``: ``ptr[ptr_base + 1] = G`` groups per row and
-  ``ptr[ptr_base + 2] = N | log2(M) << 8`` (:class:`NmWord`; the bits of the
-  pointer word above it are ignored); row ``i`` holds ``G * N`` slots,
-  slot ``s`` at ``nz[nz_base + i * G * N + s]`` with column
-  ``(s // N) * M + col``; a slot of value 0 is padding (a skipped product);
-- ``DENSE``: ``ptr[ptr_base + 1] = L`` columns; ``nz[nz_base + i * L + j]``
-  holds the value of column ``j`` (value field);
-- ``CSC`` (column mode, activation zero-skipping): ``ptr[ptr_base + 1] = c``
-  columns and ``ptr[ptr_base + 2 + j]`` ends column ``j``; entry ``k`` is the
-  value ``nz[nz_base + k]`` in row ``meta[nz_base + k]``. Only columns with
-  ``x[x_base + j] != 0`` are visited; ``s`` of row ``i`` sums its products in
-  column order. Steps 2 to 4 then apply as for the other formats.
+second per-lane memory of 16-bit words indexed like ``nz``. The formats and
+their layouts are defined once, in :data:`zeroskip.formatspec.SPECS`
+(:attr:`~zeroskip.formatspec.FormatSpec.layout`). A row format (dataflow
+``row`` or ``dense``) streams row after row; a column-mode format (CSC,
+activation zero-skipping) visits only the columns with ``x[x_base + j] != 0``
+and sums a row's products in column order. Steps 2 to 4 then apply as above.
 
 A format the hardware was generated without is an illegal instruction.
 
@@ -86,10 +70,13 @@ and ``PC`` are exact.
 """
 
 
+import types
+
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from zeroskip.config import NM_WORD_BITS, AcceleratorConfig
+from zeroskip.config import AcceleratorConfig
+from zeroskip.formatspec import NM_WORD_BITS, SPECS
 
 __all__ = [
     "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
@@ -126,14 +113,16 @@ class ErrorCode(enum.Enum, shape=8):
     PC_OVERRUN = 4
 
 
-class Format(enum.Enum, shape=3):
-    """Storage formats of a tile, selected by ``SPMV.fmt``."""
-    CSR = 0
-    COO = 1
-    BITMAP = 2
-    NM = 3
-    DENSE = 4
-    CSC = 5
+def _format_members(namespace):
+    namespace.update({"__module__": __name__, "__qualname__": "Format",
+                      "__doc__": "Storage formats of a tile, selected by ``SPMV.fmt``: one "
+                                 "member per :data:`zeroskip.formatspec.SPECS` entry."})
+    namespace.update({spec.member: spec.code for spec in SPECS})
+
+
+#: Storage formats of a tile, selected by ``SPMV.fmt`` (``Format.CSR`` ... ``Format.CSC``):
+#: one member per :data:`zeroskip.formatspec.SPECS` entry, named ``spec.member``.
+Format = types.new_class("Format", (enum.Enum,), {"shape": 3}, _format_members)
 
 
 #: Bits of a ``meta`` word (COO and CSC rows, BITMAP chunks).

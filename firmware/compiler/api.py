@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import scipy.sparse
 
+from zeroskip import formatspec
 from zeroskip.config import AcceleratorConfig
 from zeroskip.errors import CompileError
+from zeroskip.firmware import formats
 from zeroskip.firmware.compiler.bands import _bands, _column_width, _ranges
 from zeroskip.firmware.compiler.cost import (
     _balance,
@@ -22,16 +24,12 @@ from zeroskip.firmware.compiler.plans import _column_tiles, _Context, _plan_csr,
 from zeroskip.firmware.compiler.settings import (
     NM_DEFAULT,
     _check_int,
-    _check_nm,
     _epilogue_settings,
     _matrix,
 )
 from zeroskip.firmware.compiler.tiles import _emit
 from zeroskip.firmware.formats import (
-    DATAFLOWS,
-    FORMAT_NAMES,
-    format_by_name,
-    nm_violation,
+    PLAN_ROWS,
     parse_nm,
     prune_nm,
 )
@@ -133,37 +131,29 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     report = {"kernel": operand.kernel, "format_request": str(fmt)}
 
     # Candidate formats.
-    enabled = [f for f in Format if FORMAT_NAMES[f] in config.formats]
+    enabled = [formats.get(spec.name).fmt for spec in formatspec.specs_of(config.formats)]
     if fmt == "auto":
         candidates = list(enabled)
     else:
-        requested = format_by_name(fmt)
+        requested = formats.get(str(fmt)).fmt
         if requested not in enabled:
-            raise CompileError(f"format {FORMAT_NAMES[requested]!r} is not enabled in this "
-                               f"configuration (formats: {', '.join(config.formats)})")
+            raise CompileError(f"format {formats.get(requested).spec.name!r} is not enabled "
+                               f"in this configuration (formats: {', '.join(config.formats)})")
         candidates = [requested]
     notes = {}
     if prune_nm:
         a, removed = prune_nm_matrix(a, nm)
         report["pruned"] = removed
     if Format.NM in candidates:
-        violation = nm_violation(a, *nm)
-        problem = None
-        if violation is not None:
-            row, column, held = violation
-            problem = (f"matrix is not {nm[0]}:{nm[1]} structured: row {row}, columns "
-                       f"{column}-{column + nm[1] - 1} hold {held} nonzeros (use --prune-nm)")
-        else:
-            try:
-                _check_nm(nm, config)
-            except CompileError as error:
-                problem = str(error)
-        if problem is not None:
-            if candidates == [Format.NM]:
-                raise CompileError(problem)
-            candidates.remove(Format.NM)
-            notes[Format.NM] = problem
         report["nm"] = list(nm)
+    for codec in [formats.get(f) for f in candidates]:
+        # A format that cannot hold this matrix: an error if it was asked for, else a note.
+        problem = codec.refusal(a, config, nm=nm)
+        if problem is not None:
+            if candidates == [codec.fmt]:
+                raise CompileError(problem)
+            candidates.remove(codec.fmt)
+            notes[codec.fmt] = problem
 
     # Only the rows whose result is not 0 run: the rows with nonzeros and the
     # empty rows that read back a bias (or an epilogue of 0 that is not 0).
@@ -182,21 +172,13 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
 
     def build(fmt_, band):
         start, stop, _, _ = band
-        if fmt_ in (Format.CSR, Format.COO):
+        codec = formats.get(fmt_)
+        if codec.planner == PLAN_ROWS:
             plan = _plan_csr(ctx, fmt_, band)
             if fmt_ is Format.CSR:
                 plan = _consider_split(ctx, plan, band)
             return plan
-        if fmt_ is Format.DENSE:
-            tile_width = min(width, config.nz_depth)
-        elif fmt_ is Format.NM:
-            tile_width = width
-            while tile_width > nm[1] and tile_width * nm[0] // nm[1] > config.nz_depth:
-                tile_width //= 2
-        elif fmt_ is Format.CSC:
-            tile_width = min(width, config.row_depth - 2)
-        else:
-            tile_width = width
+        tile_width = codec.tile_width(width, config, nm)
         return _plan_generic(fmt_, np.arange(start, stop), a, _column_tiles(cols, tile_width),
                              config, epi, nm)
 
@@ -212,15 +194,17 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
                             "nnz": int(a.indptr[stop] - a.indptr[start])})
         splits.append(_band_split(plans, choice, band_report["winner"], band, counts, config))
         for f, note in notes.items():
-            band_report["options"].append({"format": FORMAT_NAMES[f],
-                                           "dataflow": DATAFLOWS[f], "cycles": None,
+            band_report["options"].append({"format": formats.get(f).spec.name,
+                                           "dataflow": formats.get(f).spec.dataflow,
+                                           "cycles": None,
                                            "tiles": 0, "note": note})
         band_reports.append(band_report)
         for plan, columns in choice:
             _emit(plan, columns, epi, config, matrix_kernel, tiles, lane_entries)
         if progress is not None:
             progress(index + 1, len(bands))
-    if any("csc" in band["winner"] for band in band_reports):
+    column_names = {spec.name for spec in formatspec.SPECS if spec.column_mode}
+    if any(column_names & set(band["winner"].split("+")) for band in band_reports):
         # kernel="auto": column mode was costed on the sample's zeros, which it skips.
         operand = dataclasses.replace(operand, kernel=operand.sparse_label())
         report["kernel"] = operand.kernel

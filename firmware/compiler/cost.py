@@ -8,12 +8,14 @@ import heapq
 import numpy as np
 import scipy.sparse
 
-from zeroskip.firmware.compiler.plans import _column_tiles, _dense_span, _plan_generic, _split_rows
-from zeroskip.firmware.compiler.settings import _PREFERENCE, DENSE_MARGIN
+from zeroskip import formatspec
+from zeroskip.firmware import formats
+from zeroskip.firmware.compiler.plans import _column_tiles, _plan_generic, _split_rows
+from zeroskip.firmware.compiler.settings import DENSE_MARGIN
 from zeroskip.firmware.compiler.split import _pieces, _plan_split
 from zeroskip.firmware.compiler.tiles import _emit
 from zeroskip.firmware.cycles import check_dense_cycles
-from zeroskip.firmware.formats import FORMAT_NAMES
+from zeroskip.firmware.formats import dense_span
 from zeroskip.firmware.program import Program
 from zeroskip.isa import Format
 
@@ -21,7 +23,7 @@ from zeroskip.isa import Format
 def _option(plan, operand, epi, config):
     """The predicted cost of one candidate: its report entry and per-column cycles."""
     count, matrix = operand.count, operand.columns > 0
-    patterns = operand.column_patterns if plan.fmt is Format.CSC else None
+    patterns = operand.column_patterns if _spec(plan.fmt).column_mode else None
     per_column = plan.run_cycles(patterns, count, epi.tail, config)
     total = int(_pass_cycles(plan, per_column, patterns, count, epi, config).sum()) \
         + plan.overhead(count, config, epi, matrix)
@@ -33,7 +35,7 @@ def _option(plan, operand, epi, config):
                     f"(whole rows: {info['cycles_whole_rows']} cycles)")
         else:
             note = f"rows kept whole (split rows: {info['cycles_split_rows']} cycles)"
-    return {"format": FORMAT_NAMES[plan.fmt], "dataflow": plan.dataflow, "cycles": total,
+    return {"format": _spec(plan.fmt).name, "dataflow": plan.dataflow, "cycles": total,
             "tiles": plan.tiles(count, config, epi, matrix), "note": note}, per_column
 
 
@@ -51,8 +53,18 @@ def _pass_cycles(plan, per_column, patterns, count, epi, config):
     return plan.run_cycles(union.astype(np.int64), union.shape[1], epi.tail, config)
 
 
+def _spec(fmt):
+    return formats.get(fmt).spec
+
+
 def _rank(fmt):
-    return _PREFERENCE.index(fmt)
+    """On equal predicted cycles, the format of the lower preference wins (fewer words)."""
+    return _spec(fmt).preference
+
+
+def _of_dataflow(fmts, dataflow):
+    """The first of ``fmts`` that runs ``dataflow``, or None."""
+    return next((f for f in fmts if _spec(f).dataflow == dataflow), None)
 
 
 def _choose(plans, operand, epi, config):
@@ -65,45 +77,49 @@ def _choose(plans, operand, epi, config):
         options.append(option)
         per_column[fmt] = cycles
     order = sorted(plans, key=lambda f: (next(o["cycles"] for o in options
-                                             if o["format"] == FORMAT_NAMES[f]), _rank(f)))
+                                             if o["format"] == _spec(f).name), _rank(f)))
     winner = order[0]
     ks = list(range(count))
     choice = [(plans[winner], ks)]
-    label = FORMAT_NAMES[winner]
+    label = _spec(winner).name
     best = next(o["cycles"] for o in options if o["format"] == label)
     split = None
-    row_formats = [f for f in order if f is not Format.CSC]
-    if (operand.column_patterns is not None and count > 1 and Format.CSC in plans
+    row_formats = [f for f in order if not _spec(f).column_mode]
+    by_columns = _of_dataflow(plans, formatspec.COLUMN)
+    if (operand.column_patterns is not None and count > 1 and by_columns is not None
             and row_formats and config.products_per_lane == 1):
         # Per right-hand column: column mode or the best row format.
         row = row_formats[0]
         row_cycles = per_column[row]
-        column_cycles = per_column[Format.CSC]
+        column_cycles = per_column[by_columns]
         column = [k for k in ks if column_cycles[k] < row_cycles[k]]
         rows = [k for k in ks if column_cycles[k] >= row_cycles[k]]
         if column and rows:
             mixed = (int(row_cycles[rows].sum()) + int(column_cycles[column].sum())
                      + plans[row].overhead(len(rows), config, epi, matrix)
-                     + plans[Format.CSC].overhead(len(column), config, epi, matrix))
+                     + plans[by_columns].overhead(len(column), config, epi, matrix))
             if mixed < best:
-                choice = [(plans[row], rows), (plans[Format.CSC], column)]
-                label = f"{FORMAT_NAMES[row]}+csc"
+                choice = [(plans[row], rows), (plans[by_columns], column)]
+                label = f"{_spec(row).name}+{_spec(by_columns).name}"
                 best = mixed
-                split = {FORMAT_NAMES[row]: rows, "csc": column}
+                split = {_spec(row).name: rows, _spec(by_columns).name: column}
                 options.append({"format": label, "dataflow": "row+column", "cycles": mixed,
                                 "tiles": plans[row].tiles(len(rows), config, epi, matrix)
-                                + plans[Format.CSC].tiles(len(column), config, epi, matrix),
+                                + plans[by_columns].tiles(len(column), config, epi, matrix),
                                 "note": f"{len(column)} of {count} right-hand columns in "
                                         f"column mode"})
     reason = None
-    if Format.DENSE in plans and label != "dense":
-        dense = next(o["cycles"] for o in options if o["format"] == "dense")
+    dense_fmt = _of_dataflow(plans, formatspec.DENSE_FLOW)
+    if dense_fmt is not None and label != _spec(dense_fmt).name:
+        dense = next(o["cycles"] for o in options if o["format"] == _spec(dense_fmt).name)
         if dense <= best * (1 + DENSE_MARGIN):
             saved = 100 * (dense - best) / dense if dense else 0.0
-            reason = (f"dense: sparsity does not pay here — {label} would save only "
-                      f"{saved:.2f} % of dense mode's {dense} predicted cycles (break-even "
-                      f"{100 * DENSE_MARGIN:g} %), and dense mode decodes no indices")
-            choice, label, best, split = [(plans[Format.DENSE], ks)], "dense", dense, None
+            reason = (f"{_spec(dense_fmt).name}: sparsity does not pay here — {label} would "
+                      f"save only {saved:.2f} % of dense mode's {dense} predicted cycles "
+                      f"(break-even {100 * DENSE_MARGIN:g} %), and dense mode decodes no "
+                      f"indices")
+            choice, label, best, split = ([(plans[dense_fmt], ks)], _spec(dense_fmt).name,
+                                          dense, None)
     report = {"options": options, "winner": label, "cycles": best,
               "reason": reason or _reason(options, label)}
     if split is not None:
@@ -125,8 +141,8 @@ def _reason(options, winner):
         gain = 100 * (runner["cycles"] - best["cycles"]) / runner["cycles"]
         text = (f"{winner} predicts {best['cycles']} cycles, {gain:.1f} % fewer than the "
                 f"next option, {runner['format']} ({runner['cycles']})")
-    dense = next((o for o in options if o["format"] == "dense"), None)
-    if winner == "dense":
+    dense = next((o for o in options if o["dataflow"] == formatspec.DENSE_FLOW), None)
+    if best["dataflow"] == formatspec.DENSE_FLOW:
         text += "; at this density the sparse formats stream nearly every entry anyway"
     elif dense is not None and dense is not runner:
         ratio = dense["cycles"] / best["cycles"] if best["cycles"] else 0.0
@@ -263,7 +279,7 @@ def _dense_cycles(rows, cols, width, config, epi, operand):
     for tile_width, _ in kinds:
         start = shape[-1][1] if shape else 0
         shape.append((start, start + tile_width))
-    spans = np.array([_dense_span(w, config) for w, _ in kinds], dtype=np.int64)
+    spans = np.array([dense_span(w, config) for w, _ in kinds], dtype=np.int64)
     probe = min(rows, config.pes * config.row_depth)
     first, _ = next(_split_rows(np.arange(probe), np.full(probe, int(spans.sum())),
                                 np.tile(spans, (probe, 1)), config.row_depth, config))

@@ -8,15 +8,13 @@ import numpy as np
 
 from zeroskip import timing
 from zeroskip.errors import CompileError
+from zeroskip.firmware import formats
 from zeroskip.firmware.asm import encode_reduce, encode_spmv
 from zeroskip.firmware.compiler.bands import _lpt, _ranges
 from zeroskip.firmware.compiler.gather import _bank_order, _order_lanes
 from zeroskip.firmware.cycles import gather_schedule
 from zeroskip.firmware.formats import (
-    BITMAP_CHUNK,
-    DATAFLOWS,
-    FORMAT_NAMES,
-    bitmap_row_cycles,
+    PLAN_TILES,
     decode_lane,
     encode_lane,
     unpack_entries,
@@ -166,7 +164,7 @@ class _Plan:
 
     @property
     def dataflow(self):
-        return DATAFLOWS[self.fmt]
+        return formats.get(self.fmt).spec.dataflow
 
     @property
     def splits_rows(self):
@@ -177,7 +175,7 @@ class _Plan:
         total = np.zeros(count, dtype=np.int64)
         for block in self.blocks:
             for index, image_set in enumerate(block.sets):
-                if self.fmt is Format.CSC:
+                if formats.get(self.fmt).spec.column_mode:
                     # Column tiles after the first accumulate; the last adds the
                     # bias and applies the epilogue.
                     final = index > 0 or (tail and index == len(block.sets) - 1)
@@ -329,12 +327,16 @@ def _column_tiles(cols, width):
     return [(t * width, min(cols, (t + 1) * width)) for t in range(max(1, -(-cols // width)))]
 
 
-#: The formats :func:`_plan_generic` plans.
-_GENERIC = (Format.BITMAP, Format.NM, Format.DENSE, Format.CSC)
-
-
 def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
-    """A format other than CSR/COO for the rows ``rows`` (one band)."""
+    """A format planned by column tiles (``PLAN_TILES``) for the rows ``rows`` (one band),
+    from the cost terms of its codec (:meth:`~.formats.FormatCodec.lane_terms`)."""
+    codec = formats.get(fmt)
+    if codec.planner != PLAN_TILES:
+        tiled = [c.spec.name for c in formats.codecs() if c.planner == PLAN_TILES]
+        by_rows = [c.spec.member for c in formats.codecs() if c.planner != PLAN_TILES]
+        raise CompileError(f"no plan for format {codec.spec.name!r}: the generic plans cover "
+                           f"{', '.join(tiled)} ({' and '.join(by_rows)} rows are planned by "
+                           f"_plan_csr)")
     lanes = config.pes
     sub = a[rows]
     n_rows = len(rows)
@@ -345,35 +347,12 @@ def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
     np.add.at(counts, (entry_rows, entry_tile), 1)
     widths = np.array([stop - start for start, stop in tiles], dtype=np.int64)
     cap = config.row_depth
-    if fmt is Format.DENSE:
-        spans = np.array([_dense_span(w, config) for w in widths], dtype=np.int64)
-        memory = np.tile(spans, (n_rows, 1))
-        work = np.full(n_rows, int(spans.sum()), dtype=np.int64)
-    elif fmt is Format.NM:
-        n, m = nm
-        spans = -(-widths // m) * m
-        slots = (-(-widths // m)) * n
-        memory = np.tile(slots, (n_rows, 1))
-        work = np.full(n_rows, int(np.maximum(slots, 1).sum()), dtype=np.int64)
-    elif fmt is Format.BITMAP:
-        spans = widths
-        chunks = -(-widths // BITMAP_CHUNK)
-        memory = np.maximum(counts, chunks[None, :])
-        work = bitmap_row_cycles(counts, chunks[None, :]).sum(axis=1)
-    elif fmt is Format.CSC:
-        spans = widths
-        memory = counts
-        work = 1 + counts.sum(axis=1) + int(epi.tail)
-    else:
-        name = FORMAT_NAMES.get(fmt, fmt)
-        raise CompileError(f"no plan for format {name!r}: the generic plans cover "
-                           f"{', '.join(FORMAT_NAMES[f] for f in _GENERIC)} (CSR and COO "
-                           f"rows are planned by _plan_csr)")
+    spans, memory, work = codec.lane_terms(widths, counts, config, epi, nm)
     blocks = []
     for block_rows, assign in _split_rows(np.arange(n_rows), work, memory, cap, config):
         lane_local = [block_rows[assign == p] for p in range(lanes)]
         block_counts = counts[block_rows]
-        if fmt is Format.DENSE:
+        if codec.every_tile:
             active = list(range(len(tiles)))
         else:
             active = np.flatnonzero(block_counts.any(axis=0)).tolist() or [0]
@@ -391,7 +370,7 @@ def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
         if fmt is Format.NM:
             for image_set in sets:
                 _order_nm_slots(image_set, nm, config)
-        if fmt is Format.CSC:
+        if codec.spec.column_mode:
             for image_set in sets:
                 image_set.lanes = [_LaneColumns(int(image.ptr[0]),
                                                 image.ptr[2:].astype(np.int64))
@@ -425,10 +404,3 @@ def _order_nm_slots(image_set, nm, config):
     for image, fields, entries in zip(image_set.images, words, order, strict=True):
         image.nz = fields[np.asarray(entries, dtype=np.int64)].astype(np.uint32)
 
-
-def _dense_span(width, config):
-    """DENSE tiles stream a multiple of ``x_banks`` columns when the x buffer allows:
-    then the lanes, one column apart, never request one bank together."""
-    banks = config.x_banks
-    padded = -(-width // banks) * banks
-    return padded if padded <= min(config.x_depth, config.nz_depth) else width

@@ -9,15 +9,11 @@ import numpy as np
 import scipy.sparse
 from amaranth.hdl import Shape
 
-from zeroskip import arith
+from zeroskip import arith, formatspec
 from zeroskip.errors import CompileError
 from zeroskip.firmware.asm import encode_set_epi
-from zeroskip.firmware.formats import (
-    FORMAT_NAMES,
-    nm_descriptor,
-)
 from zeroskip.firmware.program import KERNELS, Epilogue
-from zeroskip.isa import EpiArgs, Format
+from zeroskip.isa import EpiArgs
 
 ACTIVATION_SPARSE = 0.5
 #: Dense mode wins a band when the best sparse option saves less than this share
@@ -26,12 +22,8 @@ DENSE_MARGIN = 0.01
 #: The N:M structure ``fmt="nm"`` assumes by default.
 NM_DEFAULT = (2, 4)
 #: What ``fmt`` and ``kernel`` accept.
-FORMAT_CHOICES = ("auto",) + tuple(FORMAT_NAMES.values())
+FORMAT_CHOICES = ("auto",) + formatspec.NAMES
 KERNEL_CHOICES = ("auto",) + KERNELS
-#: On equal predicted cycles, the earlier format wins (fewer memory words).
-_PREFERENCE = (Format.CSR, Format.COO, Format.NM, Format.BITMAP, Format.CSC, Format.DENSE)
-#: Formats whose lane images use the meta memory.
-_META_FORMATS = (Format.COO, Format.BITMAP, Format.CSC)
 
 
 def _show(value):
@@ -167,16 +159,3 @@ def _epilogue_settings(config, rows, *, bias, shift, relu, clamp, epilogue):
                 clamp_hi=clamp_hi, bias=bias_values,
                 set_epi=encode_set_epi(shift=shift, relu=bool(relu), clamp_lo=clamp_lo,
                                        clamp_hi=clamp_hi))
-
-
-def _check_nm(nm, config):
-    n, m = nm
-    if m > config.x_depth:
-        raise CompileError(f"N:M group of {m} columns exceeds the {config.x_depth}-entry "
-                           f"x buffer")
-    word = nm_descriptor(n, m)
-    width = config.ptr_width
-    if word >> width:
-        raise CompileError(f"the {n}:{m} descriptor (N | log2(M) << 8 = {word}) needs "
-                           f"{word.bit_length()} bits but pointer words have {width} in this "
-                           f"configuration")

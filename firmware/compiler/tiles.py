@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from zeroskip.firmware import formats
 from zeroskip.firmware.asm import encode_halt, encode_spmv
 from zeroskip.firmware.compiler.plans import _batch_size, _x_stride
-from zeroskip.firmware.compiler.settings import _META_FORMATS
 from zeroskip.firmware.program import Tile
 
 
@@ -36,7 +36,7 @@ def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
                             words[j * n_max:j * n_max + len(rows_p)] = epi.bias[rows_p]
                         bias.append(words)
                 meta = None
-                if image_set.fmt in _META_FORMATS:
+                if formats.get(image_set.fmt).spec.uses_meta:
                     meta = [image.meta for image in image_set.images]
                 loads = None
                 if matrix:

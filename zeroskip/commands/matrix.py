@@ -8,6 +8,7 @@ notes on what quantization lost.
 import zipfile
 from pathlib import Path
 
+from zeroskip import formatspec
 from zeroskip.api import FORMATS, KERNELS
 from zeroskip.commands.common import lazy_import, make_accelerator
 from zeroskip.errors import InputError, ZeroskipError
@@ -60,7 +61,7 @@ def _nm_option(args):
 
 def check_kernel_options(args):
     """Reject kernel options that contradict each other, before any work."""
-    if args.prune_nm and args.format not in ("nm", "auto"):
+    if args.prune_nm and args.format not in (formatspec.NM.name, "auto"):
         raise InputError(f"--prune-nm prunes to N:M for --format nm or auto, not --format "
                          f"{args.format}")
     _nm_option(args)

@@ -3,6 +3,7 @@
 import zipfile
 from pathlib import Path
 
+from zeroskip import formatspec
 from zeroskip.api import BACKENDS, DEFAULT_TOLERANCE
 from zeroskip.commands.common import (
     SIMULATOR_TOOLS,
@@ -207,7 +208,7 @@ def _run_table(result, *, x_source, config, tolerance):
         ("nnz", nnz),
         ("x", x_source),
         ("kernel", getattr(program, "kernel", "spmv")),
-        ("format", f"{getattr(program, 'format_label', 'csr')} "
+        ("format", f"{getattr(program, 'format_label', formatspec.CSR.name)} "
                    f"({getattr(program, 'dataflow_label', 'row')} dataflow)"),
         ("cycles", stats["cycles"]),
         ("ideal cycles", f"{stats['ideal_cycles']}  (ceil(nnz / {rate})"

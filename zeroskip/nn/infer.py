@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from zeroskip import energy as energy_model
+from zeroskip import formatspec
 from zeroskip import transfers as transfer_model
 from zeroskip.boards.targets import DEFAULT_BOARD  # the board times assume (re-exported)
 from zeroskip.errors import InputError
@@ -46,10 +47,11 @@ def network_config(board=DEFAULT_BOARD, *, value_width=8, nm=None, base=None):
     """
     info, _ = board_facts(board)
     config = base if base is not None else info.config
-    formats = tuple(dict.fromkeys(tuple(config.formats) + ("csr", "csc")
-                                  + (("nm",) if nm is not None else ())))
+    # Row mode (CSR), column mode (CSC) and, for N:M pruned weights, NM.
+    wanted = (formatspec.CSR, formatspec.CSC) + ((formatspec.NM,) if nm is not None else ())
+    formats = tuple(dict.fromkeys(tuple(config.formats) + tuple(s.name for s in wanted)))
     if base is not None:
-        if nm is not None and "nm" not in base.formats:
+        if nm is not None and formatspec.NM.name not in base.formats:
             raise InputError(f"--nm {nm}: the configuration was generated without the nm "
                              f"format (formats: {', '.join(base.formats)})")
         return base
