@@ -247,7 +247,7 @@ class Lane(ConfigComponent):
         fmt_ok = Signal()
         start_rows = Signal()
         start_columns = Signal()
-        for fmt in known:
+        for fmt in sorted(known, key=lambda f: f.value):  # a stable order: reproducible Verilog
             with m.If(self.desc.fmt == fmt):
                 m.d.comb += fmt_ok.eq(1)
         m.d.comb += [
