@@ -30,9 +30,9 @@ from pathlib import Path
 
 from zeroskip.boards.build import BOARDS, DoesNotFitError, build
 from zeroskip.boards.targets import get_board
-from zeroskip.errors import ZeroskipError
+from zeroskip.core.errors import ZeroskipError
+from zeroskip.core.tools import find_tool
 from zeroskip.hdl.generate import TOP_NAME, generate
-from zeroskip.tools import find_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 #: PE counts tried per board unless --pes is given.

@@ -16,7 +16,7 @@ target is missed:
   challenge's own algorithm) and onnxruntime, one thread and all threads,
   absolute and as ratios; the CPU's energy per inference with its power
   basis against the accelerator's 45 nm projection; compute and end-to-end
-  time (the host transfers counted by zeroskip.transfers, on AXI4-Lite and
+  time (the host transfers counted by zeroskip.app.transfers, on AXI4-Lite and
   on the UART) and the words moved per inference by kind, for both networks.
 
 Results go to ``build/bench/nn.json``.
@@ -72,8 +72,8 @@ def print_times(name, result):
 
 
 def bench_digits(rtl_images):
-    from zeroskip.nn import digits
-    from zeroskip.nn.infer import evaluate
+    from zeroskip.app.nn import digits
+    from zeroskip.app.nn.infer import evaluate
     module = example("digits")
     rows = module.run(sparsities=(0.5, 0.75, 0.9, 0.95))
     module.print_table(rows)
@@ -121,8 +121,8 @@ def bench_digits(rtl_images):
 def dense_bound(row, acc):
     """Fewest cycles dense mode can take for a layer row of the results: every
     product of the inputs run at the array's rate (``config.macs_per_cycle``)."""
+    from zeroskip.app.nn.infer import network_config
     from zeroskip.firmware.cycles import dense_floor
-    from zeroskip.nn.infer import network_config
     config = network_config(acc["board"]).replace(pes=acc["pes"])
     return dense_floor(*row["shape"], row["inputs_run"], config)
 

@@ -17,7 +17,7 @@ The table shows per case the chosen plan (what ``auto`` compiled to) and its
 run cycles, the fastest plan and its run cycles, their ratio, and the cost
 model's predicted cycles (the sum of the bands' winners) next to the run
 cycles of the chosen program. The configuration is the board's
-(``zeroskip.nn.infer.network_config``: 8 PEs of the ULX3S-85F, formats CSR
+(``zeroskip.app.nn.infer.network_config``: 8 PEs of the ULX3S-85F, formats CSR
 and CSC); ``--formats`` enables more formats. The JSON goes to
 ``--out`` (build/bench/plans.json). Exit status 1 when a choice is more than
 ``--tolerance`` (10 %) slower than the best plan, or when the cost model's
@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from zeroskip import progress
-from zeroskip.errors import CompileError, DeviceError
+from zeroskip.app.nn.infer import network_config
+from zeroskip.core import progress
+from zeroskip.core.errors import CompileError, DeviceError
 from zeroskip.firmware.compiler import compile_kernel
-from zeroskip.nn.infer import network_config
 from zeroskip.sim.backends import run_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,8 +97,8 @@ def run_plan(units, config, fmt, split_rows):
 
 def digits_cases(config, batch):
     """The digits MLP's layers, dense and 90 % pruned (gradually), int8."""
-    from zeroskip.nn import digits
-    from zeroskip.nn.quantize import quantize_network
+    from zeroskip.app.nn import digits
+    from zeroskip.app.nn.quantize import quantize_network
     x_train, x_test, y_train, _ = digits.load_data()
     model = digits.train(x_train, y_train)
     pruned, _ = digits.gradual_prune(model, x_train, y_train, 0.9)
@@ -111,8 +111,8 @@ def digits_cases(config, batch):
 
 def graph_cases(config, batch, layers):
     """The Graph Challenge network's layers (int16, 8 fractional activation bits)."""
-    from zeroskip.nn import graph_challenge as gc
-    from zeroskip.nn.quantize import quantize_network
+    from zeroskip.app.nn import graph_challenge as gc
+    from zeroskip.app.nn.quantize import quantize_network
     network, images, _ = gc.load(DATA / "graph-challenge")
     x = images[:batch]
     q = quantize_network(network, x, value_width=config.value_width,
@@ -139,7 +139,7 @@ def _network_cases(prefix, q, x, wanted=None):
 
 def spmv_cases(config):
     """Every ``*.mtx`` in examples/data with its operand (``NAME_x.npy`` / ``NAME_X.npy``)."""
-    from zeroskip.api import Accelerator
+    from zeroskip.app.api import Accelerator
     from zeroskip.firmware.loader import load_matrix
     accelerator = Accelerator(config)
     for path in sorted(DATA.glob("*.mtx")):

@@ -16,7 +16,7 @@ Cases (each in a fresh process, so that its peak memory is its own):
 
 Each row also shows where the time goes: the gather ordering of the lanes'
 nonzeros (``_bank_order``) and the replay of the gather arbitration
-(``zeroskip.timing.schedule``); "rest" is everything else. The default
+(``zeroskip.core.timing.schedule``); "rest" is everything else. The default
 accelerator configuration (8 PEs, 16 x banks); one process, one core of
 this machine. Prints a table, saves build/bench/scale.json and exits 1 when
 a target is missed.
@@ -58,7 +58,7 @@ class _Timers:
     """Wall time spent inside the gather ordering and the schedule replay."""
 
     def __init__(self):
-        from zeroskip import timing
+        from zeroskip.core import timing
         from zeroskip.firmware.compiler import plans, split
         self.seconds = {"order": 0.0, "schedule": 0.0}
         self._wrap(timing, "schedule", "schedule")

@@ -12,9 +12,9 @@ configuration on ``--board`` from the build record
 (:func:`zeroskip.boards.record.clock_for`: a routed build, else the board's
 default clock labelled an unrouted estimate; ``--clock-mhz`` forces one,
 labelled as given); "e2e us" adds the host transfers counted by
-:mod:`zeroskip.transfers` (code, tiles, x, results, control) on AXI4-Lite at
+:mod:`zeroskip.app.transfers` (code, tiles, x, results, control) on AXI4-Lite at
 that clock. scipy's time is the best of repeated ``A @ x`` (float64 CSR, the
-same x) on one core of this machine in the same run (zeroskip.cpu.scipy_spmv:
+same x) on one core of this machine in the same run (zeroskip.app.cpu.scipy_spmv:
 the thread pinned to one CPU, BLAS pools limited to one thread). All absolute
 times and the ratios (scipy / accelerator) are printed.
 
@@ -35,10 +35,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from zeroskip import AcceleratorConfig, transfers
+from zeroskip import AcceleratorConfig
+from zeroskip.app import transfers
+from zeroskip.app.cpu import scipy_spmv
 from zeroskip.boards.record import clock_for
 from zeroskip.boards.targets import DEFAULT_BOARD
-from zeroskip.cpu import scipy_spmv
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.firmware.loader import load_matrix
 from zeroskip.firmware.quant import quantize

@@ -14,9 +14,9 @@ from amaranth.lib.wiring import In, Out
 from zeroskip.boards import protocol
 from zeroskip.boards.bridge import UartAxiBridge
 from zeroskip.boards.uart import UartRx, UartTx, uart_divisor
+from zeroskip.core.isa import CTRL_CLEAR, CTRL_START, STATUS_ERROR, Reg
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.top import ZeroskipTop
-from zeroskip.isa import CTRL_CLEAR, CTRL_START, STATUS_ERROR, Reg
 
 __all__ = ["BridgedAccelerator", "DEFAULT_LINK_TIMEOUT"]
 

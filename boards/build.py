@@ -18,12 +18,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from zeroskip import progress
 from zeroskip.boards import protocol
 from zeroskip.boards.targets import BOARDS, BoardError, UnknownBoardError, get_board
 from zeroskip.boards.tops import BoardTop
-from zeroskip.config import AcceleratorConfig, check_generated
-from zeroskip.tools import find_tool
+from zeroskip.core import progress
+from zeroskip.core.config import AcceleratorConfig, check_generated
+from zeroskip.core.tools import find_tool
 
 __all__ = ["BuildReport", "build", "program", "BoardError", "UnknownBoardError",
            "DoesNotFitError", "TimingError", "ToolchainError", "ProgramError", "BOARDS",

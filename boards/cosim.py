@@ -25,9 +25,9 @@ from amaranth.back import verilog
 
 from zeroskip.boards.bridged import BridgedAccelerator
 from zeroskip.boards.uart import uart_divisor
-from zeroskip.errors import DeviceError
+from zeroskip.core.errors import DeviceError
+from zeroskip.core.tools import find_tool, locked
 from zeroskip.hdl.generate import VERILATOR_WAIVERS
-from zeroskip.tools import find_tool, locked
 
 __all__ = ["LinkFaults", "RawJob", "CosimReport", "TOP_NAME", "build_board_simulation",
            "run_board_cosim", "SIM_CLOCK_HZ", "SIM_BAUDRATE", "SIM_LINK_TIMEOUT",

@@ -27,7 +27,7 @@ from cocotb.utils import get_sim_time
 from zeroskip.boards import protocol as p
 from zeroskip.boards.cosim import ENV_JOB, ENV_RESULT, CosimReport, RawJob
 from zeroskip.boards.link import SerialBus
-from zeroskip.errors import ZeroskipError
+from zeroskip.core.errors import ZeroskipError
 from zeroskip.sim.backends import predicted_polls
 from zeroskip.sim.driver import Driver
 

@@ -14,8 +14,8 @@ import random
 import time
 
 from zeroskip.boards import protocol as p
-from zeroskip.config import check_generated
-from zeroskip.errors import DeviceError
+from zeroskip.core.config import check_generated
+from zeroskip.core.errors import DeviceError
 
 __all__ = ["SerialBus", "LinkStats", "run_on_board", "CLOCK_POLL"]
 

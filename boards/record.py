@@ -44,11 +44,11 @@ UNROUTED = "unrouted estimate"
 #: How a figure of a configuration only the ISA model runs is labelled.
 PROJECTION = "model projection"
 
-#: Sources whose text makes the gateware (relative to the package root).
+#: Sources whose text makes the gateware (package, file pattern).
 _GATEWARE = (("zeroskip.hdl", "*.py"), ("zeroskip.boards", "tops.py"),
              ("zeroskip.boards", "bridge.py"), ("zeroskip.boards", "uart.py"),
-             ("zeroskip.boards", "clocking.py"), ("zeroskip", "isa.py"),
-             ("zeroskip", "config.py"))
+             ("zeroskip.boards", "clocking.py"), ("zeroskip.core", "isa.py"),
+             ("zeroskip.core", "config.py"), ("zeroskip.core", "formatspec.py"))
 #: Keys every entry has.
 _KEYS = ("board", "fingerprint", "config", "requested_mhz", "clock_mhz", "fmax_mhz",
          "timing_met", "resources", "tools", "gateware", "date")
@@ -159,7 +159,7 @@ def _read(path):
 
 def entry_from_report(report, *, date=None, tools=None, gateware=None):
     """The record entry of a :class:`~zeroskip.boards.build.BuildReport`."""
-    from zeroskip.config import AcceleratorConfig
+    from zeroskip.core.config import AcceleratorConfig
     config = AcceleratorConfig.from_dict(report.config)
     when = date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
@@ -202,7 +202,7 @@ def _rule(entry):
 def projection(config):
     """``None`` for a configuration the generated hardware is; else the one-line label
     of every figure computed for it (``products_per_lane`` above 1: the ISA model
-    only, by the pass rule of :mod:`zeroskip.timing`)."""
+    only, by the pass rule of :mod:`zeroskip.core.timing`)."""
     if config.products_per_lane == 1:
         return None
     return (f"{PROJECTION}: products_per_lane {config.products_per_lane} "

@@ -8,8 +8,8 @@ and raises :class:`UnknownBoardError` listing the known ones.
 import dataclasses
 import importlib
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import ZeroskipError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import ZeroskipError
 
 __all__ = ["BoardInfo", "BOARDS", "ALIASES", "DEFAULT_BOARD", "BoardError", "UnknownBoardError",
            "get_board", "LED_ROLES", "defaults_table"]

@@ -20,7 +20,7 @@ from zeroskip.boards import protocol
 from zeroskip.boards.bridged import BridgedAccelerator
 from zeroskip.boards.clocking import SyncClock
 from zeroskip.boards.targets import get_board
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 
 __all__ = ["BoardTop", "LED_STRETCH_SECONDS"]
 

@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from zeroskip.nn import digits
-from zeroskip.nn.infer import evaluate
-from zeroskip.nn.onnx_io import load_onnx, save_onnx
+from zeroskip.app.nn import digits
+from zeroskip.app.nn.infer import evaluate
+from zeroskip.app.nn.onnx_io import load_onnx, save_onnx
 
 SPARSITIES = (0.5, 0.75, 0.9, 0.95)
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroskip.nn import graph_challenge as gc
-from zeroskip.nn.infer import evaluate, network_config
+from zeroskip.app.nn import graph_challenge as gc
+from zeroskip.app.nn.infer import evaluate, network_config
 
 DATA = Path(__file__).resolve().parent / "data" / "graph-challenge"
 
@@ -61,7 +61,7 @@ def main(argv=None):
     parser.add_argument("--json", type=Path)
     parser.add_argument("--products-per-lane", type=int, default=1, choices=(1, 2, 4, 8))
     args = parser.parse_args(argv)
-    from zeroskip.nn.cli import print_summary
+    from zeroskip.app.nn.cli import print_summary
     result, ok = run(args.images, backend=args.backend, batch=args.batch,
                      baseline=not args.no_baseline, products_per_lane=args.products_per_lane)
     result_short = dict(result)

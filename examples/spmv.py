@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroskip import Accelerator
-from zeroskip.api import BACKENDS
+from zeroskip.app.api import BACKENDS
 from zeroskip.firmware.loader import load_matrix
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -25,9 +25,9 @@ import functools
 
 from amaranth.hdl import Shape
 
-from zeroskip import formatspec
-from zeroskip.errors import CompileError
-from zeroskip.isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, ReduceArgs, SpmvArgs
+from zeroskip.core import formatspec
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, ReduceArgs, SpmvArgs
 
 __all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
            "encode_reduce", "encode_halt", "encode_nop"]

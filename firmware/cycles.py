@@ -3,7 +3,7 @@ the compiler.
 
 :class:`RunCycles` is the one place where an instruction's cycles, stalls and
 busy cycles are counted from the rules of the timing contract
-(:mod:`zeroskip.timing`) and where the networks' round-robin state carries
+(:mod:`zeroskip.core.timing`) and where the networks' round-robin state carries
 from one instruction to the next during a run. :class:`~.model.Machine`
 feeds it what its decoders stream; :meth:`.program.Program.tile_cycles`
 feeds it what a tile's images hold; both get the same numbers.
@@ -25,8 +25,8 @@ import hashlib
 
 import numpy as np
 
-from zeroskip import timing
-from zeroskip.errors import InternalError
+from zeroskip.core import timing
+from zeroskip.core.errors import InternalError
 
 __all__ = ["RunCycles", "Cost", "gather_schedule", "CACHE_SIZE", "cache_info",
            "clear_cache", "dense_floor", "check_dense_cycles"]
@@ -52,7 +52,7 @@ def _key(lane_tokens, x_banks, cluster_lanes, rr):
 
 
 def gather_schedule(lane_tokens, x_banks, *, cluster_lanes=None, rr=None):
-    """:func:`zeroskip.timing.schedule` (without a trace), remembered.
+    """:func:`zeroskip.core.timing.schedule` (without a trace), remembered.
 
     The result is shared between callers: treat it as read-only.
     """
@@ -103,7 +103,7 @@ class Cost:
 
 @dataclasses.dataclass
 class _Pass:
-    """The open pass of a run (see the pass rule of :mod:`zeroskip.timing`)."""
+    """The open pass of a run (see the pass rule of :mod:`zeroskip.core.timing`)."""
     key: tuple
     outputs: list
     charged: int = 0                 # cycles charged for the pass so far
@@ -116,7 +116,7 @@ class RunCycles:
     """The cycles of one run, instruction by instruction (from ``CTRL.start``).
 
     With ``config.products_per_lane`` above 1, consecutive instructions form
-    passes by the pass rule of :mod:`zeroskip.timing`; give every ``SPMV``
+    passes by the pass rule of :mod:`zeroskip.core.timing`; give every ``SPMV``
     and ``REDUCE`` its operands (``args``) for that. An instruction without
     ``args`` is a pass of its own.
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from zeroskip import timing
+from zeroskip.core import timing
+from zeroskip.core.isa import Format, Opcode
 from zeroskip.firmware.asm import decode
-from zeroskip.isa import Format, Opcode
 
 __all__ = ["explain", "losses"]
 

@@ -6,7 +6,7 @@ SciPy (``.npz``, written by :func:`scipy.sparse.save_npz`) or NumPy
 ``.npy`` (1-D), ``.mtx`` (an ``n x 1`` or ``1 x n`` matrix, dense or sparse)
 or ``.txt`` (one number per line) files.
 
-Every problem with the input raises :class:`~zeroskip.errors.InputError`
+Every problem with the input raises :class:`~zeroskip.core.errors.InputError`
 with one line naming the file, the line (Matrix Market, text) or the index
 (NumPy, SciPy) and the offending value, for example::
 
@@ -30,7 +30,7 @@ import zlib
 import numpy as np
 import scipy.sparse
 
-from zeroskip.errors import InputError
+from zeroskip.core.errors import InputError
 
 __all__ = ["load_matrix", "load_vector", "MATRIX_SUFFIXES", "VECTOR_SUFFIXES"]
 

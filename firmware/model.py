@@ -11,18 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from zeroskip.arith import epilogue, sign_extend
-from zeroskip.config import AcceleratorConfig
-from zeroskip.firmware.asm import decode
-from zeroskip.firmware.cycles import RunCycles
-from zeroskip.firmware.formats import (
-    DescriptorFault,
-    decode_csr_lanes,
-    decode_lane,
-    decode_routes,
-    format_name,
-)
-from zeroskip.isa import (
+from zeroskip.core.arith import epilogue, sign_extend
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,
@@ -35,6 +26,15 @@ from zeroskip.isa import (
     Region,
     nz_entry_layout,
     status_word,
+)
+from zeroskip.firmware.asm import decode
+from zeroskip.firmware.cycles import RunCycles
+from zeroskip.firmware.formats import (
+    DescriptorFault,
+    decode_csr_lanes,
+    decode_lane,
+    decode_routes,
+    format_name,
 )
 
 __all__ = ["BusError", "Machine"]

@@ -1,7 +1,7 @@
 """Compiled programs: microcode and memory images for one configuration.
 
 A :class:`Program` is one matrix compiled for one
-:class:`~zeroskip.config.AcceleratorConfig`: a list of :class:`Tile`, each one
+:class:`~zeroskip.core.config.AcceleratorConfig`: a list of :class:`Tile`, each one
 load–run–read round on the accelerator (see ``docs/internals.md``).
 """
 
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import ConfigError, InputError, ProgramMismatchError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import ConfigError, InputError, ProgramMismatchError
+from zeroskip.core.isa import Format, Opcode
 from zeroskip.firmware.asm import decode, disassemble
 from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
@@ -29,7 +30,6 @@ from zeroskip.firmware.formats import (
     pack_entries,
     unpack_entries,
 )
-from zeroskip.isa import Format, Opcode
 
 __all__ = ["Epilogue", "Tile", "Program", "pack_nz", "unpack_nz", "config_summary",
            "KERNELS"]

@@ -24,7 +24,7 @@ against the float64 product. :func:`quantize` is the single-scale quantizer
 of one array (kept for vectors and simple uses).
 
 The rounding and the exponent rules are public, for every quantizer of the
-project (the network quantizer in :mod:`zeroskip.nn.quantize` uses them):
+project (the network quantizer in :mod:`zeroskip.app.nn.quantize` uses them):
 
 * :func:`round_half_away`: to nearest, ties away from zero;
 * :func:`value_exponents`: per peak magnitude, the largest exponent at which
@@ -41,7 +41,7 @@ import math
 import numpy as np
 import scipy.sparse
 
-from zeroskip.errors import CompileError
+from zeroskip.core.errors import CompileError
 
 __all__ = ["Quantized", "QuantizedMatrix", "QuantizedOperand", "quantize", "quantize_matrix",
            "quantize_operand", "dequantize", "error_report", "ROW_EXP_RANGE",

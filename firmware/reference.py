@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from zeroskip import arith
+from zeroskip.core import arith
 
 __all__ = ["spmv_reference"]
 

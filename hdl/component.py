@@ -2,7 +2,7 @@
 
 from amaranth.lib import wiring
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 
 __all__ = ["ConfigComponent", "check_config"]
 

@@ -1,7 +1,7 @@
 """The format decoders: one lane's tile, one token per cycle.
 
 :class:`FormatDecoder` walks a lane's tile in a row format (CSR, COO, BITMAP,
-N:M or dense, see :mod:`zeroskip.isa`) and emits a
+N:M or dense, see :mod:`zeroskip.core.isa`) and emits a
 :func:`~zeroskip.hdl.layouts.token_layout` token per stored entry, with
 ``empty`` tokens where a row (or a BITMAP chunk) holds nothing.
 :class:`CscDecoder` walks a column-mode (CSC) tile along the nonzero columns
@@ -30,11 +30,11 @@ from amaranth.hdl import Array, C, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
+from zeroskip.core.isa import BITMAP_CHUNK, META_WIDTH, Format, NmWord, SpmvArgs, nz_entry_layout
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.formats import row_formats
 from zeroskip.hdl.layouts import pe_input_layout, token_layout
 from zeroskip.hdl.nonzero import nonzero_column_layout
-from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format, NmWord, SpmvArgs, nz_entry_layout
 
 __all__ = ["FormatDecoder", "CsrDecoder", "CscDecoder"]
 

@@ -1,14 +1,14 @@
 """Which storage formats a generated accelerator decodes, and what that implies.
 
 The configuration names the formats (``AcceleratorConfig.formats``, lower-case
-names); the hardware works with :class:`~zeroskip.isa.Format` members. Both
-come from the format registry, :mod:`zeroskip.formatspec`. Only the enabled
+names); the hardware works with :class:`~zeroskip.core.isa.Format` members. Both
+come from the format registry, :mod:`zeroskip.core.formatspec`. Only the enabled
 formats are generated: every block asks :func:`enabled_formats` and leaves the
 logic of the others out.
 """
 
-from zeroskip import formatspec
-from zeroskip.isa import Format
+from zeroskip.core import formatspec
+from zeroskip.core.isa import Format
 
 __all__ = ["enabled_formats", "row_formats", "column_mode", "uses_meta"]
 

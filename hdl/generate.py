@@ -5,8 +5,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from zeroskip import progress
-from zeroskip.config import AcceleratorConfig, check_generated
+from zeroskip.core import progress
+from zeroskip.core.config import AcceleratorConfig, check_generated
 from zeroskip.hdl.top import ZeroskipTop
 
 __all__ = ["TOP_NAME", "VERILATOR_WAIVERS", "generate", "memory_map", "verilog_text",

@@ -27,7 +27,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from zeroskip import timing
+from zeroskip.core import timing
+from zeroskip.core.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.decoder import CscDecoder, FormatDecoder
 from zeroskip.hdl.formats import column_mode, enabled_formats, row_formats, uses_meta
@@ -43,7 +44,6 @@ from zeroskip.hdl.pe import ProcessingElement
 from zeroskip.hdl.scatter import ReduceSource, send_layout
 from zeroskip.hdl.skid import SkidBuffer
 from zeroskip.hdl.writeback import Accumulator, Writeback
-from zeroskip.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
 
 __all__ = ["Lane"]
 

@@ -1,6 +1,6 @@
 """Payload layouts of the streams between the accelerator's blocks.
 
-Each function takes the :class:`~zeroskip.config.AcceleratorConfig` and
+Each function takes the :class:`~zeroskip.core.config.AcceleratorConfig` and
 returns a ``data.StructLayout``; blocks never spell out these fields twice.
 """
 

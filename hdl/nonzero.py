@@ -19,8 +19,8 @@ from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from zeroskip.core.isa import SpmvArgs
 from zeroskip.hdl.component import ConfigComponent, check_config
-from zeroskip.isa import SpmvArgs
 
 __all__ = ["nonzero_column_layout", "NonzeroDetector", "ColumnQueue"]
 

@@ -1,6 +1,6 @@
 """The scatter/reduce network: partial sums routed between lanes and added up.
 
-``REDUCE`` (see :mod:`zeroskip.isa`) sends partial sums from every
+``REDUCE`` (see :mod:`zeroskip.core.isa`) sends partial sums from every
 lane's ``out`` memory to other lanes' ``out`` words and adds them there, so a
 row split over several lanes is summed back. Per lane, a
 :class:`ReduceSource` walks the lane's route list and reads the partial sums;
@@ -17,10 +17,10 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream
 from amaranth.lib.wiring import In, Out
 
+from zeroskip.core.isa import ReduceArgs
 from zeroskip.hdl.arbiter import next_mask, or_tree, round_robin
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.layouts import pe_result_layout
-from zeroskip.isa import ReduceArgs
 
 __all__ = ["send_layout", "Scatter", "ReduceSource"]
 

@@ -4,9 +4,8 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import memory
 from amaranth.lib.wiring import In, Out
 
-from zeroskip import formatspec
-from zeroskip.hdl.component import ConfigComponent, check_config
-from zeroskip.isa import (
+from zeroskip.core import formatspec
+from zeroskip.core.isa import (
     INSN_WIDTH,
     EpiArgs,
     ErrorCode,
@@ -16,6 +15,7 @@ from zeroskip.isa import (
     ReduceArgs,
     SpmvArgs,
 )
+from zeroskip.hdl.component import ConfigComponent, check_config
 
 __all__ = ["Sequencer"]
 

@@ -4,17 +4,8 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from zeroskip.config import check_generated
-from zeroskip.hdl.axil import AxiLiteSignature, AxiLiteSlave
-from zeroskip.hdl.component import ConfigComponent, check_config
-from zeroskip.hdl.formats import column_mode
-from zeroskip.hdl.gather import Gather
-from zeroskip.hdl.lane import Lane
-from zeroskip.hdl.layouts import operand_tag_layout
-from zeroskip.hdl.nonzero import NonzeroDetector
-from zeroskip.hdl.scatter import Scatter
-from zeroskip.hdl.sequencer import Sequencer
-from zeroskip.isa import (
+from zeroskip.core.config import check_generated
+from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,
@@ -25,6 +16,15 @@ from zeroskip.isa import (
     Reg,
     Region,
 )
+from zeroskip.hdl.axil import AxiLiteSignature, AxiLiteSlave
+from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.formats import column_mode
+from zeroskip.hdl.gather import Gather
+from zeroskip.hdl.lane import Lane
+from zeroskip.hdl.layouts import operand_tag_layout
+from zeroskip.hdl.nonzero import NonzeroDetector
+from zeroskip.hdl.scatter import Scatter
+from zeroskip.hdl.sequencer import Sequencer
 
 __all__ = ["ZeroskipTop"]
 
@@ -67,7 +67,7 @@ class ZeroskipTop(ConfigComponent):
     Attributes
     ----------
     axil : In(AxiLiteSignature)
-        The host port; its address map is :class:`~zeroskip.isa.MemoryMap`.
+        The host port; its address map is :class:`~zeroskip.core.isa.MemoryMap`.
     irq : Out(1)
         High while the last run has ended (done or error) and no new run began.
     """

@@ -1,8 +1,8 @@
 """The writeback: partial-sum accumulation, bias and epilogue, then ``out``.
 
 :class:`Writeback` implements steps 2 to 4 of the ``SPMV`` semantics
-(:mod:`zeroskip.isa`) on finished row sums; step 4, the epilogue, is the rule
-:func:`zeroskip.arith.epilogue` defines (the ISA model calls it and the tests
+(:mod:`zeroskip.core.isa`) on finished row sums; step 4, the epilogue, is the rule
+:func:`zeroskip.core.arith.epilogue` defines (the ISA model calls it and the tests
 compare this pipeline with the model), composed here into one comparison
 against precomputed bounds; :class:`Accumulator`
 builds the row sums of column mode, where a row's products arrive spread
@@ -22,9 +22,9 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
+from zeroskip.core.isa import EpiArgs
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.layouts import pe_result_layout
-from zeroskip.isa import EpiArgs
 
 __all__ = ["Writeback", "Accumulator"]
 

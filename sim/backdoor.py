@@ -20,7 +20,7 @@ generated Verilog):
   at ``j // n`` for ``n`` banks); X is written to every copy.
 
 A host word is truncated to its memory's width exactly as the host port does,
-and an access outside a window raises the :class:`~zeroskip.errors.DeviceError`
+and an access outside a window raises the :class:`~zeroskip.core.errors.DeviceError`
 the host port's ``SLVERR`` would.
 
 :func:`compare_loads` checks the back door against the host port on a real
@@ -34,10 +34,10 @@ import zlib
 
 from cocotb.handle import Immediate
 
-from zeroskip.arith import sign_extend
-from zeroskip.errors import DeviceError, ZeroskipError
+from zeroskip.core.arith import sign_extend
+from zeroskip.core.errors import DeviceError, ZeroskipError
+from zeroskip.core.isa import MemoryMap, Region
 from zeroskip.hdl.formats import column_mode, uses_meta
-from zeroskip.isa import MemoryMap, Region
 from zeroskip.sim.driver import Driver
 
 __all__ = ["MemorySpec", "MemoryLayout", "BackdoorMemories", "LoadComparison",

@@ -15,8 +15,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from zeroskip.config import check_generated
-from zeroskip.errors import DeviceError, ZeroskipError
+from zeroskip.core.config import check_generated
+from zeroskip.core.errors import DeviceError, ZeroskipError
 from zeroskip.sim.driver import Driver, RunResult
 
 __all__ = ["BACKENDS", "ALL_BACKENDS", "LOAD_MODES", "Job", "run", "run_many", "run_model",

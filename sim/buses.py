@@ -4,7 +4,7 @@ Each adapter gives :class:`~zeroskip.sim.driver.Driver` the two coroutines it
 needs, ``write(addr, words)`` and ``read(addr, count)``.
 """
 
-from zeroskip.errors import DeviceError
+from zeroskip.core.errors import DeviceError
 
 __all__ = ["ModelBus", "PysimBus", "CocotbBus"]
 

@@ -17,8 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from zeroskip import progress
-from zeroskip.errors import DeviceError
+from zeroskip.core import progress
+from zeroskip.core.errors import DeviceError
+from zeroskip.core.tools import find_tool, locked
 from zeroskip.hdl.generate import (
     TOP_NAME,
     VERILATOR_WAIVERS,
@@ -26,7 +27,6 @@ from zeroskip.hdl.generate import (
     verilog_text,
     write_verilog,
 )
-from zeroskip.tools import find_tool, locked
 
 __all__ = ["SIMULATORS", "build_simulation", "run_cocotb", "shared_verilog"]
 

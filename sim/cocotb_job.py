@@ -16,7 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from zeroskip.errors import ZeroskipError
+from zeroskip.core.errors import ZeroskipError
 from zeroskip.sim.backdoor import BackdoorMemories, MemoryLayout, compare_loads
 from zeroskip.sim.backends import predicted_polls
 from zeroskip.sim.buses import CocotbBus

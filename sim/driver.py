@@ -11,7 +11,7 @@ a *bus*: any object with two coroutine methods,
 ``await bus.read(addr, count)``
     read ``count`` 32-bit words from consecutive word addresses.
 
-Both raise :class:`~zeroskip.errors.DeviceError` when the accelerator answers
+Both raise :class:`~zeroskip.core.errors.DeviceError` when the accelerator answers
 with an error. The ISA model, the Amaranth simulator, cocotb (Icarus,
 Verilator) and a board's UART bridge each provide one.
 
@@ -29,9 +29,9 @@ import time
 
 import numpy as np
 
-from zeroskip.arith import sign_extend
-from zeroskip.errors import DeviceError, ProgramMismatchError
-from zeroskip.isa import (
+from zeroskip.core.arith import sign_extend
+from zeroskip.core.errors import DeviceError, ProgramMismatchError
+from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,

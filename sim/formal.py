@@ -42,7 +42,7 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal,
 from amaranth.hdl._ast import AnyConst, Initial
 from amaranth.lib import data, wiring
 
-from zeroskip.errors import ZeroskipError
+from zeroskip.core.errors import ZeroskipError
 
 __all__ = ["FormalError", "FormalToolError", "ProofFailed", "ProofResult", "prove",
            "past", "initial", "check_tools", "mutant", "stream_rules", "StreamTracker",

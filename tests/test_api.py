@@ -11,9 +11,9 @@ import pytest
 import scipy.sparse
 
 from zeroskip import AcceleratorConfig
-from zeroskip.api import Accelerator, Result
-from zeroskip.cli import main
-from zeroskip.errors import InputError, ProgramMismatchError, ZeroskipError
+from zeroskip.app.api import Accelerator, Result
+from zeroskip.app.cli import main
+from zeroskip.core.errors import InputError, ProgramMismatchError, ZeroskipError
 from zeroskip.firmware.loader import load_matrix
 from zeroskip.firmware.program import Program
 
@@ -221,8 +221,8 @@ def test_result_to_json():
 
 
 def test_run_with_baseline_times_scipy_on_one_core(examples_data):
+    from zeroskip.app.nn.infer import board_facts
     from zeroskip.firmware.loader import load_matrix
-    from zeroskip.nn.infer import board_facts
     matrix = load_matrix(examples_data / "west0067.mtx")
     x = np.arange(matrix.shape[1]) % 7 - 3
     accelerator = Accelerator()
@@ -260,10 +260,10 @@ def test_argument_errors():
 
 def test_package_import_stays_light():
     code = ("import sys, zeroskip; assert 'numpy' not in sys.modules; "
-            "assert 'zeroskip.api' not in sys.modules; "
+            "assert 'zeroskip.app.api' not in sys.modules; "
             "from zeroskip import Accelerator; print(Accelerator.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "zeroskip.api"
+    assert out.stdout.strip() == "zeroskip.app.api"
 
 
 def test_readme_example_runs(capsys, monkeypatch):

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zeroskip.arith import epilogue, sign_extend, value_range
+from zeroskip.core.arith import epilogue, sign_extend, value_range
 
 FAST = settings(max_examples=300, deadline=None)
 

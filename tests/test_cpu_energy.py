@@ -2,7 +2,7 @@
 
 import pytest
 
-from zeroskip import cpu_energy
+from zeroskip.app import cpu_energy
 
 
 def _zone(root, name, energy, max_range, label="package-0"):

@@ -14,8 +14,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from zeroskip import demo  # noqa: E402
-from zeroskip.nn.onnx_io import load_onnx  # noqa: E402
+from zeroskip.app import demo  # noqa: E402
+from zeroskip.app.nn.onnx_io import load_onnx  # noqa: E402
 
 IMAGES, RTL_IMAGES = 24, 4
 
@@ -47,7 +47,7 @@ def test_network_part_on_the_model(capsys, monkeypatch, trained, config, tmp_pat
     onnx_path = tmp_path / "digits-mlp-90.onnx"
     assert re.fullmatch(rf"\[6/8\] exporting it to ONNX and reading it back \.\.\. done "
                         rf"\(\d+\.\d s\): {re.escape(str(onnx_path))}: 4 nodes \(Gemm, Relu, "
-                        rf"Identity\), read back by zeroskip.nn.onnx_io as 2 layers", lines[0])
+                        rf"Identity\), read back by zeroskip.app.nn.onnx_io as 2 layers", lines[0])
     assert lines[1].startswith(f"[7/8] running the {IMAGES} test images on the ISA model")
     assert lines[1].endswith(f": {result['cycles']} cycles")
     assert lines[2].startswith(f"[8/8] running {RTL_IMAGES} of them on the ISA model ... done")
@@ -78,8 +78,8 @@ def test_network_part_on_the_model(capsys, monkeypatch, trained, config, tmp_pat
 
 
 def test_network_part_mismatch(monkeypatch, trained, config, tmp_path):
-    import zeroskip.nn.infer
-    evaluate, calls = zeroskip.nn.infer.evaluate, []
+    import zeroskip.app.nn.infer
+    evaluate, calls = zeroskip.app.nn.infer.evaluate, []
 
     def corrupt_second_run(*args, **kwargs):
         result = evaluate(*args, **kwargs)
@@ -88,7 +88,7 @@ def test_network_part_mismatch(monkeypatch, trained, config, tmp_path):
             result["outputs"][1][3] += 1.0
         return result
 
-    monkeypatch.setattr(zeroskip.nn.infer, "evaluate", corrupt_second_run)
+    monkeypatch.setattr(zeroskip.app.nn.infer, "evaluate", corrupt_second_run)
     with pytest.raises(demo.Mismatch) as info:
         _network_part(monkeypatch, trained, config, tmp_path)
     assert str(info.value) == (f"digits: the model outputs of 1 of {RTL_IMAGES} images differ "

@@ -7,21 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from zeroskip import formatspec
-from zeroskip.api import FORMATS
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError, ConfigError
+from zeroskip.app.api import FORMATS
+from zeroskip.core import formatspec
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import CompileError, ConfigError
+from zeroskip.core.isa import Format
 from zeroskip.firmware import formats
 from zeroskip.firmware.compiler import FORMAT_CHOICES
 from zeroskip.firmware.formats.registry import FormatCodec, register
 from zeroskip.hdl import formats as hdl_formats
-from zeroskip.isa import Format
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where production code lives (the package root and its sub-packages).
-PRODUCTION = ("zeroskip", "hdl", "firmware", "sim", "boards")
+PRODUCTION = ("zeroskip", "core", "hdl", "firmware", "sim", "boards", "app")
 #: The registry: the specs, and each format's own module (which names its spec once).
-REGISTRY = {"zeroskip/formatspec.py"} | {f"firmware/formats/{spec.name}.py"
+REGISTRY = {"core/formatspec.py"} | {f"firmware/formats/{spec.name}.py"
                                         for spec in formatspec.SPECS}
 #: String constants equal to a format name that are not format names, each with
 #: its reason. Add one only with the reason; everything else names a format
@@ -29,7 +29,7 @@ REGISTRY = {"zeroskip/formatspec.py"} | {f"firmware/formats/{spec.name}.py"
 ALLOWED = {
     # The header of the "dense" cycles column (dense mode's cycles) of the
     # network report table, not a format.
-    ("zeroskip/nn/cli.py", "dense"),
+    ("app/nn/cli.py", "dense"),
 }
 
 
@@ -78,7 +78,8 @@ def test_no_format_name_outside_the_registry():
         for line, value in format_literals(path.read_text()):
             if (relative, value) not in ALLOWED:
                 found.append(f"{relative}:{line}: {value!r}")
-    assert found == [], ("format names spelled outside the registry (use zeroskip.formatspec):\n"
+    assert found == [], ("format names spelled outside the registry "
+                         "(use zeroskip.core.formatspec):\n"
                          + "\n".join(found))
 
 
@@ -96,7 +97,7 @@ def test_the_scan_finds_a_format_name():
               '    return fmt in ("coo", "auto")\n')
     assert format_literals(source) == [(2, "bitmap"), (5, "coo")]
     # The registry itself spells every name, once, which the scan sees.
-    spelled = [value for _, value in format_literals((ROOT / "zeroskip/formatspec.py")
+    spelled = [value for _, value in format_literals((ROOT / "core/formatspec.py")
                                                      .read_text())]
     assert set(spelled) == set(formatspec.NAMES)
 
@@ -162,7 +163,7 @@ def test_every_list_of_formats_derives_from_the_registry():
 
 
 def test_cli_format_choices_come_from_the_registry(capsys):
-    from zeroskip.cli import main
+    from zeroskip.app.cli import main
     with pytest.raises(SystemExit) as caught:
         main(["compile", "missing.mtx", "--format", "ell"])
     assert caught.value.code == 2

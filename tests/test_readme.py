@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from zeroskip.cli import main
+from zeroskip.app.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

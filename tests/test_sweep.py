@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from zeroskip import AcceleratorConfig
-from zeroskip.cli import main
+from zeroskip.app.cli import main
 
-sweep = pytest.importorskip("zeroskip.sweep")
+sweep = pytest.importorskip("zeroskip.app.sweep")
 pytest.importorskip("dask.distributed")
 
 SMALL = AcceleratorConfig(pes=2, x_depth=128, nz_depth=512, row_depth=64, imem_depth=16)

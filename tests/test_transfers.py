@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from zeroskip import AcceleratorConfig, energy, transfers
+from zeroskip import AcceleratorConfig
+from zeroskip.app import energy, transfers
 from zeroskip.boards import protocol
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.firmware.loader import load_matrix

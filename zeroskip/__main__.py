@@ -2,7 +2,7 @@
 
 import sys
 
-from zeroskip.cli import main
+from zeroskip.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import scipy.sparse
 
-from zeroskip import formatspec
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError
+from zeroskip.core import formatspec
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import Format
 from zeroskip.firmware import formats
 from zeroskip.firmware.compiler.bands import _bands, _column_width, _ranges
 from zeroskip.firmware.compiler.cost import (
@@ -34,7 +35,6 @@ from zeroskip.firmware.formats import (
     prune_nm,
 )
 from zeroskip.firmware.program import Program
-from zeroskip.isa import Format
 
 
 def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_columns=None,

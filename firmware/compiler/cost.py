@@ -8,7 +8,8 @@ import heapq
 import numpy as np
 import scipy.sparse
 
-from zeroskip import formatspec
+from zeroskip.core import formatspec
+from zeroskip.core.isa import Format
 from zeroskip.firmware import formats
 from zeroskip.firmware.compiler.plans import _column_tiles, _plan_generic, _split_rows
 from zeroskip.firmware.compiler.settings import DENSE_MARGIN
@@ -17,7 +18,6 @@ from zeroskip.firmware.compiler.tiles import _emit
 from zeroskip.firmware.cycles import check_dense_cycles
 from zeroskip.firmware.formats import dense_span
 from zeroskip.firmware.program import Program
-from zeroskip.isa import Format
 
 
 def _option(plan, operand, epi, config):
@@ -40,7 +40,7 @@ def _option(plan, operand, epi, config):
 
 
 def _pass_cycles(plan, per_column, patterns, count, epi, config):
-    """The cycles of each pass (the pass rule of :mod:`zeroskip.timing`): the right-hand
+    """The cycles of each pass (the pass rule of :mod:`zeroskip.core.timing`): the right-hand
     columns in consecutive groups of ``products_per_lane`` (the tiles hold whole
     passes); a row-format pass costs one column, a column-mode pass the union of
     its columns' nonzero activations."""

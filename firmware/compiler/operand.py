@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import scipy.sparse
 
-from zeroskip.errors import CompileError
+from zeroskip.core.errors import CompileError
 from zeroskip.firmware.compiler.settings import ACTIVATION_SPARSE, KERNEL_CHOICES, _check_int
 
 

@@ -6,8 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from zeroskip import timing
-from zeroskip.errors import CompileError
+from zeroskip.core import timing
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import Format
 from zeroskip.firmware import formats
 from zeroskip.firmware.asm import encode_reduce, encode_spmv
 from zeroskip.firmware.compiler.bands import _lpt, _ranges
@@ -19,7 +20,6 @@ from zeroskip.firmware.formats import (
     encode_lane,
     unpack_entries,
 )
-from zeroskip.isa import Format
 
 
 @dataclasses.dataclass
@@ -63,7 +63,7 @@ class _ImageSet:
 
     def column_cycles(self, patterns, final, config):
         """CSC: the ``SPMV``'s cycles for each right-hand column, exactly as
-        :func:`zeroskip.timing.column_mode_cycles` counts them (``patterns``:
+        :func:`zeroskip.core.timing.column_mode_cycles` counts them (``patterns``:
         (cols, k) nonzero activations, ``None`` for one column with every
         activation nonzero; ``final``: the instruction accumulates, adds a bias
         or applies the epilogue). The slot of every right-hand column starts
@@ -222,7 +222,7 @@ def _batch_size(block, config, epi, matrix, count):
                 (config.imem_depth - 1 - int(epi.applied)) // block.per_column)
     size = max(1, min(count, limit))
     k = config.products_per_lane
-    # Whole passes per tile (the pass rule of zeroskip.timing), so that the passes of
+    # Whole passes per tile (the pass rule of zeroskip.core.timing), so that the passes of
     # every tile are the same consecutive groups of k right-hand columns.
     return size - size % k if k < size < count else size
 

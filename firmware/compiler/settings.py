@@ -9,11 +9,11 @@ import numpy as np
 import scipy.sparse
 from amaranth.hdl import Shape
 
-from zeroskip import arith, formatspec
-from zeroskip.errors import CompileError
+from zeroskip.core import arith, formatspec
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import EpiArgs
 from zeroskip.firmware.asm import encode_set_epi
 from zeroskip.firmware.program import KERNELS, Epilogue
-from zeroskip.isa import EpiArgs
 
 ACTIVATION_SPARSE = 0.5
 #: Dense mode wins a band when the best sparse option saves less than this share

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from zeroskip import timing
+from zeroskip.core import timing
+from zeroskip.core.isa import Format, route_word
 from zeroskip.firmware.compiler.bands import _lpt, _ranges
 from zeroskip.firmware.compiler.gather import _bank_order
 from zeroskip.firmware.compiler.plans import _Block, _Plan, _Reduce, _row_set, _whole_block
-from zeroskip.isa import Format, route_word
 
 
 def _pieces(work, lanes):

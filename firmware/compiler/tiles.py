@@ -71,7 +71,7 @@ def _columns_code(block, image_set, epi, count, stride, config, *, matrix, first
     With ``products_per_lane`` above 1 the columns of a split block run step
     by step (every column's ``SPMV``, then every ``REDUCE``, then every
     finish; the columns write disjoint ``out`` words), so that consecutive
-    instructions form passes (the pass rule of :mod:`zeroskip.timing`).
+    instructions form passes (the pass rule of :mod:`zeroskip.core.timing`).
     """
     n_max = block.n_max
     per_column = []

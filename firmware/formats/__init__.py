@@ -1,8 +1,8 @@
 """Storage formats of a lane's tile: encoders, decoders and matrix converters.
 
 Every ``SPMV`` reads one lane's tile in the format its ``fmt`` field names
-(:class:`~zeroskip.isa.Format`; the formats and their layouts are specified in
-:mod:`zeroskip.formatspec`). Each format has one module here, named after it
+(:class:`~zeroskip.core.isa.Format`; the formats and their layouts are specified in
+:mod:`zeroskip.core.formatspec`). Each format has one module here, named after it
 (``csr``, ``coo``, ...), that registers its :class:`~.registry.FormatCodec`:
 its encoder, its decoder and the compiler's cost terms. This package imports
 the module of every spec, so a spec without a codec fails at import. It
@@ -30,7 +30,8 @@ import importlib
 import numpy as np
 import scipy.sparse
 
-from zeroskip import formatspec
+from zeroskip.core import formatspec
+from zeroskip.core.isa import BITMAP_CHUNK, META_WIDTH, Format
 from zeroskip.firmware.formats.base import (
     DescriptorFault,
     LaneImage,
@@ -42,7 +43,6 @@ from zeroskip.firmware.formats.base import (
     word_at,
 )
 from zeroskip.firmware.formats.registry import PLAN_ROWS, PLAN_TILES, FormatCodec, codecs, get
-from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format
 
 for _spec in formatspec.SPECS:
     importlib.import_module(f"{__name__}.{_spec.name}")
@@ -70,17 +70,17 @@ __all__ = [
 
 #: Lower-case names of the formats, as the configuration and the CLI spell them.
 FORMAT_NAMES = {codec.fmt: codec.spec.name for codec in codecs()}
-#: The dataflow each format runs (:data:`zeroskip.formatspec.DATAFLOWS`).
+#: The dataflow each format runs (:data:`zeroskip.core.formatspec.DATAFLOWS`).
 DATAFLOWS = {codec.fmt: codec.spec.dataflow for codec in codecs()}
 
 
 def format_by_name(name):
-    """The :class:`~zeroskip.isa.Format` called ``name`` (case-insensitive).
+    """The :class:`~zeroskip.core.isa.Format` called ``name`` (case-insensitive).
 
     Raises
     ------
-    zeroskip.formatspec.UnknownFormat
-        A :class:`~zeroskip.errors.CompileError` naming the known formats.
+    zeroskip.core.formatspec.UnknownFormat
+        A :class:`~zeroskip.core.errors.CompileError` naming the known formats.
     """
     return get(str(name)).fmt
 
@@ -109,7 +109,7 @@ def encode_lane(fmt, lengths, cols, values, config, *, width, nm=None):
     width : int
         Columns of the tile (``L``).
     nm : (int, int), optional
-        ``(N, M)`` for :attr:`~zeroskip.isa.Format.NM`; every aligned group of
+        ``(N, M)`` for :attr:`~zeroskip.core.isa.Format.NM`; every aligned group of
         ``M`` columns of a row must hold at most ``N`` entries.
 
     Returns

@@ -9,8 +9,8 @@ import functools
 
 import numpy as np
 
-from zeroskip.arith import sign_extend
-from zeroskip.isa import Format, nz_entry_layout
+from zeroskip.core.arith import sign_extend
+from zeroskip.core.isa import Format, nz_entry_layout
 
 __all__ = ["LaneImage", "LaneStream", "DescriptorFault", "pack_entries", "unpack_entries",
            "RouteList", "decode_routes", "starts", "read_words", "word_at", "row_tokens",

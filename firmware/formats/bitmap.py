@@ -1,10 +1,11 @@
 """BITMAP: 16-column chunks of set bits in ``meta``, the values of the set bits
-in ``nz`` (see :data:`zeroskip.formatspec.SPECS`)."""
+in ``nz`` (see :data:`zeroskip.core.formatspec.SPECS`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from zeroskip.core.isa import BITMAP_CHUNK
 from zeroskip.firmware.formats.base import (
     DescriptorFault,
     LaneImage,
@@ -17,7 +18,6 @@ from zeroskip.firmware.formats.base import (
     word_at,
 )
 from zeroskip.firmware.formats.registry import FormatCodec, register
-from zeroskip.isa import BITMAP_CHUNK
 
 __all__ = ["Bitmap", "bitmap_row_cycles"]
 

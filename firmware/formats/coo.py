@@ -1,10 +1,11 @@
 """COO: the entry count in ``ptr``, (column, value) entries in ``nz`` and their
-rows in ``meta`` (see :data:`zeroskip.formatspec.SPECS`)."""
+rows in ``meta`` (see :data:`zeroskip.core.formatspec.SPECS`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from zeroskip.core.isa import META_WIDTH
 from zeroskip.firmware.formats.base import (
     DescriptorFault,
     LaneImage,
@@ -16,7 +17,6 @@ from zeroskip.firmware.formats.base import (
     word_at,
 )
 from zeroskip.firmware.formats.registry import PLAN_ROWS, FormatCodec, register
-from zeroskip.isa import META_WIDTH
 
 __all__ = ["Coo"]
 

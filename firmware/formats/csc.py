@@ -1,10 +1,11 @@
 """CSC (column mode, activation zero-skipping): column ends in ``ptr``, values in
-``nz`` and their rows in ``meta`` (see :data:`zeroskip.formatspec.SPECS`)."""
+``nz`` and their rows in ``meta`` (see :data:`zeroskip.core.formatspec.SPECS`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from zeroskip.core.isa import META_WIDTH
 from zeroskip.firmware.formats.base import (
     DescriptorFault,
     LaneImage,
@@ -15,7 +16,6 @@ from zeroskip.firmware.formats.base import (
     word_at,
 )
 from zeroskip.firmware.formats.registry import FormatCodec, register
-from zeroskip.isa import META_WIDTH
 
 __all__ = ["Csc"]
 

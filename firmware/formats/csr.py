@@ -1,5 +1,5 @@
 """CSR: row ends in ``ptr``, (column, value) entries in ``nz`` (see
-:data:`zeroskip.formatspec.SPECS`). Also the model's all-lanes fast path,
+:data:`zeroskip.core.formatspec.SPECS`). Also the model's all-lanes fast path,
 :func:`decode_csr_lanes`."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """DENSE (dense mode): every value of the tile's columns in ``nz``, zeros included
-(see :data:`zeroskip.formatspec.SPECS`)."""
+(see :data:`zeroskip.core.formatspec.SPECS`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """N:M: ``G * N`` slots per row in ``nz``, every group of ``M`` columns holding at
-most ``N`` entries, and the descriptor word :class:`~zeroskip.isa.NmWord` (see
-:data:`zeroskip.formatspec.SPECS`). Also the structure check, the pruning to
+most ``N`` entries, and the descriptor word :class:`~zeroskip.core.isa.NmWord` (see
+:data:`zeroskip.core.formatspec.SPECS`). Also the structure check, the pruning to
 N:M and the parsing of ``"N:M"``."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from zeroskip.errors import CompileError
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import NmWord
 from zeroskip.firmware.formats.base import (
     DescriptorFault,
     LaneImage,
@@ -21,19 +22,18 @@ from zeroskip.firmware.formats.base import (
     word_at,
 )
 from zeroskip.firmware.formats.registry import FormatCodec, register
-from zeroskip.isa import NmWord
 
 __all__ = ["Nm", "check_nm_fits", "nm_descriptor", "nm_of_descriptor", "parse_nm", "nm_violation",
            "prune_nm"]
 
 
 def nm_descriptor(n, m):
-    """The ``ptr[ptr_base + 2]`` word of an N:M tile (:class:`~zeroskip.isa.NmWord`)."""
+    """The ``ptr[ptr_base + 2]`` word of an N:M tile (:class:`~zeroskip.core.isa.NmWord`)."""
     return NmWord.const({"n": n, "log2_m": m.bit_length() - 1}).as_bits()
 
 
 def nm_of_descriptor(word):
-    """``(N, M)`` of an N:M descriptor word (the bits above :class:`~zeroskip.isa.NmWord`
+    """``(N, M)`` of an N:M descriptor word (the bits above :class:`~zeroskip.core.isa.NmWord`
     are ignored)."""
     layout = NmWord.as_shape()
     n, log2_m = (word >> field.offset & ((1 << field.width) - 1)

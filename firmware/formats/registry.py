@@ -1,9 +1,9 @@
 """The firmware side of the format registry: one :class:`FormatCodec` per format.
 
 Every module of :mod:`zeroskip.firmware.formats` named after a spec of
-:data:`zeroskip.formatspec.SPECS` defines the format's codec (its encoder, its
+:data:`zeroskip.core.formatspec.SPECS` defines the format's codec (its encoder, its
 decoder and the cost terms the compiler plans with) and registers it with
-:func:`register`. :func:`get` finds it by name, by :class:`~zeroskip.isa.Format`
+:func:`register`. :func:`get` finds it by name, by :class:`~zeroskip.core.isa.Format`
 or by ``SPMV.fmt`` code and refuses a format it does not know.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from zeroskip import formatspec
-from zeroskip.errors import CompileError
-from zeroskip.isa import Format
+from zeroskip.core import formatspec
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import Format
 
 __all__ = ["FormatCodec", "PLAN_ROWS", "PLAN_TILES", "register", "get", "codecs"]
 
@@ -31,7 +31,7 @@ class FormatCodec:
     :attr:`fmt`.
     """
 
-    #: The name of the format's :class:`~zeroskip.formatspec.FormatSpec`.
+    #: The name of the format's :class:`~zeroskip.core.formatspec.FormatSpec`.
     name: str = ""
     #: How the compiler plans the format: :data:`PLAN_ROWS` or :data:`PLAN_TILES`.
     planner: str = PLAN_TILES
@@ -97,7 +97,7 @@ def get(format_):
 
     Raises
     ------
-    zeroskip.formatspec.UnknownFormat
+    zeroskip.core.formatspec.UnknownFormat
         ``unknown format 'ell'; known: csr, coo, bitmap, nm, dense, csc``.
     """
     if isinstance(format_, str):

@@ -13,11 +13,11 @@ import pytest
 import scipy.sparse as sp
 
 from zeroskip import AcceleratorConfig
-from zeroskip.errors import DeviceError
+from zeroskip.core.errors import DeviceError
+from zeroskip.core.isa import HARDWARE_ID, MemoryMap, Reg, Region
+from zeroskip.core.tools import find_tool
 from zeroskip.firmware.compiler import compile_spmv
-from zeroskip.isa import HARDWARE_ID, MemoryMap, Reg, Region
 from zeroskip.sim.backends import Job, run_model
-from zeroskip.tools import find_tool
 
 pytestmark = pytest.mark.skipif(find_tool("verilator") is None, reason="verilator not installed")
 

@@ -153,7 +153,7 @@ def test_program_without_a_board(tmp_path):
 
 
 def test_build_help_shows_the_board_defaults(capsys):
-    from zeroskip.cli import main
+    from zeroskip.app.cli import main
     with pytest.raises(SystemExit):
         main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -167,7 +167,7 @@ def test_build_help_shows_the_board_defaults(capsys):
 
 
 def test_program_command_reports_a_missing_library(tmp_path, monkeypatch, capsys):
-    from zeroskip.cli import main
+    from zeroskip.app.cli import main
     loader = tmp_path / "openFPGALoader"
     loader.write_text(FAKE_LOADER.format(library="libusb-1.0.so.0"))
     loader.chmod(0o755)

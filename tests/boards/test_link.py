@@ -14,7 +14,7 @@ import pytest
 
 from zeroskip.boards import protocol as p
 from zeroskip.boards.link import SerialBus
-from zeroskip.errors import DeviceError
+from zeroskip.core.errors import DeviceError
 
 #: The software board's inter-byte timeout (seconds).
 GAP = 0.02

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from zeroskip.boards import link
 from zeroskip.boards import protocol as p
 from zeroskip.boards.link import SerialBus
-from zeroskip.errors import DeviceError
+from zeroskip.core.errors import DeviceError
 
 #: Word addresses the operations use (a small space, so reads see earlier writes).
 WORDS = 24

@@ -20,9 +20,9 @@ import pytest
 import scipy.sparse
 
 from zeroskip import AcceleratorConfig
-from zeroskip import demo as demo_module  # imported before any fake replaces what it imports
-from zeroskip.cli import build_parser, main
-from zeroskip.errors import DeviceError
+from zeroskip.app import demo as demo_module  # imported before any fake replaces what it imports
+from zeroskip.app.cli import build_parser, main
+from zeroskip.core.errors import DeviceError
 from zeroskip.sim.backends import BACKENDS
 
 COMMANDS = ["generate", "compile", "disasm", "explain", "run", "demo"]
@@ -182,7 +182,7 @@ class Fakes:
             moved.add("results", "read", program.shape[0])
             return moved
 
-        from zeroskip import transfers
+        from zeroskip.app import transfers
         monkeypatch.setattr(transfers, "count_program", count_program)
 
 
@@ -593,9 +593,9 @@ def demo_parts(monkeypatch):
 
 
 def test_demo(capsys, fakes, demo_parts, tmp_path, monkeypatch):
-    import zeroskip.commands.demo
+    import zeroskip.app.commands.demo
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(zeroskip.commands.demo, "_rtl_backend", lambda: ("verilator", []))
+    monkeypatch.setattr(zeroskip.app.commands.demo, "_rtl_backend", lambda: ("verilator", []))
     code, out, err = run_main(capsys, "demo")
     assert code == 0, err
     config = demo_module.demo_config()
@@ -628,9 +628,9 @@ def test_demo(capsys, fakes, demo_parts, tmp_path, monkeypatch):
 
 
 def test_demo_falls_back_without_simulators(capsys, fakes, demo_parts, tmp_path, monkeypatch):
-    import zeroskip.commands.demo
+    import zeroskip.app.commands.demo
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(zeroskip.commands.demo, "_find_tool", lambda name: False)
+    monkeypatch.setattr(zeroskip.app.commands.demo, "_find_tool", lambda name: False)
     code, out, _ = run_main(capsys, "demo")
     if importlib.util.find_spec("cocotb") is not None:
         assert "note: verilator is not installed" in out
@@ -642,9 +642,9 @@ def test_demo_falls_back_without_simulators(capsys, fakes, demo_parts, tmp_path,
 
 
 def test_demo_mismatch(capsys, fakes, demo_parts, tmp_path, monkeypatch):
-    import zeroskip.commands.demo
+    import zeroskip.app.commands.demo
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(zeroskip.commands.demo, "_rtl_backend", lambda: ("icarus", []))
+    monkeypatch.setattr(zeroskip.app.commands.demo, "_rtl_backend", lambda: ("icarus", []))
     fakes.corrupt = True
     code, out, err = run_main(capsys, "demo")
     assert code == 1

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from zeroskip import AcceleratorConfig
-from zeroskip.cli import build_parser, main
-from zeroskip.commands.common import config_from_args as _config_from_args
-from zeroskip.errors import ConfigError
+from zeroskip.app.cli import build_parser, main
+from zeroskip.app.commands.common import config_from_args as _config_from_args
+from zeroskip.core.errors import ConfigError
 
 
 def config_of(*argv):

@@ -5,7 +5,7 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from zeroskip.errors import InputError
+from zeroskip.core.errors import InputError
 from zeroskip.firmware.loader import load_matrix, load_vector
 
 SAMPLES = ["west0067", "cage5", "494_bus", "jagmesh7", "Erdos971"]
@@ -57,7 +57,7 @@ def test_pattern_loads_as_integer_ones(examples_data, name):
 
 
 def test_demo_matrix_is_the_sample(repo_root, examples_data):
-    shipped = repo_root / "zeroskip" / "data" / "west0067.mtx"
+    shipped = repo_root / "app" / "data" / "west0067.mtx"
     assert shipped.read_bytes() == (examples_data / "west0067.mtx").read_bytes()
 
 

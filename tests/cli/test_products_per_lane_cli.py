@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 from zeroskip import AcceleratorConfig
+from zeroskip.app.cli import build_parser, main
+from zeroskip.app.commands.common import config_from_args
 from zeroskip.boards.build import BuildReport
 from zeroskip.boards.targets import get_board
-from zeroskip.cli import build_parser, main
-from zeroskip.commands.common import config_from_args
 
-MATRIX = Path(__file__).resolve().parents[2] / "zeroskip" / "data" / "west0067.mtx"
+MATRIX = Path(__file__).resolve().parents[2] / "app" / "data" / "west0067.mtx"
 REFUSAL = ("zeroskip: error: products_per_lane {k}: the generated hardware issues one product "
            "per lane per cycle; only the ISA model runs products_per_lane > 1\n")
 

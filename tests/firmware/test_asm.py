@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from zeroskip.errors import CompileError
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import Insn, Opcode
 from zeroskip.firmware.asm import (
     assemble,
     decode,
@@ -12,7 +13,6 @@ from zeroskip.firmware.asm import (
     encode_set_epi,
     encode_spmv,
 )
-from zeroskip.isa import Insn, Opcode
 
 
 def test_disassemble_forms():

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip import timing
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError, DeviceError, InputError
+from zeroskip.core import timing
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import CompileError, DeviceError, InputError
+from zeroskip.core.isa import ErrorCode, Opcode
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.firmware.compiler.gather import _order_lanes
 from zeroskip.firmware.program import unpack_nz
 from zeroskip.firmware.reference import spmv_reference
-from zeroskip.isa import ErrorCode, Opcode
 from zeroskip.sim.backends import run_model
 
 DEFAULT = AcceleratorConfig()

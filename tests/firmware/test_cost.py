@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import Format
 from zeroskip.firmware.compiler import compile_kernel
-from zeroskip.isa import Format
 from zeroskip.sim.backends import run_model
 
 COLUMNS = AcceleratorConfig(pes=2, value_width=8, acc_width=32, x_depth=64, nz_depth=64,
@@ -70,7 +70,7 @@ def test_auto_kernel_costs_column_mode_on_the_samples_zeros():
 
 
 def test_generic_plan_rejects_a_format_it_does_not_plan():
-    from zeroskip.errors import CompileError
+    from zeroskip.core.errors import CompileError
     from zeroskip.firmware.compiler.plans import _plan_generic
     a = column_matrix()
     with pytest.raises(CompileError, match=r"^no plan for format 'csr': the generic plans "

@@ -1,8 +1,8 @@
 import numpy as np
 import scipy.sparse
 
-from zeroskip import timing
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core import timing
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.firmware import cycles
 from zeroskip.firmware.compiler import compile_kernel
 from zeroskip.sim.backends import run_model

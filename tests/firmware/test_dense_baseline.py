@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.firmware.compiler import compile_kernel
 from zeroskip.firmware.cycles import dense_floor
 from zeroskip.sim.backends import run_model

@@ -4,8 +4,9 @@ import scipy.sparse
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import Format, NmWord
 from zeroskip.firmware.formats import (
     DescriptorFault,
     decode_lane,
@@ -18,7 +19,6 @@ from zeroskip.firmware.formats import (
     parse_nm,
     prune_nm,
 )
-from zeroskip.isa import Format, NmWord
 
 CONFIG = AcceleratorConfig(pes=2, x_depth=64, nz_depth=256, row_depth=32)
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError, DeviceError, InputError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import CompileError, DeviceError, InputError
+from zeroskip.core.isa import ErrorCode, Format, Opcode
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.explain import explain
 from zeroskip.firmware.formats import prune_nm
 from zeroskip.firmware.program import Program
 from zeroskip.firmware.reference import spmv_reference
-from zeroskip.isa import ErrorCode, Format, Opcode
 from zeroskip.sim.backends import model_counters, run, run_model
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")

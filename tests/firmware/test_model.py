@@ -1,12 +1,9 @@
 import numpy as np
 import pytest
 
-from zeroskip import timing
-from zeroskip.config import AcceleratorConfig
-from zeroskip.firmware.asm import assemble, decode
-from zeroskip.firmware.model import BusError, Machine
-from zeroskip.firmware.program import pack_nz
-from zeroskip.isa import (
+from zeroskip.core import timing
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
     HARDWARE_ID,
@@ -17,6 +14,9 @@ from zeroskip.isa import (
     Region,
     route_word,
 )
+from zeroskip.firmware.asm import assemble, decode
+from zeroskip.firmware.model import BusError, Machine
+from zeroskip.firmware.program import pack_nz
 
 CONFIG = AcceleratorConfig(pes=2, value_width=8, acc_width=16, x_depth=16, x_banks=2,
                            nz_depth=16, row_depth=8, imem_depth=8)

@@ -1,7 +1,7 @@
 """products_per_lane (k): a lane applies each decoded nonzero to k inputs of a batch.
 
 The ISA model counts a batch of n inputs in ceil(n / k) passes, each costing
-what one input costs at k = 1 (the pass rule of zeroskip.timing); results and
+what one input costs at k = 1 (the pass rule of zeroskip.core.timing); results and
 every counter but the cycles and stalls equal those of k = 1. The generated
 hardware is k = 1 only, and says so.
 """
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip import timing
-from zeroskip.config import AcceleratorConfig, ConfigError, check_generated
+from zeroskip.app.nn.compile import dense_mode_cycles
+from zeroskip.core import timing
+from zeroskip.core.config import AcceleratorConfig, ConfigError, check_generated
 from zeroskip.firmware.compiler import compile_kernel
-from zeroskip.nn.compile import dense_mode_cycles
 from zeroskip.sim.backends import Job, run_many, run_model
 
 REFUSAL = ("products_per_lane {k}: the generated hardware issues one product per lane per "

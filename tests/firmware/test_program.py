@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import InputError, ProgramMismatchError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import InputError, ProgramMismatchError
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.firmware.model import Machine
 from zeroskip.firmware.program import Program, pack_nz, unpack_nz

@@ -22,8 +22,8 @@ import scipy.sparse
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import InputError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import InputError
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.loader import load_matrix
 from zeroskip.firmware.program import Program

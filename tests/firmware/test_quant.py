@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip.errors import CompileError
+from zeroskip.core.errors import CompileError
 from zeroskip.firmware.quant import quantize
 
 

@@ -5,14 +5,14 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import CompileError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import CompileError
+from zeroskip.core.isa import Opcode
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.explain import explain
 from zeroskip.firmware.program import Program
 from zeroskip.firmware.reference import spmv_reference
-from zeroskip.isa import Opcode
 from zeroskip.sim.backends import run_model
 
 CONFIG = AcceleratorConfig(pes=8)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from zeroskip import timing
-from zeroskip.timing import lane_tokens, schedule
+from zeroskip.core import timing
+from zeroskip.core.timing import lane_tokens, schedule
 
 
 def test_constants():

@@ -1,7 +1,7 @@
 import numpy as np
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.sim.backends import run_model
 

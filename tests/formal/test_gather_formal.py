@@ -17,7 +17,7 @@ the ports do not show, so k-induction would need the design's registers).
 
 from amaranth.hdl import Assert, Assume, Signal, unsigned
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.hdl.gather import Gather
 from zeroskip.sim.formal import StreamTracker, mutant, stream_rules
 

@@ -24,7 +24,7 @@ rules and ``rr_reset`` pulsed only while no lane sends (at ``CTRL.start``):
 
 from amaranth.hdl import Assert, Assume, Cat, Const, Elaboratable, Module, Signal
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.hdl import arbiter
 from zeroskip.hdl.scatter import Scatter
 from zeroskip.sim.formal import mutant, past, stream_rules

@@ -19,9 +19,9 @@ import os
 import pytest
 from amaranth.hdl import Assert, Assume, Signal
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import ErrorCode
 from zeroskip.hdl.sequencer import Sequencer
-from zeroskip.isa import ErrorCode
 from zeroskip.sim.formal import mutant, past
 
 CONFIG = AcceleratorConfig(pes=2, value_width=8, acc_width=16, x_depth=16, row_depth=4,

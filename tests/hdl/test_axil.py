@@ -7,7 +7,7 @@ from amaranth import Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
-from zeroskip.errors import DeviceError
+from zeroskip.core.errors import DeviceError
 from zeroskip.hdl.axil import AxiLiteSignature, AxiLiteSlave
 from zeroskip.sim.buses import PysimBus
 from zeroskip.sim.streams import simulate

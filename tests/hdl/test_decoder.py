@@ -3,7 +3,7 @@
 CSR tests drive :class:`CsrDecoder`; the other row formats (COO, BITMAP, N:M,
 dense) drive :class:`FormatDecoder` with every format enabled and compare
 with :func:`expand`, a plain reading of the descriptors of
-:mod:`zeroskip.isa`.
+:mod:`zeroskip.core.isa`.
 """
 
 import random
@@ -12,9 +12,9 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, unsigned
 from amaranth.lib.memory import Memory
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import BITMAP_CHUNK, META_WIDTH, Format, nz_entry_layout
 from zeroskip.hdl.decoder import CsrDecoder, FormatDecoder
-from zeroskip.isa import BITMAP_CHUNK, META_WIDTH, Format, nz_entry_layout
 from zeroskip.sim.streams import simulate
 
 CONFIG = AcceleratorConfig(pes=1, value_width=16, acc_width=32, x_depth=256,

@@ -9,8 +9,8 @@ from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from zeroskip import timing
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core import timing
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.hdl.gather import Gather
 from zeroskip.hdl.layouts import operand_tag_layout
 from zeroskip.sim.streams import receive, send, simulate
@@ -434,7 +434,7 @@ def test_converts_to_verilog(pes, x_banks, x_depth, cluster_lanes):
     assert "module gather" in text
 
 
-# 5. The ISA model's schedule (zeroskip.timing) follows the same rule.
+# 5. The ISA model's schedule (zeroskip.core.timing) follows the same rule.
 
 @pytest.mark.parametrize("pes,banks,cluster_lanes,seed",
                          [(8, 2, 4, 1), (6, 1, 3, 2), (4, 2, 1, 3), (5, 4, 5, 4)])

@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from zeroskip import AcceleratorConfig
+from zeroskip.core.tools import find_tool
 from zeroskip.hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate
-from zeroskip.tools import find_tool
 
 SMALL = AcceleratorConfig(pes=4, x_depth=64, nz_depth=64, row_depth=16, imem_depth=8)
 

@@ -5,8 +5,8 @@ import subprocess
 import pytest
 
 from zeroskip import AcceleratorConfig
+from zeroskip.core.tools import find_tool
 from zeroskip.hdl.generate import TOP_NAME, VERILATOR_WAIVERS, generate
-from zeroskip.tools import find_tool
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")
 

@@ -11,9 +11,9 @@ from collections import deque
 import numpy as np
 import pytest
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import BITMAP_CHUNK, Format
 from zeroskip.hdl.lane import Lane
-from zeroskip.isa import BITMAP_CHUNK, Format
 from zeroskip.sim.streams import simulate
 
 CONFIG = AcceleratorConfig(pes=1, value_width=16, acc_width=32, x_depth=256, nz_depth=512,
@@ -30,7 +30,7 @@ def wrap(config, value):
 
 
 def epilogue_and_adds(config, s, out_old, bias, desc, epi):
-    """Steps 2 to 4 of SPMV (zeroskip.isa); returns (s, overflow)."""
+    """Steps 2 to 4 of SPMV (zeroskip.core.isa); returns (s, overflow)."""
     overflow = False
     for flag, term in ((desc["accumulate"], out_old), (desc["bias"], bias)):
         if flag:

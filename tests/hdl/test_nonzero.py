@@ -8,7 +8,7 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, signed
 from amaranth.lib.memory import Memory
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.hdl.nonzero import ColumnQueue, NonzeroDetector
 from zeroskip.sim.streams import receive, send, simulate
 

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.hdl.pe import ProcessingElement
 from zeroskip.sim.streams import receive, send, simulate
 

@@ -13,12 +13,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from zeroskip import timing
-from zeroskip.config import AcceleratorConfig
-from zeroskip.firmware.model import Machine
-from zeroskip.hdl.scatter import Scatter
-from zeroskip.hdl.top import ZeroskipTop
-from zeroskip.isa import (
+from zeroskip.core import timing
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
     STATUS_DONE,
@@ -31,6 +28,9 @@ from zeroskip.isa import (
     Region,
     route_word,
 )
+from zeroskip.firmware.model import Machine
+from zeroskip.hdl.scatter import Scatter
+from zeroskip.hdl.top import ZeroskipTop
 from zeroskip.sim.buses import PysimBus
 from zeroskip.sim.streams import send, simulate
 

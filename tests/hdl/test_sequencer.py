@@ -3,8 +3,8 @@
 import pytest
 
 from zeroskip import AcceleratorConfig
+from zeroskip.core.isa import ErrorCode, Insn, Opcode
 from zeroskip.hdl.sequencer import Sequencer
-from zeroskip.isa import ErrorCode, Insn, Opcode
 from zeroskip.sim.streams import simulate
 
 CONFIG = AcceleratorConfig(pes=1, imem_depth=8)

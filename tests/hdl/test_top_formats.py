@@ -7,7 +7,7 @@ equal numpy's, and ``CYCLES`` (and the other counters) must equal the timing
 contract of ``docs/internals.md``: the round-robin gather schedule for the
 row formats is replayed here from first principles; column mode (the
 nonzero detector, the column credits and the lanes' walkers) is the ISA
-model's :func:`~zeroskip.timing.column_mode_cycles`.
+model's :func:`~zeroskip.core.timing.column_mode_cycles`.
 """
 
 import random
@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from zeroskip import timing
-from zeroskip.config import AcceleratorConfig
-from zeroskip.hdl.top import ZeroskipTop
-from zeroskip.isa import (
+from zeroskip.core import timing
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.isa import (
     BITMAP_CHUNK,
     CTRL_CLEAR,
     CTRL_START,
@@ -34,6 +33,7 @@ from zeroskip.isa import (
     Reg,
     Region,
 )
+from zeroskip.hdl.top import ZeroskipTop
 from zeroskip.sim.buses import PysimBus
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")

@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, signed
 from amaranth.lib.memory import Memory
 
-from zeroskip.config import AcceleratorConfig
+from zeroskip.core.config import AcceleratorConfig
 from zeroskip.hdl.writeback import Accumulator, Writeback
 from zeroskip.sim.streams import send, simulate
 
@@ -20,7 +20,7 @@ def wrap(config, value):
 
 
 def reference(config, s, overflow, out_old, bias, args, epi):
-    """Steps 2 to 4 of SPMV (zeroskip.isa), written out plainly."""
+    """Steps 2 to 4 of SPMV (zeroskip.core.isa), written out plainly."""
     def add(a, b):
         nonlocal overflow
         total = a + b

@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from zeroskip.nn.network import Layer, Network
+from zeroskip.app.nn.network import Layer, Network
 
 
 def make_model(nodes, inits, *, in_shape=("batch", 6), out_shape=("batch", 3), opset=13,

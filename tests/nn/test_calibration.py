@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import InputError
+from zeroskip.app.nn.compile import compile_network, run_network
+from zeroskip.app.nn.network import Layer, Network
+from zeroskip.app.nn.quantize import quantize_network
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import InputError
 from zeroskip.firmware.quant import value_exponents
-from zeroskip.nn.compile import compile_network, run_network
-from zeroskip.nn.network import Layer, Network
-from zeroskip.nn.quantize import quantize_network
 
 CONFIG = AcceleratorConfig(pes=4, x_depth=256, nz_depth=512, row_depth=64, imem_depth=16,
                            formats=("csr", "coo", "bitmap", "nm", "dense", "csc"))

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zeroskip import Accelerator, transfers
+from zeroskip import Accelerator
+from zeroskip.app import transfers
+from zeroskip.app.nn.infer import evaluate, network_config
 from zeroskip.boards import record
-from zeroskip.nn.infer import evaluate, network_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nn_helpers import sparse_inputs, tiny_network  # noqa: E402
@@ -57,8 +58,8 @@ def test_infer_counts_transfers_and_labels_the_clock(private_record):
 
 def test_infer_words_are_the_programs_counts(private_record):
     """The network count is each layer's program count times its batches."""
-    from zeroskip.nn.compile import compile_network, run_network
-    from zeroskip.nn.quantize import quantize_network
+    from zeroskip.app.nn.compile import compile_network, run_network
+    from zeroskip.app.nn.quantize import quantize_network
     net = tiny_network()
     x = sparse_inputs(20, 24)
     q = quantize_network(net, x, value_width=8, acc_width=32)

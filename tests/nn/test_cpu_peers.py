@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zeroskip.nn import baseline
-from zeroskip.nn import graph_challenge as gc
+from zeroskip.app.nn import baseline
+from zeroskip.app.nn import graph_challenge as gc
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))

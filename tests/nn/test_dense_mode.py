@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import InternalError
+from zeroskip.app.nn.compile import compile_network, dense_mode_cycles, run_network
+from zeroskip.app.nn.infer import network_config
+from zeroskip.app.nn.quantize import quantize_network
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import InternalError
 from zeroskip.firmware.cycles import check_dense_cycles, dense_floor
-from zeroskip.nn.compile import compile_network, dense_mode_cycles, run_network
-from zeroskip.nn.infer import network_config
-from zeroskip.nn.quantize import quantize_network
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))

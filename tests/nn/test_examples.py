@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroskip.nn import digits
-from zeroskip.nn import graph_challenge as gc
-from zeroskip.nn.infer import evaluate
-from zeroskip.nn.prune import prune_network
+from zeroskip.app.nn import digits
+from zeroskip.app.nn import graph_challenge as gc
+from zeroskip.app.nn.infer import evaluate
+from zeroskip.app.nn.prune import prune_network
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "graph-challenge"
 
@@ -59,10 +59,10 @@ def test_graph_challenge_categories_on_a_subset():
 def test_graph_challenge_as_onnx_through_infer_gives_the_example_figures(tmp_path, capsys):
     """``zeroskip infer`` on the network exported as ONNX (MatMul, Add, Clip) and
     the example's path agree on every layer's cycles, dense mode and drops."""
-    from zeroskip.cli import main
+    from zeroskip.app.cli import main
+    from zeroskip.app.nn.infer import network_config
+    from zeroskip.app.nn.onnx_io import save_onnx
     from zeroskip.firmware.cycles import dense_floor
-    from zeroskip.nn.infer import network_config
-    from zeroskip.nn.onnx_io import save_onnx
     network, images, _ = gc.load(DATA)
     pick = np.r_[280:296]
     save_onnx(network, tmp_path / "gc.onnx")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zeroskip.cli import main
-from zeroskip.nn.infer import JSON_FIELDS
-from zeroskip.nn.onnx_io import save_onnx
+from zeroskip.app.cli import main
+from zeroskip.app.nn.infer import JSON_FIELDS
+from zeroskip.app.nn.onnx_io import save_onnx
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from zeroskip.app.nn.infer import evaluate, network_config
 from zeroskip.boards.record import PROJECTION
-from zeroskip.nn.infer import evaluate, network_config
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))
@@ -62,7 +62,7 @@ def test_every_figure_of_k_above_1_is_labelled_a_projection(results):
 
 
 def test_infer_text_says_projection(capsys, results):
-    from zeroskip.nn.cli import print_summary
+    from zeroskip.app.nn.cli import print_summary
     print_summary(results[4])
     out = capsys.readouterr().out
     assert "(ulx3s-85f, 8 PEs x 4 products)" in out
@@ -70,6 +70,6 @@ def test_infer_text_says_projection(capsys, results):
 
 
 def test_a_simulator_refuses_before_running():
-    from zeroskip.errors import ConfigError
+    from zeroskip.core.errors import ConfigError
     with pytest.raises(ConfigError, match=r"^products_per_lane 2: the generated hardware"):
         _evaluate(2, backend="verilator")

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import InputError
-from zeroskip.nn.compile import compile_network, run_network
-from zeroskip.nn.quantize import quantize_network
+from zeroskip.app.nn.compile import compile_network, run_network
+from zeroskip.app.nn.quantize import quantize_network
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))
@@ -72,7 +72,7 @@ def test_skip_empty_inputs():
 
 def zero_safe_network(first_bias):
     """Two ReLU layers (biases not positive after the first) and a clamped last one."""
-    from zeroskip.nn.network import Layer, Network
+    from zeroskip.app.nn.network import Layer, Network
     rng = np.random.default_rng(7)
     sizes = (24, 16, 12, 8)
     layers = []
@@ -86,7 +86,7 @@ def zero_safe_network(first_bias):
 @pytest.mark.parametrize("first_bias,safe", [(-0.05, [True, True, True]),
                                              (0.2, [False, True, True])])
 def test_auto_drops_exactly_where_a_zero_input_stays_zero(first_bias, safe):
-    from zeroskip.nn.compile import zero_stays_zero
+    from zeroskip.app.nn.compile import zero_stays_zero
     net = zero_safe_network(first_bias)
     x = nn_helpers.sparse_inputs(8, net.inputs, 2)
     x[[0, 3, 6]] = 0
@@ -110,7 +110,7 @@ def test_auto_drops_exactly_where_a_zero_input_stays_zero(first_bias, safe):
 
 def test_auto_keeps_every_input_when_the_last_layer_is_linear():
     """tiny_network's last layer has no ReLU or clamp: a zero input may not stay zero."""
-    from zeroskip.nn.compile import zero_stays_zero
+    from zeroskip.app.nn.compile import zero_stays_zero
     net, q, x_int, compiled = setup()
     x_int = x_int.copy()
     x_int[[1, 5]] = 0
@@ -129,7 +129,7 @@ def test_skip_empty_must_be_auto_or_a_bool():
 
 
 def test_column_mode_where_activations_are_sparse():
-    from zeroskip.nn.network import Layer, Network
+    from zeroskip.app.nn.network import Layer, Network
     rng = np.random.default_rng(4)
     w = rng.normal(0, 0.3, (32, 200)) * (rng.random((32, 200)) < 0.3)
     net = Network(layers=[Layer("wide", w, bias=np.full(32, -0.1), relu=True)])
@@ -169,7 +169,7 @@ def test_rtl_equals_model(backend):
 
 
 def test_accelerator_api():
-    from zeroskip.api import Accelerator
+    from zeroskip.app.api import Accelerator
     net = nn_helpers.tiny_network(5)
     x = nn_helpers.sparse_inputs(6, net.inputs, 6)
     acc = Accelerator(CONFIG)

@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pytest
 from onnx import helper
 
-from zeroskip.cli import main
-from zeroskip.errors import InputError
-from zeroskip.nn.network import Network
-from zeroskip.nn.onnx_io import load_onnx, to_onnx
+from zeroskip.app.cli import main
+from zeroskip.app.nn.network import Network
+from zeroskip.app.nn.onnx_io import load_onnx, to_onnx
+from zeroskip.core.errors import InputError
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))
@@ -152,5 +152,5 @@ def test_network_input_checks():
 
 
 def load_network_layers():
-    from zeroskip.nn.network import Layer
+    from zeroskip.app.nn.network import Layer
     return [Layer(name="l", weight=W2.T.T[:, :4] @ np.ones((4, 6)))]

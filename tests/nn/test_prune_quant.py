@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from zeroskip.errors import InputError
-from zeroskip.nn.network import Layer, Network
-from zeroskip.nn.prune import check_sparsity, magnitude_mask, nm_mask, prune_network
-from zeroskip.nn.quantize import quantize_network
+from zeroskip.app.nn.network import Layer, Network
+from zeroskip.app.nn.prune import check_sparsity, magnitude_mask, nm_mask, prune_network
+from zeroskip.app.nn.quantize import quantize_network
+from zeroskip.core.errors import InputError
 
 
 def test_magnitude_mask_removes_the_smallest_and_keeps_existing_zeros():

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from zeroskip.nn.infer import evaluate
-from zeroskip.report import render
+from zeroskip.app.nn.infer import evaluate
+from zeroskip.app.report import render
 
 _spec = importlib.util.spec_from_file_location("nn_helpers",
                                                Path(__file__).with_name("nn_helpers.py"))

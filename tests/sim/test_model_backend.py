@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zeroskip.config import AcceleratorConfig
-from zeroskip.errors import DeviceError
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import DeviceError
+from zeroskip.core.isa import STATUS_ERROR, ErrorCode, Reg, Region
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.model import Machine
-from zeroskip.isa import STATUS_ERROR, ErrorCode, Reg, Region
 from zeroskip.sim.backends import model_counters, run, run_model
 
 ALL = ("csr", "coo", "bitmap", "nm", "dense", "csc")

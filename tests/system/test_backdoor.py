@@ -19,11 +19,11 @@ import pytest
 import scipy.sparse as sp
 
 from zeroskip import AcceleratorConfig
-from zeroskip.errors import DeviceError, ZeroskipError
+from zeroskip.core.errors import DeviceError, ZeroskipError
+from zeroskip.core.isa import MemoryMap, Region
 from zeroskip.firmware.compiler import compile_kernel, compile_spmv
 from zeroskip.firmware.model import Machine
 from zeroskip.hdl.generate import memory_map, verilog_text
-from zeroskip.isa import MemoryMap, Region
 from zeroskip.sim.backdoor import BackdoorMemories, MemoryLayout
 from zeroskip.sim.backends import Job, run_many
 from zeroskip.sim.buses import ModelBus

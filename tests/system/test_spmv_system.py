@@ -15,13 +15,13 @@ import pytest
 import scipy.sparse as sp
 
 from zeroskip import AcceleratorConfig
-from zeroskip.errors import DeviceError
+from zeroskip.core.errors import DeviceError
+from zeroskip.core.isa import ErrorCode, Insn, Opcode
 from zeroskip.firmware.asm import encode_halt, encode_nop, encode_spmv
 from zeroskip.firmware.compiler import compile_spmv
 from zeroskip.firmware.loader import load_matrix
 from zeroskip.firmware.quant import quantize
 from zeroskip.firmware.reference import spmv_reference
-from zeroskip.isa import ErrorCode, Insn, Opcode
 from zeroskip.sim.backends import Job, run_many
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"

@@ -1,0 +1,98 @@
+"""``zeroskip compile``: a sparse matrix into a program for a configuration."""
+
+from pathlib import Path
+
+from zeroskip.app.commands.common import (
+    add_config_options,
+    atomic_write,
+    config_from_args,
+    pes,
+    prepare_output,
+    print_text,
+    tiles,
+)
+from zeroskip.app.commands.matrix import (
+    add_kernel_options,
+    check_kernel_options,
+    compile_matrix_file,
+    scales,
+)
+
+__all__ = ["HELP", "add_parser", "add_saturate_option", "cmd_compile"]
+
+HELP = (
+    "compile a sparse matrix into a program",
+    """\
+Load a matrix (.mtx, .npz from scipy.sparse.save_npz, or a dense 2-D .npy),
+quantize it to the value width and compile it into a program (.npz) for the
+configuration: microcode plus memory images per tile, the row scales and the
+float64 matrix (so 'run PROGRAM.npz' reports the error against it).
+Quantization: integers that fit stay exact; every other row gets its own
+power-of-two scale, as large as its values and the accumulator allow.
+--x gives a sample of the right-hand operand (vector or matrix): its shape
+picks the kernel and its magnitudes bound the scales; without it the scales
+assume the largest possible x. The cost model picks the format per row band
+(--format auto) among the configuration's formats.""",
+    """\
+examples:
+  zeroskip compile examples/data/cage5.mtx
+  zeroskip compile examples/data/cage5.mtx --pes 4 -o build/cage5.npz --listing
+  zeroskip run build/cage5.npz --x examples/data/cage5_x.npy
+  zeroskip compile A.npz --config build/verilog/zeroskip_top.config.json
+  zeroskip compile W.mtx --formats csr,nm --format nm --nm 2:4 --prune-nm""")
+
+
+def add_saturate_option(sub, *, extra=""):
+    """--saturate, as compile, explain and run take it."""
+    sub.add_argument("--saturate", action="store_true",
+                     help="keep integers that do not fit the value width at scale 1, clipped, "
+                          "instead of scaling their rows down" + extra)
+
+
+def add_parser(command):
+    sub = command("compile", cmd_compile)
+    sub.add_argument("matrix", metavar="MATRIX", help="matrix file: .mtx, .npz or .npy")
+    sub.add_argument("-o", "--output", metavar="PROGRAM.npz", type=Path,
+                     help="program file to write (default build/<matrix name>.program.npz)")
+    add_saturate_option(sub)
+    sub.add_argument("--listing", action="store_true", help="also print the program's listing")
+    add_kernel_options(sub, x_help="a sample of the right-hand operand (vector or matrix: .npy, "
+                                   ".mtx, .npz, .txt) for the kernel choice and the cost model")
+    add_config_options(sub)
+
+
+def cmd_compile(args):
+    config = config_from_args(args)
+    check_kernel_options(args)
+    output = Path(args.output) if args.output else \
+        Path("build") / f"{Path(args.matrix).stem}.program.npz"
+    prepare_output(output)
+    _, program, (rows, cols), _ = compile_matrix_file(args, config)
+    atomic_write(output, program.save)
+    row_scales = scales(program)
+    print(f"wrote {output}: {rows} x {cols}, {program.nnz} nonzeros, {tiles(program)}, "
+          f"{config.value_width}-bit values"
+          + (f", {row_scales}" if row_scales else " (integers, stored exactly)")
+          + f", for configuration {config.fingerprint} ({pes(config)})")
+    if (getattr(program, "quant", None) or {}).get("worst_case_x"):
+        print(f"note: no --x given: the row scales assume the largest possible x (every "
+              f"scaled |x_q| = 2^{config.value_width - 1}), so no accumulator can overflow; "
+              f"--x with a sample of x allows finer scales")
+    _print_plan(program)
+    if args.listing:
+        print_text(program.listing())
+    return 0
+
+
+def _print_plan(program):
+    """One line: kernel, format, dataflow and the predicted cycles against dense mode."""
+    kernel = getattr(program, "kernel", None)
+    if kernel is None:
+        return
+    predicted = program.predicted_cycles()
+    line = (f"kernel {kernel}, format {program.format_label} ({program.dataflow_label} "
+            f"dataflow), predicted {predicted} cycles")
+    if program.dense_cycles is not None and predicted:
+        line += (f"; dense mode {program.dense_cycles} cycles "
+                 f"({program.dense_cycles / predicted:.2f}x)")
+    print(line)

@@ -1,0 +1,370 @@
+"""Whole-network compilation and batched inference on any backend.
+
+:func:`compile_network` turns a :class:`~zeroskip.app.nn.quantize.QuantizedNetwork`
+into one :class:`CompiledNetwork`: per layer, one firmware
+:class:`~zeroskip.firmware.program.Program` per epilogue shift (rows whose
+per-channel weight scales give the same ``SET_EPI`` shift share one), each
+compiled for a batch of ``batch`` inputs (the right-hand matrix kernels; the
+cost model picks CSR, or column mode CSC where the sample activations' zeros
+pay, per row band and input).
+
+How layers are chained: the ISA has no instruction that moves a layer's
+output words into the X buffer, so the host driver reads the epilogue's
+outputs (already the next layer's integers: shifted, rounded, ReLU'd,
+clamped and saturated by the hardware) and writes them to X for the next
+layer, bit for bit. Those host transfers are not counted in the cycles.
+
+:func:`run_network` runs the compiled network on a backend in batches and
+returns every layer's output integers and counters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from zeroskip.core.config import AcceleratorConfig
+from zeroskip.core.errors import DeviceError, InputError
+from zeroskip.firmware.compiler import compile_kernel
+from zeroskip.firmware.cycles import check_dense_cycles
+from zeroskip.sim.driver import COUNTER_NAMES
+
+__all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "SKIP_EMPTY", "check_skip_empty",
+           "compile_network",
+           "dense_mode_cycles", "drop_plan", "run_network", "zero_stays_zero"]
+
+
+@dataclasses.dataclass
+class CompiledLayer:
+    """One layer: ``(rows, Program)`` per epilogue shift group."""
+
+    name: str
+    shape: tuple
+    nnz: int
+    groups: list
+
+    #: Per shift group, dense mode's cycles for one batch of :attr:`dense_batch`
+    #: inputs (see :func:`dense_mode_cycles`).
+    dense_cycles: list = dataclasses.field(default_factory=list)
+
+    #: Inputs per run the dense-mode cycles are counted for (the network's batch).
+    dense_batch: int = 1
+
+    def predicted_dense_cycles(self, inputs=1):
+        """Cycles of this layer forced into dense mode for ``inputs`` inputs: every row,
+        column and tile, run in batches of :attr:`dense_batch` (the last padded, as
+        the sparse run pads it), by the ISA model's timing rules; checked against
+        :func:`~zeroskip.firmware.cycles.check_dense_cycles`."""
+        if not self.groups:
+            return 0
+        batches = -(-int(inputs) // self.dense_batch)
+        rows, cols = self.shape
+        return check_dense_cycles(sum(self.dense_cycles) * batches, rows, cols,
+                                  batches * self.dense_batch, self.groups[0][1].config,
+                                  what=f"{self.name} in dense mode")
+
+    def formats(self):
+        names = []
+        for _, program in self.groups:
+            for name in program.formats:
+                if name not in names:
+                    names.append(name)
+        return names
+
+
+@dataclasses.dataclass
+class CompiledNetwork:
+    """A whole network compiled for one configuration and batch size.
+
+    Attributes
+    ----------
+    quantized : QuantizedNetwork
+    config : AcceleratorConfig
+    batch : int
+        Inputs per run of a layer's programs (the last batch is padded).
+    layers : list of CompiledLayer
+    """
+
+    quantized: object
+    config: AcceleratorConfig
+    batch: int
+    layers: list
+
+    def programs(self):
+        return [program for layer in self.layers for _, program in layer.groups]
+
+    def tiles(self):
+        return sum(len(p.tiles) for p in self.programs())
+
+
+def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
+                    split_rows="auto", dense_baseline=True):
+    """Compile every layer of ``quantized`` for ``config``.
+
+    Parameters
+    ----------
+    quantized : QuantizedNetwork
+    config : AcceleratorConfig
+        Its ``value_width`` and ``acc_width`` must be the network's.
+    sample_int : array of int, shape (n, inputs)
+        Sample quantized inputs: their activations drive the cost model
+        (column mode where activations are sparse).
+    batch : int, optional
+        Inputs per run (default ``min(n, 16)``).
+    fmt, split_rows
+        As for :func:`~zeroskip.firmware.compiler.compile_kernel`.
+    dense_baseline : bool
+        Also predict the cycles of dense mode per layer.
+
+    Returns
+    -------
+    CompiledNetwork
+    """
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+    if config.value_width != quantized.value_width or config.acc_width != quantized.acc_width:
+        raise InputError(f"the network is quantized to {quantized.value_width}-bit values and "
+                         f"{quantized.acc_width}-bit accumulators but the accelerator has "
+                         f"{config.value_width} and {config.acc_width}")
+    sample_int = np.asarray(sample_int, dtype=np.int64)
+    if batch is None:
+        batch = min(len(sample_int), 16)
+    if not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be a positive integer, not {batch!r}")
+    sample = sample_int[:batch]
+    if len(sample) < batch:
+        sample = np.concatenate([sample, np.zeros((batch - len(sample), sample.shape[1]),
+                                                  dtype=np.int64)])
+    layers = []
+    x = sample
+    cache = {}
+    for index, layer in enumerate(quantized.layers):
+        groups, dense = [], []
+        for shift, rows in layer.groups():
+            bias = None if layer.bias is None else layer.bias[rows]
+            kwargs = {}
+            if layer.epilogue:
+                kwargs = dict(shift=shift, relu=layer.relu, epilogue=True,
+                              clamp=layer.clamp if layer.clamp is not None else None)
+            program = compile_kernel(
+                layer.weight[rows], config, x=x.T, fmt=fmt, bias=bias,
+                a_frac_bits=int(layer.w_frac[rows].max()), x_frac_bits=layer.x_frac,
+                name=f"{layer.name}[shift {shift}]" if layer.epilogue else layer.name,
+                dense_baseline=False, split_rows=split_rows, **kwargs)
+            groups.append((rows, program))
+            if dense_baseline:
+                dense.append(dense_mode_cycles(len(rows), layer.shape[1], config, batch=batch,
+                                               bias=bias is not None, cache=cache, **kwargs))
+        layers.append(CompiledLayer(name=layer.name, shape=layer.shape,
+                                    nnz=int(layer.weight.nnz), groups=groups,
+                                    dense_cycles=dense, dense_batch=batch))
+        x = quantized.layer_reference(index, x)
+    return CompiledNetwork(quantized=quantized, config=config, batch=batch, layers=layers)
+
+
+def dense_mode_cycles(rows, cols, config, *, batch=1, bias=False, cache=None, **epilogue):
+    """Cycles of one batch of ``batch`` inputs through a ``rows x cols`` layer forced
+    into dense mode (the matrix kernel, ``batch`` right-hand columns).
+
+    Dense mode streams every entry of every row whatever its value, so its
+    cycles depend only on the shape, the batch and the epilogue: the
+    compiler's dense prediction (the ISA model's timing rules over every tile
+    ``fmt="dense"`` emits for the full matrix) gives them once per shape
+    (``cache`` keeps them). Never below ``rows x cols x batch /
+    config.macs_per_cycle`` (checked).
+    """
+    key = (rows, cols, batch, bias, tuple(sorted(epilogue.items())))
+    if cache is not None and key in cache:
+        return cache[key]
+    import scipy.sparse
+    probe = scipy.sparse.csr_matrix(([1], ([0], [0])), shape=(rows, cols), dtype=np.int64)
+    program = compile_kernel(probe, config, bias=np.zeros(rows, dtype=np.int64) if bias else None,
+                             kernel="spmm", rhs_columns=batch, dense_baseline=True,
+                             split_rows=False, name="dense probe", **epilogue)
+    cycles = check_dense_cycles(program.report["dense_cycles"], rows, cols, batch, config)
+    if cache is not None:
+        cache[key] = cycles
+    return cycles
+
+
+@dataclasses.dataclass
+class NetworkRun:
+    """What :func:`run_network` produced.
+
+    Attributes
+    ----------
+    outputs : list of numpy.ndarray of int64
+        Per layer, its output integers ``(images, outputs)``.
+    counters : list of dict
+        Per layer, the counters summed over batches and shift groups
+        (``pe_busy`` a list per PE).
+    images : int
+    padded : int
+        Inputs the first layer ran, including the zero padding of the last batch.
+    backend : str
+    sent, padded_per_layer : list of int
+        Per layer, the inputs sent (those not dropped) and the inputs run
+        including padding.
+    dropped : list of int
+        Per layer, the inputs not sent because their activations entering
+        it were all zero (see ``skip_empty`` of :func:`run_network`).
+    droppable : list of bool
+        Per layer, whether it dropped all-zero inputs.
+    """
+
+    outputs: list
+    counters: list
+    images: int
+    padded: int
+    backend: str
+    sent: list = dataclasses.field(default_factory=list)
+    padded_per_layer: list = dataclasses.field(default_factory=list)
+    dropped: list = dataclasses.field(default_factory=list)
+    droppable: list = dataclasses.field(default_factory=list)
+
+
+#: The values ``skip_empty`` takes (``"auto"``: where provably safe).
+SKIP_EMPTY = ("auto", True, False)
+
+
+def zero_stays_zero(quantized):
+    """Per layer, whether an input whose activations entering it are all zero
+    provably stays zero to the network's output: this layer and every later one
+    map a zero input to zero (a bias that is not positive through a ReLU or a
+    clamp at 0), decided exactly with the quantized layers."""
+    maps_zero = [not quantized.layer_reference(index, np.zeros((1, layer.shape[1]),
+                                                               dtype=np.int64)).any()
+                 for index, layer in enumerate(quantized.layers)]
+    safe, stays = [], True
+    for value in reversed(maps_zero):
+        stays = stays and value
+        safe.append(stays)
+    return safe[::-1]
+
+
+def drop_plan(quantized, skip_empty):
+    """Per layer, whether :func:`run_network` drops the all-zero inputs there.
+
+    ``"auto"``: where they provably stay zero (:func:`zero_stays_zero`);
+    ``True``: at every layer (the host fills in a zero input's output, bias
+    and epilogue included, from the quantized reference); ``False``: nowhere.
+    """
+    skip_empty = check_skip_empty(skip_empty)
+    if skip_empty == "auto":
+        return zero_stays_zero(quantized)
+    return [skip_empty] * len(quantized.layers)
+
+
+def check_skip_empty(skip_empty):
+    """``skip_empty`` if it is one of :data:`SKIP_EMPTY` (a bool as ``bool``)."""
+    if isinstance(skip_empty, str) and skip_empty == "auto":
+        return skip_empty
+    if not isinstance(skip_empty, (bool, np.bool_)):
+        raise InputError(f"skip_empty must be 'auto', True or False, not {skip_empty!r}")
+    return bool(skip_empty)
+
+
+def _empty_counters(config):
+    counters = dict.fromkeys(COUNTER_NAMES, 0)
+    counters["pe_busy"] = [0] * config.pes
+    return counters
+
+
+def _add(total, counters):
+    for name in COUNTER_NAMES:
+        total[name] += int(counters[name])
+    total["pe_busy"] = [a + int(b) for a, b in zip(total["pe_busy"], counters["pe_busy"])]
+
+
+def _run_model(program, x):
+    from zeroskip.sim.backends import run_model
+    try:
+        return run_model(program, x)
+    except DeviceError as error:
+        raise DeviceError(f"{program.name}: {error}", code=error.code, pc=error.pc,
+                          tile=error.tile, result=error.result) from None
+
+
+def _run_jobs(layer, chunks, backend, build_dir):
+    """Results ``[chunk][group]`` of one layer."""
+    if backend == "model":
+        return [[_run_model(program, chunk.T) for _, program in layer.groups]
+                for chunk in chunks]
+    from zeroskip.sim.backends import Job, run_many
+    jobs = [Job(program, chunk.T) for chunk in chunks for _, program in layer.groups]
+    results = run_many(jobs, backend=backend, build_dir=build_dir)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    per = len(layer.groups)
+    return [results[i * per:(i + 1) * per] for i in range(len(chunks))]
+
+
+def run_network(compiled, x_int, *, backend="model", build_dir="build", progress=None,
+                skip_empty="auto"):
+    """Run ``compiled`` on the quantized inputs ``x_int`` (``(images, inputs)``).
+
+    Parameters
+    ----------
+    skip_empty : {"auto", True, False}
+        Do not send an input whose activations entering a layer are all zero
+        (the Graph Challenge's sparse ``Y`` drops such rows): the host fills
+        in the layer's output for a zero input (the epilogue applied to the
+        bias alone, from the quantized reference). Those inputs add no
+        cycles; :attr:`NetworkRun.sent` counts the inputs each layer ran and
+        :attr:`NetworkRun.dropped` the others. ``"auto"`` (default) drops
+        them only where they provably stay zero, so the host fills in zeros
+        (:func:`zero_stays_zero`); ``True`` at every layer; ``False`` never.
+
+    Returns
+    -------
+    NetworkRun
+
+    Raises
+    ------
+    InputError
+        On inputs of the wrong shape.
+    DeviceError
+        When the accelerator reports an error.
+    """
+    x = np.asarray(x_int, dtype=np.int64)
+    inputs = compiled.layers[0].shape[1]
+    if x.ndim != 2 or x.shape[1] != inputs:
+        raise InputError(f"inputs have shape {x.shape} but the network takes (images, {inputs})")
+    droppable = drop_plan(compiled.quantized, skip_empty)
+    images, batch = len(x), compiled.batch
+    outputs, counters, sent_counts, padded_counts = [], [], [], []
+    for index, layer in enumerate(compiled.layers):
+        live = np.flatnonzero(x.any(axis=1)) if droppable[index] else np.arange(images)
+        count = len(live)
+        padded = -(-count // batch) * batch
+        xs = np.zeros((padded, x.shape[1]), dtype=np.int64)
+        xs[:count] = x[live]
+        chunks = [xs[i:i + batch] for i in range(0, padded, batch)]
+        results = _run_jobs(layer, chunks, backend, build_dir) if chunks else []
+        y = np.zeros((padded, layer.shape[0]), dtype=np.int64)
+        total = _empty_counters(compiled.config)
+        for c, per_group in enumerate(results):
+            for (rows, _), result in zip(layer.groups, per_group):
+                raw = np.asarray(result.y_raw, dtype=np.int64).reshape(len(rows), batch)
+                y[c * batch:(c + 1) * batch, rows] = raw.T
+                _add(total, result.counters)
+        if count < images:
+            zero = compiled.quantized.layer_reference(index, np.zeros((1, x.shape[1]),
+                                                                      dtype=np.int64))
+            full = np.repeat(zero, images, axis=0)
+            full[live] = y[:count]
+        else:
+            full = y[:images]
+        outputs.append(full)
+        counters.append(total)
+        sent_counts.append(count)
+        padded_counts.append(padded)
+        x = full    # the epilogue's outputs are the next layer's input integers
+        if progress is not None:
+            progress(index + 1, len(compiled.layers))
+    return NetworkRun(outputs=outputs, counters=counters, images=images,
+                      padded=padded_counts[0] if padded_counts else 0, backend=backend,
+                      sent=sent_counts, padded_per_layer=padded_counts,
+                      dropped=[images - count for count in sent_counts], droppable=droppable)
