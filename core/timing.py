@@ -177,6 +177,21 @@ def schedule(lane_tokens, x_banks, *, cluster_lanes=None, rr=None, trace=False):
     -------
     ScheduleResult
     """
+    tokens, group, pointers = _schedule_inputs(lane_tokens, x_banks, cluster_lanes, rr)
+    if group == 1:
+        return _private_schedule(tokens, x_banks, pointers, trace)
+    clusters = max(len(tokens) // group, 1)
+    if clusters > 1:
+        # Cluster k's bank b is bank k * x_banks + b of one replay: lanes of
+        # different clusters never meet at a bank.
+        tokens = [np.where(t >= 0, t + (p // group) * x_banks, -1)
+                  for p, t in enumerate(tokens)]
+    return _shared_schedule(tokens, pointers, trace)
+
+
+def _schedule_inputs(lane_tokens, x_banks, cluster_lanes, rr):
+    """:func:`schedule`'s arguments checked: ``(tokens, lanes per cluster, pointers)``,
+    the tokens as int64 arrays and the pointers a fresh list."""
     if not isinstance(x_banks, int) or x_banks < 1:
         raise ValueError(f"x_banks must be a positive integer, not {x_banks!r}")
     lanes = len(lane_tokens)
@@ -193,14 +208,14 @@ def schedule(lane_tokens, x_banks, *, cluster_lanes=None, rr=None, trace=False):
     pointers = [0] * (clusters * x_banks) if rr is None else [int(v) for v in rr]
     if len(pointers) != clusters * x_banks:
         raise ValueError(f"rr must hold {clusters * x_banks} pointers, not {len(pointers)}")
-    if group == 1:
-        return _private_schedule(tokens, x_banks, pointers, trace)
-    if clusters > 1:
-        # Cluster k's bank b is bank k * x_banks + b of one replay: lanes of
-        # different clusters never meet at a bank.
-        tokens = [np.where(t >= 0, t + (p // group) * x_banks, -1)
-                  for p, t in enumerate(tokens)]
-        x_banks *= clusters
+    return tokens, group, pointers
+
+
+def _shared_schedule(tokens, pointers, trace):
+    """:func:`schedule` of lanes that share banks (``tokens`` numbered across the
+    clusters' banks, ``pointers`` one per such bank, updated in place): fast-forward
+    stretches without conflicts, replay the others cycle by cycle."""
+    lanes = len(tokens)
     lengths = [len(t) for t in tokens]
     pos = [0] * lanes
     stalls = [0] * lanes
@@ -213,18 +228,7 @@ def schedule(lane_tokens, x_banks, *, cluster_lanes=None, rr=None, trace=False):
     failures = 0
     while active:
         if len(active) == 1:
-            # A lone lane never conflicts: it drains one token per cycle.
-            p = active[0]
-            rest = tokens[p][pos[p]:]
-            cycles += len(rest)
-            if trace:
-                index = pos[p] + np.flatnonzero(rest >= 0)
-                grants.append(np.stack([np.full(len(index), p), index], axis=1))
-            granted = rest[rest >= 0]
-            busy[p] += len(granted)
-            if len(granted):
-                for bank in np.unique(granted).tolist():
-                    pointers[bank] = (p + 1) % lanes
+            cycles += _drain_lone_lane(tokens, active[0], pos, busy, pointers, grants)
             break
         if backoff == 0:
             advanced = _fast_forward(tokens, active, pos, lengths, busy, pointers, lanes,
@@ -281,6 +285,23 @@ def schedule(lane_tokens, x_banks, *, cluster_lanes=None, rr=None, trace=False):
                   else np.zeros((0, 2), dtype=np.int64))
     return ScheduleResult(cycles=cycles, stalls_per_lane=stalls, busy_per_lane=busy,
                           rr=pointers, grants=grants)
+
+
+def _drain_lone_lane(tokens, p, pos, busy, pointers, grants):
+    """The cycles of lane ``p`` when it alone has tokens left: a lone lane never
+    conflicts, it drains one token per cycle (``busy``, ``pointers`` and ``grants``
+    updated in place)."""
+    lanes = len(tokens)
+    rest = tokens[p][pos[p]:]
+    if grants is not None:
+        index = pos[p] + np.flatnonzero(rest >= 0)
+        grants.append(np.stack([np.full(len(index), p), index], axis=1))
+    granted = rest[rest >= 0]
+    busy[p] += len(granted)
+    if len(granted):
+        for bank in np.unique(granted).tolist():
+            pointers[bank] = (p + 1) % lanes
+    return len(rest)
 
 
 def _private_schedule(tokens, x_banks, pointers, trace):

@@ -18,8 +18,9 @@ import numpy as np
 from zeroskip.core import timing
 from zeroskip.core.isa import Format, Opcode
 from zeroskip.firmware.asm import decode
+from zeroskip.firmware.program import lane_balance
 
-__all__ = ["explain", "losses"]
+__all__ = ["explain", "lane_balance_lines", "losses"]
 
 #: The losses :func:`losses` reports: key, label, and what it means in plain words.
 LOSSES = (
@@ -68,6 +69,7 @@ def explain(program, *, operand=None, x=None, run=None):
     """
     report = program.report
     lines = _decisions(program, report, operand=operand, x=x)
+    lines += [""] + lane_balance_lines(program.lane_balance())
     lines += [""] + _loss_lines(program, x, run)
     return "\n".join(lines) + "\n"
 
@@ -147,12 +149,43 @@ def _decisions(program, report, *, operand, x):
     return lines
 
 
+#: Lanes up to which a balance line lists every lane's work (else busiest and mean).
+_LIST_LANES = 16
+
+
+def lane_balance_lines(balance):
+    """The lane balance of :meth:`~.program.Program.lane_balance` as text: the
+    program's, then per tile (numbered as in the listing) and, when a tile runs
+    ``SPMV`` of different descriptors, per ``SPMV``."""
+    lines = [f"lane balance (an SPMV lasts as long as its busiest PE; balance = the "
+             f"busiest PE's work / the mean, 1.00 = even): {_work_text(balance)}"]
+    for tile in balance["tiles"]:
+        lines.append(f"  tile {tile['tile']}: {_work_text(tile)}")
+        if len(tile["spmvs"]) > 1:
+            for spmv in tile["spmvs"]:
+                lines.append(f"    SPMV {spmv['format'] or '-'} x{spmv['count']}: "
+                             f"{_work_text(spmv)}")
+    return lines
+
+
+def _work_text(entry):
+    work = entry["lane_work"]
+    mean = sum(work) / len(work) if work else 0.0
+    if len(work) <= _LIST_LANES:
+        detail = "work per PE " + " ".join(str(v) for v in work)
+    else:
+        busiest = max(range(len(work)), key=work.__getitem__)
+        detail = f"busiest PE {busiest} {work[busiest]}, mean {mean:.1f}"
+    return f"balance {entry['balance']:.2f} ({detail})"
+
+
 def _spread(work):
+    busiest = lane_balance(work)
     work = np.asarray(work, dtype=np.float64)
     mean = work.mean() if len(work) else 0.0
     if not mean:
         return "no work"
-    return (f"the busiest PE has {100 * (work.max() - mean) / mean:.1f} % more than the "
+    return (f"the busiest PE has {100 * (busiest - 1):.1f} % more than the "
             f"average (spread {100 * work.std() / mean:.1f} %)")
 
 

@@ -32,7 +32,7 @@ from zeroskip.firmware.formats import (
 )
 
 __all__ = ["Epilogue", "Tile", "Program", "pack_nz", "unpack_nz", "config_summary",
-           "KERNELS"]
+           "lane_balance", "KERNELS"]
 
 FORMAT = "zeroskip-program"
 VERSION = 2
@@ -57,6 +57,27 @@ def pack_nz(cols, values, config):
 def unpack_nz(words, config):
     """Split nonzero-memory words into ``(cols, values)`` (both ``int64``)."""
     return unpack_entries(words, config)
+
+
+def lane_balance(work):
+    """The busiest lane's work over the mean lane work: 1.0 when the lanes share it
+    evenly (and when there is none), ``pes`` when one lane does it all."""
+    work = np.asarray(work, dtype=np.int64)
+    mean = work.mean() if len(work) else 0.0
+    return float(work.max() / mean) if mean else 1.0
+
+
+def _cv(work):
+    """Coefficient of variation of the lane works (0 is perfect balance)."""
+    work = np.asarray(work, dtype=np.float64)
+    mean = work.mean()
+    return float(work.std() / mean) if mean else 0.0
+
+
+def _balance_entry(work):
+    """``{"lane_work": [...], "balance": ...}`` of one list of lane works."""
+    work = np.asarray(work, dtype=np.int64)
+    return {"lane_work": [int(v) for v in work], "balance": lane_balance(work)}
 
 
 def config_summary(config):
@@ -345,27 +366,51 @@ class Program:
     @property
     def lane_work(self):
         """Cycles of work per lane over all tiles (every column visited)."""
-        work = np.zeros(self.config.pes, dtype=np.int64)
-        for tile in self.tiles:
-            spmvs = tile.spmvs() or [None]
-            tokens = {}
-            for args in spmvs:
-                # SPMVs of a batch read one descriptor with other x and out bases.
+        return np.array(self.lane_balance()["lane_work"], dtype=np.int64)
+
+    def lane_balance(self):
+        """The lanes' work, tile by tile and ``SPMV`` by ``SPMV``, and its balance.
+
+        A lane's work in one ``SPMV`` is what :meth:`Tile.lane_tokens` counts
+        (the tokens it streams; column mode: its cycles with every column
+        visited); the ``SPMV`` takes as long as its busiest lane. The balance
+        of a list of lane works is :func:`lane_balance` of it: the busiest
+        lane's work over the mean (1.0 is perfect).
+
+        Returns
+        -------
+        dict
+            ``lane_work`` (per lane, over all tiles) and ``balance``; ``tiles``:
+            per tile its ``lane_work`` and ``balance``, and ``spmvs``: per
+            distinct ``SPMV`` operand set (the ``SPMV`` of a batch read one
+            descriptor with other x and output bases, so they count once with
+            ``count``), its ``format``, ``count``, ``lane_work`` and ``balance``.
+        """
+        total = np.zeros(self.config.pes, dtype=np.int64)
+        tiles = []
+        for index, tile in enumerate(self.tiles):
+            spmvs = {}
+            for args in tile.spmvs() or [None]:
                 key = None if args is None else (args["fmt"], args["ptr_base"],
                                                  args["nz_base"],
                                                  args["bias"] or args["epilogue"])
-                if key not in tokens:
-                    tokens[key] = np.asarray(tile.lane_tokens(self.config, args=args),
-                                             dtype=np.int64)
-                work += tokens[key]
-        return work
+                if key in spmvs:
+                    spmvs[key]["count"] += 1
+                    continue
+                work = np.asarray(tile.lane_tokens(self.config, args=args), dtype=np.int64)
+                spmvs[key] = {"format": None if args is None else format_name(args["fmt"]),
+                              "count": 1, "lane_work": work}
+            work = sum(entry["count"] * entry["lane_work"] for entry in spmvs.values())
+            total += work
+            tiles.append({"tile": index, **_balance_entry(work),
+                          "spmvs": [{**entry, **_balance_entry(entry["lane_work"])}
+                                    for entry in spmvs.values()]})
+        return {**_balance_entry(total), "tiles": tiles}
 
     @property
     def work_cv(self):
         """Coefficient of variation of :attr:`lane_work` (0 is perfect balance)."""
-        work = self.lane_work.astype(np.float64)
-        mean = work.mean()
-        return float(work.std() / mean) if mean else 0.0
+        return _cv(self.lane_work)
 
     def check_config(self, config):
         """Refuse hardware other than the one this program was built for.
@@ -523,9 +568,11 @@ class Program:
         else:
             lines.append(f"epilogue: none (raw accumulator), "
                          f"bias={'yes' if e.has_bias else 'no'}")
-        work = self.lane_work
+        balance = self.lane_balance()
+        work = np.array(balance["lane_work"], dtype=np.int64)
         lines.append(f"work spread: tokens per lane min {work.min() if len(work) else 0} "
-                     f"max {work.max() if len(work) else 0}, CV {self.work_cv:.3f}")
+                     f"max {work.max() if len(work) else 0}, CV {_cv(work):.3f}, "
+                     f"balance {balance['balance']:.2f} (max / mean)")
         for line in self.report.get("summary", []):
             lines.append(line)
         total = 0
@@ -539,7 +586,8 @@ class Program:
             operand = (f"x[{start}:{stop}]" if not self.is_matrix else
                        f"x[{start}:{stop}, {_span(columns)}]")
             lines.append(f"tile {index}: {formats}, {operand}, {len(tile.readback)} "
-                         f"results read back, predicted {cycles} cycles")
+                         f"results read back, predicted {cycles} cycles, lane balance "
+                         f"{balance['tiles'][index]['balance']:.2f}")
             for address, line in enumerate(disassemble(tile.code).splitlines()):
                 lines.append(f"  {address:4d}: {line}")
             tokens = tile.lane_tokens(c)

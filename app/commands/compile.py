@@ -10,6 +10,7 @@ from zeroskip.app.commands.common import (
     prepare_output,
     print_text,
     tiles,
+    write_json,
 )
 from zeroskip.app.commands.matrix import (
     add_kernel_options,
@@ -56,6 +57,10 @@ def add_parser(command):
                      help="program file to write (default build/<matrix name>.program.npz)")
     add_saturate_option(sub)
     sub.add_argument("--listing", action="store_true", help="also print the program's listing")
+    sub.add_argument("--json", metavar="OUT", type=Path,
+                     help="also write the plan as JSON: kernel, format, predicted and dense-mode "
+                          "cycles, the cost model's bands, the row balance and the lane balance "
+                          "(work per lane of every tile and SPMV, busiest lane / mean)")
     add_kernel_options(sub, x_help="a sample of the right-hand operand (vector or matrix: .npy, "
                                    ".mtx, .npz, .txt) for the kernel choice and the cost model")
     add_config_options(sub)
@@ -67,6 +72,8 @@ def cmd_compile(args):
     output = Path(args.output) if args.output else \
         Path("build") / f"{Path(args.matrix).stem}.program.npz"
     prepare_output(output)
+    if args.json is not None:
+        prepare_output(args.json)
     _, program, (rows, cols), _ = compile_matrix_file(args, config)
     atomic_write(output, program.save)
     row_scales = scales(program)
@@ -78,14 +85,32 @@ def cmd_compile(args):
         print(f"note: no --x given: the row scales assume the largest possible x (every "
               f"scaled |x_q| = 2^{config.value_width - 1}), so no accumulator can overflow; "
               f"--x with a sample of x allows finer scales")
-    _print_plan(program)
+    balance = program.lane_balance()
+    _print_plan(program, balance)
     if args.listing:
         print_text(program.listing())
+    if args.json is not None:
+        write_json(args.json, _plan_json(program, output, balance))
+        print(f"wrote {args.json}")
     return 0
 
 
-def _print_plan(program):
-    """One line: kernel, format, dataflow and the predicted cycles against dense mode."""
+def _plan_json(program, output, balance):
+    """What ``--json`` writes: the program file and the compiler's plan."""
+    report = program.report
+    return {"program": str(output), "name": program.name, "shape": list(program.shape),
+            "nnz": int(program.nnz), "kernel": program.kernel,
+            "rhs_columns": int(program.rhs_columns), "format": program.format_label,
+            "dataflow": program.dataflow_label, "tiles": len(program.tiles),
+            "predicted_cycles": int(program.predicted_cycles()),
+            "dense_cycles": program.dense_cycles, "bands": report.get("bands", []),
+            "balance": report.get("balance"), "lane_balance": balance,
+            "config": program.config.to_dict(), "fingerprint": program.config.fingerprint}
+
+
+def _print_plan(program, balance):
+    """Kernel, format, dataflow and the predicted cycles against dense mode; the lane
+    balance (``balance``: :meth:`~zeroskip.firmware.program.Program.lane_balance`)."""
     kernel = getattr(program, "kernel", None)
     if kernel is None:
         return
@@ -96,3 +121,7 @@ def _print_plan(program):
         line += (f"; dense mode {program.dense_cycles} cycles "
                  f"({program.dense_cycles / predicted:.2f}x)")
     print(line)
+    if balance["tiles"]:
+        worst = max(balance["tiles"], key=lambda tile: tile["balance"])
+        print(f"lane balance {balance['balance']:.2f} (busiest lane's work / mean, 1.00 = "
+              f"even); least even tile {worst['tile']}: {worst['balance']:.2f}")

@@ -107,12 +107,13 @@ def print_summary(result):
           f"{'yes' if result['bit_exact_vs_quantized_reference'] else 'NO'}; max |error| vs "
           f"float64 {result['max_abs_error_vs_float64']:.4g}")
     print(f"{'layer':<10} {'shape':>11} {'density':>8} {'formats':>9} {'cycles':>10} "
-          f"{'dense':>10} {'util':>6} {'macs':>11} {'skipped':>11}")
+          f"{'dense':>10} {'util':>6} {'balance':>7} {'macs':>11} {'skipped':>11}")
     for row in result["layers"]:
         shape = f"{row['shape'][0]}x{row['shape'][1]}"
         print(f"{row['name'][:10]:<10} {shape:>11} {row['density']:>8.3f} "
               f"{'+'.join(row['formats']):>9} {row['cycles']:>10} {row['dense_mode_cycles']:>10} "
-              f"{row['utilization']:>6.2f} {row['macs']:>11} {row['skipped']:>11}")
+              f"{row['utilization']:>6.2f} {row['lane_balance']['balance']:>7.2f} "
+              f"{row['macs']:>11} {row['skipped']:>11}")
     print(f"cycles per inference {result['cycles_per_inference']:.0f} (dense mode "
           f"{result['dense_mode_cycles_per_inference']:.0f}, speedup "
           f"{result['speedup_over_dense_mode']:.2f}x)")

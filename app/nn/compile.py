@@ -28,6 +28,7 @@ from zeroskip.core.config import AcceleratorConfig
 from zeroskip.core.errors import DeviceError, InputError
 from zeroskip.firmware.compiler import compile_kernel
 from zeroskip.firmware.cycles import check_dense_cycles
+from zeroskip.firmware.program import lane_balance
 from zeroskip.sim.driver import COUNTER_NAMES
 
 __all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "SKIP_EMPTY", "check_skip_empty",
@@ -63,6 +64,22 @@ class CompiledLayer:
         return check_dense_cycles(sum(self.dense_cycles) * batches, rows, cols,
                                   batches * self.dense_batch, self.groups[0][1].config,
                                   what=f"{self.name} in dense mode")
+
+    def lane_balance(self):
+        """The lanes' work in one run of the layer's programs and its balance (see
+        :meth:`~zeroskip.firmware.program.Program.lane_balance`): ``lane_work``
+        summed over the shift groups' programs, ``balance`` (the busiest lane's
+        work / the mean, 1.0 = even) and ``tiles``, each program's tiles in
+        order with the index of its shift ``group``."""
+        total, tiles = None, []
+        for group, (_, program) in enumerate(self.groups):
+            balance = program.lane_balance()
+            work = np.asarray(balance["lane_work"], dtype=np.int64)
+            total = work if total is None else total + work
+            tiles += [{"group": group, **tile} for tile in balance["tiles"]]
+        total = np.zeros(0, dtype=np.int64) if total is None else total
+        return {"lane_work": [int(v) for v in total], "balance": lane_balance(total),
+                "tiles": tiles}
 
     def formats(self):
         names = []

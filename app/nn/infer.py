@@ -99,6 +99,7 @@ def _layer_rows(compiled, run, clock_hz):
             "skipped_stored": int(counters["skipped"]),
             "pe_busy": int(busy), "gather_stalls": int(counters["gather_stalls"]),
             "tokens": int(busy), "rows_out": int(out * padded),
+            "lane_balance": layer.lane_balance(),
         })
     return rows
 

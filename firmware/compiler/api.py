@@ -119,80 +119,165 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     rows, cols = a.shape
     epi = _epilogue_settings(config, rows, bias=bias, shift=shift, relu=relu, clamp=clamp,
                              epilogue=epilogue)
+    band_rows, split_rows = _check_options(config, a_frac_bits=a_frac_bits,
+                                           x_frac_bits=x_frac_bits, name=name,
+                                           band_rows=band_rows, split_rows=split_rows)
+    operand = _operand(x, cols, kernel, rhs_columns)
+    nm = parse_nm(nm)
+    report = {"kernel": operand.kernel, "format_request": str(fmt)}
+    a, candidates, notes = _formats_for(a, config, fmt, nm, prune_nm, report)
+
+    # Only the rows whose result is not 0 run: the rows with nonzeros and the
+    # empty rows that read back a bias (or an epilogue of 0 that is not 0).
+    full_epi = epi
+    a, epi, kept = _running_rows(a, epi, config)
+    ctx, bands = _context(a, config, epi, operand, nm, band_rows=band_rows,
+                          bank_aware=bank_aware, split_rows=split_rows)
+    tiles, lane_entries, band_reports, splits = _compile_bands(ctx, bands, candidates, notes,
+                                                               kept, progress)
+    operand = _column_mode_kernel(operand, band_reports)
+    report["kernel"] = operand.kernel
+    if len(kept) < rows:
+        for tile in tiles:
+            tile.readback[:, 2] = kept[tile.readback[:, 2]]
+    report["bands"] = band_reports
+    report["balance"] = _balance(bands, ctx.counts, config, splits)
+
+    program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz), tiles=tiles,
+                      a_frac_bits=int(a_frac_bits), x_frac_bits=int(x_frac_bits),
+                      epilogue=full_epi.record(), lane_nnz=lane_entries, name=name,
+                      kernel=operand.kernel, rhs_columns=operand.columns, report=report)
+    if dense_baseline:
+        _add_dense_baseline(report, rows, cols, config, full_epi, operand)
+    report["summary"] = _summary(program)
+    return program
+
+
+def _check_options(config, *, a_frac_bits, x_frac_bits, name, band_rows, split_rows):
+    """Check the settings recorded or used as given; returns ``(band_rows, split_rows)``
+    normalized."""
     for label, value in (("a_frac_bits", a_frac_bits), ("x_frac_bits", x_frac_bits)):
         _check_int(label, value, -64, 64)
     if not isinstance(name, str):
         raise CompileError(f"name must be a string, not {name!r}")
     if band_rows is not None:
         band_rows = _check_int("band_rows", band_rows, 1, 1 << 30)
-    split_rows = _split_setting(split_rows, config)
-    operand = _operand(x, cols, kernel, rhs_columns)
-    nm = parse_nm(nm)
-    report = {"kernel": operand.kernel, "format_request": str(fmt)}
+    return band_rows, _split_setting(split_rows, config)
 
-    # Candidate formats.
-    enabled = [formats.get(spec.name).fmt for spec in formatspec.specs_of(config.formats)]
-    if fmt == "auto":
-        candidates = list(enabled)
-    else:
-        requested = formats.get(str(fmt)).fmt
-        if requested not in enabled:
-            raise CompileError(f"format {formats.get(requested).spec.name!r} is not enabled "
-                               f"in this configuration (formats: {', '.join(config.formats)})")
-        candidates = [requested]
-    notes = {}
-    if prune_nm:
+
+def _running_rows(a, epi, config):
+    """``(a, epi, kept)``: the matrix and epilogue cut to the rows that run
+    (:func:`_kept_rows`, whose indices ``kept`` are)."""
+    kept = _kept_rows(a, epi, config)
+    if len(kept) < a.shape[0]:
+        a = _take_rows(a, kept)
+        if epi.bias is not None:
+            epi = dataclasses.replace(epi, bias=epi.bias[kept])
+    return a, epi, kept
+
+
+def _add_dense_baseline(report, rows, cols, config, epi, operand):
+    """Dense mode on every row and column of the matrix (what fmt="dense" compiles
+    for the matrix with every entry stored): it multiplies the zeros too, so no row
+    is left out (``epi`` is the epilogue of every row)."""
+    report["dense_cycles"] = _dense_cycles(rows, cols, _dense_width(cols, config), config,
+                                           epi, operand)
+    report["dense_source"] = ("predicted by the ISA model's timing rules for every row "
+                              "and column in dense mode")
+
+
+def _context(a, config, epi, operand, nm, *, band_rows, bank_aware, split_rows):
+    """``(context, bands)`` of the rows that run: the row bands are the CSR blocks
+    (row and nonzero memories), capped at ``band_rows``."""
+    width = _column_width(a, config)
+    counts, starts = _tile_counts(a, width)
+    bands = _bands(counts, config, band_rows)
+    ctx = _Context(a=a, counts=counts, starts=starts, width=width, config=config, epi=epi,
+                   operand=operand, nm=nm, bank_aware=bank_aware, split_rows=split_rows)
+    return ctx, bands
+
+
+def _column_mode_kernel(operand, band_reports):
+    """The operand relabelled sparse when a band runs column mode (``kernel="auto"``:
+    column mode was costed on the sample's zeros, which it skips)."""
+    column_names = {spec.name for spec in formatspec.SPECS if spec.column_mode}
+    if any(column_names & set(band["winner"].split("+")) for band in band_reports):
+        return dataclasses.replace(operand, kernel=operand.sparse_label())
+    return operand
+
+
+def _formats_for(a, config, fmt, nm, prune, report):
+    """``(a, candidate formats, {refused format: why})``, ``a`` pruned to N:M when
+    ``prune`` (``report`` records the entries removed and the N:M structure)."""
+    candidates = _candidates(fmt, config)
+    if prune:
         a, removed = prune_nm_matrix(a, nm)
         report["pruned"] = removed
     if Format.NM in candidates:
         report["nm"] = list(nm)
+    return a, candidates, _refusals(candidates, a, config, nm)
+
+
+def _candidates(fmt, config):
+    """The formats the cost model may pick from: the enabled ones for ``"auto"``,
+    else the one asked for (which must be enabled)."""
+    enabled = [formats.get(spec.name).fmt for spec in formatspec.specs_of(config.formats)]
+    if fmt == "auto":
+        return list(enabled)
+    requested = formats.get(str(fmt)).fmt
+    if requested not in enabled:
+        raise CompileError(f"format {formats.get(requested).spec.name!r} is not enabled "
+                           f"in this configuration (formats: {', '.join(config.formats)})")
+    return [requested]
+
+
+def _refusals(candidates, a, config, nm):
+    """Drop from ``candidates`` (in place) the formats that cannot hold ``a``; returns
+    ``{format: why}``. A format that was asked for alone is an error instead."""
+    notes = {}
     for codec in [formats.get(f) for f in candidates]:
-        # A format that cannot hold this matrix: an error if it was asked for, else a note.
         problem = codec.refusal(a, config, nm=nm)
         if problem is not None:
             if candidates == [codec.fmt]:
                 raise CompileError(problem)
             candidates.remove(codec.fmt)
             notes[codec.fmt] = problem
+    return notes
 
-    # Only the rows whose result is not 0 run: the rows with nonzeros and the
-    # empty rows that read back a bias (or an epilogue of 0 that is not 0).
-    full_epi = epi
-    kept = _kept_rows(a, epi, config)
-    if len(kept) < rows:
-        a = _take_rows(a, kept)
-        if epi.bias is not None:
-            epi = dataclasses.replace(epi, bias=epi.bias[kept])
-    # Row bands: the CSR blocks (row and nonzero memories), optionally capped.
-    width = _column_width(a, config)
-    counts, starts = _tile_counts(a, width)
-    bands = _bands(counts, config, band_rows)
-    ctx = _Context(a=a, counts=counts, starts=starts, width=width, config=config, epi=epi,
-                   operand=operand, nm=nm, bank_aware=bank_aware, split_rows=split_rows)
 
-    def build(fmt_, band):
-        start, stop, _, _ = band
-        codec = formats.get(fmt_)
-        if codec.planner == PLAN_ROWS:
-            plan = _plan_csr(ctx, fmt_, band)
-            if fmt_ is Format.CSR:
-                plan = _consider_split(ctx, plan, band)
-            return plan
-        tile_width = codec.tile_width(width, config, nm)
-        return _plan_generic(fmt_, np.arange(start, stop), a, _column_tiles(cols, tile_width),
-                             config, epi, nm)
+def _build_plan(ctx, fmt, band):
+    """The plan of ``band`` in format ``fmt``."""
+    start, stop, _, _ = band
+    codec = formats.get(fmt)
+    if codec.planner == PLAN_ROWS:
+        plan = _plan_csr(ctx, fmt, band)
+        if fmt is Format.CSR:
+            plan = _consider_split(ctx, plan, band)
+        return plan
+    tile_width = codec.tile_width(ctx.width, ctx.config, ctx.nm)
+    return _plan_generic(fmt, np.arange(start, stop), ctx.a,
+                         _column_tiles(ctx.a.shape[1], tile_width), ctx.config, ctx.epi, ctx.nm)
 
-    matrix_kernel = operand.columns > 0
+
+def _compile_bands(ctx, bands, candidates, notes, kept, progress):
+    """Plan every band in every candidate format, pick, and emit the tiles.
+
+    Returns ``(tiles, stored entries per lane, band reports, split records)``;
+    ``kept`` maps the rows of ``ctx.a`` to the matrix's for the reports.
+    """
+    config, a = ctx.config, ctx.a
+    matrix_kernel = ctx.operand.columns > 0
     tiles = []
     lane_entries = np.zeros(config.pes, dtype=np.int64)
     band_reports, splits = [], []
     for index, band in enumerate(bands):
-        plans = {f: build(f, band) for f in candidates}
-        choice, band_report = _choose(plans, operand, epi, config)
+        plans = {f: _build_plan(ctx, f, band) for f in candidates}
+        choice, band_report = _choose(plans, ctx.operand, ctx.epi, config)
         start, stop = int(band[0]), int(band[1])
         band_report.update({"rows": [int(kept[start]), int(kept[stop - 1]) + 1],
                             "nnz": int(a.indptr[stop] - a.indptr[start])})
-        splits.append(_band_split(plans, choice, band_report["winner"], band, counts, config))
+        splits.append(_band_split(plans, choice, band_report["winner"], band, ctx.counts,
+                                  config))
         for f, note in notes.items():
             band_report["options"].append({"format": formats.get(f).spec.name,
                                            "dataflow": formats.get(f).spec.dataflow,
@@ -200,34 +285,10 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
                                            "tiles": 0, "note": note})
         band_reports.append(band_report)
         for plan, columns in choice:
-            _emit(plan, columns, epi, config, matrix_kernel, tiles, lane_entries)
+            _emit(plan, columns, ctx.epi, config, matrix_kernel, tiles, lane_entries)
         if progress is not None:
             progress(index + 1, len(bands))
-    column_names = {spec.name for spec in formatspec.SPECS if spec.column_mode}
-    if any(column_names & set(band["winner"].split("+")) for band in band_reports):
-        # kernel="auto": column mode was costed on the sample's zeros, which it skips.
-        operand = dataclasses.replace(operand, kernel=operand.sparse_label())
-        report["kernel"] = operand.kernel
-    if len(kept) < rows:
-        for tile in tiles:
-            tile.readback[:, 2] = kept[tile.readback[:, 2]]
-    report["bands"] = band_reports
-    report["balance"] = _balance(bands, counts, config, splits)
-
-    program = Program(config=config, shape=(rows, cols), nnz=int(a.nnz), tiles=tiles,
-                      a_frac_bits=int(a_frac_bits), x_frac_bits=int(x_frac_bits),
-                      epilogue=full_epi.record(), lane_nnz=lane_entries, name=name,
-                      kernel=operand.kernel, rhs_columns=operand.columns, report=report)
-    if dense_baseline:
-        # Dense mode on every row and column of the matrix (what fmt="dense"
-        # compiles for the matrix with every entry stored): it multiplies the
-        # zeros too, so no row is left out.
-        report["dense_cycles"] = _dense_cycles(rows, cols, _dense_width(cols, config), config,
-                                               full_epi, operand)
-        report["dense_source"] = ("predicted by the ISA model's timing rules for every row "
-                                  "and column in dense mode")
-    report["summary"] = _summary(program)
-    return program
+    return tiles, lane_entries, band_reports, splits
 
 
 def _dense_width(cols, config):

@@ -26,17 +26,7 @@ def _order_lanes(lane_rows, x_banks, lanes, *, reorder_rows=False, window=16):
         Per lane, the entries in stored order; per lane, the row indices in
         stored order; and the schedule length.
     """
-    pools = []     # per lane: rows still to start, in order (non-empty rows if reordering)
-    empties = []   # per lane: empty rows held back as stall fillers (reordering only)
-    for rows in lane_rows:
-        if reorder_rows:
-            pools.append([i for i, row in enumerate(rows) if row])
-            empties.append([i for i, row in enumerate(rows) if not row])
-        else:
-            pools.append(list(range(len(rows))))
-            empties.append([])
-        pools[-1].reverse()
-        empties[-1].reverse()
+    pools, empties = _row_pools(lane_rows, reorder_rows)
     buckets = [None] * lanes
     heads = [None] * lanes
     order = [[] for _ in range(lanes)]
@@ -44,24 +34,10 @@ def _order_lanes(lane_rows, x_banks, lanes, *, reorder_rows=False, window=16):
     rr = [0] * x_banks
 
     def pick(p, claims):
-        bucket = buckets[p]
-        best, best_count, fallback, fallback_count = -1, -1, -1, -1
-        for bank, entries in bucket.items():
-            n = len(entries)
-            if bank in claims:
-                if n > fallback_count:
-                    fallback, fallback_count = bank, n
-            elif n > best_count:
-                best, best_count = bank, n
-        bank = best if best >= 0 else fallback
-        entries = bucket[bank]
-        entry = entries.pop()
-        if not entries:
-            del bucket[bank]
-        heads[p] = (bank, entry)
-        claim = claims.get(bank)
+        heads[p] = head = _pick_head(buckets[p], claims)
+        claim = claims.get(head[0])
         if claim is None:
-            claims[bank] = [p]
+            claims[head[0]] = [p]
         else:
             claim.append(p)
 
@@ -110,19 +86,62 @@ def _order_lanes(lane_rows, x_banks, lanes, *, reorder_rows=False, window=16):
         for p in starting:
             if start_row(p, claims):
                 pick(p, claims)
-        for bank, claimants in claims.items():
-            if len(claimants) == 1:
-                winner = claimants[0]
-            else:
-                claimants.sort()
-                first = rr[bank]
-                winner = next((q for q in claimants if q >= first), claimants[0])
-            order[winner].append(heads[winner][1])
-            heads[winner] = None
-            rr[bank] = (winner + 1) % lanes
+        _grant(claims, rr, heads, order, lanes)
         active = [p for p in active
                   if heads[p] is not None or buckets[p] or pools[p] or empties[p]]
     return order, row_order, cycles
+
+
+def _row_pools(lane_rows, reorder_rows):
+    """Per lane, the rows still to start and the empty rows held back as stall
+    fillers (reordering only; else every row is in the pool), each reversed so
+    ``pop()`` takes the next."""
+    pools, empties = [], []
+    for rows in lane_rows:
+        if reorder_rows:
+            pools.append([i for i, row in enumerate(rows) if row])
+            empties.append([i for i, row in enumerate(rows) if not row])
+        else:
+            pools.append(list(range(len(rows))))
+            empties.append([])
+        pools[-1].reverse()
+        empties[-1].reverse()
+    return pools, empties
+
+
+def _pick_head(bucket, claims):
+    """Take a lane's next head ``(bank, entry)`` from ``bucket`` (its row's entries
+    by bank): the unclaimed bank with the most entries left, else the most needed
+    claimed one."""
+    best, best_count, fallback, fallback_count = -1, -1, -1, -1
+    for bank, entries in bucket.items():
+        n = len(entries)
+        if bank in claims:
+            if n > fallback_count:
+                fallback, fallback_count = bank, n
+        elif n > best_count:
+            best, best_count = bank, n
+    bank = best if best >= 0 else fallback
+    entries = bucket[bank]
+    entry = entries.pop()
+    if not entries:
+        del bucket[bank]
+    return bank, entry
+
+
+def _grant(claims, rr, heads, order, lanes):
+    """One cycle's round-robin grants: each claimed bank grants one claimant, whose
+    head joins its stored ``order``; ``rr``, ``heads`` and ``order`` in place."""
+    for bank, claimants in claims.items():
+        if len(claimants) == 1:
+            winner = claimants[0]
+        else:
+            claimants.sort()
+            first = rr[bank]
+            winner = next((q for q in claimants if q >= first), claimants[0])
+        order[winner].append(heads[winner][1])
+        heads[winner] = None
+        rr[bank] = (winner + 1) % lanes
 
 
 

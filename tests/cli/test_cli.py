@@ -89,6 +89,10 @@ class FakeProgram:
     def predicted_cycles(self, x=None):
         return 40
 
+    def lane_balance(self):
+        return {"lane_work": [2, 2], "balance": 1.0,
+                "tiles": [{"tile": 0, "lane_work": [2, 2], "balance": 1.0, "spmvs": []}]}
+
     @property
     def y_frac_bits(self):
         return self.a_frac_bits + self.x_frac_bits

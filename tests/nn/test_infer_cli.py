@@ -45,6 +45,9 @@ def test_infer_writes_every_field(files, capsys):
     for layer in data["layers"]:
         for key in ("shape", "nnz", "density", "cycles", "utilization", "macs", "skipped"):
             assert key in layer
+        work = layer["lane_balance"]["lane_work"]
+        assert len(work) == data["accelerator"]["pes"] and sum(work) >= layer["nnz"]
+        assert layer["lane_balance"]["balance"] == max(work) / (sum(work) / len(work))
     assert data["layers"][0]["nnz"] <= 0.5 * 16 * 24 + 1
     cpu = data["cpu"]
     for key in ("dense_1_thread_s", "dense_all_threads_s", "pruned_1_thread_s",
