@@ -199,7 +199,7 @@ def test_epilogue_registers_persist_across_runs():
 
 def test_illegal_instruction():
     m = Machine(CONFIG)
-    load_code(m, "nop\n.word 0x5\nhalt")
+    load_code(m, "nop\n.word 0xF\nhalt")
     start(m)
     assert error_code(m) == ErrorCode.ILLEGAL_INSN
     assert not read(m, Reg.STATUS) & STATUS_DONE
