@@ -234,7 +234,7 @@ def test_move_matches_model_and_semantics(name):
             assert [w for p in range(config.pes) for w in got["out"][p][:rows]] == expected
 
 
-def test_move_after_a_failed_spmv_runs():
+def test_move_after_a_failed_spmv_runs_on_pysim():
     """The lanes' sticky descriptor error of an earlier run does not fail a MOVE."""
     config = CONFIGS["p2"]
     runs = [{"code": [encode_spmv(ptr_base=READBACK_PTR, out_base=config.row_depth - 1), HALT]},
@@ -246,7 +246,7 @@ def test_move_after_a_failed_spmv_runs():
     assert rtl[1]["cycles"] == timing.move_cycles(3, config.pes) + timing.INSN_OVERHEAD
 
 
-def test_move_operands_wide_enough_for_every_configuration():
+def test_move_operands_wide_enough_for_every_configuration_on_the_model():
     """The largest buffers take every MOVE the operand fields can name."""
     big = AcceleratorConfig(pes=1, x_depth=16384, row_depth=4096)
     assert encode_move(src_base=big.row_depth - 1, dst_base=big.x_depth - 1,

@@ -20,6 +20,7 @@ from zeroskip import AcceleratorConfig
 from zeroskip.core.isa import Opcode
 from zeroskip.firmware.asm import decode, encode_move, encode_spmv
 from zeroskip.firmware.compiler import compile_spmv
+from zeroskip.firmware.program import Program
 from zeroskip.firmware.reference import spmv_reference
 from zeroskip.sim.backends import Job, run_many
 
@@ -139,3 +140,20 @@ def test_two_layers_chained_in_hardware_equal_host_chained(backend, config_name)
     # One MOVE instead of the host's round trip; the same products.
     assert chain.counters["insns"] == first.counters["insns"] + second.counters["insns"]
     assert chain.counters["macs"] + chain.counters["skipped"] == a.nnz + b.nnz
+
+
+def test_a_chained_program_file_round_trips_on_the_model(tmp_path):
+    """A program file keeps the MOVE; the listing shows it; the loaded program runs
+    to the same result."""
+    config_name = "p2c2"
+    _, _, x = layers(config_name)
+    program, _, (chain, _, _), _ = outcome("model", config_name)
+    path = tmp_path / "chained.npz"
+    program.save(path)
+    loaded = Program.load(path)
+    np.testing.assert_array_equal(loaded.tiles[0].code, program.tiles[0].code)
+    count = decode(int(program.tiles[0].code[2]))[1]["count"]
+    assert f"move src=0 dst=0 count={count}" in loaded.listing()
+    (again,) = run_many([Job(loaded, x)], backend="model")
+    np.testing.assert_array_equal(again.y_raw, chain.y_raw)
+    assert again.counters == chain.counters
