@@ -65,12 +65,14 @@ class MoveEngine(ConfigComponent):
         m = Module()
         args = Signal(MoveArgs)
         word = Signal(range(c.row_depth + 1))      # i: the out word of the lanes
-        lane = Signal(range(c.pes))                # p
+        # range(pes + 1): never zero bits wide (one lane), and holds the lane
+        # after the last, which the last word's step leaves behind.
+        lane = Signal(range(c.pes + 1))            # p
         x_addr = Signal(c.col_width)              # dst_base + p * count + i
         last = (lane == c.pes - 1) & (word == args.count - 1)
         # The write stage: the word read in the previous cycle.
         wr_valid = Signal()
-        wr_lane = Signal(range(c.pes))
+        wr_lane = Signal(range(c.pes + 1))
         m.d.sync += wr_valid.eq(0)
 
         with m.FSM():
