@@ -65,13 +65,14 @@ layer reads them without the host. For every lane ``p`` and ``i < count``::
     x[dst_base + p * count + i] = saturate(out[p][src_base + i])
 
 (lane-major: lane ``p``'s ``count`` words form the ``p``-th block of X; the
-compiler orders the next layer's columns to match). ``saturate`` clamps an
+next layer's columns are ordered to match). ``saturate`` clamps an
 output word to the signed value width; the epilogue already leaves values
 in it, so ``MOVE`` after an ``SPMV`` with ``epilogue`` copies its results
 unchanged. Every copy of x (one per gather cluster) takes the word.
 ``src_base + count > row_depth`` or ``dst_base + pes * count > x_depth``
 stops the program with :attr:`ErrorCode.DESCRIPTOR` before anything is
-written. ``MOVE`` changes no counter but ``CYCLES`` and ``INSNS``.
+written. ``MOVE`` changes no counter but ``CYCLES`` and ``INSNS``; every
+configuration has it.
 
 Every partial sum in steps 1 to 3 must fit ``acc_width`` signed bits; one that
 does not stops the program with :attr:`ErrorCode.OVERFLOW` after the
