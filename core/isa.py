@@ -59,6 +59,21 @@ row pieces with neither, adds them up with ``REDUCE`` and then finishes the rows
 ``SPMV`` over empty rows with ``accumulate`` set (steps 2 to 4 on the sums).
 ``REDUCE`` without ``config.reduce`` is an illegal instruction.
 
+``MOVE`` copies every lane's outputs into the input vector, so that the next
+layer reads them without the host. For every lane ``p`` and ``i < count``::
+
+    x[dst_base + p * count + i] = saturate(out[p][src_base + i])
+
+(lane-major: lane ``p``'s ``count`` words form the ``p``-th block of X; the
+next layer's columns are ordered to match). ``saturate`` clamps an
+output word to the signed value width; the epilogue already leaves values
+in it, so ``MOVE`` after an ``SPMV`` with ``epilogue`` copies its results
+unchanged. Every copy of x (one per gather cluster) takes the word.
+``src_base + count > row_depth`` or ``dst_base + pes * count > x_depth``
+stops the program with :attr:`ErrorCode.DESCRIPTOR` before anything is
+written. ``MOVE`` changes no counter but ``CYCLES`` and ``INSNS``; every
+configuration has it.
+
 Every partial sum in steps 1 to 3 must fit ``acc_width`` signed bits; one that
 does not stops the program with :attr:`ErrorCode.OVERFLOW` after the
 instruction. A descriptor reaching outside a memory stops it with
@@ -80,7 +95,8 @@ from zeroskip.core.formatspec import NM_WORD_BITS, SPECS
 
 __all__ = [
     "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
-    "EpiArgs", "ReduceArgs", "InsnArgs", "route_word", "Insn", "nz_entry_layout", "NmWord", "Reg",
+    "EpiArgs", "ReduceArgs", "MoveArgs", "InsnArgs", "route_word", "Insn", "nz_entry_layout",
+    "NmWord", "Reg",
     "Region", "MemoryMap", "HARDWARE_ID", "STATUS_LAYOUT", "status_word", "status_code",
 ]
 
@@ -98,6 +114,7 @@ class Opcode(enum.Enum, shape=4):
     SET_EPI = 2
     SPMV = 3
     REDUCE = 4
+    MOVE = 5
 
 
 class ErrorCode(enum.Enum, shape=8):
@@ -150,6 +167,14 @@ class ReduceArgs(data.Struct):
     dst_base: unsigned(12)
 
 
+class MoveArgs(data.Struct):
+    """Operands of ``MOVE`` (see the module documentation): ``count`` words per
+    lane from ``out[src_base]`` into X from ``dst_base``, lane-major."""
+    src_base: unsigned(12)
+    dst_base: unsigned(14)
+    count: unsigned(13)
+
+
 class EpiArgs(data.Struct):
     """Operands of ``SET_EPI``: the epilogue applied by later ``SPMV``."""
     shift: unsigned(5)
@@ -162,6 +187,7 @@ class InsnArgs(data.Union):
     spmv: SpmvArgs
     epi: EpiArgs
     reduce: ReduceArgs
+    move: MoveArgs
 
 
 class Insn(data.Struct):

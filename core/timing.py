@@ -19,6 +19,8 @@ the next; a lane whose partial sum is not taken stalls (one
   :data:`CSC_OVERHEAD` + :func:`column_mode_cycles` (column mode),
 - ``REDUCE``: :data:`REDUCE_OVERHEAD` + the scatter schedule length, or
   :data:`REDUCE_EMPTY` when no lane has a route (:func:`reduce_cycles`),
+- ``MOVE``: :data:`MOVE_OVERHEAD` + ``pes * count`` (:func:`move_cycles`: the
+  X write path takes one word per cycle, into every copy of x at once),
 - every other instruction: :data:`INSN_OVERHEAD`.
 
 **The pass rule** (``products_per_lane`` ``k`` > 1, the ISA model only): a
@@ -38,10 +40,13 @@ union, charged as it grows. Every product is still counted (``MACS``,
 own and nothing changes.
 
 ``REDUCE`` changes no counter but ``CYCLES``, ``INSNS`` and
-``SCATTER_STALLS``. The constants are measured on the RTL (Amaranth
+``SCATTER_STALLS``; ``MOVE`` none but ``CYCLES`` and ``INSNS`` (and is never
+part of a pass). The constants are measured on the RTL (Amaranth
 simulation of ``zeroskip.hdl.top``): a least-squares fit over random programs
 on three configurations leaves no residual; the ``REDUCE`` constants from
-random route lists on the top level (``tests/hdl/test_scatter.py``).
+random route lists on the top level (``tests/hdl/test_scatter.py``), the
+``MOVE`` constant from random operands on the top level
+(``tests/hdl/test_top_move.py``).
 """
 
 from __future__ import annotations
@@ -51,9 +56,9 @@ import dataclasses
 import numpy as np
 
 __all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "COLUMN_CREDITS", "REDUCE_OVERHEAD", "REDUCE_EMPTY",
-           "INSN_OVERHEAD", "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule",
-           "reduce_cycles", "lane_tokens", "column_mode_cycles", "passes", "pass_key",
-           "pass_output"]
+           "MOVE_OVERHEAD", "INSN_OVERHEAD", "OVERRUN_OVERHEAD", "ScheduleResult", "schedule",
+           "reduce_schedule", "reduce_cycles", "move_cycles", "lane_tokens",
+           "column_mode_cycles", "passes", "pass_key", "pass_output"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
@@ -73,12 +78,23 @@ CSC_OVERHEAD = 4
 #: lanes' ``COLUMN_CREDITS``).
 COLUMN_CREDITS = 16
 
-#: Cycles of any instruction other than ``SPMV`` and ``REDUCE`` (``HALT`` included).
+#: Cycles a ``MOVE`` costs beyond its ``pes * count`` words (fetch, decode,
+#: dispatch, the operand check and the last write).
+MOVE_OVERHEAD = 6
+
+#: Cycles of any instruction other than ``SPMV``, ``REDUCE`` and ``MOVE``
+#: (``HALT`` included).
 INSN_OVERHEAD = 2
 
 #: Cycles of the fetch that finds the program counter past the instruction
 #: memory (``PC_OVERRUN``); not part of the contract for correct programs.
 OVERRUN_OVERHEAD = 1
+
+
+def move_cycles(count, pes):
+    """Cycles of a ``MOVE`` of ``count`` words per lane on ``pes`` lanes:
+    :data:`MOVE_OVERHEAD` + ``pes * count``."""
+    return MOVE_OVERHEAD + int(pes) * int(count)
 
 
 def passes(inputs, products_per_lane):

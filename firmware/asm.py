@@ -6,6 +6,7 @@ One instruction per line::
     spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=1 bias=0
     spmv ptr=0 nz=0 x=64 out=32 accumulate=0 epilogue=0 bias=0 fmt=csc
     reduce ptr=40 src=0 dst=0
+    move src=0 dst=0 count=16
     halt
     nop
     .word 0x0000000000000007
@@ -27,10 +28,19 @@ from amaranth.hdl import Shape
 
 from zeroskip.core import formatspec
 from zeroskip.core.errors import CompileError
-from zeroskip.core.isa import INSN_WIDTH, EpiArgs, Format, Insn, Opcode, ReduceArgs, SpmvArgs
+from zeroskip.core.isa import (
+    INSN_WIDTH,
+    EpiArgs,
+    Format,
+    Insn,
+    MoveArgs,
+    Opcode,
+    ReduceArgs,
+    SpmvArgs,
+)
 
 __all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
-           "encode_reduce", "encode_halt", "encode_nop"]
+           "encode_reduce", "encode_move", "encode_halt", "encode_nop"]
 
 # Mnemonic field name -> (operand struct field, shape).
 _SPMV_FIELDS = {"ptr": "ptr_base", "nz": "nz_base", "x": "x_base", "out": "out_base",
@@ -40,6 +50,7 @@ _FORMAT_NAMES = {spec.code: spec.name for spec in formatspec.SPECS}
 _FORMAT_VALUES = {name: value for value, name in _FORMAT_NAMES.items()}
 _EPI_FIELDS = {"shift": "shift", "relu": "relu", "lo": "clamp_lo", "hi": "clamp_hi"}
 _REDUCE_FIELDS = {"ptr": "ptr_base", "src": "src_base", "dst": "dst_base"}
+_MOVE_FIELDS = {"src": "src_base", "dst": "dst_base", "count": "count"}
 
 
 def _shapes(struct):
@@ -51,6 +62,7 @@ _MNEMONICS = {
     "spmv": (Opcode.SPMV, "spmv", _SPMV_FIELDS, _shapes(SpmvArgs)),
     "set_epi": (Opcode.SET_EPI, "epi", _EPI_FIELDS, _shapes(EpiArgs)),
     "reduce": (Opcode.REDUCE, "reduce", _REDUCE_FIELDS, _shapes(ReduceArgs)),
+    "move": (Opcode.MOVE, "move", _MOVE_FIELDS, _shapes(MoveArgs)),
     "halt": (Opcode.HALT, None, {}, {}),
     "nop": (Opcode.NOP, None, {}, {}),
 }
@@ -145,6 +157,18 @@ def encode_reduce(*, ptr_base=0, src_base=0, dst_base=0):
         If an operand does not fit its field.
     """
     return _encode("reduce", {"ptr": ptr_base, "src": src_base, "dst": dst_base})
+
+
+def encode_move(*, src_base=0, dst_base=0, count=0):
+    """Encode ``MOVE`` (each lane's ``count`` outputs from ``out[src_base]`` into X
+    from ``dst_base``, lane-major); see :mod:`.isa`.
+
+    Raises
+    ------
+    CompileError
+        If an operand does not fit its field.
+    """
+    return _encode("move", {"src": src_base, "dst": dst_base, "count": count})
 
 
 def encode_halt():

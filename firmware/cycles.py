@@ -211,6 +211,11 @@ class RunCycles:
         return self._add(Cost(timing.reduce_cycles(result.cycles),
                               scatter_stalls=result.stalls, grants=result.grants))
 
+    def move(self, count):
+        """A ``MOVE`` of ``count`` words per lane (never part of a pass)."""
+        self._pass = None
+        return self._add(Cost(timing.move_cycles(count, self.config.pes)))
+
     def other(self):
         """Any other instruction (``HALT`` included), or one that stops with an error."""
         self._pass = None

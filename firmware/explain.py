@@ -199,6 +199,9 @@ def _overhead_cycles(program):
                 cycles += timing.SPMV_OVERHEAD
                 if Format(args["fmt"]) is Format.CSC:
                     cycles += timing.CSC_OVERHEAD
+            elif opcode is Opcode.MOVE:
+                # The PEs idle while X is written: all of a MOVE is overhead.
+                cycles += timing.move_cycles(args["count"], program.config.pes)
             elif opcode is not Opcode.REDUCE:
                 cycles += timing.INSN_OVERHEAD
             if opcode in (Opcode.HALT, None):

@@ -31,6 +31,7 @@ from zeroskip.firmware.asm import decode
 from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
+    check_move,
     decode_csr_lanes,
     decode_lane,
     decode_routes,
@@ -41,6 +42,9 @@ __all__ = ["BusError", "Machine"]
 
 _MASK32 = 0xFFFF_FFFF
 _REGIONS = {region.value: region for region in Region}
+#: The instructions that run on the data path: their method, which charges
+#: their cycles and returns whether a sum overflowed.
+_EXECUTE = {Opcode.SPMV: "_spmv", Opcode.REDUCE: "_reduce", Opcode.MOVE: "_move"}
 _COUNTERS = {Reg.CYCLES: "cycles", Reg.INSNS: "insns", Reg.MACS: "macs",
              Reg.SKIPPED: "skipped", Reg.GATHER_STALLS: "gather_stalls",
              Reg.SCATTER_STALLS: "scatter_stalls"}
@@ -303,12 +307,9 @@ class Machine:
                 if opcode is None or disabled:
                     self._charge(run.other())
                     raise _Fault(ErrorCode.ILLEGAL_INSN)
-                if opcode in (Opcode.SPMV, Opcode.REDUCE):
+                if opcode in _EXECUTE:
                     try:
-                        if opcode == Opcode.SPMV:
-                            overflow = self._spmv(args, run)
-                        else:
-                            overflow = self._reduce(args, run)
+                        overflow = getattr(self, _EXECUTE[opcode])(args, run)
                     except _Fault:
                         self._charge(run.other())
                         raise
@@ -472,6 +473,23 @@ class Machine:
         last = np.r_[first[1:], len(values)] - 1
         out[targets[first]] = sign_extend(partial[last], c.acc_width)
         return overflow
+
+    # MOVE.
+
+    def _move(self, args, run):
+        """Each lane's ``count`` outputs from ``src_base``, saturated to the value
+        width, into X from ``dst_base`` (lane-major); never overflows."""
+        c = self.config
+        try:
+            check_move(args, c)
+        except DescriptorFault:
+            raise _Fault(ErrorCode.DESCRIPTOR) from None
+        count, src = args["count"], args["src_base"]
+        words = self.out[:, src:src + count].reshape(-1)
+        self.x[args["dst_base"]:args["dst_base"] + len(words)] = np.clip(words, c.value_min,
+                                                                         c.value_max)
+        self._charge(run.move(count))
+        return False
 
     def _epilogue(self, sums):
         return epilogue(sums, shift=self.epi_shift, relu=self.epi_relu, clamp_lo=self.epi_lo,

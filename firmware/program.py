@@ -24,6 +24,7 @@ from zeroskip.firmware.asm import decode, disassemble
 from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
+    check_move,
     decode_lane,
     decode_routes,
     format_name,
@@ -496,7 +497,8 @@ class Program:
         """Predicted ``CYCLES`` of one tile's run (see :mod:`.timing`).
 
         Column-mode (CSC) instructions visit the columns whose activation in
-        ``x`` (the integer operand) is nonzero; without ``x`` every column.
+        ``x`` (the integer operand) is nonzero; without ``x``, or after a
+        ``MOVE`` (whose values only a run knows), every column.
         """
         config = self.config
         buffer = None if x is None else self.x_buffer(tile, x)
@@ -511,6 +513,15 @@ class Program:
                     run.other()
                     break
                 run.reduce([r.lanes for r in routes], args=args)
+                continue
+            if opcode is Opcode.MOVE:
+                try:
+                    check_move(args, config)
+                except DescriptorFault:
+                    run.other()
+                    break
+                run.move(args["count"])
+                buffer = None           # the moved values are known only to a run
                 continue
             if opcode is not Opcode.SPMV:
                 run.other()

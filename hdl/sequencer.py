@@ -11,6 +11,7 @@ from zeroskip.core.isa import (
     ErrorCode,
     Format,
     Insn,
+    MoveArgs,
     Opcode,
     ReduceArgs,
     SpmvArgs,
@@ -28,7 +29,8 @@ class Sequencer(ConfigComponent):
     instruction). An ``SPMV`` in a format the configuration does not enable,
     or a ``REDUCE`` without ``config.reduce``, is an illegal instruction.
     Every instruction takes two cycles to fetch and decode; ``SPMV`` and
-    ``REDUCE`` then start all lanes and wait until none is busy.
+    ``REDUCE`` then start all lanes and wait until none is busy, ``MOVE``
+    starts the move engine and waits until it is not busy.
 
     Parameters
     ----------
@@ -56,6 +58,11 @@ class Sequencer(ConfigComponent):
         Starts every lane on ``rdesc`` (``REDUCE``, with ``config.reduce``).
     lanes_busy, lanes_desc_error, lanes_overflow : In(1)
         OR of the lanes' ``busy``, ``desc_error`` and ``overflow``.
+    move_start : Out(1)
+        Starts the move engine on ``mdesc`` (``MOVE``).
+    mdesc : Out(MoveArgs)
+    move_busy, move_error : In(1)
+        The move engine's ``busy`` and ``desc_error``.
     """
 
     def __init__(self, config):
@@ -69,6 +76,8 @@ class Sequencer(ConfigComponent):
             "lane_start": Out(1), "desc": Out(SpmvArgs), "epi": Out(EpiArgs),
             "reduce_start": Out(1), "rdesc": Out(ReduceArgs),
             "lanes_busy": In(1), "lanes_desc_error": In(1), "lanes_overflow": In(1),
+            "move_start": Out(1), "mdesc": Out(MoveArgs),
+            "move_busy": In(1), "move_error": In(1),
         })
 
     def elaborate(self, platform):
@@ -132,6 +141,9 @@ class Sequencer(ConfigComponent):
                         with m.Case(Opcode.REDUCE):
                             m.d.sync += self.rdesc.eq(insn.args.reduce)
                             m.next = "DISPATCH_REDUCE"
+                    with m.Case(Opcode.MOVE):
+                        m.d.sync += self.mdesc.eq(insn.args.move)
+                        m.next = "DISPATCH_MOVE"
                     with m.Default():
                         fail(ErrorCode.ILLEGAL_INSN)
             with m.State("DISPATCH"):
@@ -140,6 +152,19 @@ class Sequencer(ConfigComponent):
             with m.State("DISPATCH_REDUCE"):
                 m.d.comb += [self.busy.eq(1), self.reduce_start.eq(1)]
                 m.next = "EXECUTE"
+            with m.State("DISPATCH_MOVE"):
+                m.d.comb += [self.busy.eq(1), self.move_start.eq(1)]
+                m.next = "EXECUTE_MOVE"
+            with m.State("EXECUTE_MOVE"):
+                # The lanes' sticky flags belong to their last instruction, not to MOVE.
+                m.d.comb += self.busy.eq(1)
+                with m.If(~self.move_busy):
+                    with m.If(self.move_error):
+                        fail(ErrorCode.DESCRIPTOR)
+                    with m.Else():
+                        m.d.comb += self.retire.eq(1)
+                        m.d.sync += self.pc.eq(self.pc + 1)
+                        m.next = "FETCH"
             with m.State("EXECUTE"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~self.lanes_busy):

@@ -1,4 +1,5 @@
-"""The accelerator top level: host port, sequencer, gather and scatter networks, lanes."""
+"""The accelerator top level: host port, sequencer, gather and scatter networks, lanes,
+move engine."""
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -22,6 +23,7 @@ from zeroskip.hdl.formats import column_mode
 from zeroskip.hdl.gather import Gather
 from zeroskip.hdl.lane import Lane
 from zeroskip.hdl.layouts import operand_tag_layout
+from zeroskip.hdl.move import MoveEngine
 from zeroskip.hdl.nonzero import NonzeroDetector
 from zeroskip.hdl.scatter import Scatter
 from zeroskip.hdl.sequencer import Sequencer
@@ -199,13 +201,19 @@ class ZeroskipTop(ConfigComponent):
         def in_window(depth):
             return aligned & (word < depth)
 
+        # The move engine shares the lanes' out read ports and the X write port
+        # with the host, which uses them only while the accelerator is idle.
+        move = self._move_engine(m, seq, lanes)
+        host_x_we = Signal()
         for lane in lanes:
-            m.d.comb += [lane.host_addr.eq(word), lane.host_wdata.eq(bus.wdata)]
+            m.d.comb += [lane.host_addr.eq(Mux(move.busy, move.out_addr, word)),
+                         lane.host_wdata.eq(bus.wdata)]
         m.d.comb += [
             seq.host_addr.eq(bus.addr[2:]),
             seq.host_wdata.eq(bus.wdata),
-            gather.host_addr.eq(word),
-            gather.host_wdata.eq(bus.wdata),
+            gather.host_addr.eq(Mux(move.x_we, move.x_addr, word)),
+            gather.host_wdata.eq(Mux(move.x_we, move.x_data, bus.wdata)),
+            gather.host_we.eq(host_x_we | move.x_we),
         ]
 
         write_ok = Signal()
@@ -228,7 +236,7 @@ class ZeroskipTop(ConfigComponent):
                 m.d.comb += [
                     write_ok.eq(idle & in_window(config.x_depth)
                                 & (lane_index == 0)),
-                    gather.host_we.eq(bus.we & write_ok),
+                    host_x_we.eq(bus.we & write_ok),
                 ]
             for region_id, strobe in ((Region.PTR, "host_we_ptr"), (Region.NZ, "host_we_nz"),
                                       (Region.META, "host_we_meta"),
@@ -294,3 +302,16 @@ class ZeroskipTop(ConfigComponent):
         with m.If(~bus.we):
             m.d.comb += bus.err.eq(~read_ok)
         return m
+
+    def _move_engine(self, m, seq, lanes):
+        """The :class:`MoveEngine` of ``MOVE``, started by the sequencer ``seq``,
+        reading the ``lanes``' ``out`` words."""
+        m.submodules.move = move = MoveEngine(self._config)
+        m.d.comb += [
+            move.start.eq(seq.move_start),
+            move.args.eq(seq.mdesc),
+            seq.move_busy.eq(move.busy),
+            seq.move_error.eq(move.desc_error),
+        ]
+        m.d.comb += [move.out_data[p].eq(lane.host_rdata) for p, lane in enumerate(lanes)]
+        return move

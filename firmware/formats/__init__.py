@@ -37,6 +37,7 @@ from zeroskip.firmware.formats.base import (
     LaneImage,
     LaneStream,
     RouteList,
+    check_move,
     decode_routes,
     pack_entries,
     unpack_entries,
@@ -64,7 +65,7 @@ __all__ = [
     "codecs", "FormatCodec", "PLAN_ROWS", "PLAN_TILES", "LaneImage", "LaneStream",
     "DescriptorFault", "encode_lane", "decode_lane", "lane_matrix", "pack_entries",
     "unpack_entries", "nm_violation", "prune_nm", "nm_descriptor", "nm_of_descriptor",
-    "bitmap_row_cycles", "parse_nm", "RouteList", "decode_routes", "CsrLanes",
+    "bitmap_row_cycles", "parse_nm", "RouteList", "decode_routes", "check_move", "CsrLanes",
     "decode_csr_lanes", "dense_span", "BITMAP_CHUNK", "META_WIDTH",
 ]
 

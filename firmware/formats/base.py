@@ -13,8 +13,8 @@ from zeroskip.core.arith import sign_extend
 from zeroskip.core.isa import Format, nz_entry_layout
 
 __all__ = ["LaneImage", "LaneStream", "DescriptorFault", "pack_entries", "unpack_entries",
-           "RouteList", "decode_routes", "starts", "read_words", "word_at", "row_tokens",
-           "row_stream", "by_row"]
+           "RouteList", "decode_routes", "check_move", "starts", "read_words", "word_at",
+           "row_tokens", "row_stream", "by_row"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -228,3 +228,19 @@ def decode_routes(ptrs, args, config):
             raise DescriptorFault("route")
         found.append(RouteList(source, lanes, rows))
     return found
+
+
+def check_move(args, config):
+    """Check a ``MOVE``'s operands against the memories, as the move engine does.
+
+    Raises
+    ------
+    DescriptorFault
+        When ``src_base + count`` passes ``row_depth`` or ``dst_base + pes *
+        count`` passes ``x_depth`` (found before anything is written).
+    """
+    count = args["count"]
+    if args["src_base"] + count > config.row_depth:
+        raise DescriptorFault("move source")
+    if args["dst_base"] + config.pes * count > config.x_depth:
+        raise DescriptorFault("move destination")

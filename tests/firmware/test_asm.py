@@ -8,6 +8,7 @@ from zeroskip.firmware.asm import (
     decode,
     disassemble,
     encode_halt,
+    encode_move,
     encode_nop,
     encode_reduce,
     encode_set_epi,
@@ -20,6 +21,7 @@ def test_disassemble_forms():
         encode_set_epi(shift=8, relu=True, clamp_lo=-32768, clamp_hi=32767),
         encode_spmv(epilogue=True),
         encode_reduce(ptr_base=40, src_base=2, dst_base=3),
+        encode_move(src_base=4, dst_base=300, count=17),
         encode_halt(),
         encode_nop(),
         0x7,
@@ -28,6 +30,7 @@ def test_disassemble_forms():
         "set_epi shift=8 relu=1 lo=-32768 hi=32767",
         "spmv ptr=0 nz=0 x=0 out=0 accumulate=0 epilogue=1 bias=0",
         "reduce ptr=40 src=2 dst=3",
+        "move src=4 dst=300 count=17",
         "halt",
         "nop",
         ".word 0x0000000000000007",
@@ -49,10 +52,17 @@ def test_encodings_come_from_isa():
     reduce = Insn.from_bits(word).args.reduce
     assert (reduce.ptr_base, reduce.src_base, reduce.dst_base) == (4095, 7, 9)
     assert decode(word) == (Opcode.REDUCE, {"ptr_base": 4095, "src_base": 7, "dst_base": 9})
+    word = encode_move(src_base=4095, dst_base=16383, count=4096)
+    move = Insn.from_bits(word).args.move
+    assert Insn.from_bits(word).opcode == Opcode.MOVE and word & 0xF == 5
+    assert (move.src_base, move.dst_base, move.count) == (4095, 16383, 4096)
+    assert decode(word) == (Opcode.MOVE, {"src_base": 4095, "dst_base": 16383, "count": 4096})
 
 
 def _random_line(rng):
-    kind = rng.integers(5)
+    kind = rng.integers(6)
+    if kind == 5:
+        return f"move src={rng.integers(4096)} dst={rng.integers(16384)} count={rng.integers(8192)}"
     if kind == 4:
         return f"reduce ptr={rng.integers(4096)} src={rng.integers(4096)} dst={rng.integers(4096)}"
     if kind == 0:
@@ -77,8 +87,9 @@ def test_round_trip_random_words():
     rng = np.random.default_rng(1)
     words = [int(w) for w in rng.integers(0, 2**63, 300, dtype=np.uint64)] + [2**64 - 1]
     # also legal opcodes with junk in unused or reserved bits
-    words += [(w & ~0xF) | op for w, op in zip(words[:50], [0, 1, 2, 3, 4] * 10, strict=True)]
+    words += [(w & ~0xF) | op for w, op in zip(words[:60], [0, 1, 2, 3, 4, 5] * 10, strict=True)]
     words += [encode_reduce(ptr_base=1) | 1 << 40]    # junk above the REDUCE operands
+    words += [encode_move(count=1) | 1 << 60]        # junk above the MOVE operands
     assert assemble(disassemble(words)) == words
     assert assemble(disassemble(np.array(words, dtype=np.uint64))) == words
 
@@ -110,6 +121,9 @@ def test_assemble_syntax():
     ("spmv bias=2", "line 1: field 'bias' = 2 does not fit 1 bit"),
     ("reduce out=1", "line 1: reduce has no field 'out'; fields: ptr, src, dst"),
     ("reduce dst=4096", "line 1: field 'dst' = 4096 does not fit 12 bits"),
+    ("move ptr=1", "line 1: move has no field 'ptr'; fields: src, dst, count"),
+    ("move dst=16384", "line 1: field 'dst' = 16384 does not fit 14 bits"),
+    ("move count=8192", "line 1: field 'count' = 8192 does not fit 13 bits"),
 ])
 def test_assemble_errors(text, message):
     with pytest.raises(CompileError) as info:
@@ -122,6 +136,8 @@ def test_encode_errors():
         encode_spmv(ptr_base=-1)
     with pytest.raises(CompileError, match="field 'src' = 5000 does not fit 12 bits"):
         encode_reduce(src_base=5000)
+    with pytest.raises(CompileError, match="field 'src' = 4096 does not fit 12 bits"):
+        encode_move(src_base=4096)
 
 
 def test_format_field():

@@ -199,7 +199,7 @@ def test_epilogue_registers_persist_across_runs():
 
 def test_illegal_instruction():
     m = Machine(CONFIG)
-    load_code(m, "nop\n.word 0x5\nhalt")
+    load_code(m, "nop\n.word 0xF\nhalt")
     start(m)
     assert error_code(m) == ErrorCode.ILLEGAL_INSN
     assert not read(m, Reg.STATUS) & STATUS_DONE
@@ -602,3 +602,62 @@ def test_reduce_is_illegal_without_the_network():
     start(m)
     assert error_code(m) == ErrorCode.ILLEGAL_INSN and read(m, Reg.PC) == 1
     assert read(m, Reg.CYCLES) == 2 * timing.INSN_OVERHEAD
+
+
+# MOVE.
+
+def fill_out(m, lane, values):
+    """``out[lane][0:len(values)] = values`` (at most 7): an SPMV over empty rows with bias."""
+    load_lane(m, lane, [[]] * len(values), bias=values)
+
+
+def test_move_copies_lane_major_and_saturates():
+    m = Machine(CONFIG)   # 2 lanes, 8-bit values, x_depth 16, row_depth 8
+    fill_out(m, 0, [100, -200, 5, 7, 300, 0, 1])
+    fill_out(m, 1, [1, 2, 3, 4, 5, 6, 7])
+    load_x(m, [-1] * 16)
+    load_code(m, "spmv bias=1\nmove src=1 dst=3 count=4\nhalt")
+    start(m)
+    assert error_code(m) is None
+    # x[3 + p * 4 + i] = saturate(out[p][1 + i]); the rest as the host wrote it
+    assert m.x.tolist() == [-1, -1, -1, -128, 5, 7, 127, 2, 3, 4, 5, -1, -1, -1, -1, -1]
+    assert out(m, 0, 7) == [100, -200, 5, 7, 300, 0, 1]      # out is only read
+    spmv = timing.SPMV_OVERHEAD + 7      # 7 empty rows per lane, one cycle each
+    assert read(m, Reg.CYCLES) == spmv + timing.MOVE_OVERHEAD + 2 * 4 + timing.INSN_OVERHEAD
+    assert (read(m, Reg.INSNS), read(m, Reg.MACS), read(m, Reg.PC)) == (3, 0, 2)
+
+
+def test_move_of_nothing_costs_the_overhead():
+    m = Machine(CONFIG)
+    load_x(m, [4] * 16)
+    load_code(m, "move src=8 dst=16 count=0\nhalt")     # the limits, inclusive
+    start(m)
+    assert error_code(m) is None
+    assert m.x.tolist() == [4] * 16
+    assert read(m, Reg.CYCLES) == timing.MOVE_OVERHEAD + timing.INSN_OVERHEAD
+
+
+@pytest.mark.parametrize("operands", [
+    "src=5 dst=0 count=4",      # out words 5..8: row_depth is 8
+    "src=0 dst=9 count=4",      # X words 9..16: x_depth is 16
+    "src=0 dst=0 count=9",      # both
+])
+def test_move_descriptor_errors_write_nothing(operands):
+    m = Machine(CONFIG)
+    fill_out(m, 0, [1] * 7)
+    load_x(m, list(range(16)))
+    load_code(m, f"spmv bias=1\nmove {operands}\nhalt")
+    start(m)
+    assert error_code(m) == ErrorCode.DESCRIPTOR
+    assert read(m, Reg.PC) == 1 and read(m, Reg.INSNS) == 1
+    assert m.x.tolist() == list(range(16))
+
+
+def test_move_limits_are_inclusive():
+    m = Machine(CONFIG)
+    fill_out(m, 0, [9, 8, 7, 6, 5, 4, 3])                     # out[0][7] stays 0
+    load_x(m, [-5] * 16)
+    load_code(m, "spmv bias=1\nmove src=5 dst=10 count=3\nhalt")   # out 5..7, X 10..15
+    start(m)
+    assert error_code(m) is None
+    assert m.x.tolist() == [-5] * 10 + [4, 3, 0, 0, 0, 0]

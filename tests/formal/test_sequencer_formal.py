@@ -1,6 +1,7 @@
 """The sequencer's status, proved with any program in its instruction memory
-(written by the host at any time) and any answers from the lanes, the lanes
-assumed to drop ``lanes_busy`` within ``LANE_BOUND`` cycles:
+(written by the host at any time) and any answers from the lanes and the move
+engine, both assumed to drop ``lanes_busy`` (``move_busy``) within
+``LANE_BOUND`` cycles:
 
 - ``done`` and ``error`` never lost: outside a run they change only by
   ``start`` or ``clear``; a run clears them when it starts;
@@ -32,12 +33,13 @@ DEPTH = RUN_BOUND + 4
 
 
 def sequencer_properties(m, dut):
-    lanes_waited = Signal(range(LANE_BOUND + 2))
-    with m.If(dut.lanes_busy):
-        m.d.sync += lanes_waited.eq(lanes_waited + 1)
-    with m.Else():
-        m.d.sync += lanes_waited.eq(0)
-    m.d.comb += Assume(lanes_waited <= LANE_BOUND)
+    for name, waits in (("lanes", dut.lanes_busy), ("move", dut.move_busy)):
+        waited = Signal(range(LANE_BOUND + 2), name=f"{name}_waited")
+        with m.If(waits):
+            m.d.sync += waited.eq(waited + 1)
+        with m.Else():
+            m.d.sync += waited.eq(0)
+        m.d.comb += Assume(waited <= LANE_BOUND)
 
     busy, done, error = past(m, dut.busy), past(m, dut.done), past(m, dut.error)
     start, clear = past(m, dut.start), past(m, dut.clear)

@@ -1,0 +1,114 @@
+"""The move engine: ``MOVE`` copies the lanes' outputs into the input vector."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data
+from amaranth.lib.wiring import In, Out
+
+from zeroskip.core.isa import MoveArgs
+from zeroskip.hdl.component import ConfigComponent, check_config
+
+__all__ = ["MoveEngine"]
+
+
+class MoveEngine(ConfigComponent):
+    """Runs one ``MOVE``: ``x[dst_base + p * count + i] = saturate(out[p][src_base + i])``.
+
+    It checks the operands in the cycle after ``start`` (``src_base + count
+    <= row_depth``, ``dst_base + pes * count <= x_depth``); a failing check
+    sets ``desc_error`` and writes nothing. Otherwise it walks the words in X
+    order, lane by lane: in each cycle it presents ``src_base + i`` to every
+    lane's ``out`` read port (the port the host reads through while the
+    lanes are idle) and, one cycle later, writes lane ``p``'s word, clamped
+    to the value width, through the X write port the host's writes use
+    (every copy of x). One word per cycle: ``busy`` lasts ``pes * count + 2``
+    cycles (the check, the words, the last write).
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Attributes
+    ----------
+    start : In(1)
+        One-cycle pulse; ``args`` is sampled in that cycle. Ignored while ``busy``.
+    args : In(MoveArgs)
+    busy : Out(1)
+        High from the cycle after ``start`` until the last word is written.
+    desc_error : Out(1)
+        Sticky until the next ``start``: the operands reach outside ``out`` or X.
+    out_addr : Out(row_addr_width)
+        The ``out`` word every lane reads (valid while ``busy``).
+    out_data : In(data.ArrayLayout(signed(acc_width), pes))
+        Each lane's ``out[out_addr]`` of the previous cycle.
+    x_we : Out(1)
+    x_addr : Out(col_width)
+    x_data : Out(signed(value_width))
+        The X write: ``x[x_addr] := x_data`` while ``x_we``.
+    """
+
+    def __init__(self, config):
+        check_config(config)
+        super().__init__(config, {
+            "start": In(1),
+            "args": In(MoveArgs),
+            "busy": Out(1),
+            "desc_error": Out(1),
+            "out_addr": Out(config.row_addr_width),
+            "out_data": In(data.ArrayLayout(signed(config.acc_width), config.pes)),
+            "x_we": Out(1),
+            "x_addr": Out(config.col_width),
+            "x_data": Out(signed(config.value_width)),
+        })
+
+    def elaborate(self, platform):
+        c = self._config
+        m = Module()
+        args = Signal(MoveArgs)
+        word = Signal(range(c.row_depth + 1))      # i: the out word of the lanes
+        # range(pes + 1): never zero bits wide (one lane), and holds the lane
+        # after the last, which the last word's step leaves behind.
+        lane = Signal(range(c.pes + 1))            # p
+        x_addr = Signal(c.col_width)              # dst_base + p * count + i
+        last = (lane == c.pes - 1) & (word == args.count - 1)
+        # The write stage: the word read in the previous cycle.
+        wr_valid = Signal()
+        wr_lane = Signal(range(c.pes + 1))
+        m.d.sync += wr_valid.eq(0)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [args.eq(self.args), self.desc_error.eq(0)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [word.eq(0), lane.eq(0), x_addr.eq(args.dst_base)]
+                with m.If((args.src_base + args.count > c.row_depth)
+                          | (args.dst_base + args.count * c.pes > c.x_depth)):
+                    m.d.sync += self.desc_error.eq(1)
+                    m.next = "IDLE"
+                with m.Elif(args.count == 0):
+                    m.next = "DRAIN"
+                with m.Else():
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), self.out_addr.eq(args.src_base + word)]
+                m.d.sync += [wr_valid.eq(1), wr_lane.eq(lane), self.x_addr.eq(x_addr),
+                             x_addr.eq(x_addr + 1)]
+                with m.If(word == args.count - 1):
+                    m.d.sync += [word.eq(0), lane.eq(lane + 1)]
+                with m.Else():
+                    m.d.sync += word.eq(word + 1)
+                with m.If(last):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "IDLE"
+
+        value = self.out_data[wr_lane]
+        m.d.comb += [
+            self.x_we.eq(wr_valid),
+            self.x_data.eq(Mux(value > c.value_max, c.value_max,
+                               Mux(value < c.value_min, c.value_min, value))),
+        ]
+        return m
