@@ -55,24 +55,33 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "COLUMN_CREDITS", "REDUCE_OVERHEAD", "REDUCE_EMPTY",
-           "MOVE_OVERHEAD", "INSN_OVERHEAD", "OVERRUN_OVERHEAD", "ScheduleResult", "schedule",
-           "reduce_schedule", "reduce_cycles", "move_cycles", "lane_tokens",
-           "column_mode_cycles", "passes", "pass_key", "pass_output"]
+__all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "CSC_ENTRY_DRAIN", "CSC_FINAL_PASS",
+           "COLUMN_CREDITS", "REDUCE_OVERHEAD", "REDUCE_EMPTY", "MOVE_OVERHEAD", "INSN_OVERHEAD",
+           "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule", "reduce_cycles",
+           "move_cycles", "lane_tokens", "column_mode_cycles", "passes", "pass_key",
+           "pass_output"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
-SPMV_OVERHEAD = 19
+SPMV_OVERHEAD = 21
 
 #: Cycles a ``REDUCE`` costs beyond its scatter schedule length (fetch, route
 #: list header, reads, route check, bus and read-modify-write pipeline).
-REDUCE_OVERHEAD = 12
+REDUCE_OVERHEAD = 13
 
 #: Cycles of a ``REDUCE`` in which no lane has a route (no pipeline to fill).
 REDUCE_EMPTY = 9
 
 #: Cycles a column-mode (CSC) ``SPMV`` costs beyond :func:`column_mode_cycles`.
 CSC_OVERHEAD = 4
+
+#: Column mode: cycles from the walk of a lane's last entry to the end of the
+#: lane's work (the PE, then the accumulator's read, register, add and write).
+CSC_ENTRY_DRAIN = 7
+
+#: Column mode: cycles of the final pass beyond its ``n`` rows (the
+#: accumulator's read, then the writeback's pipeline).
+CSC_FINAL_PASS = 7
 
 #: Columns a lane may hold before the nonzero detector waits for it (the
 #: lanes' ``COLUMN_CREDITS``).
@@ -480,8 +489,8 @@ def column_mode_cycles(streams, args, x_buffer, config, *, credits=COLUMN_CREDIT
     The nonzero detector steps through the bank rows of ``x``; column entry
     ``t`` moves to every lane once every lane has finished column ``t -
     COLUMN_CREDITS``; a lane walks each visited column in ``max(entries, 1)``
-    cycles after zeroing its rows, and runs a final pass of ``n + 6`` cycles
-    (1 when ``n = 0``) when ``accumulate``, ``bias`` or ``epilogue`` is set.
+    cycles after zeroing its rows, and runs a final pass of ``n +
+    CSC_FINAL_PASS`` cycles (1 when ``n = 0``) when ``accumulate``, ``bias`` or ``epilogue`` is set.
 
     Parameters
     ----------
@@ -538,8 +547,8 @@ def column_mode_cycles(streams, args, x_buffer, config, *, credits=COLUMN_CREDIT
     for p, (n, _) in enumerate(lanes):
         done = max(3 + n, ready[p], moved[-1] + 2)
         if last_entry[p] is not None:
-            done = max(done, last_entry[p] + 6)
+            done = max(done, last_entry[p] + CSC_ENTRY_DRAIN)
         if final:
-            done += n + 6 if n else 1
+            done += n + CSC_FINAL_PASS if n else 1
         worst = max(worst, done)
     return worst

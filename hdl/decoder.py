@@ -142,7 +142,7 @@ class FormatDecoder(ConfigComponent):
     #: looks at two entries at once).
     META_QUEUE_DEPTH = 6
     #: Cycles from the ``start`` cycle to the cycle the first token is offered.
-    START_LATENCY = 6
+    START_LATENCY = 7
 
     def __init__(self, config, *, formats=None):
         check_config(config)
@@ -335,9 +335,21 @@ class FormatDecoder(ConfigComponent):
         colbase1 = Signal(col_sum_width)
         usecol1 = Signal()
 
+        # Stage r holds the memory's output in a register (the block RAM's own
+        # output register where the FPGA has one), so that no adder follows
+        # the memory's clock-to-output in one cycle.
+        vr = Signal()
+        rowr = Signal(c.row_addr_width)
+        lastr = Signal()
+        emptyr = Signal()
+        colbaser = Signal(col_sum_width)
+        usecolr = Signal()
+        nzr = Signal.like(self.nz_data)
+
         out = self.tokens
         adv2 = ~out.valid | out.ready
-        adv1 = ~v1 | adv2
+        advr = ~vr | adv2
+        adv1 = ~v1 | advr
 
         # What the walker offers this cycle (t_*) and does when it issues.
         t_valid = Signal()
@@ -551,30 +563,41 @@ class FormatDecoder(ConfigComponent):
                 usecol1.eq(t_usecol),
             ]
 
+        with m.If(advr):
+            m.d.sync += [
+                vr.eq(v1),
+                rowr.eq(row1),
+                lastr.eq(last1),
+                emptyr.eq(empty1),
+                colbaser.eq(colbase1),
+                usecolr.eq(usecol1),
+                nzr.eq(self.nz_data),
+            ]
+
         # A column past the input vector: the token is dropped here, the rest
-        # of the tile in the next cycle (registered, to keep the memory's
-        # output off the flush fan-out).
+        # of the tile in the next cycle (registered, to keep the column's
+        # adders off the flush fan-out).
         col = Signal(col_sum_width)
-        m.d.comb += col.eq(colbase1 + Mux(usecol1, self.nz_data.col, 0))
+        m.d.comb += col.eq(colbaser + Mux(usecolr, nzr.col, 0))
         x_addr = (x_base + col)[:c.col_width]
         x_error = Signal()
         x_error_q = Signal()
-        m.d.comb += x_error.eq(v1 & ~empty1 & (col > x_max))
+        m.d.comb += x_error.eq(vr & ~emptyr & (col > x_max))
         m.d.sync += x_error_q.eq(x_error)
         with m.If(x_error_q):
             m.d.comb += kill.eq(1)
 
         with m.If(out.ready):
             m.d.sync += out.valid.eq(0)
-        with m.If(adv2 & v1 & ~x_error & ~x_error_q):
+        with m.If(adv2 & vr & ~x_error & ~x_error_q):
             m.d.sync += out.valid.eq(1)
-        with m.If(adv2 & v1):
+        with m.If(adv2 & vr):
             m.d.sync += [
-                out.payload.addr.eq(Mux(empty1, 0, x_addr)),
-                out.payload.value.eq(Mux(empty1, 0, self.nz_data.value)),
-                out.payload.row.eq(row1),
-                out.payload.last.eq(last1),
-                out.payload.empty.eq(empty1),
+                out.payload.addr.eq(Mux(emptyr, 0, x_addr)),
+                out.payload.value.eq(Mux(emptyr, 0, nzr.value)),
+                out.payload.row.eq(rowr),
+                out.payload.last.eq(lastr),
+                out.payload.empty.eq(emptyr),
             ]
 
         # ------------------------------------------------------------------
@@ -589,6 +612,10 @@ class FormatDecoder(ConfigComponent):
                 v1.eq(0),
             ]
             m.d.comb += queue.flush.eq(1)
+        # The token in stage r precedes the offending item, unless the
+        # offending item is its predecessor's column.
+        with m.If(x_error_q):
+            m.d.sync += vr.eq(0)
 
         with m.If(self.start):
             m.d.sync += [
@@ -620,6 +647,7 @@ class FormatDecoder(ConfigComponent):
                 group_col.eq(0),
                 dcol.eq(0),
                 v1.eq(0),
+                vr.eq(0),
                 x_error_q.eq(0),
                 self.error.eq(0),
             ]
@@ -627,7 +655,7 @@ class FormatDecoder(ConfigComponent):
 
         header = ~is_csr & ~self.error & (h1 | h2 | h3)
         m.d.comb += self.busy.eq(active | (is_csr & queue.nonempty) | header | walking |
-                                 v1 | x_error_q | out.valid)
+                                 v1 | vr | x_error_q | out.valid)
         return m
 
 

@@ -121,7 +121,7 @@ class Lane(ConfigComponent):
     #: gather's latency (cycles from a request's transfer to its response's
     #: offer), when the gather takes a request and the PE a response every
     #: cycle.
-    OVERHEAD = 12
+    OVERHEAD = 14
     #: ``busy`` cycles of a row-mode ``SPMV`` whose tile has no rows (``n = 0``).
     EMPTY_BUSY = 4
     #: Cycles from ``start`` to the cycle ``cols_count`` is valid.

@@ -10,10 +10,12 @@ over the columns.
 
 :class:`Writeback` is a pipeline that never stalls::
 
-    accept ─► read out, bias ─► + out ─► + bias ─► round, shift ─► relu, clamp, saturate, write
-    (S0)      (sync ports)      (S1)     (S2)      (S3)            (S4)
+    accept ─► read out, bias ─► register ─► + out ─► + bias ─► round, shift ─► relu, clamp, write
+    (S0)      (sync ports)      (S1)         (S2)     (S3)      (S4)            (S5)
 
-A result accepted in cycle ``t`` is written to ``out`` in cycle ``t + 4``.
+A result accepted in cycle ``t`` is written to ``out`` in cycle ``t + 5``. The
+memories' data is registered before any adder sees it (S1), so that a block
+RAM's clock-to-output and an adder's carry chain are never in one cycle.
 Within one instruction the rows are distinct, so a read never needs a write
 still in the pipeline.
 """
@@ -64,7 +66,7 @@ class Writeback(ConfigComponent):
     """
 
     #: Cycles from accepting a result to the cycle its write is issued.
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, config):
         check_config(config)
@@ -116,20 +118,33 @@ class Writeback(ConfigComponent):
             o1.eq(inp.payload.overflow),
         ]
 
-        # S1: accumulate onto the earlier partial sum.
+        # S1: register the memories' data (the earlier partial sum, the bias).
+        vm, am, sm, om = stage("sm")
+        old = Signal(signed(aw))
+        bm = Signal(signed(aw))
+        m.d.sync += [
+            vm.eq(v1),
+            am.eq(a1),
+            sm.eq(s1),
+            om.eq(o1),
+            old.eq(Mux(self.accumulate, self.out_data, 0)),
+            bm.eq(Mux(self.bias, self.bias_data, 0)),
+        ]
+
+        # S2: accumulate onto the earlier partial sum.
         psum = Signal(signed(aw + 1))
-        m.d.comb += psum.eq(s1 + Mux(self.accumulate, self.out_data, 0))
+        m.d.comb += psum.eq(sm + old)
         v2, a2, s2, o2 = stage("s2")
         b2 = Signal(signed(aw))
         m.d.sync += [
-            v2.eq(v1),
-            a2.eq(a1),
+            v2.eq(vm),
+            a2.eq(am),
             s2.eq(psum[:aw]),
-            o2.eq(o1 | ~fits(psum)),
-            b2.eq(Mux(self.bias, self.bias_data, 0)),
+            o2.eq(om | ~fits(psum)),
+            b2.eq(bm),
         ]
 
-        # S2: add the bias.
+        # S3: add the bias.
         bsum = Signal(signed(aw + 1))
         m.d.comb += bsum.eq(s2 + b2)
         v3, a3, s3, o3 = stage("s3")
@@ -161,7 +176,7 @@ class Writeback(ConfigComponent):
             both.eq(Mux(lower < upper, lower, upper)),
         ]
 
-        # S3: round and shift (one bit wider than any operand: cannot overflow).
+        # S4: round and shift (one bit wider than any operand: cannot overflow).
         rounded = Signal(signed(max(aw, 31) + 2))
         shifted = Signal(signed(aw))
         m.d.comb += [
@@ -174,18 +189,19 @@ class Writeback(ConfigComponent):
         s4 = Signal(signed(aw))
         m.d.sync += [v4.eq(v3), a4.eq(a3), s4.eq(shifted)]
 
-        # S4: relu, clamp, saturate to the value width; write.
+        # S5: relu, clamp, saturate to the value width; write.
         limited = Signal(signed(aw))
         m.d.comb += [
             limited.eq(Mux(s4 < lower, both, Mux(s4 > upper, upper, s4))),
             self.wr_en.eq(v4),
             self.wr_addr.eq(a4),
             self.wr_data.eq(Mux(self.epilogue, limited, s4)),
-            self.idle.eq(~(v1 | v2 | v3 | v4)),
+            self.idle.eq(~(v1 | vm | v2 | v3 | v4)),
         ]
 
         with m.If(self.clear):
-            m.d.sync += [self.overflow.eq(0), v1.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
+            m.d.sync += [self.overflow.eq(0), v1.eq(0), vm.eq(0), v2.eq(0), v3.eq(0),
+                         v4.eq(0)]
         return m
 
 
@@ -197,12 +213,14 @@ class Accumulator(ConfigComponent):
     ``psum`` memory when steps 2 to 4 still have to be applied) and every
     product is added to its row by a read-modify-write::
 
-        accept, read row ─► add, write          (a product per cycle)
-        (S0, sync port)     (S1: memory data or the sum S1 wrote in the previous cycle)
+        accept, read row ─► register ─► add, write      (a product per cycle)
+        (S0, sync port)     (S1)         (S2: memory data or a sum S2 wrote
+                                          in one of the two previous cycles)
 
-    A product accepted in cycle ``t`` is written in cycle ``t + 1``. The read
-    of the next product (issued in that same cycle) cannot see that write,
-    so S1 forwards it: back-to-back products of one row lose nothing.
+    A product accepted in cycle ``t`` is written in cycle ``t + 2``. The reads
+    of the next two products (issued in cycles ``t + 1`` and ``t + 2``) cannot
+    see that write, so S2 forwards it: back-to-back products of one row lose
+    nothing. The memory's data is registered (S1) before the adder sees it.
 
     Parameters
     ----------
@@ -302,23 +320,35 @@ class Accumulator(ConfigComponent):
         s1_addr = Signal(c.row_addr_width)
         s1_product = Signal(signed(aw))
         s1_overflow = Signal()
-        fwd_valid = Signal()
-        fwd_addr = Signal(c.row_addr_width)
-        fwd_sum = Signal(signed(aw))
+        s2_valid = Signal()
+        s2_addr = Signal(c.row_addr_width)
+        s2_product = Signal(signed(aw))
+        s2_overflow = Signal()
+        s2_data = Signal(signed(aw))
+        # The sums written in the previous cycle (fwd1) and the one before (fwd2).
+        fwd1_valid, fwd2_valid = Signal(), Signal()
+        fwd1_addr, fwd2_addr = Signal(c.row_addr_width), Signal(c.row_addr_width)
+        fwd1_sum, fwd2_sum = Signal(signed(aw)), Signal(signed(aw))
         take = inp.valid & inp.ready
         m.d.comb += inp.ready.eq(~initialising & ~flushing)
-        m.d.sync += s1_valid.eq(take)
+        m.d.sync += [s1_valid.eq(take), s2_valid.eq(s1_valid)]
         with m.If(take):
             m.d.sync += [
                 s1_addr.eq(self.base + inp.payload.row),
                 s1_product.eq(inp.payload.sum),
                 s1_overflow.eq(inp.payload.overflow),
             ]
-        old = Mux(fwd_valid & (fwd_addr == s1_addr), fwd_sum, self.rd_data)
+        m.d.sync += [s2_addr.eq(s1_addr), s2_product.eq(s1_product),
+                     s2_overflow.eq(s1_overflow), s2_data.eq(self.rd_data)]
+        old = Mux(fwd1_valid & (fwd1_addr == s2_addr), fwd1_sum,
+                  Mux(fwd2_valid & (fwd2_addr == s2_addr), fwd2_sum, s2_data))
         total = Signal(signed(aw + 1))
-        m.d.comb += total.eq(old + s1_product)
-        m.d.sync += [fwd_valid.eq(s1_valid), fwd_addr.eq(s1_addr), fwd_sum.eq(total[:aw])]
-        with m.If(s1_valid & (s1_overflow | (total[aw] != total[aw - 1]))):
+        m.d.comb += total.eq(old + s2_product)
+        m.d.sync += [
+            fwd1_valid.eq(s2_valid), fwd1_addr.eq(s2_addr), fwd1_sum.eq(total[:aw]),
+            fwd2_valid.eq(fwd1_valid), fwd2_addr.eq(fwd1_addr), fwd2_sum.eq(fwd1_sum),
+        ]
+        with m.If(s2_valid & (s2_overflow | (total[aw] != total[aw - 1]))):
             m.d.sync += self.overflow.eq(1)
 
         # The memory ports.
@@ -330,12 +360,12 @@ class Accumulator(ConfigComponent):
             m.d.comb += [self.wr_addr.eq(self.base + init_row), self.wr_data.eq(0),
                          self.wr_en.eq(1)]
         with m.Else():
-            m.d.comb += [self.wr_addr.eq(s1_addr), self.wr_data.eq(total[:aw]),
-                         self.wr_en.eq(s1_valid)]
+            m.d.comb += [self.wr_addr.eq(s2_addr), self.wr_data.eq(total[:aw]),
+                         self.wr_en.eq(s2_valid)]
 
         m.d.comb += [
             self.initialised.eq(~initialising),
-            self.idle.eq(~initialising & ~flushing & ~s1_valid),
+            self.idle.eq(~initialising & ~flushing & ~s1_valid & ~s2_valid),
         ]
 
         with m.If(self.init):
@@ -343,6 +373,6 @@ class Accumulator(ConfigComponent):
         with m.If(self.flush):
             m.d.sync += [flush_left.eq(self.rows), flush_row.eq(0)]
         with m.If(self.clear):
-            m.d.sync += [self.overflow.eq(0), s1_valid.eq(0), fwd_valid.eq(0), f1_valid.eq(0),
-                         init_left.eq(0), flush_left.eq(0)]
+            m.d.sync += [self.overflow.eq(0), s1_valid.eq(0), s2_valid.eq(0), fwd1_valid.eq(0),
+                         fwd2_valid.eq(0), f1_valid.eq(0), init_left.eq(0), flush_left.eq(0)]
         return m

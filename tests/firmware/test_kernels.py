@@ -145,12 +145,12 @@ def test_column_mode_cycles_follow_the_contract():
     # Two banks: the detector steps on column 1 in cycle 5 (moved in cycle 6)
     # and on column 3 in cycle 6 (moved in 7). The lane zeroes rows in cycles
     # 3-5, walks column 1 (3 entries) in 9-11 and column 3 (none) in 12; it is
-    # done at max(3 + n, 13, 8 + 2, last entry 11 + 6) = 17. CSC overhead 4, HALT 2.
-    assert result.counters["cycles"] == 4 + 17 + 2
+    # done at max(3 + n, 13, 8 + 2, last entry 11 + 7) = 18. CSC overhead 4, HALT 2.
+    assert result.counters["cycles"] == 4 + 18 + 2
     program = compile_kernel(a, config, x=x, fmt="csc", bias=np.ones(3, dtype=np.int64),
                              dense_baseline=False)
-    # The final pass for the bias: n + 6 more.
-    assert run_model(program, x).counters["cycles"] == 4 + 17 + 3 + 6 + 2
+    # The final pass for the bias: n + 7 more.
+    assert run_model(program, x).counters["cycles"] == 4 + 18 + 3 + 7 + 2
     # the skipped count holds the entries of the columns never visited
     assert result.counters["skipped"] == 1
 

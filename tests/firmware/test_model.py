@@ -445,9 +445,9 @@ def test_csc_hand_program():
     assert read(m, Reg.GATHER_STALLS) == 0
     # Two banks, x_base 1: the detector visits column 0 (moved in cycle 6)
     # and column 2 (moved in 7). Lane 0 walks them in cycles 9-10 and 11-12
-    # and is done at max(3 + n, 13, 8 + 2, last entry 12 + 6) = 18, plus
-    # n + 6 for the bias pass; lane 1 (no rows) is faster.
-    assert read(m, Reg.CYCLES) == timing.CSC_OVERHEAD + 18 + 3 + 6 + timing.INSN_OVERHEAD
+    # and is done at max(3 + n, 13, 8 + 2, last entry 12 + 7) = 19, plus
+    # n + 7 for the bias pass; lane 1 (no rows) is faster.
+    assert read(m, Reg.CYCLES) == timing.CSC_OVERHEAD + 19 + 3 + 7 + timing.INSN_OVERHEAD
 
 
 @pytest.mark.parametrize("fmt, ptr, meta", [

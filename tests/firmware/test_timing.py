@@ -6,7 +6,7 @@ from zeroskip.core.timing import lane_tokens, schedule
 
 
 def test_constants():
-    assert timing.SPMV_OVERHEAD == 19
+    assert timing.SPMV_OVERHEAD == 21
     assert timing.INSN_OVERHEAD == 2
     assert timing.REDUCE_OVERHEAD > 0
 

@@ -220,7 +220,7 @@ def test_throughput_one_token_per_cycle(shape):
 
 
 #: Cycles from the ``start`` cycle to the first token's transfer.
-START_LATENCY = 6
+START_LATENCY = 7
 
 
 def test_error_row_count():

@@ -22,7 +22,7 @@ ALL_FORMATS = ("csr", "coo", "bitmap", "nm", "dense", "csc")
 CONFIG_ALL = CONFIG.replace(formats=ALL_FORMATS)
 
 #: Lane busy cycles minus tokens of an SPMV, without the gather's latency.
-LANE_OVERHEAD = 12
+LANE_OVERHEAD = 14
 
 
 def wrap(config, value):
@@ -654,7 +654,7 @@ def csc_lane_busy(n, work, entries, moved, *, final_pass):
     one is ``end``). The rows are zeroed in cycles 3 to ``2 + n``; the walker
     starts a column three cycles after it reached the lane (but not before
     cycle 5: the header is checked in cycle 2) and not before the previous
-    column is done; an entry takes six more cycles to reach its row; ``end``
+    column is done; an entry takes seven more cycles to reach its row; ``end``
     two.
     """
     ready = 3 + n
@@ -667,9 +667,9 @@ def csc_lane_busy(n, work, entries, moved, *, final_pass):
         ready = last + 1
     done = max(3 + n, ready, moved[-1] + 2)
     if last_entry is not None:
-        done = max(done, last_entry + 6)
+        done = max(done, last_entry + 7)
     if final_pass:
-        done += n + 6 if n else 1
+        done += n + 7 if n else 1
     return done
 
 

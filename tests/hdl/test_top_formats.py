@@ -43,7 +43,7 @@ CONFIG = AcceleratorConfig(pes=3, value_width=16, acc_width=32, x_depth=128, nz_
 #: Cycles of an instruction other than SPMV, and of a row-mode SPMV beyond
 #: its schedule (the values the CSR path was measured with).
 INSN_OVERHEAD = 2
-SPMV_OVERHEAD = 19
+SPMV_OVERHEAD = 21
 #: Cycles of a column-mode SPMV beyond the slowest lane's busy cycles.
 CSC_OVERHEAD = timing.CSC_OVERHEAD
 
