@@ -176,14 +176,14 @@ def _memories(placed, config):
 
 def _check_fits(what, need, limit, name):
     if need > limit:
-        raise CompileError(f"{what} need {need} words but {name} is {limit}")
+        raise CompileError(f"{what} {need} words but {name} is {limit}")
 
 
 def check_move_fits(lay, columns, config, stage):
     """Refuse a ``MOVE`` of ``lay``'s outputs (after stage number ``stage``) that
     does not fit X."""
     _check_fits(f"the MOVE after layer {stage} ({config.pes} lanes x {lay.count(columns)} "
-                f"words)", config.pes * lay.count(columns), config.x_depth, "x_depth")
+                f"words) needs", config.pes * lay.count(columns), config.x_depth, "x_depth")
 
 
 def _part_code(part, columns, *, x_step, out_base, words, ptr_base, nz_base, config):
@@ -279,20 +279,20 @@ def link(stages, rows, columns, config, *, name="linked"):
     for stage, count in reversed(list(zip(stages, rows, strict=True))):
         layouts.insert(0, layout(stage, count, out_base))
         out_base += columns * layouts[0].words
-    _check_fits(f"the outputs of {columns} column(s) of every layer", out_base,
+    _check_fits(f"the outputs of {columns} column(s) of every layer need", out_base,
                 config.row_depth, "row_depth (out and bias words per lane)")
     first = stages[0][0].program
     inputs = first.shape[1]
     stride = x_stride(inputs, config)
-    _check_fits(f"{columns} input column(s) of {inputs} words", columns * stride,
+    _check_fits(f"{columns} input column(s) of {inputs} words need", columns * stride,
                 config.x_depth, "x_depth")
     for index, lay in enumerate(layouts[:-1]):
         check_move_fits(lay, columns, config, index + 1)
     pad = [True] * (len(stages) - 1) + [False]
     placed, ptr_words, nz_words = _lane_images(stages, pad)
-    _check_fits("the lane images of every layer (row pointers)", ptr_words,
+    _check_fits("the row-pointer images of every layer need", ptr_words,
                 config.row_depth, "row_depth")
-    _check_fits("the lane images of every layer (nonzeros)", nz_words, config.nz_depth,
+    _check_fits("the nonzero images of every layer need", nz_words, config.nz_depth,
                 "nz_depth")
     code, at = [], 0
     for index, (stage, lay) in enumerate(zip(stages, layouts, strict=True)):
@@ -307,7 +307,8 @@ def link(stages, rows, columns, config, *, name="linked"):
             code.append(encode_move(src_base=lay.out_base, dst_base=0,
                                     count=lay.count(columns)))
     code.append(encode_halt())
-    _check_fits("the instructions of every layer", len(code), config.imem_depth, "imem_depth")
+    _check_fits("the instructions of every layer need", len(code), config.imem_depth,
+                "imem_depth")
     return _program(stages, layouts, placed, code, columns, config, name=name,
                     rows=rows[-1], stride=stride), layouts
 
