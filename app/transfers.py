@@ -189,8 +189,12 @@ def count_network(compiled, run):
     run's times its batches. The words the host copies between layers (a
     layer's results read, the next layer's X written) are ``activations``;
     the first layer's X is ``inputs``, the last layer's results ``results``.
+    A chained run (``run.chained``) is its one program's count times the batches.
     """
     total = Transfers()
+    if getattr(run, "chained", None) is not None:
+        # One program per batch: the host moves no activation.
+        return count_program(run.chained.program).scaled(run.padded // compiled.batch)
     last = len(compiled.layers) - 1
     for index, layer in enumerate(compiled.layers):
         batches = run.padded_per_layer[index] // compiled.batch

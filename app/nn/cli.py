@@ -28,7 +28,8 @@ readable, else the CPU model's TDP per core); the accelerator's energy is a
 examples:
   zeroskip infer mlp.onnx --inputs x.npy --labels y.npy
   zeroskip infer mlp.onnx --inputs x.npy --prune 0.9 --value-width 8 --json build/infer.json
-  zeroskip infer mlp.onnx --inputs x.npy --nm 2:4 --backend verilator --limit 64"""
+  zeroskip infer mlp.onnx --inputs x.npy --nm 2:4 --backend verilator --limit 64
+  zeroskip infer mlp.onnx --inputs x.npy --prune 0.9 --chained"""
 
 _REPORT_EPILOG = """\
 example:
@@ -77,6 +78,10 @@ def add_commands(commands, formatter):
                           "4 or 8 (default the board's, 1; above 1 the ISA model only, and "
                           "every figure is labelled a model projection)")
     sub.add_argument("--batch", type=int, default=16, help="inputs per run (default 16)")
+    sub.add_argument("--chained", action="store_true",
+                     help="run the whole network as one program per batch: the layers chain "
+                          "on chip with MOVE, the host writes the inputs and reads the last "
+                          "layer's outputs only (every layer must fit on chip at once)")
     sub.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
     sub.add_argument("--no-baseline", action="store_true",
                      help="skip the CPU peers (scipy.sparse, onnxruntime)")
@@ -221,7 +226,7 @@ def cmd_infer(args):
     result = evaluate(network, x, labels=labels, prune=prune, nm=args.nm,
                       value_width=args.value_width, backend=args.backend, board=args.board,
                       config=config, batch=args.batch, baseline=not args.no_baseline,
-                      act_frac_bits=args.act_frac_bits)
+                      act_frac_bits=args.act_frac_bits, chained=args.chained)
     print_summary(result)
     if args.json is not None:
         write_json(args.json, result, indent=1)

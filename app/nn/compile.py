@@ -32,7 +32,7 @@ from zeroskip.firmware.program import lane_balance
 from zeroskip.sim.driver import COUNTER_NAMES
 
 __all__ = ["CompiledLayer", "CompiledNetwork", "NetworkRun", "SKIP_EMPTY", "check_skip_empty",
-           "compile_network",
+           "compile_group", "compile_network", "epilogue_settings",
            "dense_mode_cycles", "drop_plan", "run_network", "zero_stays_zero"]
 
 
@@ -160,15 +160,9 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
         groups, dense = [], []
         for shift, rows in layer.groups():
             bias = None if layer.bias is None else layer.bias[rows]
-            kwargs = {}
-            if layer.epilogue:
-                kwargs = dict(shift=shift, relu=layer.relu, epilogue=True,
-                              clamp=layer.clamp if layer.clamp is not None else None)
-            program = compile_kernel(
-                layer.weight[rows], config, x=x.T, fmt=fmt, bias=bias,
-                a_frac_bits=int(layer.w_frac[rows].max()), x_frac_bits=layer.x_frac,
-                name=f"{layer.name}[shift {shift}]" if layer.epilogue else layer.name,
-                dense_baseline=False, split_rows=split_rows, **kwargs)
+            kwargs = epilogue_settings(layer, shift)
+            program = compile_group(layer, shift, rows, config, weight=layer.weight[rows],
+                                    x=x.T, fmt=fmt, split_rows=split_rows)
             groups.append((rows, program))
             if dense_baseline:
                 dense.append(dense_mode_cycles(len(rows), layer.shape[1], config, batch=batch,
@@ -178,6 +172,25 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
                                     dense_cycles=dense, dense_batch=batch))
         x = quantized.layer_reference(index, x)
     return CompiledNetwork(quantized=quantized, config=config, batch=batch, layers=layers)
+
+
+def epilogue_settings(layer, shift):
+    """The compiler's epilogue keywords of ``layer``'s shift group ``shift``."""
+    if not layer.epilogue:
+        return {}
+    return dict(shift=shift, relu=layer.relu, epilogue=True,
+                clamp=layer.clamp if layer.clamp is not None else None)
+
+
+def compile_group(layer, shift, rows, config, *, weight, x, fmt, split_rows):
+    """The program of ``layer``'s rows ``rows`` (its shift group ``shift``): ``weight``
+    (those rows, their columns as the program reads them) times the operand ``x``
+    (a sample, or ``None`` for a vector with every activation nonzero)."""
+    return compile_kernel(
+        weight, config, x=x, fmt=fmt, bias=None if layer.bias is None else layer.bias[rows],
+        a_frac_bits=int(layer.w_frac[rows].max()), x_frac_bits=layer.x_frac,
+        name=f"{layer.name}[shift {shift}]" if layer.epilogue else layer.name,
+        dense_baseline=False, split_rows=split_rows, **epilogue_settings(layer, shift))
 
 
 def dense_mode_cycles(rows, cols, config, *, batch=1, bias=False, cache=None, **epilogue):
@@ -239,6 +252,10 @@ class NetworkRun:
     padded_per_layer: list = dataclasses.field(default_factory=list)
     dropped: list = dataclasses.field(default_factory=list)
     droppable: list = dataclasses.field(default_factory=list)
+    #: With ``chained``: the :class:`~zeroskip.app.nn.chain.ChainedNetwork` that ran
+    #: (``outputs`` then holds the last layer's alone, the others ``None``, and
+    #: ``counters`` one entry: the chained program's, summed over batches).
+    chained: object = None
 
 
 #: The values ``skip_empty`` takes (``"auto"``: where provably safe).
@@ -319,11 +336,16 @@ def _run_jobs(layer, chunks, backend, build_dir):
 
 
 def run_network(compiled, x_int, *, backend="model", build_dir="build", progress=None,
-                skip_empty="auto"):
+                skip_empty="auto", chained=False):
     """Run ``compiled`` on the quantized inputs ``x_int`` (``(images, inputs)``).
 
     Parameters
     ----------
+    chained : bool
+        Run the network as one program per batch, its layers chained on chip
+        with ``MOVE`` (:func:`~zeroskip.app.nn.chain.chain_network`): the host
+        writes the inputs and reads the last layer's outputs only. Every input
+        runs (``skip_empty`` must not be ``True``).
     skip_empty : {"auto", True, False}
         Do not send an input whose activations entering a layer are all zero
         (the Graph Challenge's sparse ``Y`` drops such rows): the host fills
@@ -349,6 +371,9 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     inputs = compiled.layers[0].shape[1]
     if x.ndim != 2 or x.shape[1] != inputs:
         raise InputError(f"inputs have shape {x.shape} but the network takes (images, {inputs})")
+    if chained:
+        return _run_chained(compiled, x, backend=backend, build_dir=build_dir,
+                            progress=progress, skip_empty=skip_empty)
     droppable = drop_plan(compiled.quantized, skip_empty)
     images, batch = len(x), compiled.batch
     outputs, counters, sent_counts, padded_counts = [], [], [], []
@@ -385,3 +410,39 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
                       padded=padded_counts[0] if padded_counts else 0, backend=backend,
                       sent=sent_counts, padded_per_layer=padded_counts,
                       dropped=[images - count for count in sent_counts], droppable=droppable)
+
+
+def _run_chained(compiled, x, *, backend, build_dir, progress, skip_empty):
+    """:func:`run_network` with ``chained``: one linked program per batch."""
+    from zeroskip.app.nn.chain import chain_network
+    if check_skip_empty(skip_empty) is True:
+        raise InputError("skip_empty=True needs the host between the layers; a chained run "
+                         "sends every input")
+    chain = chain_network(compiled)
+    images, batch, layers = len(x), compiled.batch, len(compiled.layers)
+    padded = -(-images // batch) * batch
+    xs = np.zeros((padded, x.shape[1]), dtype=np.int64)
+    xs[:images] = x
+    program = chain.program
+    chunks = [xs[i:i + batch] for i in range(0, padded, batch)]
+    if backend == "model":
+        results = [_run_model(program, chunk.T) for chunk in chunks]
+    else:
+        from zeroskip.sim.backends import Job, run_many
+        results = run_many([Job(program, chunk.T) for chunk in chunks], backend=backend,
+                           build_dir=build_dir)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+    total = _empty_counters(compiled.config)
+    y = np.zeros((padded, compiled.layers[-1].shape[0]), dtype=np.int64)
+    for c, result in enumerate(results):
+        y[c * batch:(c + 1) * batch] = np.asarray(result.y_raw, dtype=np.int64).T
+        _add(total, result.counters)
+    if progress is not None:
+        progress(layers, layers)
+    return NetworkRun(outputs=[None] * (layers - 1) + [y[:images]], counters=[total],
+                      images=images, padded=padded, backend=backend,
+                      sent=[images] * layers,
+                      padded_per_layer=[padded] * layers, dropped=[0] * layers,
+                      droppable=[False] * layers, chained=chain)

@@ -29,6 +29,14 @@ ENERGY_MODEL = ("zeroskip.app.energy: 45 nm per-event energies (Horowitz ISSCC 2
                 "DRAM access per word moved); static power and clock tree not "
                 "modelled")
 
+#: How the layers chain, layer by layer and ``chained``.
+HOST_CHAINED = ("the host copies each layer's epilogue outputs (the next layer's integers) "
+                "into X; those transfers are not in the cycles but in data_movement "
+                "('activations')")
+CHAINED = ("one program per batch: MOVE copies each layer's outputs into X on chip (its "
+           "cycles are in the count); the host writes the inputs and reads the last layer's "
+           "outputs only")
+
 JSON_FIELDS = ("outputs", "accuracy", "float_accuracy", "top1_agreement", "images", "layers",
                "cycles_per_inference", "energy_per_inference_nj", "backend")
 
@@ -104,6 +112,32 @@ def _layer_rows(compiled, run, clock_hz):
     return rows
 
 
+def _chained_rows(compiled, run, clock_hz):
+    """The one row of a chained run (its program's counters cover every layer)."""
+    counters, program = run.counters[0], run.chained.program
+    busy, cycles = sum(counters["pe_busy"]), counters["cycles"]
+    products = sum(out * inp for out, inp in (layer.shape for layer in compiled.layers))
+    nnz = sum(layer.nnz for layer in compiled.layers)
+    return [{
+        "name": "chained", "shape": [compiled.layers[-1].shape[0], compiled.layers[0].shape[1]],
+        "layers": [layer.name for layer in compiled.layers], "nnz": nnz,
+        "density": nnz / products if products else 0.0, "formats": program.formats,
+        "shift_groups": sum(len(layer.groups) for layer in compiled.layers),
+        "cycles": int(cycles),
+        "dense_mode_cycles": int(sum(layer.predicted_dense_cycles(run.padded)
+                                     for layer in compiled.layers)),
+        "inputs_sent": int(run.images), "inputs_run": int(run.padded), "inputs_dropped": 0,
+        "utilization": busy / (cycles * compiled.config.macs_per_cycle) if cycles else 0.0,
+        "macs": int(counters["macs"]), "skipped": int(products * run.images - counters["macs"]),
+        "skipped_stored": int(counters["skipped"]), "pe_busy": int(busy),
+        "gather_stalls": int(counters["gather_stalls"]), "tokens": int(busy),
+        "rows_out": int(sum(layer.shape[0] for layer in compiled.layers) * run.padded),
+        "dense_products": int(products * run.padded),
+        "x_writes": int(sum(layer.shape[1] for layer in compiled.layers) * run.padded),
+        "lane_balance": program.lane_balance(),
+    }]
+
+
 def _dropped_summary(run, skip_empty):
     """How many inputs each layer dropped (all-zero activations) and by which rule."""
     rules = {"auto": "inputs whose activations entering a layer are all zero are dropped "
@@ -122,12 +156,13 @@ def _energy(config, layers, images, *, dense):
     for row in layers:
         out, inp = row["shape"]
         if dense:
-            cycles, tokens = row["dense_mode_cycles"], out * inp * row["inputs_run"]
+            cycles = row["dense_mode_cycles"]
+            tokens = row.get("dense_products", out * inp * row["inputs_run"])
         else:
             cycles, tokens = row["cycles"], row["tokens"]
         parts = energy_model.energy(config, cycles=cycles, macs=row["macs"], tokens=tokens,
                                     rows_out=row["rows_out"],
-                                    x_writes=inp * row["inputs_run"])
+                                    x_writes=row.get("x_writes", inp * row["inputs_run"]))
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + value
     return {key: value / images / 1000.0 for key, value in totals.items()}
@@ -153,7 +188,7 @@ def _add_transfer_energy(parts, moved, images):
 
 
 def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cycles, moved,
-                       images, batch, backend):
+                       images, batch, backend, chained=False):
     """The ``accelerator`` block: the clock and its source, compute and end-to-end times."""
     clock_hz = clock.hz
     compute = per_inf / clock_hz
@@ -176,16 +211,14 @@ def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cyc
         "throughput_per_s": clock_hz / per_inf if per_inf else None,
         "dense_mode_seconds_per_inference": dense_per_inf / clock_hz,
         "data_movement": movement,
-        "layer_chaining": "the host copies each layer's epilogue outputs (the next "
-                          "layer's integers) into X; those transfers are not in the "
-                          "cycles but in data_movement ('activations')",
+        "layer_chaining": CHAINED if chained else HOST_CHAINED,
     }
 
 
 def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8,
              backend="model", board=DEFAULT_BOARD, config=None, batch=16, calibrate=1000,
              baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None,
-             skip_empty="auto"):
+             skip_empty="auto", chained=False):
     """Prune, quantize, compile and run ``network`` on ``inputs``; compare and report.
 
     Parameters
@@ -219,6 +252,10 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         they provably stay zero, ``True`` everywhere, ``False`` never. Dense
         mode gets the same inputs; ``layers[i].inputs_dropped`` and
         ``inputs_dropped`` say how many were dropped.
+    chained : bool
+        Run the network as one program per batch, its layers chained on chip
+        (see :func:`~zeroskip.app.nn.compile.run_network`); ``layers`` is then
+        one row, ``chained``, and ``skip_empty`` drops nothing.
 
     Returns
     -------
@@ -233,7 +270,7 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         act_frac_bits=act_frac_bits, weight_frac_bits=weight_frac_bits)
     notes = [] if prune is None and nm is None else [PRUNING_NOTE]
     run = run_network(compiled, x_int, backend=backend, build_dir=build_dir,
-                      skip_empty=skip_empty)
+                      skip_empty=skip_empty, chained=chained)
     result = {
         "network": pruned.name, "backend": backend, "images": int(len(x)),
         "padded_images": int(run.padded), "batch": compiled.batch,
@@ -266,7 +303,8 @@ def _check_arguments(network, inputs, labels, prune, nm, skip_empty):
 def _accuracy_fields(dense_net, network, q, x, x_int, run, labels):
     """The outputs against the labels, the float networks and the quantized reference."""
     reference = q.reference(x_int)
-    exact = all(np.array_equal(a, b) for a, b in zip(reference, run.outputs))
+    # A chained run reads back the last layer alone (the others are None).
+    exact = all(np.array_equal(a, b) for a, b in zip(reference, run.outputs) if b is not None)
     outputs = q.layers[-1].dequantize(run.outputs[-1])
     float_pruned = network.forward(x)
     float_dense = dense_net.forward(x)
@@ -289,7 +327,8 @@ def _accuracy_fields(dense_net, network, q, x, x_int, run, labels):
 def _cost_fields(compiled, run, info, clock, backend):
     """Cycles, energy and the accelerator's times per layer and per inference."""
     config = compiled.config
-    layers = _layer_rows(compiled, run, clock.mhz * 1e6)
+    rows = _chained_rows if run.chained is not None else _layer_rows
+    layers = rows(compiled, run, clock.mhz * 1e6)
     cycles = sum(row["cycles"] for row in layers)
     dense_cycles = sum(row["dense_mode_cycles"] for row in layers)
     # Per inference: over the real inputs (the padding of a last batch is paid for).
@@ -315,5 +354,5 @@ def _cost_fields(compiled, run, info, clock, backend):
                                           dense_per_inf=dense_per_inf,
                                           batch_cycles=per_inf * compiled.batch, moved=moved,
                                           images=run.images, batch=compiled.batch,
-                                          backend=backend),
+                                          backend=backend, chained=run.chained is not None),
     }
