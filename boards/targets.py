@@ -151,9 +151,12 @@ BOARDS = {
         # Two PEs filled 91 % of the UP5K's logic cells and reached 29 MHz
         # with the shared gather crossbar (see bench/boards.py); three did
         # not fit. No room for the scatter/reduce network. Each lane now
-        # reads its own copy of x: one bank, one EBR per lane.
+        # reads its own copy of x: one bank, one EBR per lane. With the
+        # registered block RAM reads two PEs and the move engine need 5,326
+        # of the 5,280 cells: no room for MOVE either.
         config=AcceleratorConfig(pes=2, value_width=8, acc_width=24, x_depth=128, x_banks=1,
-                                 nz_depth=256, row_depth=32, imem_depth=8, reduce=False),
+                                 nz_depth=256, row_depth=32, imem_depth=8, reduce=False,
+                                 move=False),
         leds=_ICEBREAKER_LEDS, loader_board="ice40_generic", bitstream="bin",
         serial_port="/dev/ttyUSB1", link="on-board FTDI, channel B (USB)",
         synth_opts=("-dsp",)),

@@ -96,6 +96,11 @@ class AcceleratorConfig:
     reduce : bool
         Generate the scatter/reduce network (the ``REDUCE`` instruction),
         which lets the compiler split long rows across lanes.
+    move : bool
+        Generate the move engine (the ``MOVE`` instruction), which copies the
+        lanes' outputs into the input vector so that a network's layers chain
+        without the host. Left out of :meth:`to_dict` when true, so
+        configurations without it keep their fingerprint.
     products_per_lane : int
         Products each lane issues per cycle, 1, 2, 4 or 8 (``k``): a lane
         decodes each stored nonzero once and applies it to ``k`` inputs of a
@@ -124,6 +129,7 @@ class AcceleratorConfig:
     formats: tuple = formatspec.DEFAULT_FORMATS
     reduce: bool = True
     products_per_lane: int = 1
+    move: bool = True
 
     def __post_init__(self):
         def check_int(name, low, high, *, pow2=False):
@@ -165,6 +171,8 @@ class AcceleratorConfig:
                            f"must be 1, 2, 4 or 8, not {self.products_per_lane!r}")
         if not isinstance(self.reduce, bool):
             raise _invalid("reduce", f"must be true or false, not {self.reduce!r}")
+        if not isinstance(self.move, bool):
+            raise _invalid("move", f"must be true or false, not {self.move!r}")
         formats = tuple(self.formats)
         object.__setattr__(self, "formats", formats)
         if not formats:
@@ -254,6 +262,8 @@ class AcceleratorConfig:
         data["formats"] = list(self.formats)
         if self.products_per_lane == 1:
             del data["products_per_lane"]    # configurations from before it keep their JSON
+        if self.move:
+            del data["move"]                 # likewise
         return data
 
     @classmethod

@@ -57,7 +57,8 @@ row_depth`` (found while streaming) with :attr:`ErrorCode.DESCRIPTOR`. The
 bias and the epilogue are not applied: a program that splits rows runs the
 row pieces with neither, adds them up with ``REDUCE`` and then finishes the rows with an
 ``SPMV`` over empty rows with ``accumulate`` set (steps 2 to 4 on the sums).
-``REDUCE`` without ``config.reduce`` is an illegal instruction.
+``REDUCE`` without ``config.reduce`` is an illegal instruction, as is ``MOVE``
+without ``config.move``.
 
 ``MOVE`` copies every lane's outputs into the input vector, so that the next
 layer reads them without the host. For every lane ``p`` and ``i < count``::

@@ -303,7 +303,8 @@ class Machine:
                 self.pc = pc
                 opcode, args = decode(int(self.imem[pc]))
                 disabled = (opcode == Opcode.SPMV and Format(args["fmt"]) not in self._formats
-                            or opcode == Opcode.REDUCE and not self.config.reduce)
+                            or opcode == Opcode.REDUCE and not self.config.reduce
+                            or opcode == Opcode.MOVE and not self.config.move)
                 if opcode is None or disabled:
                     self._charge(run.other())
                     raise _Fault(ErrorCode.ILLEGAL_INSN)

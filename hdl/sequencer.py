@@ -27,7 +27,8 @@ class Sequencer(ConfigComponent):
     A run starts at instruction 0 and ends at ``HALT`` (``done``) or at the
     first error (``error`` holds its :class:`ErrorCode`, ``pc`` the failing
     instruction). An ``SPMV`` in a format the configuration does not enable,
-    or a ``REDUCE`` without ``config.reduce``, is an illegal instruction.
+    a ``REDUCE`` without ``config.reduce`` or a ``MOVE`` without ``config.move``,
+    is an illegal instruction.
     Every instruction takes two cycles to fetch and decode; ``SPMV`` and
     ``REDUCE`` then start all lanes and wait until none is busy, ``MOVE``
     starts the move engine and waits until it is not busy.
@@ -141,9 +142,10 @@ class Sequencer(ConfigComponent):
                         with m.Case(Opcode.REDUCE):
                             m.d.sync += self.rdesc.eq(insn.args.reduce)
                             m.next = "DISPATCH_REDUCE"
-                    with m.Case(Opcode.MOVE):
-                        m.d.sync += self.mdesc.eq(insn.args.move)
-                        m.next = "DISPATCH_MOVE"
+                    if config.move:
+                        with m.Case(Opcode.MOVE):
+                            m.d.sync += self.mdesc.eq(insn.args.move)
+                            m.next = "DISPATCH_MOVE"
                     with m.Default():
                         fail(ErrorCode.ILLEGAL_INSN)
             with m.State("DISPATCH"):

@@ -203,17 +203,22 @@ class ZeroskipTop(ConfigComponent):
 
         # The move engine shares the lanes' out read ports and the X write port
         # with the host, which uses them only while the accelerator is idle.
-        move = self._move_engine(m, seq, lanes)
         host_x_we = Signal()
+        out_addr, x_addr, x_data, x_we = word, word, bus.wdata, host_x_we
+        if config.move:
+            move = self._move_engine(m, seq, lanes)
+            out_addr = Mux(move.busy, move.out_addr, word)
+            x_addr = Mux(move.x_we, move.x_addr, word)
+            x_data = Mux(move.x_we, move.x_data, bus.wdata)
+            x_we = host_x_we | move.x_we
         for lane in lanes:
-            m.d.comb += [lane.host_addr.eq(Mux(move.busy, move.out_addr, word)),
-                         lane.host_wdata.eq(bus.wdata)]
+            m.d.comb += [lane.host_addr.eq(out_addr), lane.host_wdata.eq(bus.wdata)]
         m.d.comb += [
             seq.host_addr.eq(bus.addr[2:]),
             seq.host_wdata.eq(bus.wdata),
-            gather.host_addr.eq(Mux(move.x_we, move.x_addr, word)),
-            gather.host_wdata.eq(Mux(move.x_we, move.x_data, bus.wdata)),
-            gather.host_we.eq(host_x_we | move.x_we),
+            gather.host_addr.eq(x_addr),
+            gather.host_wdata.eq(x_data),
+            gather.host_we.eq(x_we),
         ]
 
         write_ok = Signal()

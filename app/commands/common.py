@@ -44,7 +44,7 @@ CONFIG_OPTIONS = (
                           "1, 2, 4 or 8 (above 1 the ISA model only, a projection)"),
 )
 #: The destinations of every configuration option (--config aside).
-CONFIG_DESTS = tuple(name for name, _ in CONFIG_OPTIONS) + ("formats", "reduce")
+CONFIG_DESTS = tuple(name for name, _ in CONFIG_OPTIONS) + ("formats", "reduce", "move")
 
 #: The program each cocotb backend runs.
 SIMULATOR_TOOLS = {"icarus": "iverilog", "verilator": "verilator"}
@@ -74,6 +74,9 @@ def add_config_options(parser):
     group.add_argument("--reduce", action=argparse.BooleanOptionalAction, default=None,
                        help="generate the scatter/reduce network, so that long rows can be "
                             "split across lanes (default on)")
+    group.add_argument("--move", action=argparse.BooleanOptionalAction, default=None,
+                       help="generate the move engine (MOVE), so that a network's layers "
+                            "chain on chip (default on)")
 
 
 def _format_list(text):

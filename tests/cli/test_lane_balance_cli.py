@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from zeroskip.app.cli import main
+from zeroskip.core import timing
 
 
 def _compile(capsys, tmp_path, *extra):
@@ -35,7 +36,10 @@ def test_compile_json_holds_the_plan_and_the_lane_balance(capsys, tmp_path):
                               "balance": 1.5}]}]}
     assert (plan["shape"], plan["nnz"], plan["kernel"], plan["format"], plan["tiles"]) == \
         ([2, 4], 4, "spmv", "csr", 1)
-    assert (plan["predicted_cycles"], plan["dense_cycles"]) == (24, 25)
+    # The busiest lane streams 3 tokens, dense mode 4 per lane; then HALT.
+    assert (plan["predicted_cycles"], plan["dense_cycles"]) == \
+        (timing.SPMV_OVERHEAD + 3 + timing.INSN_OVERHEAD,
+         timing.SPMV_OVERHEAD + 4 + timing.INSN_OVERHEAD)
     assert plan["bands"][0]["winner"] == "csr"
     assert plan["balance"]["long_rows"] == 1
     assert plan["program"] == str(tmp_path / "a.program.npz")

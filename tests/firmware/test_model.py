@@ -661,3 +661,11 @@ def test_move_limits_are_inclusive():
     start(m)
     assert error_code(m) is None
     assert m.x.tolist() == [-5] * 10 + [4, 3, 0, 0, 0, 0]
+
+
+def test_move_is_illegal_without_the_move_engine():
+    m = Machine(RED.replace(move=False))
+    load_code(m, "nop\nmove src=0 dst=0 count=1\nhalt")
+    start(m)
+    assert error_code(m) == ErrorCode.ILLEGAL_INSN and read(m, Reg.PC) == 1
+    assert read(m, Reg.CYCLES) == 2 * timing.INSN_OVERHEAD

@@ -259,3 +259,15 @@ def test_move_operands_wide_enough_for_every_configuration_on_the_model():
     machine.run()
     assert machine.error == ErrorCode.NONE
     np.testing.assert_array_equal(machine.x[-big.row_depth:], np.arange(big.row_depth) - 2000)
+
+
+def test_move_is_illegal_without_the_move_engine():
+    """``move=False`` generates no move engine: ``MOVE`` is an illegal instruction,
+    on the RTL as in the model (same STATUS, PC and cycles)."""
+    config = CONFIGS["p2"].replace(move=False)
+    runs = [{"code": [encode_move(count=1), HALT]}]
+    (rtl,), (model,) = on_pysim(config, runs), on_model(config, runs)
+    assert rtl["status"] == model["status"] == status_word(busy=False, done=False,
+                                                           code=ErrorCode.ILLEGAL_INSN)
+    assert rtl["pc"] == model["pc"] == 0
+    assert rtl["cycles"] == model["cycles"] == timing.INSN_OVERHEAD
