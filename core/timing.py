@@ -89,7 +89,7 @@ COLUMN_CREDITS = 16
 
 #: Cycles a ``MOVE`` costs beyond its ``pes * count`` words (fetch, decode,
 #: dispatch, the operand check and the last write).
-MOVE_OVERHEAD = 6
+MOVE_OVERHEAD = 8
 
 #: Cycles of any instruction other than ``SPMV``, ``REDUCE`` and ``MOVE``
 #: (``HALT`` included).

@@ -18,10 +18,12 @@ class MoveEngine(ConfigComponent):
     sets ``desc_error`` and writes nothing. Otherwise it walks the words in X
     order, lane by lane: in each cycle it presents ``src_base + i`` to every
     lane's ``out`` read port (the port the host reads through while the
-    lanes are idle) and, one cycle later, writes lane ``p``'s word, clamped
-    to the value width, through the X write port the host's writes use
-    (every copy of x). One word per cycle: ``busy`` lasts ``pes * count + 2``
-    cycles (the check, the words, the last write).
+    lanes are idle); one cycle later it registers lane ``p``'s word, in the
+    next it clamps it to the value width into the output register, and from
+    there the word is written through the X write port the host's writes use
+    (every copy of x). No memory output meets the clamp's comparisons or the
+    X memories' wide write fan-out in one cycle. One word per cycle: ``busy``
+    lasts ``pes * count + 4`` cycles (the check, the words, the pipeline).
 
     Parameters
     ----------
@@ -70,10 +72,17 @@ class MoveEngine(ConfigComponent):
         lane = Signal(range(c.pes + 1))            # p
         x_addr = Signal(c.col_width)              # dst_base + p * count + i
         last = (lane == c.pes - 1) & (word == args.count - 1)
-        # The write stage: the word read in the previous cycle.
-        wr_valid = Signal()
-        wr_lane = Signal(range(c.pes + 1))
-        m.d.sync += wr_valid.eq(0)
+        # The read stage (the lane of the word the lanes read in this cycle's
+        # predecessor), the selected word's register, and the output register.
+        rd_valid, sel_valid = Signal(), Signal()
+        rd_lane = Signal(range(c.pes + 1))
+        rd_addr, sel_addr = Signal(c.col_width), Signal(c.col_width)
+        selected = Signal(signed(c.acc_width))
+        m.d.sync += [rd_valid.eq(0), sel_valid.eq(rd_valid), sel_addr.eq(rd_addr),
+                     selected.eq(self.out_data[rd_lane]), self.x_we.eq(sel_valid),
+                     self.x_addr.eq(sel_addr),
+                     self.x_data.eq(Mux(selected > c.value_max, c.value_max,
+                                        Mux(selected < c.value_min, c.value_min, selected)))]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -93,7 +102,7 @@ class MoveEngine(ConfigComponent):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.out_addr.eq(args.src_base + word)]
-                m.d.sync += [wr_valid.eq(1), wr_lane.eq(lane), self.x_addr.eq(x_addr),
+                m.d.sync += [rd_valid.eq(1), rd_lane.eq(lane), rd_addr.eq(x_addr),
                              x_addr.eq(x_addr + 1)]
                 with m.If(word == args.count - 1):
                     m.d.sync += [word.eq(0), lane.eq(lane + 1)]
@@ -101,14 +110,11 @@ class MoveEngine(ConfigComponent):
                     m.d.sync += word.eq(word + 1)
                 with m.If(last):
                     m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "IDLE"
-
-        value = self.out_data[wr_lane]
-        m.d.comb += [
-            self.x_we.eq(wr_valid),
-            self.x_data.eq(Mux(value > c.value_max, c.value_max,
-                               Mux(value < c.value_min, c.value_min, value))),
-        ]
+            # Three cycles after the last read (or the check, for no words):
+            # the selected word's register, the output register, the write.
+            for state, after in (("DRAIN", "DRAIN_SELECT"), ("DRAIN_SELECT", "DRAIN_WRITE"),
+                                 ("DRAIN_WRITE", "IDLE")):
+                with m.State(state):
+                    m.d.comb += self.busy.eq(1)
+                    m.next = after
         return m
