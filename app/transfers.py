@@ -170,7 +170,7 @@ def link_for_backend(backend):
 def describe_link(link, *, clock_mhz=None, baudrate=protocol.DEFAULT_BAUDRATE):
     """One line stating a link's rate."""
     if link == "axi4-lite":
-        return (f"AXI4-Lite at the accelerator's {clock_mhz:g} MHz clock, "
+        return (f"AXI4-Lite at the accelerator's {clock_mhz:.4g} MHz clock, "
                 f"{AXIL_WRITE_CYCLES} cycles per word written, {AXIL_READ_CYCLES} per word "
                 f"read (hdl/axil.py)")
     return (f"UART at {baudrate:,} baud, 8N1 ({UART_BITS_PER_BYTE} bits a byte), bursts of at "

@@ -18,3 +18,11 @@ def repo_root():
 def examples_data():
     """The directory of the sample matrices (examples/data)."""
     return EXAMPLES_DATA
+
+
+@pytest.fixture(autouse=True)
+def _private_build_record(tmp_path, monkeypatch):
+    """Every test reads and appends to a record of routed builds of its own, empty at
+    the start, not the shipped one (whose entries change with every routed build);
+    ``tests/boards/test_record.py`` checks the shipped record by its path."""
+    monkeypatch.setenv("ZEROSKIP_BUILD_RECORD", str(tmp_path / "routed.json"))

@@ -180,7 +180,7 @@ def _time_rows(timing):
     moved = timing["data_movement"]
     words = ", ".join(f"{kind} {count:,.0f}"
                       for kind, count in moved["words_per_inference"].items())
-    rows = [("clock", f"{timing['clock_mhz']:g} MHz on the {timing['board']}: "
+    rows = [("clock", f"{timing['clock_mhz']:.4g} MHz on the {timing['board']}: "
                       f"{timing['clock_source']}"),
             ("compute time", f"{1e6 * timing['seconds']:.2f} us  (cycles / clock)"),
             ("host transfers", f"{moved['total_words_per_inference']:,.0f} words ({words})")]
