@@ -105,7 +105,10 @@ class AcceleratorConfig:
         Products each lane issues per cycle, 1, 2, 4 or 8 (``k``): a lane
         decodes each stored nonzero once and applies it to ``k`` inputs of a
         batch (``k`` right-hand columns of SpMM), with ``k`` multipliers
-        sharing its decoding, indexing and control; 1 is the SpMV lane. The
+        sharing its decoding, indexing and control; 1 is the SpMV lane. X
+        and every lane's ``out`` and ``bias`` memories are then ``k`` slots
+        (:attr:`x_slot_depth`, :attr:`row_slot_depth`), so ``x_depth`` must
+        be at least ``k * x_banks`` and ``row_depth`` at least ``k``. The
         ISA model runs any of them (the pass rule of :mod:`zeroskip.core.timing`);
         the generated hardware only 1 (:func:`check_generated`). Left out
         of :meth:`to_dict` when 1, so configurations without it keep their
@@ -169,6 +172,13 @@ class AcceleratorConfig:
                 self.products_per_lane not in PRODUCTS_PER_LANE:
             raise _invalid("products_per_lane",
                            f"must be 1, 2, 4 or 8, not {self.products_per_lane!r}")
+        k = self.products_per_lane
+        if k > 1 and self.x_depth < k * self.x_banks:
+            raise _invalid("x_depth", f"must be at least products_per_lane x x_banks "
+                                      f"({k} x {self.x_banks}), not {self.x_depth}")
+        if k > 1 and self.row_depth < k:
+            raise _invalid("row_depth", f"must be at least products_per_lane ({k}), "
+                                        f"not {self.row_depth}")
         if not isinstance(self.reduce, bool):
             raise _invalid("reduce", f"must be true or false, not {self.reduce!r}")
         if not isinstance(self.move, bool):
@@ -227,6 +237,23 @@ class AcceleratorConfig:
         per lane (:attr:`pes`) per cycle. Every lower bound on cycles from a count of
         products, and every utilization, divides by this."""
         return self.pes * self.products_per_lane
+
+    @property
+    def x_slot_depth(self):
+        """Words of one batch slot of X: ``x_depth / products_per_lane``.
+
+        With ``products_per_lane`` ``k`` > 1, X and every lane's ``out`` and
+        ``bias`` memories are ``k`` slots of equal depth, read in parallel at
+        the same offset (the pass rule of :mod:`zeroskip.core.timing`): a tile's
+        inputs fit one slot, a lane's rows of a tile one :attr:`row_slot_depth`.
+        With ``k = 1`` a slot is the whole memory."""
+        return self.x_depth // self.products_per_lane
+
+    @property
+    def row_slot_depth(self):
+        """Words of one batch slot of a lane's ``out`` and ``bias`` memories:
+        ``row_depth / products_per_lane`` (see :attr:`x_slot_depth`)."""
+        return self.row_depth // self.products_per_lane
 
     @property
     def clusters(self):

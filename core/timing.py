@@ -26,18 +26,24 @@ the next; a lane whose partial sum is not taken stalls (one
 **The pass rule** (``products_per_lane`` ``k`` > 1, the ISA model only): a
 lane decodes each stored entry once and applies it to ``k`` inputs, so a
 batch of ``n`` inputs runs in :func:`passes` ``= ceil(n / k)`` passes, each
-costing what one input costs with ``k = 1``. In a program a pass is a run of
-up to ``k`` consecutive instructions that read the same lane images into
-different outputs (:func:`pass_key`, :func:`pass_output`): ``SPMV`` with
+costing what one input costs with ``k = 1``. X and every lane's ``out`` and
+``bias`` memories are ``k`` slots of equal depth
+(:attr:`~zeroskip.core.config.AcceleratorConfig.x_slot_depth`,
+:attr:`~zeroskip.core.config.AcceleratorConfig.row_slot_depth`), read in
+parallel at one offset, so a pass is a run of up to ``k`` consecutive
+instructions that read the same lane images (:func:`pass_key`: ``SPMV`` with
 the same format, ``ptr_base``, ``nz_base`` and flags, or ``REDUCE`` with the
-same routes. The first instruction of a pass costs what it costs alone
-(its tokens, its routes; the networks' pointers move once per pass); the
-others add no cycles and no stalls. A column-mode ``SPMV`` pass visits the
-columns where any of its inputs is nonzero: its cycles are those of that
-union, charged as it grows. Every product is still counted (``MACS``,
-``SKIPPED``, ``PE_BUSY`` per input), so a lane's busy count is at most
-``k`` times the cycles. With ``k = 1`` every instruction is a pass of its
-own and nothing changes.
+same routes) where member ``j`` addresses the first member's words ``j``
+slots further on (:func:`joins_pass`): ``x_base`` and ``out_base`` of an
+``SPMV``, ``src_base`` and ``dst_base`` of a ``REDUCE``. The first
+instruction of a pass costs what it costs alone (its tokens, its routes;
+the networks' pointers move once per pass); the others add no cycles and
+no stalls. An instruction that does not join the open pass opens a new one.
+A column-mode ``SPMV`` pass visits the columns where any of its inputs is
+nonzero: its cycles are those of that union, charged as it grows. Every
+product is still counted (``MACS``, ``SKIPPED``, ``PE_BUSY`` per input), so
+a lane's busy count is at most ``k`` times the cycles. With ``k = 1`` every
+instruction is a pass of its own and nothing changes.
 
 ``REDUCE`` changes no counter but ``CYCLES``, ``INSNS`` and
 ``SCATTER_STALLS``; ``MOVE`` none but ``CYCLES`` and ``INSNS`` (and is never
@@ -59,7 +65,7 @@ __all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "CSC_ENTRY_DRAIN", "CSC_FINAL_PASS",
            "COLUMN_CREDITS", "REDUCE_OVERHEAD", "REDUCE_EMPTY", "MOVE_OVERHEAD", "INSN_OVERHEAD",
            "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule", "reduce_cycles",
            "move_cycles", "lane_tokens", "column_mode_cycles", "passes", "pass_key",
-           "pass_output"]
+           "joins_pass"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
 #: reads, pipeline fill and drain).
@@ -124,10 +130,20 @@ def pass_key(opcode, args):
     return None
 
 
-def pass_output(opcode, args):
-    """The output an instruction of a pass writes; the members of a pass write
-    different ones (``out_base`` of an ``SPMV``, ``dst_base`` of a ``REDUCE``)."""
-    return args["out_base"] if getattr(opcode, "name", opcode) == "SPMV" else args["dst_base"]
+def joins_pass(opcode, first, args, member, config):
+    """Whether an instruction with operands ``args`` is member ``member`` (from 1) of
+    the pass that an instruction with operands ``first`` opened: the same
+    :func:`pass_key`, ``member < products_per_lane``, and its X and ``out`` words
+    ``member`` slots beyond the first's."""
+    k = config.products_per_lane
+    if not 0 < member < k or pass_key(opcode, args) != pass_key(opcode, first):
+        return False
+    x_step, row_step = member * config.x_slot_depth, member * config.row_slot_depth
+    if getattr(opcode, "name", opcode) == "SPMV":
+        return (args["x_base"] == first["x_base"] + x_step
+                and args["out_base"] == first["out_base"] + row_step)
+    return (args["src_base"] == first["src_base"] + row_step
+            and args["dst_base"] == first["dst_base"] + row_step)
 
 
 @dataclasses.dataclass(frozen=True)

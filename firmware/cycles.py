@@ -104,10 +104,9 @@ class Cost:
 @dataclasses.dataclass
 class _Pass:
     """The open pass of a run (see the pass rule of :mod:`zeroskip.core.timing`)."""
-    key: tuple
-    outputs: list
+    args: dict                       # the first instruction's operands
+    members: int = 1                 # instructions in the pass so far
     charged: int = 0                 # cycles charged for the pass so far
-    args: dict | None = None         # the first instruction's operands
     visited: np.ndarray | None = None   # column mode: the union of the inputs' nonzeros
     scatter_rr: list | None = None   # REDUCE: the bus pointer before the pass
 
@@ -140,17 +139,15 @@ class RunCycles:
         """The open pass if this instruction joins it; else ``None``, after opening a
         new pass for it (when ``products_per_lane`` > 1 and it can be part of one)."""
         k = self.config.products_per_lane
-        key = None if args is None or k == 1 else timing.pass_key(opcode, args)
-        if key is None:
+        if args is None or k == 1 or timing.pass_key(opcode, args) is None:
             self._pass = None
             return None
-        output = timing.pass_output(opcode, args)
         open_ = self._pass
-        if open_ is not None and open_.key == key and len(open_.outputs) < k \
-                and output not in open_.outputs:
-            open_.outputs.append(output)
+        if open_ is not None and timing.joins_pass(opcode, open_.args, args, open_.members,
+                                                   self.config):
+            open_.members += 1
             return open_
-        self._pass = _Pass(key=key, outputs=[output], args=args)
+        self._pass = _Pass(args=args)
         return None
 
     def spmv(self, lane_tokens, *, args=None):

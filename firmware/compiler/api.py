@@ -296,7 +296,7 @@ def _dense_width(cols, config):
     stored: :func:`~.bands._column_width` of it (no row of a tile holds more than
     ``nz_depth`` entries; a dense row holds ``min(width, cols)``), capped at
     ``nz_depth``."""
-    width = config.x_depth
+    width = config.x_slot_depth
     while width > config.nz_depth and min(width, cols) > config.nz_depth:
         width //= 2
     return min(width, config.nz_depth)

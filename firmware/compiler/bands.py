@@ -23,9 +23,18 @@ def _lpt(work, lanes, cap):
     return assign
 
 
+def row_cap(config, header=1):
+    """Rows one lane holds in one tile: its ``ptr`` memory's ``row_depth`` words less
+    ``header`` descriptor words, and at most one batch slot of its ``out`` memory
+    (:attr:`~zeroskip.core.config.AcceleratorConfig.row_slot_depth`)."""
+    return min(config.row_depth - header, config.row_slot_depth)
+
+
 def _column_width(a, config):
-    """Widest column tile (at most ``x_depth``) in which no row exceeds ``nz_depth``."""
-    width = config.x_depth
+    """Widest column tile (at most one batch slot of X,
+    :attr:`~zeroskip.core.config.AcceleratorConfig.x_slot_depth`) in which no row
+    exceeds ``nz_depth``."""
+    width = config.x_slot_depth
     rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
     while width > config.nz_depth:
         if a.nnz == 0:
@@ -46,7 +55,7 @@ def _blocks(counts, config):
     ``start:stop`` fit the lanes' row and nonzero memories once spread.
     """
     rows, n_ct = counts.shape
-    lanes, cap = config.pes, config.row_depth - 1
+    lanes, cap = config.pes, row_cap(config)
     cumulative = np.vstack([np.zeros((1, n_ct), dtype=np.int64), np.cumsum(counts, axis=0)])
     start = 0
     while start < rows:
@@ -88,7 +97,7 @@ def _bands(counts, config, band_rows):
         if band_rows is None or stop - start <= band_rows:
             bands.append((start, stop, assign, active))
             continue
-        cap = config.row_depth - 1
+        cap = row_cap(config)
         for first in range(start, stop, band_rows):
             last = min(stop, first + band_rows)
             block = counts[first:last]

@@ -11,6 +11,7 @@ import scipy.sparse
 from zeroskip.core import formatspec
 from zeroskip.core.isa import Format
 from zeroskip.firmware import formats
+from zeroskip.firmware.compiler.bands import row_cap
 from zeroskip.firmware.compiler.plans import _column_tiles, _plan_generic, _split_rows
 from zeroskip.firmware.compiler.settings import DENSE_MARGIN
 from zeroskip.firmware.compiler.split import _pieces, _plan_split
@@ -280,9 +281,10 @@ def _dense_cycles(rows, cols, width, config, epi, operand):
         start = shape[-1][1] if shape else 0
         shape.append((start, start + tile_width))
     spans = np.array([dense_span(w, config) for w, _ in kinds], dtype=np.int64)
-    probe = min(rows, config.pes * config.row_depth)
+    cap = row_cap(config, header=0)
+    probe = min(rows, config.pes * cap)
     first, _ = next(_split_rows(np.arange(probe), np.full(probe, int(spans.sum())),
-                                np.tile(spans, (probe, 1)), config.row_depth, config))
+                                np.tile(spans, (probe, 1)), cap, config))
     size = len(first)
     sizes = [(size, rows // size)] + ([(rows % size, 1)] if rows % size else [])
     count, matrix = operand.count, operand.columns > 0

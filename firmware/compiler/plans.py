@@ -11,7 +11,7 @@ from zeroskip.core.errors import CompileError
 from zeroskip.core.isa import Format
 from zeroskip.firmware import formats
 from zeroskip.firmware.asm import encode_reduce, encode_spmv
-from zeroskip.firmware.compiler.bands import _lpt, _ranges
+from zeroskip.firmware.compiler.bands import _lpt, _ranges, row_cap
 from zeroskip.firmware.compiler.gather import _bank_order, _order_lanes
 from zeroskip.firmware.cycles import gather_schedule
 from zeroskip.firmware.formats import (
@@ -211,17 +211,28 @@ def _x_stride(block, config):
     width = max((s.width for s in block.sets), default=1)
     banks = config.x_banks
     stride = -(-max(width, 1) // banks) * banks
-    return stride if stride <= config.x_depth else width
+    return stride if stride <= config.x_slot_depth else width
+
+
+def column_bases(j, stride, n_max, config):
+    """``(x_base, out_base)`` of right-hand column ``j`` of a tile whose inputs take
+    ``stride`` X words and whose lanes ``n_max`` rows: column ``j`` is in slot ``j %
+    k`` of X and ``out`` (the pass rule of :mod:`zeroskip.core.timing`), at its
+    pass ``j // k``; with ``k = 1``, ``(j * stride, j * n_max)``."""
+    k = config.products_per_lane
+    slot, step = j % k, j // k
+    return (slot * config.x_slot_depth + step * stride,
+            slot * config.row_slot_depth + step * n_max)
 
 
 def _batch_size(block, config, epi, matrix, count):
     if not matrix:
         return 1
     rows = max(block.n_max, 1)
-    limit = min(config.row_depth // rows, config.x_depth // _x_stride(block, config),
-                (config.imem_depth - 1 - int(epi.applied)) // block.per_column)
-    size = max(1, min(count, limit))
     k = config.products_per_lane
+    steps = min(config.row_slot_depth // rows, config.x_slot_depth // _x_stride(block, config))
+    limit = min(k * steps, (config.imem_depth - 1 - int(epi.applied)) // block.per_column)
+    size = max(1, min(count, limit))
     # Whole passes per tile (the pass rule of zeroskip.core.timing), so that the passes of
     # every tile are the same consecutive groups of k right-hand columns.
     return size - size % k if k < size < count else size
@@ -346,7 +357,7 @@ def _plan_generic(fmt, rows, a, tiles, config, epi, nm):
     entry_tile = np.searchsorted(bounds, sub.indices, side="right")
     np.add.at(counts, (entry_rows, entry_tile), 1)
     widths = np.array([stop - start for start, stop in tiles], dtype=np.int64)
-    cap = config.row_depth
+    cap = row_cap(config, header=0)
     spans, memory, work = codec.lane_terms(widths, counts, config, epi, nm)
     blocks = []
     for block_rows, assign in _split_rows(np.arange(n_rows), work, memory, cap, config):

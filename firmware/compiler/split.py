@@ -9,7 +9,7 @@ import numpy as np
 
 from zeroskip.core import timing
 from zeroskip.core.isa import Format, route_word
-from zeroskip.firmware.compiler.bands import _lpt, _ranges
+from zeroskip.firmware.compiler.bands import _lpt, _ranges, row_cap
 from zeroskip.firmware.compiler.gather import _bank_order
 from zeroskip.firmware.compiler.plans import _Block, _Plan, _Reduce, _row_set, _whole_block
 
@@ -62,7 +62,7 @@ def _split_block(ctx, rows, ct):
     ``finish_base = route_base + 2 + h_max``.
     """
     config, epi = ctx.config, ctx.epi
-    lanes, cap = config.pes, config.row_depth - 1
+    lanes, cap = config.pes, row_cap(config)
     lengths = ctx.counts[rows, ct]
     work = np.maximum(lengths, 1)
     pieces = _pieces(work, lanes)
@@ -123,7 +123,7 @@ def _whole_rows_block(ctx, rows, ct, lengths, work):
     """:func:`_split_block` of rows none of which is long (a part of a band halved to
     fit): whole rows by longest-processing-time-first, or ``None`` if they do not fit."""
     config = ctx.config
-    lanes, cap = config.pes, config.row_depth - 1
+    lanes, cap = config.pes, row_cap(config)
     if len(rows) > lanes * cap:
         return None
     assign = _lpt(work, lanes, cap)

@@ -6,7 +6,7 @@ import numpy as np
 
 from zeroskip.firmware import formats
 from zeroskip.firmware.asm import encode_halt, encode_spmv
-from zeroskip.firmware.compiler.plans import _batch_size, _x_stride
+from zeroskip.firmware.compiler.plans import _batch_size, _x_stride, column_bases
 from zeroskip.firmware.program import Tile
 
 
@@ -27,20 +27,22 @@ def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
                 code += _columns_code(block, image_set, epi, len(batch), stride, config,
                                       matrix=matrix, first=first, last=last)
                 code.append(halt)
+                bases = [column_bases(j, stride, n_max, config) for j in range(len(batch))]
                 bias = None
                 if last and has_bias:
                     bias = []
                     for rows_p in block.lane_rows:
-                        words = np.zeros((len(batch) - 1) * n_max + len(rows_p), dtype=np.int64)
-                        for j in range(len(batch)):
-                            words[j * n_max:j * n_max + len(rows_p)] = epi.bias[rows_p]
+                        starts = [out for _, out in bases]
+                        words = np.zeros(max(starts) + len(rows_p), dtype=np.int64)
+                        for start in starts:
+                            words[start:start + len(rows_p)] = epi.bias[rows_p]
                         bias.append(words)
                 meta = None
                 if formats.get(image_set.fmt).spec.uses_meta:
                     meta = [image.meta for image in image_set.images]
                 loads = None
                 if matrix:
-                    loads = np.array([(j * stride, k, image_set.x_start, image_set.x_stop)
+                    loads = np.array([(bases[j][0], k, image_set.x_start, image_set.x_stop)
                                       for j, k in enumerate(batch)
                                       if image_set.x_stop > image_set.x_start],
                                      dtype=np.int64).reshape(-1, 4)
@@ -48,7 +50,8 @@ def _emit(plan, ks, epi, config, matrix, tiles_out, lane_entries):
                 if last:
                     for j, k in enumerate(batch):
                         for p, rows_p in enumerate(block.lane_rows):
-                            columns = [np.full(len(rows_p), p), j * n_max + np.arange(len(rows_p)),
+                            columns = [np.full(len(rows_p), p),
+                                       bases[j][1] + np.arange(len(rows_p)),
                                        rows_p]
                             if matrix:
                                 columns.append(np.full(len(rows_p), k))
@@ -76,7 +79,7 @@ def _columns_code(block, image_set, epi, count, stride, config, *, matrix, first
     n_max = block.n_max
     per_column = []
     for j in range(count):
-        x_base, out_base = (j * stride, j * n_max) if matrix else (0, 0)
+        x_base, out_base = column_bases(j, stride, n_max, config) if matrix else (0, 0)
         if block.reduce is not None:
             per_column.append(block.reduce.code(x_base, out_base, epi))
         else:

@@ -213,3 +213,90 @@ def test_the_generator_and_the_board_refuse_k_above_1():
         with pytest.raises(ConfigError) as info:
             attempt()
         assert str(info.value) == REFUSAL.format(k=8)
+
+
+# The slots ---------------------------------------------------------------------------------------
+
+def test_slots_divide_x_and_out():
+    config = _config(4, x_depth=256, row_depth=64)
+    assert (config.x_slot_depth, config.row_slot_depth) == (64, 16)
+    one = AcceleratorConfig(x_depth=256, row_depth=64)
+    assert (one.x_slot_depth, one.row_slot_depth) == (256, 64)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"x_depth": 64, "x_banks": 64}, "x_depth must be at least products_per_lane x "
+                                     "x_banks (2 x 64), not 64"),
+    ({"row_depth": 4, "products_per_lane": 8}, "row_depth must be at least products_per_lane "
+                                               "(8), not 4"),
+])
+def test_slots_that_cannot_exist_are_refused(fields, message):
+    fields = {"products_per_lane": 2, **fields}
+    with pytest.raises(ConfigError) as info:
+        AcceleratorConfig(pes=4, **fields)
+    assert str(info.value) == message
+
+
+def _spmv(x_base, out_base):
+    return {"fmt": 0, "ptr_base": 0, "nz_base": 0, "accumulate": 0, "bias": 0,
+            "epilogue": 0, "x_base": x_base, "out_base": out_base}
+
+
+def test_a_member_joins_only_one_slot_further_on():
+    config = _config(4, x_depth=256, row_depth=64)
+    first = _spmv(8, 2)
+    assert timing.joins_pass("SPMV", first, _spmv(8 + 64, 2 + 16), 1, config)
+    assert timing.joins_pass("SPMV", first, _spmv(8 + 3 * 64, 2 + 3 * 16), 3, config)
+    # The slot's offset must be the first's; the member's place in the pass counts.
+    assert not timing.joins_pass("SPMV", first, _spmv(9 + 64, 2 + 16), 1, config)
+    assert not timing.joins_pass("SPMV", first, _spmv(8 + 64, 3 + 16), 1, config)
+    assert not timing.joins_pass("SPMV", first, _spmv(8 + 64, 2 + 16), 2, config)
+    assert not timing.joins_pass("SPMV", first, _spmv(8 + 4 * 64, 2 + 4 * 16), 4, config)
+    other = dict(_spmv(8 + 64, 2 + 16), nz_base=5)
+    assert not timing.joins_pass("SPMV", first, other, 1, config)
+    reduce_first = {"ptr_base": 3, "src_base": 0, "dst_base": 4}
+    assert timing.joins_pass("REDUCE", reduce_first,
+                             {"ptr_base": 3, "src_base": 16, "dst_base": 20}, 1, config)
+    assert not timing.joins_pass("REDUCE", reduce_first,
+                                 {"ptr_base": 3, "src_base": 1, "dst_base": 5}, 1, config)
+
+
+def _cycles_of(config, spmvs, tokens):
+    from zeroskip.firmware.cycles import RunCycles
+    run = RunCycles(config)
+    for args in spmvs:
+        run.spmv(tokens, args=args)
+    return run.cycles
+
+
+def test_misaligned_members_cost_a_pass_each():
+    config = _config(2, x_depth=256, row_depth=64)
+    tokens = [[0, 0, 0]] * config.pes
+    alone = timing.SPMV_OVERHEAD + 3
+    assert _cycles_of(config, [_spmv(0, 0), _spmv(128, 32)], tokens) == alone
+    assert _cycles_of(config, [_spmv(0, 0), _spmv(64, 16)], tokens) == 2 * alone
+    assert _cycles_of(config, [_spmv(0, 0), _spmv(128, 32), _spmv(0, 0)], tokens) == 2 * alone
+
+
+def test_the_compiler_places_each_column_in_its_slot():
+    config = _config(4, x_depth=256, row_depth=64)    # slots of 64 words: 2 column tiles
+    a = _matrix(40, 100, 0.2)
+    x = _inputs(100, 10)
+    program = compile_kernel(a, config, x=x, kernel="spmm", fmt="csr")
+    for tile in program.tiles:
+        # A tile's inputs fit one slot of X, its lanes' rows one slot of out.
+        assert tile.x_cols[1] - tile.x_cols[0] <= config.x_slot_depth
+        assert max(tile.lane_rows()) <= config.row_slot_depth
+        bases = [(args["x_base"], args["out_base"]) for args in tile.spmvs()]
+        for j, (x_base, out_base) in enumerate(bases):
+            assert x_base // config.x_slot_depth == j % 4
+            assert out_base // config.row_slot_depth == j % 4
+            assert (x_base - bases[j - j % 4][0]) == (j % 4) * config.x_slot_depth
+    result = run_model(program, x)
+    assert np.array_equal(result.y_raw, a.toarray() @ x)
+    assert program.predicted_cycles(x) == result.counters["cycles"]
+    assert len({tile.x_cols for tile in program.tiles}) == 2
+    single = run_model(compile_kernel(a, _config(1, x_depth=256, row_depth=64), x=x,
+                                      kernel="spmm", fmt="csr"), x)
+    assert result.counters["macs"] == single.counters["macs"]
+    assert result.counters["cycles"] < single.counters["cycles"]
