@@ -26,7 +26,7 @@ import scipy.sparse
 
 from zeroskip.app.nn.compile import compile_group
 from zeroskip.core.errors import CompileError
-from zeroskip.firmware.compiler.link import Part, check_move_fits, layout, link
+from zeroskip.firmware.compiler.link import Part, check_move_fits, layout, link, steps
 
 __all__ = ["ChainedNetwork", "chain_network", "permute_columns"]
 
@@ -76,8 +76,8 @@ def chain_network(compiled, *, fmt="auto"):
             stages.append(parts)
             rows.append(layer.shape[0])
             placed = layout(parts, layer.shape[0], 0)
-            columns = placed.x_columns(batch)
-            width = config.pes * placed.count(batch)
+            columns = placed.x_columns(steps(batch, config))
+            width = config.pes * placed.count(steps(batch, config))
             if index < len(compiled.quantized.layers) - 1:
                 check_move_fits(placed, batch, config, index + 1)
         program, layouts = link(stages, rows, batch, config, name="chained network")

@@ -22,6 +22,12 @@ X from ``j * words`` and the stage's row held by lane ``p`` at word ``i`` of
 a column is its column ``lane_major(p, i, count)``
 (:meth:`Layout.x_columns`).
 
+With ``products_per_lane`` ``k`` above 1, X and ``out`` are ``k`` slots
+(the pass rule of :mod:`zeroskip.core.timing`): column ``j`` is column ``j //
+k`` of slot ``j % k`` (:func:`~.plans.column_bases`), every region above
+holds :func:`steps` ``= ceil(columns / k)`` columns in each slot, and one
+``MOVE`` per slot copies it into the same slot of X.
+
 Every stage's out words (and bias words, indexed like them) have a region of
 their own, the last stage's from word 0 (the host reads it back from there);
 the parts' ``ptr``, ``nz`` and ``meta`` images follow one another in the lane
@@ -35,13 +41,15 @@ import dataclasses
 
 import numpy as np
 
+from zeroskip.core import timing
 from zeroskip.core.errors import CompileError
 from zeroskip.core.isa import Format, Opcode
 from zeroskip.firmware.asm import decode, encode_halt, encode_move, encode_reduce, encode_spmv
+from zeroskip.firmware.compiler.plans import column_bases
 from zeroskip.firmware.program import Epilogue, Program, Tile
 
 __all__ = ["lane_major", "Part", "Layout", "layout", "pad_lane", "link", "x_stride",
-           "check_move_fits"]
+           "check_move_fits", "steps"]
 
 #: Formats whose lanes :func:`pad_lane` pads by their header alone (CSR adds row ends).
 PADDABLE = (Format.CSR, Format.COO, Format.CSC)
@@ -51,6 +59,19 @@ def lane_major(lane, word, count, dst_base=0):
     """The X word ``MOVE dst_base count`` writes lane ``lane``'s out word
     ``src_base + word`` to: ``dst_base + lane * count + word`` (the ISA's rule)."""
     return dst_base + np.asarray(lane, dtype=np.int64) * count + np.asarray(word, dtype=np.int64)
+
+
+def steps(columns, config):
+    """Columns per slot of ``columns`` right-hand columns: ``ceil(columns / k)``."""
+    return timing.passes(columns, config.products_per_lane)
+
+
+def _slot(config, name):
+    """The words of one slot of memory ``name`` (``x_depth`` or ``row_depth``) and
+    how an error names that limit."""
+    k = config.products_per_lane
+    depth = config.x_slot_depth if name == "x_depth" else config.row_slot_depth
+    return depth, (name if k == 1 else f"{name} / products_per_lane {k}")
 
 
 def x_stride(width, config):
@@ -180,10 +201,11 @@ def _check_fits(what, need, limit, name):
 
 
 def check_move_fits(lay, columns, config, stage):
-    """Refuse a ``MOVE`` of ``lay``'s outputs (after stage number ``stage``) that
-    does not fit X."""
-    _check_fits(f"the MOVE after layer {stage} ({config.pes} lanes x {lay.count(columns)} "
-                f"words) needs", config.pes * lay.count(columns), config.x_depth, "x_depth")
+    """Refuse a ``MOVE`` of ``lay``'s outputs for ``columns`` right-hand columns (after
+    stage number ``stage``) that does not fit one slot of X."""
+    count = lay.count(steps(columns, config))
+    _check_fits(f"the MOVE after layer {stage} ({config.pes} lanes x {count} words) needs",
+                config.pes * count, *_slot(config, "x_depth"))
 
 
 def _part_code(part, columns, *, x_step, out_base, words, ptr_base, nz_base, config):
@@ -202,13 +224,14 @@ def _part_code(part, columns, *, x_step, out_base, words, ptr_base, nz_base, con
             raise CompileError(f"{part.program.name}: a linked part holds no {opcode.name}")
     per_column = []
     for j in range(columns):
-        out = out_base + j * words
+        x_at, out_at = column_bases(j, x_step, words, config)
+        out = out_base + out_at
         code = []
         for opcode, args in body:
             if opcode is Opcode.SPMV:
                 code.append(encode_spmv(**dict(args, ptr_base=args["ptr_base"] + ptr_base,
                                                nz_base=args["nz_base"] + nz_base,
-                                               x_base=args["x_base"] + j * x_step,
+                                               x_base=args["x_base"] + x_at,
                                                out_base=args["out_base"] + out)))
             else:
                 code.append(encode_reduce(ptr_base=args["ptr_base"] + ptr_base,
@@ -224,7 +247,9 @@ def _bias(stages, layouts, columns, config):
     """Per lane, the bias words of every part that adds one (None if none does)."""
     if not any(part.tile.bias is not None for stage in stages for part in stage):
         return None
-    top = max(lay.out_base + columns * lay.words for lay in layouts)
+    slots = min(columns, config.products_per_lane)
+    top = max((slots - 1) * config.row_slot_depth + lay.out_base
+              + steps(columns, config) * lay.words for lay in layouts)
     bias = [np.zeros(top, dtype=np.int64) for _ in range(config.pes)]
     for stage, lay in zip(stages, layouts, strict=True):
         for part, offset in zip(stage, lay.offsets, strict=True):
@@ -232,19 +257,19 @@ def _bias(stages, layouts, columns, config):
                 continue
             for lane, words in enumerate(part.tile.bias):
                 for j in range(columns):
-                    start = lay.out_base + j * lay.words + offset
+                    start = lay.out_base + column_bases(j, 0, lay.words, config)[1] + offset
                     bias[lane][start:start + len(words)] = words
     return bias
 
 
-def _readback(stage, lay, columns):
+def _readback(stage, lay, columns, config):
     """``(lane, out address, row, column)`` of the last stage's results."""
     parts = []
     for part, offset in zip(stage, lay.offsets, strict=True):
         table = part.tile.results()
         for j in range(columns):
-            parts.append(np.stack([table[:, 0], lay.out_base + j * lay.words + offset
-                                   + table[:, 1], part.rows[table[:, 2]],
+            at = lay.out_base + column_bases(j, 0, lay.words, config)[1] + offset
+            parts.append(np.stack([table[:, 0], at + table[:, 1], part.rows[table[:, 2]],
                                    np.full(len(table), j)], axis=1))
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 4), np.int64)
 
@@ -275,17 +300,19 @@ def link(stages, rows, columns, config, *, name="linked"):
     """
     # Out regions from the last stage's down, so that the host reads back from word 0
     # the last stage's region alone.
+    per_slot = steps(columns, config)
     layouts, out_base = [], 0
     for stage, count in reversed(list(zip(stages, rows, strict=True))):
         layouts.insert(0, layout(stage, count, out_base))
-        out_base += columns * layouts[0].words
+        out_base += per_slot * layouts[0].words
+    limit, label = _slot(config, "row_depth")
     _check_fits(f"the outputs of {columns} column(s) of every layer need", out_base,
-                config.row_depth, "row_depth (out and bias words per lane)")
+                limit, f"{label} (out and bias words per lane)")
     first = stages[0][0].program
     inputs = first.shape[1]
     stride = x_stride(inputs, config)
-    _check_fits(f"{columns} input column(s) of {inputs} words need", columns * stride,
-                config.x_depth, "x_depth")
+    _check_fits(f"{columns} input column(s) of {inputs} words need", per_slot * stride,
+                *_slot(config, "x_depth"))
     for index, lay in enumerate(layouts[:-1]):
         check_move_fits(lay, columns, config, index + 1)
     pad = [True] * (len(stages) - 1) + [False]
@@ -304,8 +331,10 @@ def link(stages, rows, columns, config, *, name="linked"):
                                words=lay.words, ptr_base=ptr_base, nz_base=nz_base,
                                config=config)
         if index < len(stages) - 1:
-            code.append(encode_move(src_base=lay.out_base, dst_base=0,
-                                    count=lay.count(columns)))
+            for slot in range(min(columns, config.products_per_lane)):
+                code.append(encode_move(src_base=lay.out_base + slot * config.row_slot_depth,
+                                        dst_base=slot * config.x_slot_depth,
+                                        count=lay.count(per_slot)))
     code.append(encode_halt())
     _check_fits("the instructions of every layer need", len(code), config.imem_depth,
                 "imem_depth")
@@ -318,12 +347,13 @@ def _program(stages, layouts, placed, code, columns, config, *, name, rows, stri
     uses_meta = any(part.tile.meta is not None for stage in stages for part in stage)
     first = stages[0][0].program
     inputs = first.shape[1]
-    loads = np.array([(j * stride, j, 0, inputs) for j in range(columns)],
+    loads = np.array([(column_bases(j, stride, 0, config)[0], j, 0, inputs)
+                      for j in range(columns)],
                      dtype=np.int64).reshape(-1, 4)
     tile = Tile(code=np.array(code, dtype=np.uint64), ptr=[m["ptr"] for m in memories],
                 nz=[m["nz"] for m in memories],
                 bias=_bias(stages, layouts, columns, config), x_cols=(0, inputs),
-                readback=_readback(stages[-1], layouts[-1], columns),
+                readback=_readback(stages[-1], layouts[-1], columns, config),
                 meta=[m["meta"] for m in memories] if uses_meta else None, x_loads=loads)
     last = stages[-1][0].program.epilogue
     epilogue = Epilogue(**{**dataclasses.asdict(last),

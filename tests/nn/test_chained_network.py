@@ -122,3 +122,20 @@ def test_a_chained_run_drops_no_input():
     with pytest.raises(InputError, match=r"^skip_empty=True needs the host between the "
                                          r"layers; a chained run sends every input$"):
         run_network(compiled, x_int, chained=True, skip_empty=True)
+
+
+def test_chained_passes_use_one_move_per_slot():
+    """products_per_lane 2: each layer's outputs go to X in two slots (one MOVE each);
+    the outputs are k = 1's, the cycles the program's prediction and fewer."""
+    base = network_config()
+    runs = {}
+    for k in (1, 2):
+        config = base.replace(products_per_lane=k)
+        compiled, x_int = compiled_digits(config, 16, 16)
+        runs[k] = run_network(compiled, x_int, chained=True)
+        program = runs[k].chained.program
+        assert opcodes(program).count(Opcode.MOVE) == k
+        assert runs[k].counters[0]["cycles"] == program.predicted_cycles(x_int.T)
+    np.testing.assert_array_equal(runs[2].outputs[-1], runs[1].outputs[-1])
+    assert runs[2].counters[0]["macs"] == runs[1].counters[0]["macs"]
+    assert runs[2].counters[0]["cycles"] < runs[1].counters[0]["cycles"]
