@@ -1,9 +1,28 @@
 """The external memory: its configuration, ``LOAD``/``SYNC``, the host's window
 and streamed programs on the ISA model."""
 
+import asyncio
+
+import numpy as np
 import pytest
 
+from zeroskip.core import timing
+from zeroskip.core.arith import sign_extend
 from zeroskip.core.config import AcceleratorConfig, ConfigError, check_generated
+from zeroskip.core.errors import DeviceError
+from zeroskip.core.isa import (
+    CTRL_CLEAR,
+    CTRL_START,
+    EXT_BURST,
+    ErrorCode,
+    Opcode,
+    Reg,
+    nz_entry_layout,
+)
+from zeroskip.firmware.asm import assemble, decode, disassemble, encode_load
+from zeroskip.firmware.model import BusError, Machine
+from zeroskip.sim.buses import ModelBus
+from zeroskip.sim.driver import Driver
 
 EXT = AcceleratorConfig(pes=4, nz_depth=64, row_depth=16, imem_depth=64, ext_words=1 << 16,
                         ext_latency=10, ext_words_per_cycle=2)
@@ -54,3 +73,167 @@ def test_generated_hardware_refuses_an_external_memory():
         check_generated(EXT)
     assert str(info.value) == ("ext_words 65536: the generated hardware has no external-memory "
                                "port; only the ISA model runs ext_words > 0")
+
+
+# The host's port and the driver.
+
+
+
+def test_driver_writes_the_external_memory_in_bursts():
+    m = Machine(EXT)
+    driver = Driver(ModelBus(m), EXT)
+    words = np.random.default_rng(1).integers(0, 1 << 32, 2 * EXT_BURST + 7, dtype=np.int64)
+    asyncio.run(driver.write_ext(5, words))
+    assert np.array_equal(m.ext[5:5 + len(words)], words)
+    assert m.read_word(Reg.EXT_ADDR) == 5 + len(words)
+    m.write_word(Reg.EXT_ADDR, 5 + EXT_BURST)
+    assert m.read_words(Reg.EXT_DATA, 3).tolist() == words[EXT_BURST:EXT_BURST + 3].tolist()
+    assert m.read_word(Reg.EXT_DATA) == words[EXT_BURST + 3]
+    assert m.read_word(Reg.EXT_ADDR) == 5 + EXT_BURST + 4
+
+
+def test_port_refuses_addresses_past_the_memory():
+    m = Machine(EXT)
+    with pytest.raises(BusError) as info:
+        m.write_word(Reg.EXT_ADDR, EXT.ext_words)
+    assert str(info.value) == "EXT_ADDR 65536 is past the external memory (65536 words)"
+    m.write_word(Reg.EXT_ADDR, EXT.ext_words - 2)
+    with pytest.raises(BusError) as info:
+        m.write_words(Reg.EXT_DATA, [1, 2, 3])
+    assert str(info.value) == ("EXT_DATA at 0x400: external word 65536 is past the external "
+                               "memory (65536 words)")
+    driver = Driver(ModelBus(m), EXT)
+    with pytest.raises(DeviceError) as info:
+        asyncio.run(driver.write_ext(EXT.ext_words, [1]))
+    assert str(info.value) == "the accelerator rejected the write of address 0x0000038 (SLVERR)"
+
+
+def test_port_is_unassigned_without_an_external_memory():
+    m = Machine(AcceleratorConfig(pes=4))
+    assert m.read_word(Reg.EXT_ADDR) == 0 and m.read_word(Reg.EXT_DATA) == 0
+    with pytest.raises(BusError) as info:
+        m.write_word(Reg.EXT_ADDR, 0)
+    assert str(info.value) == "register at 0x38 is not writable"
+
+
+# LOAD and SYNC on the ISA model.
+
+def run_code(m, text):
+    words = assemble(text)
+    for i, word in enumerate(words):
+        m.write_word(m.map.imem(i), word & 0xFFFFFFFF)
+        m.write_word(m.map.imem(i) + 4, word >> 32)
+    m.write_word(Reg.CTRL, CTRL_CLEAR | CTRL_START)
+    return m.counters["cycles"]
+
+
+def filled(config, seed=0):
+    m = Machine(config)
+    m.ext[:] = np.random.default_rng(seed).integers(0, 1 << 32, config.ext_words,
+                                                    dtype=np.uint32)
+    return m
+
+
+def test_load_copies_lane_major_into_every_region():
+    m = filled(EXT)
+    cycles = run_code(m, "load region=ptr dst=2 count=3 src=100\n"
+                         "load region=nz dst=1 count=5 src=200\n"
+                         "load region=meta dst=0 count=4 src=300\n"
+                         "load region=bias dst=7 count=9 src=400\nhalt")
+    assert m.error == ErrorCode.NONE and m.done
+    ext = m.ext.astype(np.int64)
+    for p in range(EXT.pes):
+        assert m.ptr[p, 2:5].tolist() == (ext[100 + 3 * p:103 + 3 * p]
+                                          & ((1 << EXT.ptr_width) - 1)).tolist()
+        assert m.nz[p, 1:6].tolist() == (ext[200 + 5 * p:205 + 5 * p]
+                                         & ((1 << nz_entry_layout(EXT).size) - 1)).tolist()
+        assert m.meta[p, 0:4].tolist() == (ext[300 + 4 * p:304 + 4 * p] & 0xFFFF).tolist()
+        assert m.bias[p, 7:16].tolist() == sign_extend(ext[400 + 9 * p:409 + 9 * p],
+                                                       32).tolist()
+        assert not m.ptr[p, :2].any() and not m.nz[p, 0] and not m.bias[p, :7].any()
+    # Four loads queue at once (two cycles each to issue), the engine runs them
+    # back to back from cycle 2, HALT waits for the last and takes two cycles.
+    transfers = [10 + -(-EXT.pes * count // 2) for count in (3, 5, 4, 9)]
+    assert cycles == 2 + sum(transfers) + 2
+    assert m.counters["insns"] == 5
+
+
+def test_a_load_hides_behind_compute_until_sync():
+    m = filled(EXT)
+    m.ptr[:, 0] = 1                 # one row per lane, 40 nonzeros (all zero words)
+    m.ptr[:, 1] = 40
+    code = "load region=nz dst={dst} count={count} src=0\nspmv\nsync\nhalt"
+    spmv = timing.SPMV_OVERHEAD + 40
+    for count in (1, 40, 60):
+        machine = filled(EXT)
+        machine.ptr[:] = m.ptr
+        cycles = run_code(machine, code.format(dst=64 - count, count=count))
+        transfer = timing.load_cycles(count, EXT)
+        assert transfer == 10 + -(-4 * count // 2)
+        hidden = max(0, 2 + transfer - (2 + spmv))
+        assert cycles == 2 + spmv + hidden + 2 + 2
+
+
+def test_a_full_queue_waits_for_the_oldest_load():
+    m = filled(EXT)
+    count = 16
+    transfer = timing.load_cycles(count, EXT)
+    cycles = run_code(m, "\n".join([f"load region=nz dst=0 count={count} src=0"] * 6
+                                   + ["halt"]))
+    # F[k] = 2 + (k + 1) * transfer; LOAD 4 issued at 8 waits until F[0], LOAD 5
+    # (issued at F[0] + 2) until F[1]; HALT at F[1] + 2 waits until F[5].
+    finish = [2 + (k + 1) * transfer for k in range(6)]
+    assert timing.LOAD_QUEUE == 4
+    assert cycles == finish[5] + 2
+
+
+def test_sync_without_loads_is_a_nop_in_cycles():
+    assert run_code(filled(EXT), "sync\nhalt") == 2 * timing.INSN_OVERHEAD
+    assert run_code(Machine(AcceleratorConfig(pes=4)), "sync\nhalt") == 4
+
+
+@pytest.mark.parametrize("operands", [
+    "region=ptr dst=14 count=3 src=0",        # 14 + 3 > row_depth 16
+    "region=bias dst=0 count=17 src=0",
+    "region=nz dst=60 count=5 src=0",         # nz_depth 64
+    "region=meta dst=65 count=0 src=0",
+    f"region=nz dst=0 count=4 src={(1 << 16) - 15}",     # src + 4 * 4 > ext_words
+    "region=ptr dst=0 count=0 src=65537",
+])
+def test_load_descriptor_errors_write_nothing(operands):
+    m = filled(EXT)
+    before = [a.copy() for a in (m.ptr, m.nz, m.meta, m.bias)]
+    run_code(m, f"nop\nload {operands}\nhalt")
+    assert m.error == ErrorCode.DESCRIPTOR and m.pc == 1
+    assert all(np.array_equal(a, b) for a, b in zip(before, (m.ptr, m.nz, m.meta, m.bias),
+                                                    strict=True))
+    assert m.counters["cycles"] == 2 * timing.INSN_OVERHEAD
+
+
+def test_load_limits_are_inclusive():
+    m = filled(EXT)
+    run_code(m, f"load region=nz dst=48 count=16 src={(1 << 16) - 64}\n"
+                "load region=ptr dst=16 count=0 src=65536\nhalt")
+    assert m.error == ErrorCode.NONE
+    assert m.nz[3, 63] == int(m.ext[-1]) & ((1 << nz_entry_layout(EXT).size) - 1)
+
+
+def test_load_is_illegal_without_an_external_memory():
+    m = Machine(AcceleratorConfig(pes=4))
+    run_code(m, "load region=nz count=1\nhalt")
+    assert m.error == ErrorCode.ILLEGAL_INSN and m.pc == 0
+
+
+def test_assembler_round_trips_load():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        word = encode_load(region=int(rng.integers(4)), dst_base=int(rng.integers(1 << 16)),
+                           count=int(rng.integers(1 << 16)), src=int(rng.integers(1 << 26)))
+        (text,) = disassemble([word]).splitlines()
+        assert text.startswith("load region=")
+        assert assemble(text) == [word]
+        assert decode(word)[0] is Opcode.LOAD
+    assert assemble(disassemble(assemble("sync"))) == assemble("sync")
+    assert decode(assemble("sync")[0]) == (Opcode.SYNC, {})
+    assert decode(encode_load(region="bias", dst_base=3, count=4, src=5)) == (
+        Opcode.LOAD, {"region": 3, "dst_base": 3, "count": 4, "src": 5})
