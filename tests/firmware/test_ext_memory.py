@@ -5,11 +5,12 @@ import asyncio
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 from zeroskip.core import timing
-from zeroskip.core.arith import sign_extend
+from zeroskip.core.arith import epilogue, sign_extend
 from zeroskip.core.config import AcceleratorConfig, ConfigError, check_generated
-from zeroskip.core.errors import DeviceError
+from zeroskip.core.errors import CompileError, DeviceError
 from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -20,7 +21,11 @@ from zeroskip.core.isa import (
     nz_entry_layout,
 )
 from zeroskip.firmware.asm import assemble, decode, disassemble, encode_load
+from zeroskip.firmware.compiler import compile_spmv
+from zeroskip.firmware.compiler.stream import half_config
 from zeroskip.firmware.model import BusError, Machine
+from zeroskip.firmware.program import Program
+from zeroskip.sim.backends import run_model
 from zeroskip.sim.buses import ModelBus
 from zeroskip.sim.driver import Driver
 
@@ -237,3 +242,113 @@ def test_assembler_round_trips_load():
     assert decode(assemble("sync")[0]) == (Opcode.SYNC, {})
     assert decode(encode_load(region="bias", dst_base=3, count=4, src=5)) == (
         Opcode.LOAD, {"region": 3, "dst_base": 3, "count": 4, "src": 5})
+
+
+# Streamed programs.
+
+STREAM = AcceleratorConfig(pes=4, nz_depth=64, row_depth=16, imem_depth=64, x_depth=256,
+                           ext_words=1 << 16, ext_latency=10, ext_words_per_cycle=2)
+
+
+def int_matrix(rows, cols, density, seed):
+    rng = np.random.default_rng(seed)
+    a = scipy.sparse.random(rows, cols, density=density, random_state=seed, format="csr")
+    a.data = rng.integers(-100, 100, a.nnz).astype(np.float64)
+    a.eliminate_zeros()
+    return a.astype(np.int64), rng.integers(-100, 100, cols)
+
+
+def rule_cycles(program, half_program, config):
+    """The streamed program's cycles counted from the load rule: each tile's compute
+    (its cycles in the unstreamed program, ``HALT`` aside), 2 cycles per ``LOAD``,
+    the transfers back to back (``ext_latency`` 10, 2 words per cycle) and each
+    ``SYNC``/``HALT`` waiting for the last transfer, then 2 cycles."""
+    total, at = 0, 0
+    for run in program.tiles:
+        t, finish, computing, queued = 0, 0, False, 0
+        for word in run.code.tolist():
+            opcode, args = decode(word)
+            if opcode is Opcode.LOAD:
+                assert queued < 4                  # never waits for the queue
+                queued += 1
+                t += 2
+                finish = max(t, finish) + 10 + -(-config.pes * args["count"] // 2)
+            elif opcode in (Opcode.SYNC, Opcode.HALT):
+                t = max(t, finish) + 2
+                computing, queued = False, 0
+            elif not computing:
+                t += half_program.tile_cycles(half_program.tiles[at]) - 2
+                at += 1
+                computing = True
+        total += t
+    assert at == len(half_program.tiles)
+    return total
+
+
+@pytest.mark.parametrize("options", [{}, dict(bias=True, shift=3, relu=True)])
+def test_a_matrix_larger_than_the_lanes_streams_bit_exact(options):
+    a, x = int_matrix(120, 200, 0.08, seed=1)
+    assert a.nnz > 4 * STREAM.pes * STREAM.nz_depth    # four times what the lanes hold
+    if options.get("bias"):
+        options = dict(options, bias=np.random.default_rng(2).integers(-999, 999, 120))
+    program = compile_spmv(a, STREAM, stream=True, **options)
+    half = compile_spmv(a, half_config(STREAM), **options)
+    assert len(program.tiles) < len(half.tiles) and program.report["stream"]["runs"] > 1
+    result = run_model(program, x)
+    expected = a @ x
+    if "shift" in options:
+        expected = epilogue(expected + options["bias"], shift=3, relu=True,
+                            clamp_lo=STREAM.value_min, clamp_hi=STREAM.value_max,
+                            value_width=STREAM.value_width)
+    assert np.array_equal(result.y_raw, expected)
+    assert result.counters["cycles"] == program.predicted_cycles(x) == \
+        rule_cycles(program, half, STREAM)
+    assert result.counters["macs"] == np.count_nonzero(a.data)
+    # The loads hide behind compute: far fewer cycles than loading each tile after another.
+    serial = sum(half.tile_cycles(t) for t in half.tiles) + sum(
+        timing.load_cycles(int(args["count"]), STREAM) for tile in program.tiles
+        for opcode, args in map(decode, tile.code.tolist()) if opcode is Opcode.LOAD)
+    assert result.counters["cycles"] < serial
+
+
+def test_streaming_is_off_by_default_and_needs_an_external_memory():
+    a, _ = int_matrix(40, 30, 0.2, seed=3)
+    program = compile_spmv(a, STREAM)
+    assert program.ext is None
+    assert not any(decode(int(w))[0] is Opcode.LOAD for t in program.tiles for w in t.code)
+    with pytest.raises(CompileError) as info:
+        compile_spmv(a, AcceleratorConfig(pes=4), stream=True)
+    assert str(info.value) == "stream=True needs an external memory (ext_words > 0)"
+
+
+def test_streaming_refuses_column_tiles():
+    a, _ = int_matrix(20, 600, 0.05, seed=4)
+    with pytest.raises(CompileError) as info:
+        compile_spmv(a, STREAM, stream=True)
+    assert str(info.value) == ("matrix: a streamed program's columns must fit one tile "
+                               "(x_depth); this matrix needs column tiles that accumulate")
+
+
+def test_a_streamed_program_saves_and_loads(tmp_path):
+    a, x = int_matrix(60, 100, 0.1, seed=5)
+    program = compile_spmv(a, STREAM, stream=True)
+    program.save(tmp_path / "p.npz")
+    loaded = Program.load(tmp_path / "p.npz")
+    assert np.array_equal(loaded.ext, program.ext)
+    assert np.array_equal(run_model(loaded, x).y_raw, a @ x)
+
+
+def test_split_rows_stream_with_their_routes_encoded_for_the_whole_memory():
+    config = STREAM.replace(nz_depth=128)
+    a, x = int_matrix(60, 200, 0.02, seed=1)
+    a = a.tolil()
+    a[[3, 17, 40], :45] = 7
+    a = a.tocsr()
+    bias = np.random.default_rng(6).integers(-50, 50, 60)
+    program = compile_spmv(a, config, stream=True, split_rows=True, bias=bias, shift=2)
+    assert any(decode(int(w))[0] is Opcode.REDUCE for t in program.tiles for w in t.code)
+    result = run_model(program, x)
+    expected = epilogue(a @ x + bias, shift=2, relu=False, clamp_lo=config.value_min,
+                        clamp_hi=config.value_max, value_width=config.value_width)
+    assert np.array_equal(result.y_raw, expected)
+    assert result.counters["cycles"] == program.predicted_cycles(x)
