@@ -368,7 +368,8 @@ class Machine:
                 disabled = (opcode == Opcode.SPMV and Format(args["fmt"]) not in self._formats
                             or opcode == Opcode.REDUCE and not self.config.reduce
                             or opcode == Opcode.MOVE and not self.config.move
-                            or opcode == Opcode.LOAD and not self.config.ext_words)
+                            or opcode in (Opcode.LOAD, Opcode.SYNC)
+                            and not self.config.ext_words)
                 if opcode is None or disabled:
                     self._charge(run.other())
                     raise _Fault(ErrorCode.ILLEGAL_INSN)

@@ -529,7 +529,7 @@ class Program:
                 tile, streams = self._after_load(tile, args), {}
                 run.load(args["count"])
                 continue
-            if opcode in (Opcode.SYNC, Opcode.HALT):
+            if opcode is Opcode.HALT or opcode is Opcode.SYNC and config.ext_words:
                 run.sync()
                 if opcode is Opcode.HALT:
                     break
@@ -545,7 +545,7 @@ class Program:
                 continue
             if opcode is not Opcode.SPMV:
                 run.other()
-                if opcode in (Opcode.REDUCE, Opcode.LOAD, None):
+                if opcode in (Opcode.REDUCE, Opcode.LOAD, Opcode.SYNC, None):
                     break
                 continue
             key = (args["fmt"], args["ptr_base"], args["nz_base"])
