@@ -220,7 +220,7 @@ def _run_tile(run, config, name):
         raise CompileError(f"{name}: a streamed tile needs {len(code)} instructions but "
                            f"imem_depth is {config.imem_depth}")
     readback = []
-    for entry, offset in zip(run, offsets, strict=False):
+    for entry, offset in zip(run, offsets[:-1], strict=True):
         table = entry.tile.results().copy()
         table[:, 1] += offset
         readback.append(table)

@@ -362,3 +362,31 @@ def test_a_streamed_program_sends_its_weights_once_through_the_port():
     assert transfers.words("code") == 2 * sum(len(t.code) for t in program.tiles)
     assert count_program(plain).words("weights") == sum(
         len(image) for t in plain.tiles for image in t.ptr + t.nz)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("load region=foo", "line 1: field 'region' = 'foo' is not a region; regions: ptr, nz, "
+                        "meta, bias"),
+    ("load region=4", "line 1: field 'region' = 4 is not a region; regions: ptr, nz, meta, "
+                      "bias"),
+    ("load src=67108864", "line 1: field 'src' = 67108864 does not fit 26 bits"),
+    ("load count=65536", "line 1: field 'count' = 65536 does not fit 16 bits"),
+    ("load fmt=csr", "line 1: load has no field 'fmt'; fields: region, dst, count, src"),
+    ("sync 1", "line 1: sync takes no fields"),
+])
+def test_assembler_refuses_bad_load_operands(text, message):
+    with pytest.raises(CompileError) as info:
+        assemble(text)
+    assert str(info.value) == message
+
+
+def test_a_bad_load_stops_the_run_through_the_driver():
+    a, x = int_matrix(60, 100, 0.1, seed=5)
+    program = compile_spmv(a, STREAM, stream=True)
+    code = program.tiles[0].code.copy()
+    code[0] = encode_load(region="nz", dst_base=0, count=16, src=STREAM.ext_words - 63)
+    program.tiles[0].code = code
+    with pytest.raises(DeviceError) as info:
+        run_model(program, x)
+    assert str(info.value) == "the accelerator stopped with DESCRIPTOR at instruction 0 (tile 0)"
+    assert info.value.code == ErrorCode.DESCRIPTOR and info.value.pc == 0
