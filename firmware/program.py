@@ -380,9 +380,10 @@ class Program:
 
         A lane's work in one ``SPMV`` is what :meth:`Tile.lane_tokens` counts
         (the tokens it streams; column mode: its cycles with every column
-        visited); the ``SPMV`` takes as long as its busiest lane. The balance
-        of a list of lane works is :func:`lane_balance` of it: the busiest
-        lane's work over the mean (1.0 is perfect).
+        visited; in a streamed tile, of the images its ``LOAD`` copied in);
+        the ``SPMV`` takes as long as its busiest lane. The balance of a list
+        of lane works is :func:`lane_balance` of it: the busiest lane's work
+        over the mean (1.0 is perfect).
 
         Returns
         -------
@@ -397,14 +398,14 @@ class Program:
         tiles = []
         for index, tile in enumerate(self.tiles):
             spmvs = {}
-            for args in tile.spmvs() or [None]:
-                key = None if args is None else (args["fmt"], args["ptr_base"],
+            for args, images, loads in self._spmv_images(tile) or [(None, tile, 0)]:
+                key = None if args is None else (loads, args["fmt"], args["ptr_base"],
                                                  args["nz_base"],
                                                  args["bias"] or args["epilogue"])
                 if key in spmvs:
                     spmvs[key]["count"] += 1
                     continue
-                work = np.asarray(tile.lane_tokens(self.config, args=args), dtype=np.int64)
+                work = np.asarray(images.lane_tokens(self.config, args=args), dtype=np.int64)
                 spmvs[key] = {"format": None if args is None else format_name(args["fmt"]),
                               "count": 1, "lane_work": work}
             work = sum(entry["count"] * entry["lane_work"] for entry in spmvs.values())
@@ -413,6 +414,25 @@ class Program:
                           "spmvs": [{**entry, **_balance_entry(entry["lane_work"])}
                                     for entry in spmvs.values()]})
         return {**_balance_entry(total), "tiles": tiles}
+
+    def _spmv_images(self, tile):
+        """``(operands, images, loads)`` of every ``SPMV`` before the first ``HALT``:
+        the tile as its lane images are then (the ``LOAD`` before it applied from
+        :attr:`ext`) and how many ``LOAD`` came before it."""
+        found, current, loads = [], tile, 0
+        for word in tile.code:
+            opcode, args = decode(int(word))
+            if opcode is Opcode.LOAD and self.config.ext_words:
+                try:
+                    check_load(args, self.config)
+                except DescriptorFault:
+                    break
+                current, loads = self._after_load(current, args), loads + 1
+            elif opcode is Opcode.SPMV:
+                found.append((args, current, loads))
+            elif opcode in (Opcode.HALT, None):
+                break
+        return found
 
     @property
     def work_cv(self):

@@ -302,6 +302,7 @@ def test_a_matrix_larger_than_the_lanes_streams_bit_exact(options):
     assert result.counters["cycles"] == program.predicted_cycles(x) == \
         rule_cycles(program, half, STREAM)
     assert result.counters["macs"] == np.count_nonzero(a.data)
+    assert program.lane_balance()["lane_work"] == half.lane_balance()["lane_work"]
     # The loads hide behind compute: far fewer cycles than loading each tile after another.
     serial = sum(half.tile_cycles(t) for t in half.tiles) + sum(
         timing.load_cycles(int(args["count"]), STREAM) for tile in program.tiles
