@@ -19,9 +19,10 @@ The microcode of a run is::
     HALT
 
 so each tile's images stream in while the one before computes (the load rule
-of :mod:`zeroskip.core.timing`). Tiles that add partial sums of an earlier
-tile (``accumulate``, several column tiles of a row block) and ``MOVE`` are
-refused: a streamed program's columns fit one tile (``x_depth``). The
+of :mod:`zeroskip.core.timing`). A column tile that adds the partial sums of
+the one before it (``accumulate``: a row block wider than ``x_depth``) reads
+other X slices, so it starts a run of its own; the tile before it starts one
+too, so that both keep their ``out`` words at offset 0. ``MOVE`` is refused. The
 ``REDUCE`` route words of split rows are encoded again for the whole row
 memory (their lane field sits above ``row_addr_width``).
 """
@@ -76,25 +77,27 @@ class _Placed:
     blocks: dict            # region name -> (src, count)
     body: list              # (opcode, args) of its instructions before HALT
     out_words: int          # out (and bias) words it writes on a lane
+    accumulates: bool       # it adds the partial sums of the tile before it
+    feeds: bool = False     # the tile after it adds its partial sums
 
 
 def _tile_body(tile, name):
-    """The tile's instructions before ``HALT``; an ``SPMV`` may accumulate only the
-    sums of a ``REDUCE`` of its own tile (split rows)."""
+    """The tile's instructions before ``HALT``, and whether it adds the partial sums
+    of the tile before it (an ``SPMV`` with ``accumulate`` that does not finish
+    the sums of a ``REDUCE`` of its own tile)."""
     decoded = [decode(int(word)) for word in tile.code]
     reduces = any(opcode is Opcode.REDUCE for opcode, _ in decoded)
-    body = []
+    body, accumulates = [], False
     for opcode, args in decoded:
         if opcode is Opcode.HALT:
             break
         if opcode is Opcode.SPMV and args["accumulate"] and not reduces:
-            raise CompileError(f"{name}: a streamed program's columns must fit one tile "
-                               f"(x_depth); this matrix needs column tiles that accumulate")
+            accumulates = True
         if opcode not in (Opcode.SPMV, Opcode.REDUCE, Opcode.SET_EPI, Opcode.NOP):
             raise CompileError(f"{name}: a streamed tile holds no "
                                f"{getattr(opcode, 'name', 'illegal instruction')}")
         body.append((opcode, args))
-    return body
+    return body, accumulates
 
 
 def _out_words(tile, body):
@@ -128,7 +131,7 @@ def _place(tiles, half, config, name):
     """Every tile's blocks in the external memory, and the memory's image."""
     placed, chunks, at = [], [], 0
     for tile in tiles:
-        body = _tile_body(tile, name)
+        body, accumulates = _tile_body(tile, name)
         blocks = {}
         for region, _ in _REGIONS:
             images = getattr(tile, region)
@@ -145,7 +148,9 @@ def _place(tiles, half, config, name):
             blocks[region] = (at, count)
             chunks.append(block.reshape(-1))
             at += block.size
-        placed.append(_Placed(tile, blocks, body, _out_words(tile, body)))
+        if accumulates and placed:
+            placed[-1].feeds = True
+        placed.append(_Placed(tile, blocks, body, _out_words(tile, body), accumulates))
     if at > config.ext_words:
         raise CompileError(f"{name}: the lane images of {len(tiles)} tiles need {at} words "
                            f"but ext_words is {config.ext_words}")
@@ -189,11 +194,13 @@ def _rebased(entry, half, out_base, config):
 
 def _runs(placed, config):
     """Consecutive tiles grouped into runs: same X slices, outputs side by side in
-    ``out`` and the microcode in the instruction memory."""
+    ``out`` and the microcode in the instruction memory; a tile that adds the
+    partial sums of another, and that other, first in a run (at ``out`` offset 0)."""
     runs, current, words, length = [], [], 0, 0
     for entry in placed:
         size = len(_loads(entry, 0, 0, config)) + len(entry.body) + 1
-        fits = (current and entry.tile.loads() == current[0].tile.loads()
+        fits = (current and not entry.accumulates and not entry.feeds
+                and entry.tile.loads() == current[0].tile.loads()
                 and words + entry.out_words <= config.row_depth
                 and length + size + 2 <= config.imem_depth)
         if current and not fits:
@@ -238,8 +245,8 @@ def stream_program(program, config):
     Raises
     ------
     CompileError
-        When the images do not fit the external memory, a tile accumulates
-        partial sums of another or a run does not fit the instruction memory.
+        When the images do not fit the external memory or a run does not fit
+        the instruction memory.
     """
     half = half_config(config)
     if program.config != half:

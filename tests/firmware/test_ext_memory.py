@@ -320,12 +320,27 @@ def test_streaming_is_off_by_default_and_needs_an_external_memory():
     assert str(info.value) == "stream=True needs an external memory (ext_words > 0)"
 
 
-def test_streaming_refuses_column_tiles():
-    a, _ = int_matrix(20, 600, 0.05, seed=4)
-    with pytest.raises(CompileError) as info:
-        compile_spmv(a, STREAM, stream=True)
-    assert str(info.value) == ("matrix: a streamed program's columns must fit one tile "
-                               "(x_depth); this matrix needs column tiles that accumulate")
+@pytest.mark.parametrize("options", [{}, dict(bias=True, shift=2, relu=True)])
+def test_column_tiles_stream_each_in_a_run_of_its_own(options):
+    a, x = int_matrix(80, 700, 0.03, seed=1)
+    a = a.tolil()
+    a[:26, 300:] = 0                 # these rows' blocks need one column tile only
+    a = a.tocsr()
+    if options:
+        options = dict(options, bias=np.random.default_rng(2).integers(-50, 50, 80))
+    program = compile_spmv(a, STREAM, stream=True, **options)
+    half = compile_spmv(a, half_config(STREAM), **options)
+    accumulating = sum(args["accumulate"] for tile in half.tiles for args in tile.spmvs())
+    assert accumulating and program.report["stream"]["runs"] == len(half.tiles)
+    result = run_model(program, x)
+    expected = a @ x
+    if options:
+        expected = epilogue(expected + options["bias"], shift=2, relu=True,
+                            clamp_lo=STREAM.value_min, clamp_hi=STREAM.value_max,
+                            value_width=STREAM.value_width)
+    assert np.array_equal(result.y_raw, expected)
+    assert result.counters["cycles"] == program.predicted_cycles(x) == \
+        rule_cycles(program, half, STREAM)
 
 
 def test_a_streamed_program_saves_and_loads(tmp_path):
