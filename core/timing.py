@@ -88,8 +88,8 @@ CSC_FINAL_PASS = 7
 COLUMN_CREDITS = 16
 
 #: Cycles a ``MOVE`` costs beyond its ``pes * count`` words (fetch, decode,
-#: dispatch, the operand check and the last write).
-MOVE_OVERHEAD = 8
+#: dispatch, the operand check, the lanes' read pipeline and the last write).
+MOVE_OVERHEAD = 9
 
 #: Cycles of any instruction other than ``SPMV``, ``REDUCE`` and ``MOVE``
 #: (``HALT`` included).
