@@ -121,3 +121,11 @@ def test_axil_mutant_ignores_partial_strobe(refute):
     Mutant = mutant(AxiLiteSlave, "m.d.comb += bus.we.eq(~resp_err)", "m.d.comb += bus.we.eq(1)")
     refute(Mutant(addr_width=ADDR_WIDTH), axil_properties,
            expect="bus write not exactly once", name="axil_mutant", mode="prove", depth=8)
+
+
+def test_axil_mutant_samples_the_read_early(refute):
+    """A slave that takes the bus's answer a cycle before READ_LATENCY is caught."""
+    Mutant = mutant(AxiLiteSlave, 'waits = [f"READ_WAIT_{i}" for i in range(1, READ_LATENCY)]',
+                    'waits = [f"READ_WAIT_{i}" for i in range(2, READ_LATENCY)]')
+    refute(Mutant(addr_width=ADDR_WIDTH), axil_properties,
+           expect="rdata wrong", name="axil_mutant_early", mode="prove", depth=8)
