@@ -49,6 +49,7 @@ import numpy as np
 
 from zeroskip.boards import protocol
 from zeroskip.core.isa import EXT_BURST, HARDWARE_ID, MemoryMap, Reg, Region
+from zeroskip.hdl import axil
 from zeroskip.sim.driver import Driver
 
 __all__ = ["KINDS", "LINKS", "AXIL_WRITE_CYCLES", "AXIL_READ_CYCLES", "UART_BITS_PER_BYTE",
@@ -60,8 +61,9 @@ KINDS = ("code", "weights", "inputs", "activations", "results", "control")
 LINKS = ("axi4-lite", "uart")
 #: Accelerator cycles per AXI4-Lite word (hdl/axil.py: IDLE, WRITE, WRITE_RESP).
 AXIL_WRITE_CYCLES = 3
-#: IDLE, READ, READ_DATA, READ_RESP.
-AXIL_READ_CYCLES = 4
+#: IDLE, READ, ``READ_LATENCY - 1`` cycles waiting for the register bus's
+#: answer, READ_DATA, READ_RESP.
+AXIL_READ_CYCLES = 3 + axil.READ_LATENCY
 #: Start bit, 8 data bits, stop bit.
 UART_BITS_PER_BYTE = 10
 

@@ -113,8 +113,8 @@ CSC_FINAL_PASS = 7
 COLUMN_CREDITS = 16
 
 #: Cycles a ``MOVE`` costs beyond its ``pes * count`` words (fetch, decode,
-#: dispatch, the operand check and the last write).
-MOVE_OVERHEAD = 8
+#: dispatch, the operand check, the lanes' read pipeline and the last write).
+MOVE_OVERHEAD = 9
 
 #: Cycles a ``LOAD`` keeps the sequencer (fetch, decode, the operand check and
 #: the hand-over to the DMA engine); its transfer runs in the background.

@@ -2,16 +2,21 @@
 
 :class:`AxiLiteSlave` turns AXI4-Lite transactions into accesses of a simple
 internal register bus (:class:`RegisterBusSignature`): one write strobe with
-its error answer in the same cycle, or one read strobe answered one cycle
-later. One transaction is served at a time; a write waiting on both its
-address and data channels is taken before a read.
+its error answer in the same cycle, or one read strobe answered
+:data:`READ_LATENCY` cycles later. One transaction is served at a time; a
+write waiting on both its address and data channels is taken before a read.
 """
 
 from amaranth import Module, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxiLiteSignature", "RegisterBusSignature", "AxiLiteSlave", "Resp"]
+__all__ = ["READ_LATENCY", "AxiLiteSignature", "RegisterBusSignature", "AxiLiteSlave", "Resp"]
+
+#: Cycles from a register bus read strobe to the cycle its ``rdata`` and
+#: ``err`` are sampled: the memory read and a register at each memory's
+#: output, before any multiplexer of the address decode.
+READ_LATENCY = 2
 
 
 class Resp(enum.Enum, shape=2):
@@ -46,7 +51,8 @@ class RegisterBusSignature(wiring.Signature):
 
     ``addr`` is a byte address. A write is ``we`` for one cycle with
     ``wdata``; ``err`` in that same cycle rejects it. A read is ``re`` for
-    one cycle; ``rdata`` and ``err`` are sampled in the next cycle.
+    one cycle; ``rdata`` and ``err`` are sampled :data:`READ_LATENCY` cycles
+    later (``addr`` is held until then).
 
     Parameters
     ----------
@@ -120,9 +126,13 @@ class AxiLiteSlave(wiring.Component):
                     m.d.comb += axil.bresp.eq(Resp.SLVERR)
                 with m.If(axil.bready):
                     m.next = "IDLE"
-            with m.State("READ"):
-                m.d.comb += bus.re.eq(1)
-                m.next = "READ_DATA"
+            # READ strobes the bus; READ_WAIT_<i> wait for the answer.
+            waits = [f"READ_WAIT_{i}" for i in range(1, READ_LATENCY)]
+            for state, after in zip(["READ", *waits], [*waits, "READ_DATA"]):
+                with m.State(state):
+                    if state == "READ":
+                        m.d.comb += bus.re.eq(1)
+                    m.next = after
             with m.State("READ_DATA"):
                 m.d.sync += [rdata.eq(bus.rdata), resp_err.eq(bus.err)]
                 m.next = "READ_RESP"

@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from zeroskip.core import timing
 from zeroskip.core.isa import META_WIDTH, EpiArgs, Format, ReduceArgs, SpmvArgs, nz_entry_layout
+from zeroskip.hdl.axil import READ_LATENCY
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.decoder import CscDecoder, FormatDecoder
 from zeroskip.hdl.formats import column_mode, enabled_formats, row_formats, uses_meta
@@ -95,8 +96,10 @@ class Lane(ConfigComponent):
     host_we_ptr, host_we_nz, host_we_meta, host_we_bias : In(1)
         Write strobes; each memory takes the low bits of ``host_wdata``.
     host_rdata : Out(32)
-        ``out[host_addr]`` sign-extended, the cycle after ``host_addr``
-        (valid while the lane is idle).
+        ``out[host_addr]`` sign-extended, :data:`~zeroskip.hdl.axil.READ_LATENCY`
+        cycles after ``host_addr`` (valid while the lane is idle; ``host_addr``
+        held). The memory's output is registered before it leaves the lane,
+        so no block RAM output meets the multiplexers of the lanes' words.
     mac, skip, pe_busy : Out(1)
         Per-cycle pulses of the PE (see :class:`ProcessingElement`).
     reduce_start : In(1)
@@ -332,11 +335,17 @@ class Lane(ConfigComponent):
             writeback.bias_data.eq(bias_rd.data),
             out_rd.addr.eq(Mux(self.busy, writeback.rd_addr, self.host_addr)),
             writeback.out_data.eq(out_rd.data),
-            self.host_rdata.eq(out_rd.data),
             out_wr.addr.eq(writeback.wr_addr),
             out_wr.data.eq(writeback.wr_data),
             out_wr.en.eq(writeback.wr_en),
         ]
+        # The host's (and the move engine's) read: registered at the memory.
+        host_rdata = out_rd.data
+        for index in range(1, READ_LATENCY):
+            delayed = Signal.like(out_rd.data, name=f"host_rdata_{index}")
+            m.d.sync += delayed.eq(host_rdata)
+            host_rdata = delayed
+        m.d.comb += self.host_rdata.eq(host_rdata)
 
         # Requests in the gather network, not yet answered.
         # A request is counted in the cycle after it was sent (the grant comes

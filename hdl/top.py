@@ -17,7 +17,7 @@ from zeroskip.core.isa import (
     Reg,
     Region,
 )
-from zeroskip.hdl.axil import AxiLiteSignature, AxiLiteSlave
+from zeroskip.hdl.axil import READ_LATENCY, AxiLiteSignature, AxiLiteSlave
 from zeroskip.hdl.component import ConfigComponent, check_config
 from zeroskip.hdl.formats import column_mode
 from zeroskip.hdl.gather import Gather
@@ -254,7 +254,10 @@ class ZeroskipTop(ConfigComponent):
         with m.If(bus.we):
             m.d.comb += bus.err.eq(~write_ok)
 
-        # Reads: decode now, answer in the next cycle (memories read synchronously).
+        # Reads: decode now, answer READ_LATENCY cycles later: the memories read
+        # synchronously and each lane registers its word (``host_rdata``); the
+        # CSR word is registered likewise, so the answer's multiplexer starts
+        # at registers only.
         read_region = Signal.like(region)
         read_lane = Signal.like(lane_index)
         read_offset = Signal.like(offset)
@@ -295,6 +298,11 @@ class ZeroskipTop(ConfigComponent):
                     m.d.comb += csr_data.eq(count)
             with m.Default():
                 m.d.comb += csr_data.eq(0)
+
+        for index in range(2, READ_LATENCY + 1):
+            delayed = Signal(32, name=f"csr_data_{index}")
+            m.d.sync += delayed.eq(csr_data)
+            csr_data = delayed
 
         lane_data = Signal(32)
         with m.Switch(read_lane):

@@ -64,7 +64,7 @@ def test_link_times():
     moved.add("weights", "write", 100)      # bursts of 64 and 36 words on the UART
     moved.add("results", "read", 3, count=2)
     axi = transfers.link_seconds(moved, "axi4-lite", clock_hz=50e6)
-    assert axi == {"weights": 300 / 50e6, "results": 2 * 12 / 50e6}
+    assert axi == {"weights": 300 / 50e6, "results": 2 * 15 / 50e6}   # 3 and 5 cycles a word
     # The UART bytes are those of the frames the protocol encodes.
     out = sum(len(protocol.encode_command(protocol.OP_WRITE, 0, 0, words=[0] * n)) +
               len(protocol.encode_response(0, protocol.STATUS_OK)) for n in (64, 36))

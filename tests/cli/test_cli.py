@@ -432,12 +432,12 @@ def test_run_integer_matrix(capsys, fakes, small, tmp_path):
                                      "ulx3s-85f's default build clock 50 MHz (no routed build")
     assert table["compute time"] == "0.80 us  (cycles / clock)"
     assert table["host transfers"] == "11 words (weights 4, inputs 3, results 4)"
-    # 7 words written at 3 cycles and 4 read at 4: 37 cycles at 50 MHz.
+    # 7 words written at 3 cycles and 4 read at 5: 41 cycles at 50 MHz.
     assert table["end-to-end AXI"] == \
-        "1.54 us  (transfers 0.74 us on axi4-lite, this backend's link)"
+        "1.62 us  (transfers 0.82 us on axi4-lite, this backend's link)"
     report = json.loads(out_json.read_text())
     assert report["backend"] == "model"
-    assert report["time"]["end_to_end_seconds"] == pytest.approx(1.54e-6)
+    assert report["time"]["end_to_end_seconds"] == pytest.approx(1.62e-6)
     assert report["pes"] == 2
     assert report["shape"] == [4, 3]
     assert report["nnz"] == 4

@@ -10,19 +10,20 @@ and AR (``araddr``) are driven by the manager (assumed), B (``bresp``) and R
 - one response per request, in order: at most one transaction outstanding,
   a B only after an AW and a W, an R only after an AR;
 - every request answered: a write's B is offered within 2 cycles of its AW/W,
-  a read's R within 3 cycles of its AR;
+  a read's R within ``READ_LATENCY + 2`` cycles of its AR;
 - the register bus sees each write exactly once (address and data of the
   request) unless ``wstrb`` is partial, and each read exactly once;
 - ``bresp`` is SLVERR exactly for a partial ``wstrb`` or a bus error; ``rresp``
   is SLVERR exactly for a bus error (``rdata`` 0 then), else ``rdata`` is the
-  bus data of the cycle after the read.
+  bus data ``READ_LATENCY`` cycles after the read strobe (the bus's ``rdata``
+  and ``err`` are free in every other cycle).
 """
 
 from types import SimpleNamespace
 
 from amaranth.hdl import Assert, Assume, Cat, Mux, Signal
 
-from zeroskip.hdl.axil import AxiLiteSlave, Resp
+from zeroskip.hdl.axil import READ_LATENCY, AxiLiteSlave, Resp
 from zeroskip.sim.formal import mutant, stream_rules
 
 ADDR_WIDTH = 4
@@ -72,7 +73,8 @@ def axil_properties(m, dut):
     with m.If(aw_pending != 0):
         m.d.comb += Assert(wait < 2, "write response later than 2 cycles")
     with m.If(ar_pending != 0):
-        m.d.comb += Assert(wait < 3, "read response later than 3 cycles")
+        m.d.comb += Assert(wait < READ_LATENCY + 2,
+                           f"read response later than {READ_LATENCY + 2} cycles")
 
     # The request as taken, and what the bus did with it.
     addr, wdata, partial = Signal(ADDR_WIDTH), Signal(32), Signal()
@@ -91,9 +93,9 @@ def axil_properties(m, dut):
         m.d.sync += reads.eq(reads + 1)
         m.d.comb += Assert((ar_pending == 1) & (bus.addr == addr),
                            "bus read is not the request's")
-    read_next = Signal()
-    m.d.sync += read_next.eq(bus.re)
-    with m.If(read_next):
+    answer = Signal(READ_LATENCY)    # bit k: a read strobe k + 1 cycles before
+    m.d.sync += answer.eq(Cat(bus.re, answer))
+    with m.If(answer[-1]):
         m.d.sync += [read_data.eq(bus.rdata), read_err.eq(bus.err), read_seen.eq(1)]
     m.d.comb += Assert(~(bus.we & bus.re), "bus write and read together")
     with m.If(a.bvalid):
@@ -119,3 +121,11 @@ def test_axil_mutant_ignores_partial_strobe(refute):
     Mutant = mutant(AxiLiteSlave, "m.d.comb += bus.we.eq(~resp_err)", "m.d.comb += bus.we.eq(1)")
     refute(Mutant(addr_width=ADDR_WIDTH), axil_properties,
            expect="bus write not exactly once", name="axil_mutant", mode="prove", depth=8)
+
+
+def test_axil_mutant_samples_the_read_early(refute):
+    """A slave that takes the bus's answer a cycle before READ_LATENCY is caught."""
+    Mutant = mutant(AxiLiteSlave, 'waits = [f"READ_WAIT_{i}" for i in range(1, READ_LATENCY)]',
+                    'waits = [f"READ_WAIT_{i}" for i in range(2, READ_LATENCY)]')
+    refute(Mutant(addr_width=ADDR_WIDTH), axil_properties,
+           expect="rdata wrong", name="axil_mutant_early", mode="prove", depth=8)

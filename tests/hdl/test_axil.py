@@ -3,18 +3,21 @@
 import random
 
 import pytest
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from zeroskip.core.errors import DeviceError
-from zeroskip.hdl.axil import AxiLiteSignature, AxiLiteSlave
+from zeroskip.hdl.axil import READ_LATENCY, AxiLiteSignature, AxiLiteSlave
 from zeroskip.sim.buses import PysimBus
 from zeroskip.sim.streams import simulate
 
 
 class RegisterFile(wiring.Component):
-    """16 words at 0x00-0x3C behind the slave; anything else is an error."""
+    """16 words at 0x00-0x3C behind the slave; anything else is an error. A
+    read answers ``READ_LATENCY`` cycles after its strobe (the memory's word
+    registered, as the accelerator's lanes do); before that, ``rdata`` holds
+    garbage."""
 
     axil: In(AxiLiteSignature(addr_width=12))
 
@@ -32,8 +35,16 @@ class RegisterFile(wiring.Component):
             write.addr.eq(bus.addr[2:6]),
             write.data.eq(bus.wdata),
             write.en.eq(bus.we & in_range),
-            bus.rdata.eq(read.data),
         ]
+        rdata = read.data
+        for index in range(1, READ_LATENCY):
+            delayed = Signal(32, name=f"rdata_{index}")
+            m.d.sync += delayed.eq(rdata)
+            rdata = delayed
+        # Anything but the answer in the cycle the slave samples is wrong data.
+        answer = Signal(READ_LATENCY)
+        m.d.sync += answer.eq(Cat(bus.re, answer))
+        m.d.comb += bus.rdata.eq(Mux(answer[-1], rdata, 0xDEAD_BEEF))
         read_ok = Signal()
         with m.If(bus.re):
             m.d.sync += read_ok.eq(in_range)

@@ -13,6 +13,7 @@ import pytest
 
 from zeroskip.core.config import AcceleratorConfig
 from zeroskip.core.isa import BITMAP_CHUNK, Format
+from zeroskip.hdl.axil import READ_LATENCY
 from zeroskip.hdl.lane import Lane
 from zeroskip.sim.streams import simulate
 
@@ -210,11 +211,16 @@ def run_lane(config, ptr, nz, bias, x, spmvs, *, meta=(), stall=0.3, latency=2, 
             assert sent == len(columns), "the lane went idle before the end of its columns"
             found["runs"].append((busy_cycles, ctx.get(dut.desc_error), ctx.get(dut.overflow)))
             found["moved"].append(moved)
+        # One address a cycle: the word of each comes exactly READ_LATENCY
+        # cycles later.
         image = []
-        for row in (read_rows if read_rows is not None else range(config.row_depth)):
-            ctx.set(dut.host_addr, row)
+        rows = list(read_rows if read_rows is not None else range(config.row_depth))
+        for cycle in range(len(rows) + READ_LATENCY - 1):
+            if cycle < len(rows):
+                ctx.set(dut.host_addr, rows[cycle])
             await ctx.tick()
-            image.append(ctx.get(dut.host_rdata))
+            if cycle + 1 >= READ_LATENCY:
+                image.append(ctx.get(dut.host_rdata))
         found["image"] = [v - (1 << 32) if v >> 31 else v for v in image]
 
     simulate(dut, bench, processes=[gather, monitor])
