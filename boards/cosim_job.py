@@ -186,7 +186,6 @@ async def board_link(dut):
     """Run every job through SerialBus, the pty, the UART pins and the board logic."""
     with open(os.environ[ENV_JOB], "rb") as file:
         job = pickle.load(file)
-    config = job["config"]
     period = job["clock_period_ns"]
     bit_ns = period * job["divisor"]
 
@@ -238,7 +237,9 @@ async def board_link(dut):
                     results.append(raw(item.ops))
                     continue
                 try:
-                    results.append(asyncio.run(run_job(bus, config, item)))
+                    # The program's configuration, as on a board: the hardware's
+                    # identity and fingerprint are checked against it.
+                    results.append(asyncio.run(run_job(bus, item.program.config, item)))
                 except ZeroskipError as error:
                     results.append(error)
         except Exception as error:  # report it; never leave the simulation waiting

@@ -54,18 +54,21 @@ def job_polls(job):
     return max((predicted_polls(job.program, x) for x in operands), default=10_000)
 
 
-async def run_job(bus, config, job, *, max_polls=None, memories=None, progress=None):
-    """Run a :class:`Job` or a :class:`SessionJob` through a :class:`Driver` on ``bus``.
+def run_job(bus, config, job, *, max_polls=None, memories=None, progress=None):
+    """The coroutine that runs a :class:`Job` or a :class:`SessionJob` through a
+    :class:`Driver` on ``bus``.
 
-    ``max_polls`` defaults to :func:`job_polls`; ``memories`` is as for the
-    driver; ``progress(done, total)`` after each tile of a job, each operand
-    of a session. Returns a :class:`RunResult`, or for a session a list of them.
+    ``max_polls`` defaults to :func:`job_polls`, worked out here, before the
+    coroutine runs (the model it runs has an event loop of its own);
+    ``memories`` is as for the driver; ``progress(done, total)`` after each
+    tile of a job, each operand of a session. The coroutine returns a
+    :class:`RunResult`, or for a session a list of them.
     """
     polls = job_polls(job) if max_polls is None else max_polls
     driver = Driver(bus, config, max_polls=polls, memories=memories)
     if isinstance(job, SessionJob):
-        return await Session(driver, job.program).run_all(job.operands, progress=progress)
-    return await driver.run(job.program, job.x_int, progress=progress)
+        return Session(driver, job.program).run_all(job.operands, progress=progress)
+    return driver.run(job.program, job.x_int, progress=progress)
 
 
 def _set_backend(result, backend):
