@@ -101,6 +101,10 @@ def add_commands(commands, formatter):
                      help="run the whole network as one program per batch: the layers chain "
                           "on chip with MOVE, the host writes the inputs and reads the last "
                           "layer's outputs only (every layer must fit on chip at once)")
+    sub.add_argument("--resident", action="store_true",
+                     help="with --chained: load the program (code, weights, biases) once and "
+                          "keep it on chip; each batch writes its inputs and reads its outputs "
+                          "only (--backend board always runs so)")
     sub.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
     sub.add_argument("--no-baseline", action="store_true",
                      help="skip the CPU peers (scipy.sparse, onnxruntime)")
@@ -209,6 +213,9 @@ def cmd_infer(args):
     from zeroskip.app.nn.onnx_io import load_onnx
     from zeroskip.app.nn.prune import check_sparsity
     check_board_options(args.backend, args.port, args.baudrate)
+    if args.resident and not args.chained and args.backend != "board":
+        raise InputError("--resident needs --chained (only a chained network is one program "
+                         "that stays on chip)")
     prune = check_sparsity(args.prune) if args.prune is not None else None
     if args.nm is not None:
         from zeroskip.firmware.formats import parse_nm
@@ -247,7 +254,7 @@ def cmd_infer(args):
                       value_width=args.value_width, backend=args.backend, board=args.board,
                       config=config, batch=args.batch, baseline=not args.no_baseline,
                       act_frac_bits=args.act_frac_bits, chained=args.chained,
-                      port=args.port, baudrate=args.baudrate)
+                      resident=args.resident, port=args.port, baudrate=args.baudrate)
     print_summary(result)
     if args.json is not None:
         write_json(args.json, result, indent=1)

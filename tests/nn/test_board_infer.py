@@ -192,6 +192,8 @@ def test_a_board_of_another_configuration_is_refused(files, monkeypatch, capsys)
      "--baudrate must be a positive number of bits per second, not 0"),
     (["--backend", "board", "--port", "/nonexistent/ttyUSB9"],
      "cannot open /nonexistent/ttyUSB9: No such file or directory"),
+    (["--resident"],
+     "--resident needs --chained (only a chained network is one program that stays on chip)"),
 ])
 def test_board_options_one_line_exit_2(files, capsys, extra, message):
     assert infer(files, *extra) == 2
