@@ -6,6 +6,10 @@ between the pty and the UART pins bit by bit (see
 :mod:`zeroskip.boards.cosim`), with flipped, dropped and duplicated bytes on
 the way. Results must equal scipy's bit for bit, counters the ISA model's, and
 every word the driver wrote must reach the accelerator exactly once, in order.
+A small pruned network, chained and resident (16-bit values, the
+configuration of the other tests, so that one simulator build serves them
+all), is loaded once; then every batch writes only its inputs and clear,
+start.
 """
 
 import numpy as np

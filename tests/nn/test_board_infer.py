@@ -211,3 +211,18 @@ def test_a_port_where_no_board_answers(files, capsys):
     assert capsys.readouterr().err == (
         f"zeroskip: error: no answer from {port} after 5 tries (0.5 s each); is the board "
         f"connected, programmed with a zeroskip bitstream and its link set to 115200 baud?\n")
+
+
+def test_the_api_runs_a_network_on_a_board(monkeypatch):
+    from zeroskip import Accelerator
+    board(monkeypatch, SMALL)
+    net, _ = prune_network(nn_helpers.tiny_network(5), sparsity=0.5)
+    x = nn_helpers.sparse_inputs(5, net.inputs, 6)
+    acc = Accelerator(SMALL, backend="board", port="/dev/ttyUSB1", baudrate=115200)
+    compiled = acc.compile_network(net, x, batch=2)
+    result = acc.infer(compiled, x)
+    assert result.exact and result.run.resident and result.run.backend == "board"
+    model = Accelerator(SMALL).infer(compiled, x, skip_empty=False)
+    np.testing.assert_array_equal(result.y_int, model.y_int)
+    (port, options, _), = ModelBoard.opened
+    assert port == "/dev/ttyUSB1" and options["baudrate"] == 115200
