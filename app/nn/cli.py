@@ -200,6 +200,13 @@ def _print_data_movement(acc):
     print(f"host transfers per inference: {moved['total_words_per_inference']:,.0f} words "
           f"({words}); one-off loads {', '.join(moved['one_off']) or 'none'} amortised: "
           f"{moved['amortisation']}")
+    resident = moved.get("resident")
+    if resident:
+        load = ", ".join(f"{kind} {n:,}" for kind, n in resident["load_words"].items())
+        batch = ", ".join(f"{kind} {n:,}" for kind, n in resident["words_per_batch"].items())
+        print(f"  resident: one load of {sum(resident['load_words'].values()):,} words "
+              f"({load}), then {sum(resident['words_per_batch'].values()):,} words per batch "
+              f"({batch}) x {resident['batches']} batches")
     for link, facts in moved["links"].items():
         mark = " (this backend's link)" if link == moved["link"] else ""
         print(f"  {link}{mark}: compute {1e6 * acc['seconds_per_inference']:.2f} us + "

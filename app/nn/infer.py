@@ -360,6 +360,14 @@ def _cost_fields(compiled, run, info, clock, backend, *, baudrate=None):
     e_dense = _energy(config, layers, run.images, dense=True)
     moved = transfer_model.count_network(compiled, run)
     _add_transfer_energy(e_sparse, moved, run.images)
+    accelerator = _accelerator_facts(info, config, clock, per_inf=per_inf,
+                                     dense_per_inf=dense_per_inf,
+                                     batch_cycles=per_inf * compiled.batch, moved=moved,
+                                     images=run.images, batch=compiled.batch, backend=backend,
+                                     chained=run.chained is not None, resident=run.resident,
+                                     baudrate=baudrate)
+    if run.resident:
+        accelerator["data_movement"]["resident"] = _resident_words(compiled, run)
     return {
         "layers": layers,
         "cycles": int(cycles),
@@ -372,10 +380,14 @@ def _cost_fields(compiled, run, info, clock, backend, *, baudrate=None):
         "dense_mode_energy_breakdown_nj": e_dense,
         "energy_per_inference_with_transfers_nj": e_sparse["total_with_transfers"],
         "energy_model": ENERGY_MODEL,
-        "accelerator": _accelerator_facts(info, config, clock, per_inf=per_inf,
-                                          dense_per_inf=dense_per_inf,
-                                          batch_cycles=per_inf * compiled.batch, moved=moved,
-                                          images=run.images, batch=compiled.batch,
-                                          backend=backend, chained=run.chained is not None,
-                                          resident=run.resident, baudrate=baudrate),
+        "accelerator": accelerator,
     }
+
+
+def _resident_words(compiled, run):
+    """The words of a resident run's one load and of each batch, per kind
+    (:func:`zeroskip.app.transfers.count_resident`)."""
+    load, batch = transfer_model.count_resident(run.chained.program)
+    return {"batches": run.padded // compiled.batch,
+            "load_words": {kind: load.words(kind) for kind in load.kinds()},
+            "words_per_batch": {kind: batch.words(kind) for kind in batch.kinds()}}

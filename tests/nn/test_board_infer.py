@@ -167,6 +167,15 @@ def test_infer_on_a_board_loads_once(files, monkeypatch, capsys):
     written = 12 * (words["code"] + words["weights"] + words["inputs"]) + 3 * 2
     assert opened.writes == round(written)
     assert words["inputs"] == 24
+    # The same count split: the one load, then per batch its inputs, results and control.
+    resident = moved["resident"]
+    assert resident["batches"] == 3 and resident["words_per_batch"]["inputs"] == 4 * 24
+    assert set(resident["load_words"]) == {"code", "weights", "control"}
+    assert resident["load_words"]["control"] == 2      # the ID and fingerprint reads
+    total = sum(resident["load_words"].values()) + 3 * sum(resident["words_per_batch"].values())
+    assert total == pytest.approx(12 * moved["total_words_per_inference"])
+    assert (f"then {sum(resident['words_per_batch'].values()):,} words per batch (inputs 96, "
+            in text)
 
 
 def test_a_board_of_another_configuration_is_refused(files, monkeypatch, capsys):
