@@ -44,7 +44,7 @@ BACKENDS = ALL_BACKENDS
 #: Options each backend takes (keyword arguments of :class:`Accelerator`).
 BACKEND_OPTIONS = {"model": (), "pysim": ("waves", "build_dir"),
                    "icarus": ("waves", "build_dir"), "verilator": ("waves", "build_dir"),
-                   "board": ("port",)}
+                   "board": ("port", "baudrate")}
 #: Normwise error above which a result counts as too far from float64.
 DEFAULT_TOLERANCE = 1e-2
 #: The ``kernel`` choices of :meth:`Accelerator.compile`: auto or a program's kernel.
@@ -250,8 +250,8 @@ class Accelerator:
         ``verilator`` or ``board``.
     **options
         Configuration fields, and the backend's options: ``waves`` and
-        ``build_dir`` for the simulators, ``port`` (the serial device) for
-        ``board``; ``progress``, a ``progress(done, total)`` callback.
+        ``build_dir`` for the simulators, ``port`` (the serial device) and
+        ``baudrate`` for ``board``; ``progress``, a ``progress(done, total)`` callback.
     """
 
     def __init__(self, config=None, backend="model", **options):
@@ -478,8 +478,7 @@ class Accelerator:
     def _run_backend(self, program, x_int):
         if self.backend == "board":
             run_on_board = lazy_import("zeroskip.boards.link").run_on_board
-            return run_on_board(program, x_int, port=self.backend_options["port"],
-                                progress=self.progress)
+            return run_on_board(program, x_int, progress=self.progress, **self.backend_options)
         run = lazy_import("zeroskip.sim.backends").run
         options = dict(self.backend_options)
         return run(program, x_int, backend=self.backend, progress=self.progress, **options)

@@ -50,10 +50,10 @@ import numpy as np
 from zeroskip.boards import protocol
 from zeroskip.core.isa import EXT_BURST, HARDWARE_ID, MemoryMap, Reg, Region
 from zeroskip.hdl import axil
-from zeroskip.sim.driver import Driver
+from zeroskip.sim.driver import Driver, Session
 
 __all__ = ["KINDS", "LINKS", "AXIL_WRITE_CYCLES", "AXIL_READ_CYCLES", "UART_BITS_PER_BYTE",
-           "Transfers", "count_program", "link_seconds", "link_for_backend"]
+           "Transfers", "count_program", "count_resident", "link_seconds", "link_for_backend"]
 
 #: Kinds of transfer, in the order they are shown.
 KINDS = ("code", "weights", "inputs", "activations", "results", "control")
@@ -128,15 +128,31 @@ class _CountingBus:
         return [0] * count      # STATUS 0: not busy, no error
 
 
+def _zero_operand(program):
+    rows, cols = program.shape
+    k = getattr(program, "rhs_columns", None) if getattr(program, "is_matrix", False) else None
+    return np.zeros((cols, k) if k else cols, dtype=np.int64)
+
+
 def count_program(program):
     """The :class:`Transfers` of one run of ``program`` by the host driver."""
     bus = _CountingBus(program.config)
     driver = Driver(bus, program.config)
-    rows, cols = program.shape
-    k = getattr(program, "rhs_columns", None) if getattr(program, "is_matrix", False) else None
-    x = np.zeros((cols, k) if k else cols, dtype=np.int64)
-    asyncio.run(driver.run(program, x))
+    asyncio.run(driver.run(program, _zero_operand(program)))
     return bus.transfers
+
+
+def count_resident(program):
+    """``(load, batch)``: the :class:`Transfers` of a resident
+    :class:`~zeroskip.sim.driver.Session` of ``program``, its one load
+    (identification, code, weights) and each run after it (X, start, poll,
+    counters, results)."""
+    bus = _CountingBus(program.config)
+    session = Session(Driver(bus, program.config), program)
+    asyncio.run(session.load())
+    load, bus.transfers = bus.transfers, Transfers()
+    asyncio.run(session.run(_zero_operand(program)))
+    return load, bus.transfers
 
 
 def _uart_bytes(op, words):
@@ -194,12 +210,19 @@ def count_network(compiled, run):
     run's times its batches. The words the host copies between layers (a
     layer's results read, the next layer's X written) are ``activations``;
     the first layer's X is ``inputs``, the last layer's results ``results``.
-    A chained run (``run.chained``) is its one program's count times the batches.
+    A chained run (``run.chained``) is its one program's count times the batches;
+    a resident one (``run.resident``) its session's one load and its runs, one per batch.
     """
     total = Transfers()
     if getattr(run, "chained", None) is not None:
         # One program per batch: the host moves no activation.
-        return count_program(run.chained.program).scaled(run.padded // compiled.batch)
+        batches = run.padded // compiled.batch
+        if getattr(run, "resident", False):
+            load, batch = count_resident(run.chained.program)
+            total += load
+            total += batch.scaled(batches)
+            return total
+        return count_program(run.chained.program).scaled(batches)
     last = len(compiled.layers) - 1
     for index, layer in enumerate(compiled.layers):
         batches = run.padded_per_layer[index] // compiled.batch

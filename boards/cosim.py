@@ -112,8 +112,10 @@ class CosimReport:
     Attributes
     ----------
     results : list
-        Per job, a :class:`~zeroskip.sim.driver.RunResult` or the error it
-        raised (for a :class:`RawJob`, the list of its operations' results).
+        Per job, a :class:`~zeroskip.sim.driver.RunResult` (for a
+        :class:`~zeroskip.sim.backends.SessionJob`, a list of them) or the
+        error it raised (for a :class:`RawJob`, the list of its operations'
+        results).
     link : dict
         The host's :class:`~zeroskip.boards.link.LinkStats`.
     faults : dict
@@ -203,7 +205,11 @@ def run_board_cosim(config, jobs, *, faults=LinkFaults(), simulator="verilator",
     Parameters
     ----------
     config : AcceleratorConfig
-    jobs : list of zeroskip.sim.backends.Job or RawJob
+    jobs : list of zeroskip.sim.backends.Job, zeroskip.sim.backends.SessionJob or RawJob
+        A session's program is loaded once and run on each of its operands
+        (its result is a list of RunResult). Each job's driver believes its
+        program's configuration, as on a board: one for another configuration
+        fails the hardware's fingerprint check before anything is loaded.
     faults : LinkFaults
     host_timeout : float
         The host's answer timeout in simulated seconds (the host measures its

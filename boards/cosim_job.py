@@ -28,8 +28,7 @@ from zeroskip.boards import protocol as p
 from zeroskip.boards.cosim import ENV_JOB, ENV_RESULT, CosimReport, RawJob
 from zeroskip.boards.link import SerialBus
 from zeroskip.core.errors import ZeroskipError
-from zeroskip.sim.backends import predicted_polls
-from zeroskip.sim.driver import Driver
+from zeroskip.sim.backends import run_job
 
 #: Simulated time between two looks at the pty when it has nothing to send.
 IDLE_POLL_BYTES = 2
@@ -187,7 +186,6 @@ async def board_link(dut):
     """Run every job through SerialBus, the pty, the UART pins and the board logic."""
     with open(os.environ[ENV_JOB], "rb") as file:
         job = pickle.load(file)
-    config = job["config"]
     period = job["clock_period_ns"]
     bit_ns = period * job["divisor"]
 
@@ -238,10 +236,10 @@ async def board_link(dut):
                 if isinstance(item, RawJob):
                     results.append(raw(item.ops))
                     continue
-                driver = Driver(bus, config,
-                                max_polls=predicted_polls(item.program, item.x_int))
                 try:
-                    results.append(asyncio.run(driver.run(item.program, item.x_int)))
+                    # The program's configuration, as on a board: the hardware's
+                    # identity and fingerprint are checked against it.
+                    results.append(asyncio.run(run_job(bus, item.program.config, item)))
                 except ZeroskipError as error:
                     results.append(error)
         except Exception as error:  # report it; never leave the simulation waiting
@@ -259,8 +257,9 @@ async def board_link(dut):
     thread.join()
 
     for result in results:
-        if hasattr(result, "backend"):
-            result.backend = "board-cosim"
+        for one in result if isinstance(result, list) else [result]:
+            if hasattr(one, "backend"):
+                one.backend = "board-cosim"
     report = CosimReport(results=results, link=serial_bus.stats.as_dict(), faults=fault_counts,
                          host_writes=bus.writes, bus_writes=bus_writes,
                          sim_time_ns=get_sim_time("ns"))

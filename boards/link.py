@@ -17,7 +17,7 @@ from zeroskip.boards import protocol as p
 from zeroskip.core.config import check_generated
 from zeroskip.core.errors import DeviceError
 
-__all__ = ["SerialBus", "LinkStats", "run_on_board", "CLOCK_POLL"]
+__all__ = ["SerialBus", "LinkStats", "run_on_board", "run_job_on_board", "CLOCK_POLL"]
 
 #: Wall-clock seconds between two looks at the port when the bus measures
 #: its timeouts with a clock of its own (a simulation's time).
@@ -354,12 +354,37 @@ def run_on_board(program, x_int, *, port, baudrate=p.DEFAULT_BAUDRATE, timeout=0
     ProgramMismatchError
         If the bitstream was built for another configuration.
     """
+    from zeroskip.sim.backends import Job
+    return run_job_on_board(Job(program, x_int), port=port, baudrate=baudrate, timeout=timeout,
+                            retries=retries, progress=progress)
+
+
+def run_job_on_board(job, *, port, baudrate=p.DEFAULT_BAUDRATE, timeout=0.5, retries=5,
+                     progress=None):
+    """Run a :class:`~zeroskip.sim.backends.Job` or, loaded once and kept on chip, a
+    :class:`~zeroskip.sim.backends.SessionJob` on the board at ``port``.
+
+    Parameters as for :func:`run_on_board`; ``progress(done, total)`` after
+    each tile of a job, each operand of a session. Returns a
+    :class:`~zeroskip.sim.driver.RunResult` (a list of them for a session).
+    The hardware's identity and configuration fingerprint are checked
+    before anything is loaded.
+
+    Raises
+    ------
+    DeviceError
+        If the board cannot be reached or reports an error.
+    ProgramMismatchError
+        If the bitstream was built for another configuration.
+    """
     import asyncio
 
-    from zeroskip.sim.driver import Driver
+    from zeroskip.sim.backends import run_job
 
-    check_generated(program.config)
+    config = job.program.config
+    check_generated(config)
     with SerialBus(port, baudrate=baudrate, timeout=timeout, retries=retries) as bus:
-        result = asyncio.run(Driver(bus, program.config).run(program, x_int, progress=progress))
-    result.backend = "board"
+        result = asyncio.run(run_job(bus, config, job, max_polls=1_000_000, progress=progress))
+    for one in result if isinstance(result, list) else [result]:
+        one.backend = "board"
     return result

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from zeroskip.core.config import check_generated
 from zeroskip.core.errors import DeviceError, ZeroskipError
-from zeroskip.sim.driver import Driver, RunResult
+from zeroskip.sim.driver import Driver, RunResult, Session
 
-__all__ = ["BACKENDS", "ALL_BACKENDS", "LOAD_MODES", "Job", "run", "run_many", "run_model",
-           "model_counters", "predicted_polls"]
+__all__ = ["BACKENDS", "ALL_BACKENDS", "LOAD_MODES", "Job", "SessionJob", "run", "run_many",
+           "run_model", "run_job", "model_counters", "predicted_polls"]
 
 BACKENDS = ("model", "pysim", "icarus", "verilator")
 #: Every backend a program runs on: the simulators above and a board built by
@@ -37,6 +37,45 @@ class Job:
     """One program and its quantized input vector."""
     program: object
     x_int: object
+
+
+@dataclasses.dataclass
+class SessionJob:
+    """One one-tile program loaded once and run on each of ``operands`` in turn
+    (a resident :class:`~zeroskip.sim.driver.Session`): its result is a list of
+    :class:`RunResult`, one per operand."""
+    program: object
+    operands: list
+
+
+def job_polls(job):
+    """:func:`predicted_polls` of a :class:`Job`, or the most of a :class:`SessionJob`'s runs."""
+    operands = job.operands if isinstance(job, SessionJob) else [job.x_int]
+    return max((predicted_polls(job.program, x) for x in operands), default=10_000)
+
+
+def run_job(bus, config, job, *, max_polls=None, memories=None, progress=None):
+    """The coroutine that runs a :class:`Job` or a :class:`SessionJob` through a
+    :class:`Driver` on ``bus``.
+
+    ``max_polls`` defaults to :func:`job_polls`, worked out here, before the
+    coroutine runs (the model it runs has an event loop of its own);
+    ``memories`` is as for the driver; ``progress(done, total)`` after each
+    tile of a job, each operand of a session. The coroutine returns a
+    :class:`RunResult`, or for a session a list of them.
+    """
+    polls = job_polls(job) if max_polls is None else max_polls
+    driver = Driver(bus, config, max_polls=polls, memories=memories)
+    if isinstance(job, SessionJob):
+        return Session(driver, job.program).run_all(job.operands, progress=progress)
+    return driver.run(job.program, job.x_int, progress=progress)
+
+
+def _set_backend(result, backend):
+    """Name ``backend`` in a :class:`RunResult`, or in each of a session's."""
+    for one in result if isinstance(result, list) else [result]:
+        if isinstance(one, RunResult):
+            one.backend = backend
 
 
 def predicted_polls(program, x_int):
@@ -80,6 +119,16 @@ def run_model(program, x_int, *, machine=None, progress=None):
         machine = Machine(program.config)
     driver = Driver(ModelBus(machine), machine.config)
     return asyncio.run(driver.run(program, x_int, progress=progress))
+
+
+def run_model_session(job, *, progress=None):
+    """Run a :class:`SessionJob` on a fresh ISA model (which keeps its memories between
+    runs, as the hardware does); a list of :class:`RunResult`."""
+    from zeroskip.firmware.model import Machine
+    from zeroskip.sim.buses import ModelBus
+    machine = Machine(job.program.config)
+    return asyncio.run(run_job(ModelBus(machine), machine.config, job, max_polls=1_000_000,
+                               progress=progress))
 
 
 def model_counters(program, x_int):
@@ -131,7 +180,8 @@ def run_many(jobs, *, backend, load=None, waves=False, build_dir="build", progre
     Returns
     -------
     list
-        Per job, a :class:`RunResult` or the :class:`ZeroskipError` it raised.
+        Per job, a :class:`RunResult` (for a :class:`SessionJob`, a list of
+        them) or the :class:`ZeroskipError` it raised.
     """
     _check_backend(backend)
     load = _check_load(load, backend)
@@ -151,8 +201,7 @@ def run_many(jobs, *, backend, load=None, waves=False, build_dir="build", progre
         from zeroskip.sim.cocotb_backend import run_cocotb
         results = run_cocotb(backend, config, jobs, waves=waves, build_dir=build_dir, load=load)
     for result in results:
-        if isinstance(result, RunResult):
-            result.backend = backend
+        _set_backend(result, backend)
     return results
 
 
@@ -175,6 +224,8 @@ def run(program, x_int, *, backend, load=None, waves=False, build_dir="build", p
 
 def _run_model(job, progress):
     try:
+        if isinstance(job, SessionJob):
+            return run_model_session(job, progress=progress)
         return run_model(job.program, job.x_int, progress=progress)
     except ZeroskipError as error:
         return error
@@ -192,9 +243,8 @@ def _run_pysim(config, jobs, *, waves, build_dir, progress):
     async def testbench(ctx):
         bus = PysimBus(ctx, top.axil)
         for job in jobs:
-            driver = Driver(bus, config, max_polls=predicted_polls(job.program, job.x_int))
             try:
-                results.append(await driver.run(job.program, job.x_int, progress=progress))
+                results.append(await run_job(bus, config, job, progress=progress))
             except ZeroskipError as error:
                 results.append(error)
 

@@ -18,10 +18,9 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from zeroskip.core.errors import ZeroskipError
 from zeroskip.sim.backdoor import BackdoorMemories, MemoryLayout, compare_loads
-from zeroskip.sim.backends import predicted_polls
+from zeroskip.sim.backends import SessionJob, job_polls, run_job
 from zeroskip.sim.buses import CocotbBus
 from zeroskip.sim.cocotb_backend import ENV_JOBS, ENV_RESULTS
-from zeroskip.sim.driver import Driver
 
 MANAGER_OUTPUTS = ("awaddr", "awvalid", "wdata", "wstrb", "wvalid", "bready",
                    "araddr", "arvalid", "rready")
@@ -52,16 +51,15 @@ async def run_jobs(dut):
     except ZeroskipError as error:  # no usable back door: every job that needs one fails
         backdoor = error
     for job in jobs:
-        polls = predicted_polls(job.program, job.x_int)
+        polls = job_polls(job)
         try:
             if load != "axi" and isinstance(backdoor, ZeroskipError):
                 raise backdoor
-            if load == "compare":
+            if load == "compare" and not isinstance(job, SessionJob):
                 results.append(await compare_loads(bus, backdoor, job, max_polls=polls))
                 continue
-            driver = Driver(bus, config, max_polls=polls,
-                            memories=backdoor if load == "backdoor" else None)
-            results.append(await driver.run(job.program, job.x_int))
+            results.append(await run_job(bus, config, job, max_polls=polls,
+                                         memories=backdoor if load == "backdoor" else None))
         except ZeroskipError as error:
             results.append(error)
 

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from zeroskip.core.arith import sign_extend
-from zeroskip.core.errors import DeviceError, ProgramMismatchError
+from zeroskip.core.errors import DeviceError, ProgramMismatchError, ZeroskipError
 from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -46,7 +46,7 @@ from zeroskip.core.isa import (
     status_code,
 )
 
-__all__ = ["Driver", "BusMemories", "RunResult", "COUNTER_NAMES"]
+__all__ = ["Driver", "Session", "BusMemories", "RunResult", "COUNTER_NAMES"]
 
 #: Counters read after every tile, in the order of their registers.
 COUNTER_NAMES = ("cycles", "insns", "macs", "skipped", "gather_stalls", "scatter_stalls")
@@ -280,6 +280,30 @@ class Driver:
             values = await self.read_out(int(lane), count)
             y[rows[:, 2], rows[:, 3]] = values[rows[:, 1]]
 
+    async def run_tile(self, tile, result, y_view, *, index=None):
+        """Start the loaded ``tile`` on the X already written and collect what it produced.
+
+        Adds the tile's counters to ``result.counters``, its results to
+        ``y_view`` (2-D: rows, right-hand columns) and its run and read times
+        to ``result.seconds``.
+
+        Raises
+        ------
+        DeviceError
+            When it stops on an error (named with ``index``, the tile's, when given).
+        """
+        started = time.perf_counter()
+        status = await self.wait_loaded()
+        ran = time.perf_counter()
+        _add_counters(result.counters, await self.read_counters())
+        failed = status & STATUS_ERROR
+        if not failed or status_code(status) == ErrorCode.OVERFLOW.value:
+            await self.read_results(tile, y_view)
+        if failed:
+            raise await self.stopped(status, tile=index, result=result)
+        result.seconds["run"] += ran - started
+        result.seconds["read"] += time.perf_counter() - ran
+
     async def run(self, program, x_int, *, progress=None):
         """Run every tile of ``program`` on the integer operand ``x_int``.
 
@@ -306,11 +330,7 @@ class Driver:
         """
         program.check_config(self.config)
         await self.identify()
-        x_int = program.operand(x_int)
-        columns = x_int if x_int.ndim == 2 else x_int[:, None]
-        result = RunResult(y_raw=program.empty_result(), counters=_empty_counters(self.config.pes),
-                           seconds={"load": 0.0, "run": 0.0, "read": 0.0})
-        y_view = result.y_raw if result.y_raw.ndim == 2 else result.y_raw[:, None]
+        result, columns, y_view = _start_result(program, x_int, self.config)
         if getattr(program, "ext", None) is not None:
             started = time.perf_counter()
             await self.write_ext(0, program.ext)
@@ -323,18 +343,93 @@ class Driver:
             if loaded_x != loads:
                 await self.load_x(tile, columns)
                 loaded_x = loads
-            loaded = time.perf_counter()
-            status = await self.wait_loaded()
-            ran = time.perf_counter()
-            _add_counters(result.counters, await self.read_counters())
-            failed = status & STATUS_ERROR
-            if not failed or status_code(status) == ErrorCode.OVERFLOW.value:
-                await self.read_results(tile, y_view)
-            if failed:
-                raise await self.stopped(status, tile=index, result=result)
-            for name, elapsed in (("load", loaded - started), ("run", ran - loaded),
-                                  ("read", time.perf_counter() - ran)):
-                result.seconds[name] += elapsed
+            result.seconds["load"] += time.perf_counter() - started
+            await self.run_tile(tile, result, y_view, index=index)
             if progress is not None:
                 progress(index + 1, len(program.tiles))
         return result
+
+
+def _start_result(program, x_int, config):
+    """``(result, columns, y_view)`` of a run of ``program`` on ``x_int``: an empty
+    :class:`RunResult`, the operand as 2-D columns and the result's 2-D view."""
+    x_int = program.operand(x_int)
+    columns = x_int if x_int.ndim == 2 else x_int[:, None]
+    result = RunResult(y_raw=program.empty_result(), counters=_empty_counters(config.pes),
+                       seconds={"load": 0.0, "run": 0.0, "read": 0.0})
+    y_view = result.y_raw if result.y_raw.ndim == 2 else result.y_raw[:, None]
+    return result, columns, y_view
+
+
+class Session:
+    """A one-tile program kept on chip: loaded once, then run on operand after operand.
+
+    :meth:`load` checks the hardware (:meth:`Driver.identify`) and writes the
+    tile's microcode and lane images (a chained network's code, weights and
+    biases); each :meth:`run` then writes only X, starts, polls and reads the
+    counters and the results. Nothing the program leaves on chip between runs
+    (X past the operand, the ``out`` words) is read before it is written again
+    by the next run, so every run computes what a fresh load would.
+
+    Parameters
+    ----------
+    driver : Driver
+    program : Program
+        Of one tile (a program of several reloads its code for every tile).
+
+    Raises
+    ------
+    ZeroskipError
+        If ``program`` has more than one tile.
+    ProgramMismatchError
+        If it was compiled for another configuration than the driver's.
+    """
+
+    def __init__(self, driver, program):
+        if not isinstance(driver, Driver):
+            raise TypeError(f"Driver must be a Driver, not {driver!r}")
+        if len(program.tiles) != 1:
+            raise ZeroskipError(f"{program.name} has {len(program.tiles)} tiles; a resident "
+                                f"session keeps one tile on chip")
+        program.check_config(driver.config)
+        self.driver = driver
+        self.program = program
+        self.loaded = False
+        self.load_seconds = 0.0
+
+    async def load(self):
+        """Identify the hardware and write the tile's microcode and lane images, once."""
+        if self.loaded:
+            return
+        started = time.perf_counter()
+        await self.driver.identify()
+        await self.driver.load_tile(self.program.tiles[0])
+        self.loaded = True
+        self.load_seconds = time.perf_counter() - started
+
+    async def run(self, x_int):
+        """Write ``x_int`` to X, run the resident tile and return its :class:`RunResult`
+        (``seconds["load"]`` is the X writes alone)."""
+        if not self.loaded:
+            await self.load()
+        tile = self.program.tiles[0]
+        result, columns, y_view = _start_result(self.program, x_int, self.driver.config)
+        started = time.perf_counter()
+        await self.driver.load_x(tile, columns)
+        result.seconds["load"] += time.perf_counter() - started
+        await self.driver.run_tile(tile, result, y_view, index=0)
+        return result
+
+    async def run_all(self, operands, *, progress=None):
+        """Load once and run every operand of ``operands``; a list of :class:`RunResult`.
+
+        ``progress(done, total)`` is called after each operand.
+        """
+        operands = list(operands)
+        await self.load()
+        results = []
+        for done, x_int in enumerate(operands, 1):
+            results.append(await self.run(x_int))
+            if progress is not None:
+                progress(done, len(operands))
+        return results

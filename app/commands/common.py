@@ -17,13 +17,13 @@ from pathlib import Path
 from zeroskip.app.api import FORMATS, lazy_import
 from zeroskip.core import progress
 from zeroskip.core.config import AcceleratorConfig, ConfigError
-from zeroskip.core.errors import ZeroskipError
+from zeroskip.core.errors import InputError, ZeroskipError
 
 __all__ = ["PROG", "Mismatch", "CONFIG_OPTIONS", "CONFIG_DESTS", "SIMULATOR_TOOLS",
            "lazy_import", "add_config_options", "config_overrides", "config_from_args",
            "describe_config", "pes", "tiles", "seconds", "print_text", "prepare_output",
-           "atomic_write", "write_json", "make_accelerator", "tty_progress", "find_tool",
-           "print_error"]
+           "atomic_write", "write_json", "check_board_options", "make_accelerator",
+           "tty_progress", "find_tool", "print_error"]
 
 PROG = "zeroskip"
 
@@ -208,14 +208,32 @@ def write_json(path, data, *, indent=2):
 
 # The accelerator and the tools --------------------------------------------------------------------
 
+#: What a command says when ``--backend board`` comes without ``--port``.
+NEEDS_PORT = "--backend board needs --port (the board's serial device, e.g. /dev/ttyUSB1)"
+
+
+def check_board_options(backend, port, baudrate=None):
+    """Refuse ``--port`` and ``--baudrate`` off the board backend, and the board
+    backend without ``--port`` (an :class:`InputError`, before any work)."""
+    if backend == "board":
+        if port is None:
+            raise InputError(NEEDS_PORT)
+        if baudrate is not None and baudrate <= 0:
+            raise InputError(f"--baudrate must be a positive number of bits per second, "
+                             f"not {baudrate}")
+        return
+    for option, value in (("--port", port), ("--baudrate", baudrate)):
+        if value is not None:
+            raise InputError(f"{option} applies to --backend board only, not {backend}")
+
+
 def make_accelerator(config, backend="model", *, waves=False, port=None):
     """The :class:`~zeroskip.app.api.Accelerator` a command runs on."""
     api = lazy_import("zeroskip.app.api")
     options = {}
     if backend == "board":
         if port is None:
-            raise ZeroskipError("--backend board needs --port (the board's serial device, "
-                                "e.g. /dev/ttyUSB1)")
+            raise ZeroskipError(NEEDS_PORT)
         options["port"] = port
     elif backend != "model" and waves:
         options["waves"] = True

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroskip.app.commands.common import write_json
+from zeroskip.app.commands.common import check_board_options, write_json
+from zeroskip.boards.protocol import DEFAULT_BAUDRATE
 from zeroskip.core.errors import InputError
-from zeroskip.sim.backends import BACKENDS
+from zeroskip.sim.backends import ALL_BACKENDS
 
 __all__ = ["add_commands", "cmd_infer", "cmd_report", "load_array"]
 
@@ -25,11 +26,23 @@ thread and all). CPU energy is that time x a stated power figure (RAPL when
 readable, else the CPU model's TDP per core); the accelerator's energy is a
 45 nm event-model projection.
 
+--backend board runs the network on a board programmed with 'zeroskip build
+--program' (its bitstream built from the configuration infer uses: the
+--board's default with the network's value width and CSR and CSC), over its
+UART bridge. It implies --chained, with the program resident: the board's
+identity and configuration fingerprint are checked, code, weights and biases
+are loaded once, then each batch writes its inputs, starts, polls and reads
+its outputs and counters. Cycles, MACs and utilization are the board's own
+counters; times are those cycles at the --board's clock, and the link's time
+is the counted words at the baud rate (USB latency and the host's own time
+are not counted); energies are model projections.
+
 examples:
   zeroskip infer mlp.onnx --inputs x.npy --labels y.npy
   zeroskip infer mlp.onnx --inputs x.npy --prune 0.9 --value-width 8 --json build/infer.json
   zeroskip infer mlp.onnx --inputs x.npy --nm 2:4 --backend verilator --limit 64
-  zeroskip infer mlp.onnx --inputs x.npy --prune 0.9 --chained"""
+  zeroskip infer mlp.onnx --inputs x.npy --prune 0.9 --chained
+  zeroskip infer mlp.onnx --inputs x.npy --prune 0.9 --backend board --port /dev/ttyUSB1"""
 
 _REPORT_EPILOG = """\
 example:
@@ -69,8 +82,14 @@ def add_commands(commands, formatter):
     sub.add_argument("--act-frac-bits", type=int, metavar="F",
                      help="fractional bits of every layer's activations (default: "
                           "calibrated on the inputs)")
-    sub.add_argument("--backend", choices=BACKENDS, default="model",
-                     help="where to run (default model)")
+    sub.add_argument("--backend", choices=ALL_BACKENDS, default="model",
+                     help="where to run (default model); board: over --port, chained and "
+                          "resident")
+    sub.add_argument("--port", metavar="DEVICE",
+                     help="serial device of the board for --backend board (e.g. /dev/ttyUSB1)")
+    sub.add_argument("--baudrate", type=int, metavar="N",
+                     help=f"the board link's baud rate for --backend board (default "
+                          f"{DEFAULT_BAUDRATE}, the bitstream's)")
     sub.add_argument("--board", default="ulx3s-85f",
                      help="board whose clock and PE count are assumed (default ulx3s-85f)")
     sub.add_argument("--products-per-lane", dest="products_per_lane", type=int, metavar="K",
@@ -82,6 +101,10 @@ def add_commands(commands, formatter):
                      help="run the whole network as one program per batch: the layers chain "
                           "on chip with MOVE, the host writes the inputs and reads the last "
                           "layer's outputs only (every layer must fit on chip at once)")
+    sub.add_argument("--resident", action="store_true",
+                     help="with --chained: load the program (code, weights, biases) once and "
+                          "keep it on chip; each batch writes its inputs and reads its outputs "
+                          "only (--backend board always runs so)")
     sub.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
     sub.add_argument("--no-baseline", action="store_true",
                      help="skip the CPU peers (scipy.sparse, onnxruntime)")
@@ -177,6 +200,13 @@ def _print_data_movement(acc):
     print(f"host transfers per inference: {moved['total_words_per_inference']:,.0f} words "
           f"({words}); one-off loads {', '.join(moved['one_off']) or 'none'} amortised: "
           f"{moved['amortisation']}")
+    resident = moved.get("resident")
+    if resident:
+        load = ", ".join(f"{kind} {n:,}" for kind, n in resident["load_words"].items())
+        batch = ", ".join(f"{kind} {n:,}" for kind, n in resident["words_per_batch"].items())
+        print(f"  resident: one load of {sum(resident['load_words'].values()):,} words "
+              f"({load}), then {sum(resident['words_per_batch'].values()):,} words per batch "
+              f"({batch}) x {resident['batches']} batches")
     for link, facts in moved["links"].items():
         mark = " (this backend's link)" if link == moved["link"] else ""
         print(f"  {link}{mark}: compute {1e6 * acc['seconds_per_inference']:.2f} us + "
@@ -189,6 +219,10 @@ def cmd_infer(args):
     from zeroskip.app.nn.infer import evaluate
     from zeroskip.app.nn.onnx_io import load_onnx
     from zeroskip.app.nn.prune import check_sparsity
+    check_board_options(args.backend, args.port, args.baudrate)
+    if args.resident and not args.chained and args.backend != "board":
+        raise InputError("--resident needs --chained (only a chained network is one program "
+                         "that stays on chip)")
     prune = check_sparsity(args.prune) if args.prune is not None else None
     if args.nm is not None:
         from zeroskip.firmware.formats import parse_nm
@@ -226,7 +260,8 @@ def cmd_infer(args):
     result = evaluate(network, x, labels=labels, prune=prune, nm=args.nm,
                       value_width=args.value_width, backend=args.backend, board=args.board,
                       config=config, batch=args.batch, baseline=not args.no_baseline,
-                      act_frac_bits=args.act_frac_bits, chained=args.chained)
+                      act_frac_bits=args.act_frac_bits, chained=args.chained,
+                      resident=args.resident, port=args.port, baudrate=args.baudrate)
     print_summary(result)
     if args.json is not None:
         write_json(args.json, result, indent=1)

@@ -256,6 +256,9 @@ class NetworkRun:
     #: (``outputs`` then holds the last layer's alone, the others ``None``, and
     #: ``counters`` one entry: the chained program's, summed over batches).
     chained: object = None
+    #: Whether the chained program was loaded once and kept on chip for every batch
+    #: (a :class:`~zeroskip.sim.driver.Session`) rather than loaded for each.
+    resident: bool = False
 
 
 #: The values ``skip_empty`` takes (``"auto"``: where provably safe).
@@ -336,16 +339,26 @@ def _run_jobs(layer, chunks, backend, build_dir):
 
 
 def run_network(compiled, x_int, *, backend="model", build_dir="build", progress=None,
-                skip_empty="auto", chained=False):
+                skip_empty="auto", chained=False, resident=False, port=None, baudrate=None):
     """Run ``compiled`` on the quantized inputs ``x_int`` (``(images, inputs)``).
 
     Parameters
     ----------
+    backend : str
+        One of :data:`~zeroskip.sim.backends.ALL_BACKENDS`; ``"board"`` (the
+        board at ``port``, over its UART bridge at ``baudrate``) implies
+        ``chained`` and ``resident``.
     chained : bool
         Run the network as one program per batch, its layers chained on chip
         with ``MOVE`` (:func:`~zeroskip.app.nn.chain.chain_network`): the host
         writes the inputs and reads the last layer's outputs only. Every input
         runs (``skip_empty`` must not be ``True``).
+    resident : bool
+        With ``chained``: load the program (code, lane images, biases) once and
+        keep it on chip (:class:`~zeroskip.sim.driver.Session`); each batch then
+        writes X, starts, polls and reads the counters and outputs only.
+    port, baudrate
+        The board's serial device and link rate (``backend="board"`` only).
     skip_empty : {"auto", True, False}
         Do not send an input whose activations entering a layer are all zero
         (the Graph Challenge's sparse ``Y`` drops such rows): the host fills
@@ -371,9 +384,14 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     inputs = compiled.layers[0].shape[1]
     if x.ndim != 2 or x.shape[1] != inputs:
         raise InputError(f"inputs have shape {x.shape} but the network takes (images, {inputs})")
-    if chained:
+    board = _board_options(backend, port, baudrate)
+    if resident and not chained and backend != "board":
+        raise InputError("resident=True needs chained=True: only a chained network is one "
+                         "program that stays on chip")
+    if chained or board is not None:
         return _run_chained(compiled, x, backend=backend, build_dir=build_dir,
-                            progress=progress, skip_empty=skip_empty)
+                            progress=progress, skip_empty=skip_empty,
+                            resident=resident or board is not None, board=board)
     droppable = drop_plan(compiled.quantized, skip_empty)
     images, batch = len(x), compiled.batch
     outputs, counters, sent_counts, padded_counts = [], [], [], []
@@ -412,8 +430,52 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
                       dropped=[images - count for count in sent_counts], droppable=droppable)
 
 
-def _run_chained(compiled, x, *, backend, build_dir, progress, skip_empty):
-    """:func:`run_network` with ``chained``: one linked program per batch."""
+def _board_options(backend, port, baudrate):
+    """The board link's keywords (``None`` on any other backend), checked."""
+    if backend != "board":
+        for name, value in (("port", port), ("baudrate", baudrate)):
+            if value is not None:
+                raise InputError(f"{name} applies to the board backend only, not {backend!r}")
+        return None
+    if port is None:
+        raise InputError("the board backend needs a port (the board's serial device, "
+                         "e.g. /dev/ttyUSB1)")
+    options = {"port": port}
+    if baudrate is not None:
+        if not isinstance(baudrate, int) or isinstance(baudrate, bool) or baudrate <= 0:
+            raise InputError(f"baudrate must be a positive integer, not {baudrate!r}")
+        options["baudrate"] = baudrate
+    return options
+
+
+def _run_batches(program, chunks, *, backend, build_dir, resident, board, progress):
+    """Per batch (a chunk of inputs), the :class:`RunResult` of the chained ``program``."""
+    from zeroskip.sim.backends import Job, SessionJob, run_many
+    operands = [chunk.T for chunk in chunks]
+    if not resident:
+        if backend == "model":
+            return [_run_model(program, x) for x in operands]
+        jobs = [Job(program, x) for x in operands]
+    else:
+        jobs = [SessionJob(program, operands)]
+    if progress is None and resident:
+        from zeroskip.core import progress as shown
+        progress = shown.tracker(f"running {len(operands)} batch(es) on the {backend} backend")
+    if board is not None:
+        from zeroskip.boards.link import run_job_on_board
+        return run_job_on_board(jobs[0], progress=progress, **board)
+    results = run_many(jobs, backend=backend, build_dir=build_dir,
+                       progress=progress if resident else None)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results[0] if resident else results
+
+
+def _run_chained(compiled, x, *, backend, build_dir, progress, skip_empty, resident=False,
+                 board=None):
+    """:func:`run_network` with ``chained``: one linked program per batch, loaded for
+    each or (``resident``) once for all."""
     from zeroskip.app.nn.chain import chain_network
     if check_skip_empty(skip_empty) is True:
         raise InputError("skip_empty=True needs the host between the layers; a chained run "
@@ -423,26 +485,19 @@ def _run_chained(compiled, x, *, backend, build_dir, progress, skip_empty):
     padded = -(-images // batch) * batch
     xs = np.zeros((padded, x.shape[1]), dtype=np.int64)
     xs[:images] = x
-    program = chain.program
     chunks = [xs[i:i + batch] for i in range(0, padded, batch)]
-    if backend == "model":
-        results = [_run_model(program, chunk.T) for chunk in chunks]
-    else:
-        from zeroskip.sim.backends import Job, run_many
-        results = run_many([Job(program, chunk.T) for chunk in chunks], backend=backend,
-                           build_dir=build_dir)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+    results = _run_batches(chain.program, chunks, backend=backend, build_dir=build_dir,
+                           resident=resident, board=board,
+                           progress=progress if resident else None)
     total = _empty_counters(compiled.config)
     y = np.zeros((padded, compiled.layers[-1].shape[0]), dtype=np.int64)
     for c, result in enumerate(results):
         y[c * batch:(c + 1) * batch] = np.asarray(result.y_raw, dtype=np.int64).T
         _add(total, result.counters)
-    if progress is not None:
+    if progress is not None and not resident:
         progress(layers, layers)
     return NetworkRun(outputs=[None] * (layers - 1) + [y[:images]], counters=[total],
                       images=images, padded=padded, backend=backend,
                       sent=[images] * layers,
                       padded_per_layer=[padded] * layers, dropped=[0] * layers,
-                      droppable=[False] * layers, chained=chain)
+                      droppable=[False] * layers, chained=chain, resident=resident)

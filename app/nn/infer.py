@@ -36,6 +36,9 @@ HOST_CHAINED = ("the host copies each layer's epilogue outputs (the next layer's
 CHAINED = ("one program per batch: MOVE copies each layer's outputs into X on chip (its "
            "cycles are in the count); the host writes the inputs and reads the last layer's "
            "outputs only")
+#: What a resident chained run adds (the board backend always runs so).
+RESIDENT = ("; the program (code, weights, biases) is loaded once and stays on chip for "
+            "every batch")
 
 JSON_FIELDS = ("outputs", "accuracy", "float_accuracy", "top1_agreement", "images", "layers",
                "cycles_per_inference", "energy_per_inference_nj", "backend")
@@ -188,16 +191,25 @@ def _add_transfer_energy(parts, moved, images):
 
 
 def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cycles, moved,
-                       images, batch, backend, chained=False):
+                       images, batch, backend, chained=False, resident=False,
+                       baudrate=None):
     """The ``accelerator`` block: the clock and its source, compute and end-to-end times."""
     clock_hz = clock.hz
     compute = per_inf / clock_hz
-    rule = (f"code and weights are loaded before every batch of {batch} inputs (the driver "
-            f"loads each tile before it runs it; no layer stays on chip while the others run), "
-            f"so a per-inference figure is the words of the whole run / the {images} inputs")
+    if resident:
+        rule = (f"code and weights are loaded once and stay on chip; every batch of {batch} "
+                f"inputs writes its inputs, starts, polls and reads its outputs and counters, "
+                f"so a per-inference figure is the words of the whole run (the one load "
+                f"included) / the {images} inputs")
+    else:
+        rule = (f"code and weights are loaded before every batch of {batch} inputs (the "
+                f"driver loads each tile before it runs it; no layer stays on chip while the "
+                f"others run), so a per-inference figure is the words of the whole run / the "
+                f"{images} inputs")
+    link_rate = {} if baudrate is None else {"baudrate": baudrate}
     movement = transfer_model.data_movement(moved, inferences=images, clock_mhz=clock.mhz,
                                             backend=backend, compute_seconds=compute,
-                                            amortisation=rule)
+                                            amortisation=rule, **link_rate)
     return {
         "board": info.name, "board_title": info.title, "clock_mhz": clock.mhz,
         "clock_source": clock.source, "clock_routed": clock.routed,
@@ -211,14 +223,15 @@ def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cyc
         "throughput_per_s": clock_hz / per_inf if per_inf else None,
         "dense_mode_seconds_per_inference": dense_per_inf / clock_hz,
         "data_movement": movement,
-        "layer_chaining": CHAINED if chained else HOST_CHAINED,
+        "layer_chaining": (CHAINED + (RESIDENT if resident else "")) if chained
+                          else HOST_CHAINED,
     }
 
 
 def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8,
              backend="model", board=DEFAULT_BOARD, config=None, batch=16, calibrate=1000,
              baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None,
-             skip_empty="auto", chained=False):
+             skip_empty="auto", chained=False, resident=False, port=None, baudrate=None):
     """Prune, quantize, compile and run ``network`` on ``inputs``; compare and report.
 
     Parameters
@@ -256,6 +269,14 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         Run the network as one program per batch, its layers chained on chip
         (see :func:`~zeroskip.app.nn.compile.run_network`); ``layers`` is then
         one row, ``chained``, and ``skip_empty`` drops nothing.
+    resident : bool
+        With ``chained``: load the program once and keep it on chip for every
+        batch (see :func:`~zeroskip.app.nn.compile.run_network`).
+    port, baudrate
+        The board's serial device and link rate: ``backend="board"`` runs the
+        network on the board, chained and resident. Its bitstream must be of
+        this configuration (its identity and fingerprint are checked before
+        anything is loaded).
 
     Returns
     -------
@@ -270,7 +291,8 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         act_frac_bits=act_frac_bits, weight_frac_bits=weight_frac_bits)
     notes = [] if prune is None and nm is None else [PRUNING_NOTE]
     run = run_network(compiled, x_int, backend=backend, build_dir=build_dir,
-                      skip_empty=skip_empty, chained=chained)
+                      skip_empty=skip_empty, chained=chained, resident=resident, port=port,
+                      baudrate=baudrate)
     result = {
         "network": pruned.name, "backend": backend, "images": int(len(x)),
         "padded_images": int(run.padded), "batch": compiled.batch,
@@ -280,7 +302,7 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         "pruning": ({"sparsity": prune} if prune is not None else {"nm": nm} if nm is not None
                     else "none (zeros already in the model are skipped)"),
         **_accuracy_fields(network, pruned, compiled.quantized, x, x_int, run, labels),
-        **_cost_fields(compiled, run, info, clock, backend),
+        **_cost_fields(compiled, run, info, clock, backend, baudrate=baudrate),
         "notes": notes,
     }
     if baseline:
@@ -324,7 +346,7 @@ def _accuracy_fields(dense_net, network, q, x, x_int, run, labels):
     }
 
 
-def _cost_fields(compiled, run, info, clock, backend):
+def _cost_fields(compiled, run, info, clock, backend, *, baudrate=None):
     """Cycles, energy and the accelerator's times per layer and per inference."""
     config = compiled.config
     rows = _chained_rows if run.chained is not None else _layer_rows
@@ -338,6 +360,14 @@ def _cost_fields(compiled, run, info, clock, backend):
     e_dense = _energy(config, layers, run.images, dense=True)
     moved = transfer_model.count_network(compiled, run)
     _add_transfer_energy(e_sparse, moved, run.images)
+    accelerator = _accelerator_facts(info, config, clock, per_inf=per_inf,
+                                     dense_per_inf=dense_per_inf,
+                                     batch_cycles=per_inf * compiled.batch, moved=moved,
+                                     images=run.images, batch=compiled.batch, backend=backend,
+                                     chained=run.chained is not None, resident=run.resident,
+                                     baudrate=baudrate)
+    if run.resident:
+        accelerator["data_movement"]["resident"] = _resident_words(compiled, run)
     return {
         "layers": layers,
         "cycles": int(cycles),
@@ -350,9 +380,14 @@ def _cost_fields(compiled, run, info, clock, backend):
         "dense_mode_energy_breakdown_nj": e_dense,
         "energy_per_inference_with_transfers_nj": e_sparse["total_with_transfers"],
         "energy_model": ENERGY_MODEL,
-        "accelerator": _accelerator_facts(info, config, clock, per_inf=per_inf,
-                                          dense_per_inf=dense_per_inf,
-                                          batch_cycles=per_inf * compiled.batch, moved=moved,
-                                          images=run.images, batch=compiled.batch,
-                                          backend=backend, chained=run.chained is not None),
+        "accelerator": accelerator,
     }
+
+
+def _resident_words(compiled, run):
+    """The words of a resident run's one load and of each batch, per kind
+    (:func:`zeroskip.app.transfers.count_resident`)."""
+    load, batch = transfer_model.count_resident(run.chained.program)
+    return {"batches": run.padded // compiled.batch,
+            "load_words": {kind: load.words(kind) for kind in load.kinds()},
+            "words_per_batch": {kind: batch.words(kind) for kind in batch.kinds()}}
