@@ -398,11 +398,14 @@ class Session:
         self.load_seconds = 0.0
 
     async def load(self):
-        """Identify the hardware and write the tile's microcode and lane images, once."""
+        """Identify the hardware and write the external memory's image (if any) and the
+        tile's microcode and lane images, once."""
         if self.loaded:
             return
         started = time.perf_counter()
         await self.driver.identify()
+        if getattr(self.program, "ext", None) is not None:
+            await self.driver.write_ext(0, self.program.ext)
         await self.driver.load_tile(self.program.tiles[0])
         self.loaded = True
         self.load_seconds = time.perf_counter() - started
