@@ -9,7 +9,8 @@ Each transaction is classed by the window it addresses:
 ``code``
     microcode (two 32-bit words per instruction), written before each tile;
 ``weights``
-    the lane images (row pointers, nonzeros, meta words, biases);
+    the lane images (row pointers, nonzeros, meta words, biases), or a
+    streamed program's external-memory image (through ``EXT_DATA``, once);
 ``inputs``
     words written to X;
 ``results``
@@ -47,7 +48,7 @@ import dataclasses
 import numpy as np
 
 from zeroskip.boards import protocol
-from zeroskip.core.isa import HARDWARE_ID, MemoryMap, Reg, Region
+from zeroskip.core.isa import EXT_BURST, HARDWARE_ID, MemoryMap, Reg, Region
 from zeroskip.sim.driver import Driver
 
 __all__ = ["KINDS", "LINKS", "AXIL_WRITE_CYCLES", "AXIL_READ_CYCLES", "UART_BITS_PER_BYTE",
@@ -109,6 +110,8 @@ class _CountingBus:
 
     @staticmethod
     def _kind(addr):
+        if int(Reg.EXT_DATA) <= addr < int(Reg.EXT_DATA) + 4 * EXT_BURST:
+            return "weights"        # a streamed program's lane images, into the external memory
         return _REGION_KIND[Region(addr >> MemoryMap.REGION_SHIFT)]
 
     async def write(self, addr, words):

@@ -15,10 +15,19 @@ from pathlib import Path
 from zeroskip.core import formatspec
 from zeroskip.core.errors import ConfigError
 
-__all__ = ["AcceleratorConfig", "ConfigError", "PRODUCTS_PER_LANE", "check_generated"]
+__all__ = ["AcceleratorConfig", "ConfigError", "PRODUCTS_PER_LANE", "EXT_WORDS_RANGE",
+           "EXT_LATENCY_MAX", "EXT_WORDS_PER_CYCLE", "check_generated"]
 
 #: The values ``products_per_lane`` takes.
 PRODUCTS_PER_LANE = (1, 2, 4, 8)
+
+#: The sizes of an external memory (``ext_words`` other than 0): powers of two in
+#: this range; the upper bound is what ``LOAD.src`` addresses (``LoadArgs``).
+EXT_WORDS_RANGE = (1024, 1 << 26)
+#: The largest ``ext_latency``.
+EXT_LATENCY_MAX = 1024
+#: The values ``ext_words_per_cycle`` takes.
+EXT_WORDS_PER_CYCLE = (1, 2, 4, 8)
 
 
 def _is_pow2(value):
@@ -113,6 +122,22 @@ class AcceleratorConfig:
         the generated hardware only 1 (:func:`check_generated`). Left out
         of :meth:`to_dict` when 1, so configurations without it keep their
         fingerprint.
+    ext_words : int
+        32-bit words of the external memory (board SDRAM) that ``LOAD`` copies
+        lane images from: 0 (none, the default) or a power of two from 1024 to
+        ``2 ** 26``. The host fills it through ``EXT_ADDR`` and ``EXT_DATA``.
+        The ISA model runs it; the generated hardware has no external-memory
+        port yet (:func:`check_generated`).
+    ext_latency : int
+        Cycles from a ``LOAD``'s request to its first word, 0 to 1024 (only
+        with an external memory).
+    ext_words_per_cycle : int
+        Words the external-memory port delivers per cycle once it streams,
+        1, 2, 4 or 8 (only with an external memory).
+
+    ``ext_words``, ``ext_latency`` and ``ext_words_per_cycle`` are left out of
+    :meth:`to_dict` at their defaults, so configurations without an external
+    memory keep their fingerprint.
 
     Raises
     ------
@@ -133,6 +158,9 @@ class AcceleratorConfig:
     reduce: bool = True
     products_per_lane: int = 1
     move: bool = True
+    ext_words: int = 0
+    ext_latency: int = 16
+    ext_words_per_cycle: int = 1
 
     def __post_init__(self):
         def check_int(name, low, high, *, pow2=False):
@@ -183,6 +211,7 @@ class AcceleratorConfig:
             raise _invalid("reduce", f"must be true or false, not {self.reduce!r}")
         if not isinstance(self.move, bool):
             raise _invalid("move", f"must be true or false, not {self.move!r}")
+        self._check_ext(check_int)
         formats = tuple(self.formats)
         object.__setattr__(self, "formats", formats)
         if not formats:
@@ -191,6 +220,33 @@ class AcceleratorConfig:
             if name not in formatspec.NAMES:
                 raise _invalid("formats", f"unknown format {name!r}; known: "
                                           f"{', '.join(formatspec.NAMES)}", sep=": ")
+
+    def _check_ext(self, check_int):
+        """Validate the external memory's parameters (``check_int`` as in ``__post_init__``)."""
+        low, high = EXT_WORDS_RANGE
+        if not isinstance(self.ext_words, int) or isinstance(self.ext_words, bool):
+            raise _invalid("ext_words", f"must be an integer, not {self.ext_words!r}")
+        if self.ext_words != 0 and not (low <= self.ext_words <= high
+                                        and _is_pow2(self.ext_words)):
+            raise _invalid("ext_words", f"must be 0 (none) or a power of two from {low} to "
+                                        f"{high}, not {self.ext_words}")
+        check_int("ext_latency", 0, EXT_LATENCY_MAX)
+        if not isinstance(self.ext_words_per_cycle, int) or \
+                isinstance(self.ext_words_per_cycle, bool) or \
+                self.ext_words_per_cycle not in EXT_WORDS_PER_CYCLE:
+            raise _invalid("ext_words_per_cycle",
+                           f"must be 1, 2, 4 or 8, not {self.ext_words_per_cycle!r}")
+        if self.ext_words == 0:
+            defaults = {field.name: field.default for field in dataclasses.fields(self)}
+            for name in ("ext_latency", "ext_words_per_cycle"):
+                if getattr(self, name) != defaults[name]:
+                    raise _invalid(name, f"needs an external memory (ext_words > 0), "
+                                         f"not {getattr(self, name)!r}")
+
+    @property
+    def ext_addr_width(self):
+        """Bits of an external-memory word address (0 without an external memory)."""
+        return (self.ext_words - 1).bit_length() if self.ext_words else 0
 
     # Derived widths: every block computes its address widths from these.
 
@@ -291,6 +347,10 @@ class AcceleratorConfig:
             del data["products_per_lane"]    # configurations from before it keep their JSON
         if self.move:
             del data["move"]                 # likewise
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        for name in ("ext_words", "ext_latency", "ext_words_per_cycle"):
+            if data[name] == defaults[name]:
+                del data[name]               # likewise
         return data
 
     @classmethod
@@ -377,7 +437,8 @@ class AcceleratorConfig:
 
 
 def check_generated(config):
-    """Refuse a configuration the generated hardware cannot be: ``products_per_lane`` > 1.
+    """Refuse a configuration the generated hardware cannot be: ``products_per_lane`` > 1
+    or an external memory (``ext_words`` > 0).
 
     The HDL generator and every simulation backend (the Amaranth simulator,
     Icarus, Verilator, a board) call this; only the ISA model runs more.
@@ -392,3 +453,6 @@ def check_generated(config):
         raise ConfigError(f"products_per_lane {config.products_per_lane}: the generated "
                           f"hardware issues one product per lane per cycle; only the ISA "
                           f"model runs products_per_lane > 1")
+    if config.ext_words:
+        raise ConfigError(f"ext_words {config.ext_words}: the generated hardware has no "
+                          f"external-memory port; only the ISA model runs ext_words > 0")

@@ -75,6 +75,47 @@ stops the program with :attr:`ErrorCode.DESCRIPTOR` before anything is
 written. ``MOVE`` changes no counter but ``CYCLES`` and ``INSNS``; every
 configuration has it.
 
+``LOAD`` (present when ``config.ext_words`` is nonzero; without an external
+memory it is an illegal instruction) copies lane images from the external
+memory ``ext`` (``ext_words`` 32-bit words, filled by the host through
+``EXT_ADDR``/``EXT_DATA``) into one lane memory of every lane, lane-major
+like ``MOVE``: for every lane ``p`` and ``i < count``::
+
+    mem[p][dst_base + i] = ext[src + p * count + i]
+
+where ``mem`` is the ``ptr``, ``nz``, ``meta`` or ``bias`` memory
+(``LOAD.region``, :class:`LoadRegion`) and each word is taken as a host write
+of the same word to that window takes it (``ptr`` keeps its low
+``ptr_width`` bits, ``nz`` the packed entry, ``meta`` 16 bits, ``bias`` is
+sign-extended from ``acc_width`` bits). ``dst_base + count`` above the
+region's depth or ``src + pes * count > ext_words`` stops the program with
+:attr:`ErrorCode.DESCRIPTOR` before anything is written. One ``LOAD`` carries
+up to 65,535 words per lane; ``src`` addresses ``2 ** 26`` words.
+
+``LOAD`` runs in the background: the DMA engine performs the loads one after
+another in the order they were issued, while the sequencer goes on with the
+next instructions, so that the next tile's images stream in while the
+current tile computes (double buffering: two halves of the lane memories).
+``SYNC`` waits until every ``LOAD`` issued before it has completed; ``HALT``
+waits the same way, so a run ends with its loads done. An instruction that
+reads lane words a ``LOAD`` writes must come after a ``SYNC`` that follows
+that ``LOAD``; before it, what it reads is undefined (the ISA model gives it
+the loaded words). Only ``LOAD`` and the host write the four memories, and
+every other instruction finishes before the next is fetched, so a ``LOAD``
+never overwrites words an earlier instruction still reads. The DMA engine
+holds :data:`zeroskip.core.timing.LOAD_QUEUE` loads; the cycles are the
+rule of :mod:`zeroskip.core.timing` (:func:`~zeroskip.core.timing.load_cycles`).
+``SYNC`` without an external memory is an illegal instruction too.
+``LOAD`` and ``SYNC`` change no counter but ``CYCLES`` and ``INSNS``. After
+an error, the words of loads that had not completed are undefined.
+
+Why an explicit ``SYNC`` rather than an implicit wait when an instruction
+reads a region with a pending load: double buffering keeps both halves of a
+region in one memory, so a per-region wait would also stall on the half that
+is being computed from; a per-word wait needs address comparators in every
+lane. One wait instruction, placed by the compiler, is the simplest rule that
+lets a load overlap compute.
+
 Every partial sum in steps 1 to 3 must fit ``acc_width`` signed bits; one that
 does not stops the program with :attr:`ErrorCode.OVERFLOW` after the
 instruction. A descriptor reaching outside a memory stops it with
@@ -96,9 +137,10 @@ from zeroskip.core.formatspec import NM_WORD_BITS, SPECS
 
 __all__ = [
     "INSN_WIDTH", "Opcode", "ErrorCode", "Format", "META_WIDTH", "BITMAP_CHUNK", "SpmvArgs",
-    "EpiArgs", "ReduceArgs", "MoveArgs", "InsnArgs", "route_word", "Insn", "nz_entry_layout",
-    "NmWord", "Reg",
-    "Region", "MemoryMap", "HARDWARE_ID", "STATUS_LAYOUT", "status_word", "status_code",
+    "EpiArgs", "ReduceArgs", "MoveArgs", "LoadRegion", "LoadArgs", "InsnArgs", "route_word",
+    "Insn", "nz_entry_layout", "NmWord", "Reg",
+    "Region", "MemoryMap", "EXT_BURST", "LOAD_REGIONS", "HARDWARE_ID", "STATUS_LAYOUT",
+    "status_word", "status_code",
 ]
 
 #: Bits of one instruction; the host writes it as two 32-bit words, low first.
@@ -116,6 +158,8 @@ class Opcode(enum.Enum, shape=4):
     SPMV = 3
     REDUCE = 4
     MOVE = 5
+    LOAD = 6
+    SYNC = 7
 
 
 class ErrorCode(enum.Enum, shape=8):
@@ -176,6 +220,23 @@ class MoveArgs(data.Struct):
     count: unsigned(13)
 
 
+class LoadRegion(enum.Enum, shape=2):
+    """The lane memory a ``LOAD`` writes (``LOAD.region``)."""
+    PTR = 0
+    NZ = 1
+    META = 2
+    BIAS = 3
+
+
+class LoadArgs(data.Struct):
+    """Operands of ``LOAD`` (see the module documentation): ``count`` words per lane
+    from ``ext[src]`` (lane-major) into ``region`` from ``dst_base`` on every lane."""
+    region: LoadRegion
+    dst_base: unsigned(16)
+    count: unsigned(16)
+    src: unsigned(26)
+
+
 class EpiArgs(data.Struct):
     """Operands of ``SET_EPI``: the epilogue applied by later ``SPMV``."""
     shift: unsigned(5)
@@ -189,6 +250,7 @@ class InsnArgs(data.Union):
     epi: EpiArgs
     reduce: ReduceArgs
     move: MoveArgs
+    load: LoadArgs
 
 
 class Insn(data.Struct):
@@ -252,8 +314,23 @@ class Reg(enum.IntEnum):
     #: Cycles in which a lane offered a ``REDUCE`` partial sum the scatter
     #: network did not take (its destination lane took another lane's).
     SCATTER_STALLS = 0x34
+    #: Read/write: the external-memory word address the next ``EXT_DATA`` access
+    #: reaches (a write of an address at or past ``ext_words`` answers ``SLVERR``).
+    EXT_ADDR = 0x38
+    #: Read/write: ``ext[EXT_ADDR]``, after which ``EXT_ADDR`` increments. The
+    #: :data:`EXT_BURST` words from here are all this port, so a burst to
+    #: consecutive addresses streams consecutive words; accesses while busy answer
+    #: ``SLVERR``. Without an external memory both registers are unassigned (they
+    #: read 0, writes answer ``SLVERR``).
+    EXT_DATA = 0x400
     #: ``PE_BUSY + 4 * p``: cycles in which PE ``p`` consumed a nonzero.
     PE_BUSY = 0x100
+
+
+#: Words from :attr:`Reg.EXT_DATA` that all reach the ``EXT_DATA`` port.
+EXT_BURST = 256
+
+assert Reg.PE_BUSY + 4 * 64 <= Reg.EXT_DATA
 
 
 #: The ``STATUS`` register's bits, low first (the rest of the word reads 0).
@@ -292,6 +369,11 @@ class Region(enum.IntEnum):
     BIAS = 5  # write, per lane: bias of local row i (acc_width, signed)
     OUT = 6   # read, per lane: output word of local row i (acc_width, signed)
     META = 7  # write, per lane: meta word i (META_WIDTH bits)
+
+
+#: The host window of each :class:`LoadRegion` (a ``LOAD`` word is that window's word).
+LOAD_REGIONS = {LoadRegion.PTR: Region.PTR, LoadRegion.NZ: Region.NZ,
+                LoadRegion.META: Region.META, LoadRegion.BIAS: Region.BIAS}
 
 
 class MemoryMap:
@@ -341,6 +423,10 @@ class MemoryMap:
             Region.OUT: c.row_depth,
             Region.META: c.nz_depth,
         }[Region(region)]
+
+    def ext(self):
+        """Addresses of the external memory's port: ``(EXT_ADDR, EXT_DATA)``."""
+        return int(Reg.EXT_ADDR), int(Reg.EXT_DATA)
 
     def fingerprint_word(self):
         return int(self.config.fingerprint[:8], 16)

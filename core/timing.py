@@ -21,7 +21,25 @@ the next; a lane whose partial sum is not taken stalls (one
   :data:`REDUCE_EMPTY` when no lane has a route (:func:`reduce_cycles`),
 - ``MOVE``: :data:`MOVE_OVERHEAD` + ``pes * count`` (:func:`move_cycles`: the
   X write path takes one word per cycle, into every copy of x at once),
+- ``LOAD``: :data:`LOAD_OVERHEAD`, after waiting while the DMA engine holds
+  :data:`LOAD_QUEUE` unfinished loads; the transfer itself runs in the
+  background (:class:`LoadEngine`),
+- ``SYNC`` and ``HALT``: :data:`INSN_OVERHEAD` after waiting until every
+  load issued has finished (:meth:`LoadEngine.wait`),
 - every other instruction: :data:`INSN_OVERHEAD`.
+
+**The load rule** (the external memory, the ISA model only for now). Time is
+the run's cycle count: an instruction issued at ``t`` starts after the
+``t`` cycles charged before it. The DMA engine transfers the loads one after
+another in issue order; load ``k`` of ``count`` words per lane takes
+:func:`load_cycles` (``ext_latency + ceil(pes * count / ext_words_per_cycle)``,
+0 for ``count = 0``) and finishes at ``F[k]``. A ``LOAD`` issued at ``t``
+first waits ``max(0, F[k - LOAD_QUEUE] - t)`` cycles (the engine holds
+:data:`LOAD_QUEUE` loads), then costs :data:`LOAD_OVERHEAD`; its transfer
+starts at ``max(t + wait + LOAD_OVERHEAD, F[k - 1])``. ``SYNC`` and ``HALT``
+issued at ``t`` cost ``max(0, F[last] - t) + INSN_OVERHEAD``. So a load
+issued before an ``SPMV`` is hidden up to that ``SPMV``'s cycles; only what is
+left shows at the next ``SYNC``.
 
 **The pass rule** (``products_per_lane`` ``k`` > 1, the ISA model only): a
 lane decodes each stored entry once and applies it to ``k`` inputs, so a
@@ -46,8 +64,8 @@ a lane's busy count is at most ``k`` times the cycles. With ``k = 1`` every
 instruction is a pass of its own and nothing changes.
 
 ``REDUCE`` changes no counter but ``CYCLES``, ``INSNS`` and
-``SCATTER_STALLS``; ``MOVE`` none but ``CYCLES`` and ``INSNS`` (and is never
-part of a pass). The constants are measured on the RTL (Amaranth
+``SCATTER_STALLS``; ``MOVE``, ``LOAD`` and ``SYNC`` none but ``CYCLES`` and
+``INSNS`` (and are never part of a pass). The constants are measured on the RTL (Amaranth
 simulation of ``zeroskip.hdl.top``): a least-squares fit over random programs
 on three configurations leaves no residual; the ``REDUCE`` constants from
 random route lists on the top level (``tests/hdl/test_scatter.py``), the
@@ -64,7 +82,8 @@ import numpy as np
 __all__ = ["SPMV_OVERHEAD", "CSC_OVERHEAD", "CSC_ENTRY_DRAIN", "CSC_FINAL_PASS",
            "COLUMN_CREDITS", "REDUCE_OVERHEAD", "REDUCE_EMPTY", "MOVE_OVERHEAD", "INSN_OVERHEAD",
            "OVERRUN_OVERHEAD", "ScheduleResult", "schedule", "reduce_schedule", "reduce_cycles",
-           "move_cycles", "lane_tokens", "column_mode_cycles", "passes", "pass_key",
+           "move_cycles", "LOAD_OVERHEAD", "LOAD_QUEUE", "load_cycles", "LoadEngine",
+           "lane_tokens", "column_mode_cycles", "passes", "pass_key",
            "joins_pass"]
 
 #: Cycles an ``SPMV`` costs beyond its schedule length (fetch, descriptor
@@ -97,6 +116,14 @@ COLUMN_CREDITS = 16
 #: dispatch, the operand check and the last write).
 MOVE_OVERHEAD = 8
 
+#: Cycles a ``LOAD`` keeps the sequencer (fetch, decode, the operand check and
+#: the hand-over to the DMA engine); its transfer runs in the background.
+LOAD_OVERHEAD = 2
+
+#: Loads the DMA engine holds (the one transferring included); a ``LOAD`` issued
+#: when it holds this many unfinished waits for the oldest.
+LOAD_QUEUE = 4
+
 #: Cycles of any instruction other than ``SPMV``, ``REDUCE`` and ``MOVE``
 #: (``HALT`` included).
 INSN_OVERHEAD = 2
@@ -110,6 +137,42 @@ def move_cycles(count, pes):
     """Cycles of a ``MOVE`` of ``count`` words per lane on ``pes`` lanes:
     :data:`MOVE_OVERHEAD` + ``pes * count``."""
     return MOVE_OVERHEAD + int(pes) * int(count)
+
+
+def load_cycles(count, config):
+    """Cycles of the transfer of a ``LOAD`` of ``count`` words per lane on the
+    external memory of ``config``: ``ext_latency + ceil(pes * count /
+    ext_words_per_cycle)``, or 0 for ``count = 0`` (no request)."""
+    words = int(config.pes) * int(count)
+    if not words:
+        return 0
+    return int(config.ext_latency) + -(-words // int(config.ext_words_per_cycle))
+
+
+class LoadEngine:
+    """The DMA engine's state during a run: the finish cycles of its loads (the
+    load rule above). Times are cycles since ``CTRL.start``."""
+
+    def __init__(self, config):
+        self.config = config
+        self.finish = []          # F[k] of every load issued, in order
+
+    def issue(self, now, count):
+        """A ``LOAD`` of ``count`` words per lane issued at cycle ``now``: the cycles
+        it keeps the sequencer (its wait for a place in the queue, then
+        :data:`LOAD_OVERHEAD`)."""
+        wait = 0
+        if len(self.finish) >= LOAD_QUEUE:
+            wait = max(0, self.finish[-LOAD_QUEUE] - now)
+        cost = wait + LOAD_OVERHEAD
+        start = max([now + cost] + self.finish[-1:])
+        self.finish.append(start + load_cycles(count, self.config))
+        return cost
+
+    def wait(self, now):
+        """The cycles a ``SYNC`` or ``HALT`` issued at ``now`` waits before its own
+        :data:`INSN_OVERHEAD`: until the last load issued has finished."""
+        return max(0, self.finish[-1] - now) if self.finish else 0
 
 
 def passes(inputs, products_per_lane):

@@ -7,12 +7,16 @@ One instruction per line::
     spmv ptr=0 nz=0 x=64 out=32 accumulate=0 epilogue=0 bias=0 fmt=csc
     reduce ptr=40 src=0 dst=0
     move src=0 dst=0 count=16
+    load region=nz dst=0 count=64 src=4096
+    sync
     halt
     nop
-    .word 0x0000000000000007
+    .word 0x0000000000000008
 
 Fields left out are 0 (``fmt`` left out is ``csr``); ``fmt`` takes a format
-name (``csr``, ``coo``, ``bitmap``, ``nm``, ``dense``, ``csc``) or its number.
+name (``csr``, ``coo``, ``bitmap``, ``nm``, ``dense``, ``csc``) or its number,
+``region`` a lane memory (``ptr``, ``nz``, ``meta``, ``bias``) or its number
+(``region`` left out is ``ptr``).
 ``;`` and ``#`` start comments. The disassembler
 prints ``.word`` for any word that does not decode to an instruction or
 carries bits the mnemonic form cannot express, so ``assemble(disassemble(w))
@@ -33,6 +37,8 @@ from zeroskip.core.isa import (
     EpiArgs,
     Format,
     Insn,
+    LoadArgs,
+    LoadRegion,
     MoveArgs,
     Opcode,
     ReduceArgs,
@@ -40,7 +46,8 @@ from zeroskip.core.isa import (
 )
 
 __all__ = ["assemble", "disassemble", "decode", "encode_spmv", "encode_set_epi",
-           "encode_reduce", "encode_move", "encode_halt", "encode_nop"]
+           "encode_reduce", "encode_move", "encode_load", "encode_sync", "encode_halt",
+           "encode_nop"]
 
 # Mnemonic field name -> (operand struct field, shape).
 _SPMV_FIELDS = {"ptr": "ptr_base", "nz": "nz_base", "x": "x_base", "out": "out_base",
@@ -51,6 +58,9 @@ _FORMAT_VALUES = {name: value for value, name in _FORMAT_NAMES.items()}
 _EPI_FIELDS = {"shift": "shift", "relu": "relu", "lo": "clamp_lo", "hi": "clamp_hi"}
 _REDUCE_FIELDS = {"ptr": "ptr_base", "src": "src_base", "dst": "dst_base"}
 _MOVE_FIELDS = {"src": "src_base", "dst": "dst_base", "count": "count"}
+_LOAD_FIELDS = {"region": "region", "dst": "dst_base", "count": "count", "src": "src"}
+_REGION_NAMES = {region.value: region.name.lower() for region in LoadRegion}
+_REGION_VALUES = {name: value for value, name in _REGION_NAMES.items()}
 
 
 def _shapes(struct):
@@ -63,13 +73,29 @@ _MNEMONICS = {
     "set_epi": (Opcode.SET_EPI, "epi", _EPI_FIELDS, _shapes(EpiArgs)),
     "reduce": (Opcode.REDUCE, "reduce", _REDUCE_FIELDS, _shapes(ReduceArgs)),
     "move": (Opcode.MOVE, "move", _MOVE_FIELDS, _shapes(MoveArgs)),
+    "load": (Opcode.LOAD, "load", _LOAD_FIELDS, _shapes(LoadArgs)),
+    "sync": (Opcode.SYNC, None, {}, {}),
     "halt": (Opcode.HALT, None, {}, {}),
     "nop": (Opcode.NOP, None, {}, {}),
 }
 _BY_OPCODE = {entry[0]: mnemonic for mnemonic, entry in _MNEMONICS.items()}
 
 
+def _check_enum(text_name, value, enum_type, values):
+    """``value`` (a member, its number or its lower-case name) as a member of ``enum_type``."""
+    if isinstance(value, enum_type):
+        return value
+    if isinstance(value, str) and value.lower() in values:
+        return enum_type(values[value.lower()])
+    if isinstance(value, int) and not isinstance(value, bool) and value in values.values():
+        return enum_type(value)
+    kind = "a format; formats" if text_name == "fmt" else "a region; regions"
+    raise CompileError(f"field {text_name!r} = {value!r} is not {kind}: {', '.join(values)}")
+
+
 def _check_field(text_name, value, shape):
+    if text_name == "region":
+        return _check_enum(text_name, value, LoadRegion, _REGION_VALUES)
     if text_name == "fmt":
         if isinstance(value, Format):
             return value
@@ -171,6 +197,25 @@ def encode_move(*, src_base=0, dst_base=0, count=0):
     return _encode("move", {"src": src_base, "dst": dst_base, "count": count})
 
 
+def encode_load(*, region, dst_base=0, count=0, src=0):
+    """Encode ``LOAD`` (``count`` words per lane from ``ext[src]``, lane-major, into
+    ``region`` from ``dst_base`` on every lane); see :mod:`.isa`.
+
+    ``region`` is a :class:`~.isa.LoadRegion`, its number or its lower-case name.
+
+    Raises
+    ------
+    CompileError
+        If an operand does not fit its field.
+    """
+    return _encode("load", {"region": region, "dst": dst_base, "count": count, "src": src})
+
+
+def encode_sync():
+    """Encode ``SYNC`` (wait for every ``LOAD`` issued)."""
+    return _encode("sync", {})
+
+
 def encode_halt():
     """Encode ``HALT``."""
     return _encode("halt", {})
@@ -231,6 +276,8 @@ def _line(word):
                 if text == "fmt":
                     if value != Format.CSR.value:
                         parts.append(f"fmt={_FORMAT_NAMES[value]}")
+                elif text == "region":
+                    parts.append(f"region={_REGION_NAMES[value]}")
                 else:
                     parts.append(f"{text}={value}")
             return " ".join(parts)
@@ -322,7 +369,7 @@ def _assemble_line(mnemonic, operands):
         given.add(name)
         value = _parse_int(value_text)
         if value is None:
-            if name == "fmt":
+            if name in ("fmt", "region"):
                 value = value_text
             else:
                 raise CompileError(f"field {name!r} = {value_text!r} is not an integer")

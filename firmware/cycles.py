@@ -130,6 +130,7 @@ class RunCycles:
         self.scatter_rr = [0]                   # the scatter network's (a bus)
         self.cycles = 0
         self._pass = None
+        self.loads = timing.LoadEngine(config)
 
     def _add(self, cost):
         self.cycles += cost.cycles
@@ -213,8 +214,20 @@ class RunCycles:
         self._pass = None
         return self._add(Cost(timing.move_cycles(count, self.config.pes)))
 
+    def load(self, count):
+        """A ``LOAD`` of ``count`` words per lane (never part of a pass): what it keeps
+        the sequencer; its transfer runs on (the load rule of :mod:`zeroskip.core.timing`)."""
+        self._pass = None
+        return self._add(Cost(self.loads.issue(self.cycles, count)))
+
+    def sync(self):
+        """``SYNC`` or ``HALT``: the wait for the loads issued, then
+        :data:`~zeroskip.core.timing.INSN_OVERHEAD`."""
+        self._pass = None
+        return self._add(Cost(self.loads.wait(self.cycles) + timing.INSN_OVERHEAD))
+
     def other(self):
-        """Any other instruction (``HALT`` included), or one that stops with an error."""
+        """Any other instruction, or one that stops with an error."""
         self._pass = None
         return self._add(Cost(timing.INSN_OVERHEAD))
 

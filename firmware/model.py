@@ -16,10 +16,13 @@ from zeroskip.core.config import AcceleratorConfig
 from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
+    EXT_BURST,
     HARDWARE_ID,
+    LOAD_REGIONS,
     META_WIDTH,
     ErrorCode,
     Format,
+    LoadRegion,
     MemoryMap,
     Opcode,
     Reg,
@@ -31,6 +34,7 @@ from zeroskip.firmware.asm import decode
 from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
+    check_load,
     check_move,
     decode_csr_lanes,
     decode_lane,
@@ -44,7 +48,8 @@ _MASK32 = 0xFFFF_FFFF
 _REGIONS = {region.value: region for region in Region}
 #: The instructions that run on the data path: their method, which charges
 #: their cycles and returns whether a sum overflowed.
-_EXECUTE = {Opcode.SPMV: "_spmv", Opcode.REDUCE: "_reduce", Opcode.MOVE: "_move"}
+_EXECUTE = {Opcode.SPMV: "_spmv", Opcode.REDUCE: "_reduce", Opcode.MOVE: "_move",
+            Opcode.LOAD: "_load"}
 _COUNTERS = {Reg.CYCLES: "cycles", Reg.INSNS: "insns", Reg.MACS: "macs",
              Reg.SKIPPED: "skipped", Reg.GATHER_STALLS: "gather_stalls",
              Reg.SCATTER_STALLS: "scatter_stalls"}
@@ -84,6 +89,8 @@ class Machine:
         Row-pointer words, packed nonzero words and meta words.
     bias, out : numpy.ndarray of int64, shape (pes, row_depth)
         Signed accumulator-width values.
+    ext : numpy.ndarray of uint32, shape (ext_words,)
+        The external memory (empty without one); ``ext_addr`` is ``EXT_ADDR``.
     """
 
     def __init__(self, config):
@@ -99,6 +106,8 @@ class Machine:
         self.meta = np.zeros((c.pes, c.nz_depth), dtype=np.int64)
         self.bias = np.zeros((c.pes, c.row_depth), dtype=np.int64)
         self.out = np.zeros((c.pes, c.row_depth), dtype=np.int64)
+        self.ext = np.zeros(c.ext_words, dtype=np.uint32)
+        self.ext_addr = 0
         self._ptr_mask = (1 << c.ptr_width) - 1
         self._nz_mask = (1 << nz_entry_layout(c).size) - 1
         self._meta_mask = (1 << META_WIDTH) - 1
@@ -155,6 +164,9 @@ class Machine:
             raise ValueError(f"bus word {value:#x} does not fit 32 bits")
         region, lane, index = self._decode_address(address)
         if region == Region.CSR:
+            if self.config.ext_words and self._ext_offset(index * 4) is not None:
+                self._write_ext(address, index * 4, np.array([value], dtype=np.int64))
+                return
             if index * 4 != Reg.CTRL:
                 raise BusError(f"register at {address:#x} is not writable", address=address)
             self._ctrl(value)
@@ -204,6 +216,8 @@ class Machine:
             raise BusError(f"{region.name} window at {address:#x} is write-only",
                            address=address)
         offset = index * 4
+        if self.config.ext_words and self._ext_offset(offset) is not None:
+            return int(self._read_ext(address, offset, 1)[0])
         if offset >= Reg.PE_BUSY:
             pe = (offset - Reg.PE_BUSY) // 4
             return self.pe_busy[pe] & _MASK32 if pe < self.config.pes else 0
@@ -230,6 +244,11 @@ class Machine:
             raise ValueError("bus words must fit 32 bits")
         region, lane, index = self._decode_address(address)
         last = address + 4 * (len(words) - 1)
+        if region == Region.CSR and self.config.ext_words and \
+                self._ext_offset(index * 4) == "data" and \
+                self._ext_offset(index * 4 + 4 * (len(words) - 1)) == "data":
+            self._write_ext(address, index * 4, words)
+            return
         if (region == Region.IMEM and not self.busy and index % 2 == 0 and len(words) % 2 == 0
                 and index + len(words) <= 2 * self.config.imem_depth):
             # Whole instructions: low word, then high word.
@@ -267,10 +286,54 @@ class Machine:
             return np.zeros(0, dtype=np.int64)
         region, lane, index = self._decode_address(address)
         last = address + 4 * (count - 1)
+        if region == Region.CSR and self.config.ext_words and \
+                self._ext_offset(index * 4) == "data" and \
+                self._ext_offset(index * 4 + 4 * (count - 1)) == "data":
+            return self._read_ext(address, index * 4, count).astype(np.int64)
         if region == Region.OUT and self._decode_address(last)[:2] == (region, lane):
             return self.out[lane, index:index + count] & _MASK32
         return np.array([self.read_word(address + 4 * k) for k in range(count)],
                         dtype=np.int64)
+
+    # The external memory's port (EXT_ADDR, EXT_DATA).
+
+    @staticmethod
+    def _ext_offset(offset):
+        """``"addr"``, ``"data"`` or ``None``: what the CSR byte ``offset`` is of the port."""
+        if offset == Reg.EXT_ADDR:
+            return "addr"
+        if Reg.EXT_DATA <= offset < Reg.EXT_DATA + 4 * EXT_BURST:
+            return "data"
+        return None
+
+    def _ext_span(self, address, count):
+        """Refuse an ``EXT_DATA`` access of ``count`` words while busy or past the memory."""
+        if self.busy:
+            raise BusError(f"access to EXT_DATA at {address:#x} while busy", address=address)
+        if self.ext_addr + count > self.config.ext_words:
+            raise BusError(f"EXT_DATA at {address:#x}: external word "
+                           f"{min(self.ext_addr + count, self.config.ext_words)} is past the "
+                           f"external memory ({self.config.ext_words} words)", address=address)
+
+    def _write_ext(self, address, offset, words):
+        if self._ext_offset(offset) == "addr":
+            value = int(words[0])
+            if value >= self.config.ext_words:
+                raise BusError(f"EXT_ADDR {value} is past the external memory "
+                               f"({self.config.ext_words} words)", address=address)
+            self.ext_addr = value
+            return
+        self._ext_span(address, len(words))
+        self.ext[self.ext_addr:self.ext_addr + len(words)] = words
+        self.ext_addr += len(words)
+
+    def _read_ext(self, address, offset, count):
+        if self._ext_offset(offset) == "addr":
+            return np.array([self.ext_addr], dtype=np.int64)
+        self._ext_span(address, count)
+        words = self.ext[self.ext_addr:self.ext_addr + count].astype(np.int64)
+        self.ext_addr += count
+        return words
 
     # Control.
 
@@ -304,7 +367,9 @@ class Machine:
                 opcode, args = decode(int(self.imem[pc]))
                 disabled = (opcode == Opcode.SPMV and Format(args["fmt"]) not in self._formats
                             or opcode == Opcode.REDUCE and not self.config.reduce
-                            or opcode == Opcode.MOVE and not self.config.move)
+                            or opcode == Opcode.MOVE and not self.config.move
+                            or opcode in (Opcode.LOAD, Opcode.SYNC)
+                            and not self.config.ext_words)
                 if opcode is None or disabled:
                     self._charge(run.other())
                     raise _Fault(ErrorCode.ILLEGAL_INSN)
@@ -318,7 +383,8 @@ class Machine:
                         raise _Fault(ErrorCode.OVERFLOW)
                     self._count("insns", 1)
                 else:
-                    self._charge(run.other())
+                    waits = opcode in (Opcode.HALT, Opcode.SYNC)
+                    self._charge(run.sync() if waits else run.other())
                     self._count("insns", 1)
                     if opcode == Opcode.HALT:
                         break
@@ -490,6 +556,31 @@ class Machine:
         self.x[args["dst_base"]:args["dst_base"] + len(words)] = np.clip(words, c.value_min,
                                                                          c.value_max)
         self._charge(run.move(count))
+        return False
+
+    # LOAD.
+
+    def _load(self, args, run):
+        """Every lane's ``count`` words from ``ext[src + p * count]`` into its
+        ``region`` memory from ``dst_base``, masked as the host window masks them;
+        written at once (only the cycles run in the background); never overflows."""
+        c = self.config
+        try:
+            check_load(args, c)
+        except DescriptorFault:
+            raise _Fault(ErrorCode.DESCRIPTOR) from None
+        count, src, dst = args["count"], args["src"], args["dst_base"]
+        words = self.ext[src:src + c.pes * count].astype(np.int64).reshape(c.pes, count)
+        region = LOAD_REGIONS[LoadRegion(args["region"])]
+        if region == Region.PTR:
+            self.ptr[:, dst:dst + count] = words & self._ptr_mask
+        elif region == Region.NZ:
+            self.nz[:, dst:dst + count] = words & self._nz_mask
+        elif region == Region.META:
+            self.meta[:, dst:dst + count] = words & self._meta_mask
+        else:
+            self.bias[:, dst:dst + count] = sign_extend(words, c.acc_width)
+        self._charge(run.load(count))
         return False
 
     def _epilogue(self, sums):

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from zeroskip.core.arith import sign_extend
 from zeroskip.core.config import AcceleratorConfig
 from zeroskip.core.errors import ConfigError, InputError, ProgramMismatchError
-from zeroskip.core.isa import Format, Opcode
+from zeroskip.core.isa import LOAD_REGIONS, Format, LoadRegion, Opcode, Region
 from zeroskip.firmware.asm import decode, disassemble
 from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
+    check_load,
     check_move,
     decode_lane,
     decode_routes,
@@ -266,6 +268,9 @@ class Program:
     source : scipy.sparse.csr_matrix of float64, optional
         The matrix as given, so a saved program can report its error
         against the float64 product.
+    ext : numpy.ndarray of uint32, optional
+        The external-memory image the host writes from word 0 before the first
+        tile (the lane images its ``LOAD`` instructions copy); ``None``: none.
     epilogue : Epilogue
     lane_nnz : numpy.ndarray of int64
         Entries each lane streams over the whole program (every column
@@ -306,6 +311,7 @@ class Program:
     row_exp: np.ndarray = None
     quant: dict = dataclasses.field(default_factory=dict)
     source: object = None
+    ext: np.ndarray = None
 
     def __post_init__(self):
         self.shape = tuple(int(v) for v in self.shape)
@@ -374,9 +380,10 @@ class Program:
 
         A lane's work in one ``SPMV`` is what :meth:`Tile.lane_tokens` counts
         (the tokens it streams; column mode: its cycles with every column
-        visited); the ``SPMV`` takes as long as its busiest lane. The balance
-        of a list of lane works is :func:`lane_balance` of it: the busiest
-        lane's work over the mean (1.0 is perfect).
+        visited; in a streamed tile, of the images its ``LOAD`` copied in);
+        the ``SPMV`` takes as long as its busiest lane. The balance of a list
+        of lane works is :func:`lane_balance` of it: the busiest lane's work
+        over the mean (1.0 is perfect).
 
         Returns
         -------
@@ -391,14 +398,14 @@ class Program:
         tiles = []
         for index, tile in enumerate(self.tiles):
             spmvs = {}
-            for args in tile.spmvs() or [None]:
-                key = None if args is None else (args["fmt"], args["ptr_base"],
+            for args, images, loads in self._spmv_images(tile) or [(None, tile, 0)]:
+                key = None if args is None else (loads, args["fmt"], args["ptr_base"],
                                                  args["nz_base"],
                                                  args["bias"] or args["epilogue"])
                 if key in spmvs:
                     spmvs[key]["count"] += 1
                     continue
-                work = np.asarray(tile.lane_tokens(self.config, args=args), dtype=np.int64)
+                work = np.asarray(images.lane_tokens(self.config, args=args), dtype=np.int64)
                 spmvs[key] = {"format": None if args is None else format_name(args["fmt"]),
                               "count": 1, "lane_work": work}
             work = sum(entry["count"] * entry["lane_work"] for entry in spmvs.values())
@@ -407,6 +414,25 @@ class Program:
                           "spmvs": [{**entry, **_balance_entry(entry["lane_work"])}
                                     for entry in spmvs.values()]})
         return {**_balance_entry(total), "tiles": tiles}
+
+    def _spmv_images(self, tile):
+        """``(operands, images, loads)`` of every ``SPMV`` before the first ``HALT``:
+        the tile as its lane images are then (the ``LOAD`` before it applied from
+        :attr:`ext`) and how many ``LOAD`` came before it."""
+        found, current, loads = [], tile, 0
+        for word in tile.code:
+            opcode, args = decode(int(word))
+            if opcode is Opcode.LOAD and self.config.ext_words:
+                try:
+                    check_load(args, self.config)
+                except DescriptorFault:
+                    break
+                current, loads = self._after_load(current, args), loads + 1
+            elif opcode is Opcode.SPMV:
+                found.append((args, current, loads))
+            elif opcode in (Opcode.HALT, None):
+                break
+        return found
 
     @property
     def work_cv(self):
@@ -514,6 +540,20 @@ class Program:
                     break
                 run.reduce([r.lanes for r in routes], args=args)
                 continue
+            if opcode is Opcode.LOAD and config.ext_words:
+                try:
+                    check_load(args, config)
+                except DescriptorFault:
+                    run.other()
+                    break
+                tile, streams = self._after_load(tile, args), {}
+                run.load(args["count"])
+                continue
+            if opcode is Opcode.HALT or opcode is Opcode.SYNC and config.ext_words:
+                run.sync()
+                if opcode is Opcode.HALT:
+                    break
+                continue
             if opcode is Opcode.MOVE:
                 try:
                     check_move(args, config)
@@ -525,7 +565,7 @@ class Program:
                 continue
             if opcode is not Opcode.SPMV:
                 run.other()
-                if opcode in (Opcode.HALT, Opcode.REDUCE, None):
+                if opcode in (Opcode.REDUCE, Opcode.LOAD, Opcode.SYNC, None):
                     break
                 continue
             key = (args["fmt"], args["ptr_base"], args["nz_base"])
@@ -549,6 +589,31 @@ class Program:
             run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes],
                      args=args)
         return run.cycles
+
+    def _after_load(self, tile, args):
+        """A copy of ``tile`` whose lane images hold what the ``LOAD`` with ``args``
+        copies from :attr:`ext` (checked operands)."""
+        c = self.config
+        region = LOAD_REGIONS[LoadRegion(args["region"])]
+        name = {Region.PTR: "ptr", Region.NZ: "nz", Region.META: "meta",
+                Region.BIAS: "bias"}[region]
+        count, dst = args["count"], args["dst_base"]
+        ext = np.zeros(c.ext_words, dtype=np.uint32) if self.ext is None else self.ext
+        words = np.zeros(c.pes * count, dtype=np.uint32)
+        have = ext[args["src"]:args["src"] + c.pes * count]
+        words[:len(have)] = have
+        words = words.reshape(c.pes, count)
+        images = getattr(tile, name)
+        dtype = np.int64 if name == "bias" else np.uint32
+        updated = []
+        for p in range(c.pes):
+            old = np.zeros(0, dtype) if images is None else np.asarray(images[p], dtype)
+            image = np.zeros(max(len(old), dst + count), dtype)
+            image[:len(old)] = old
+            image[dst:dst + count] = sign_extend(words[p], c.acc_width) if name == "bias" \
+                else words[p]
+            updated.append(image)
+        return dataclasses.replace(tile, **{name: updated})
 
     def predicted_cycles(self, x=None):
         """Predicted ``CYCLES`` summed over all tiles (see :meth:`tile_cycles`)."""
@@ -651,6 +716,8 @@ class Program:
         arrays = {"header": np.array(json.dumps(header))}
         if self.row_exp is not None:
             arrays["row_exp"] = np.asarray(self.row_exp, dtype=np.int64)
+        if self.ext is not None:
+            arrays["ext"] = np.asarray(self.ext, dtype=np.uint32)
         if self.source is not None:
             source = self.source.tocsr()
             arrays["source_indptr"] = np.asarray(source.indptr, dtype=np.int64)
@@ -738,7 +805,7 @@ class Program:
                           name=str(header["name"]), kernel=kernel, rhs_columns=rhs_columns,
                           report=report, quant=_quant_header(header),
                           row_exp=_row_exp(arrays, rows),
-                          source=_source(arrays, rows, cols))
+                          source=_source(arrays, rows, cols), ext=_ext(arrays, config))
         except ConfigError as error:
             raise _Invalid(str(error)) from None
         except KeyError as error:
@@ -755,6 +822,12 @@ def _quant_header(header):
     if not isinstance(quant, dict):
         raise _Invalid("quant is not an object")
     return quant
+
+
+def _ext(arrays, config):
+    if "ext" not in arrays:
+        return None
+    return _array(arrays, "ext", np.uint32, config.ext_words, "external memory")
 
 
 def _row_exp(arrays, rows):

@@ -15,7 +15,8 @@ Both raise :class:`~zeroskip.core.errors.DeviceError` when the accelerator answe
 with an error. The ISA model, the Amaranth simulator, cocotb (Icarus,
 Verilator) and a board's UART bridge each provide one.
 
-The driver fills the accelerator's memories (microcode, lane images, X) and
+The driver fills the accelerator's memories (microcode, lane images, X, and
+once per run a program's external-memory image through ``EXT_ADDR``/``EXT_DATA``) and
 reads ``out`` through a *memories* object with four coroutines, ``write_code``,
 ``write_lane``, ``write_x`` and ``read_out`` (see :class:`BusMemories`):
 :class:`BusMemories` goes through the host port's memory windows, the
@@ -34,6 +35,7 @@ from zeroskip.core.errors import DeviceError, ProgramMismatchError
 from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
+    EXT_BURST,
     HARDWARE_ID,
     STATUS_BUSY,
     STATUS_ERROR,
@@ -188,6 +190,18 @@ class Driver:
                 if len(image):
                     await self.memories.write_lane(region, lane, _words(image))
 
+    async def write_ext(self, address, words):
+        """Write 32-bit ``words`` to the external memory from word ``address``:
+        ``EXT_ADDR``, then bursts of :data:`~zeroskip.core.isa.EXT_BURST` words to
+        the auto-incrementing ``EXT_DATA`` port."""
+        words = _words(words)
+        if not len(words):
+            return
+        ext_addr, ext_data = self.map.ext()
+        await self.bus.write(ext_addr, [int(address)])
+        for start in range(0, len(words), EXT_BURST):
+            await self.bus.write(ext_data, words[start:start + EXT_BURST])
+
     async def write_x(self, values, address=0):
         """Write input-vector integers to X from ``address``."""
         if len(values):
@@ -297,6 +311,10 @@ class Driver:
         result = RunResult(y_raw=program.empty_result(), counters=_empty_counters(self.config.pes),
                            seconds={"load": 0.0, "run": 0.0, "read": 0.0})
         y_view = result.y_raw if result.y_raw.ndim == 2 else result.y_raw[:, None]
+        if getattr(program, "ext", None) is not None:
+            started = time.perf_counter()
+            await self.write_ext(0, program.ext)
+            result.seconds["load"] += time.perf_counter() - started
         loaded_x = None
         for index, tile in enumerate(program.tiles):
             started = time.perf_counter()

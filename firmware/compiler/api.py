@@ -12,6 +12,7 @@ from zeroskip.core.config import AcceleratorConfig
 from zeroskip.core.errors import CompileError
 from zeroskip.core.isa import Format
 from zeroskip.firmware import formats
+from zeroskip.firmware.compiler import stream as streaming
 from zeroskip.firmware.compiler.bands import _bands, _column_width, _ranges
 from zeroskip.firmware.compiler.cost import (
     _balance,
@@ -41,7 +42,7 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
                    nm=NM_DEFAULT, prune_nm=False, bias=None, shift=0, relu=False, clamp=None,
                    epilogue=None, a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True,
                    band_rows=None, dense_baseline=True, split_rows="auto",
-                   progress=None):
+                   progress=None, stream=False):
     """Compile ``y = A @ x`` (a vector) or ``Y = A @ X`` (a matrix) for one configuration.
 
     Parameters
@@ -99,6 +100,12 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     progress : callable, optional
         Called as ``progress(done, total)`` after each band of rows is
         compiled (``total`` bands; every band emits one or more tiles).
+    stream : bool
+        Stream the tiles' lane images from the external memory (needs
+        ``config.ext_words``): the tiles are compiled for half the lane
+        memories, their images placed once in :attr:`Program.ext` and every
+        run loads them with ``LOAD``, double-buffered
+        (:mod:`.stream`). Off by default.
 
     Returns
     -------
@@ -115,6 +122,14 @@ def compile_kernel(matrix, config, *, x=None, kernel="auto", fmt="auto", rhs_col
     """
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+    if stream:
+        program = compile_kernel(
+            matrix, streaming.half_config(config), x=x, kernel=kernel, fmt=fmt,
+            rhs_columns=rhs_columns, nm=nm, prune_nm=prune_nm, bias=bias, shift=shift,
+            relu=relu, clamp=clamp, epilogue=epilogue, a_frac_bits=a_frac_bits,
+            x_frac_bits=x_frac_bits, name=name, bank_aware=bank_aware, band_rows=band_rows,
+            dense_baseline=dense_baseline, split_rows=split_rows, progress=progress)
+        return streaming.stream_program(program, config)
     a = _matrix(matrix, config)
     rows, cols = a.shape
     epi = _epilogue_settings(config, rows, bias=bias, shift=shift, relu=relu, clamp=clamp,
@@ -385,7 +400,7 @@ def _summary(program):
 def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, epilogue=None,
                  a_frac_bits=0, x_frac_bits=0, name="matrix", bank_aware=True, fmt="auto",
                  x=None, nm=NM_DEFAULT, prune_nm=False, band_rows=None, dense_baseline=False,
-                 split_rows="auto", progress=None):
+                 split_rows="auto", progress=None, stream=False):
     """Compile ``y = A @ x`` for one accelerator configuration.
 
     Parameters
@@ -411,7 +426,7 @@ def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, 
         Name of the program.
     bank_aware : bool
         Order nonzeros to avoid input-vector bank conflicts (else by column).
-    fmt, x, nm, prune_nm, band_rows, dense_baseline, split_rows, progress
+    fmt, x, nm, prune_nm, band_rows, dense_baseline, split_rows, progress, stream
         As for :func:`compile_kernel`; ``x`` (a vector) makes the kernel
         SpMSpV when it is sparse. With the default configuration (CSR only)
         the program is the classic CSR SpMV.
@@ -434,4 +449,4 @@ def compile_spmv(matrix, config, *, bias=None, shift=0, relu=False, clamp=None, 
                           epilogue=epilogue, a_frac_bits=a_frac_bits, x_frac_bits=x_frac_bits,
                           name=name, bank_aware=bank_aware, band_rows=band_rows,
                           dense_baseline=dense_baseline, split_rows=split_rows,
-                          progress=progress)
+                          progress=progress, stream=stream)

@@ -37,6 +37,7 @@ from zeroskip.firmware.formats.base import (
     LaneImage,
     LaneStream,
     RouteList,
+    check_load,
     check_move,
     decode_routes,
     pack_entries,
@@ -65,8 +66,8 @@ __all__ = [
     "codecs", "FormatCodec", "PLAN_ROWS", "PLAN_TILES", "LaneImage", "LaneStream",
     "DescriptorFault", "encode_lane", "decode_lane", "lane_matrix", "pack_entries",
     "unpack_entries", "nm_violation", "prune_nm", "nm_descriptor", "nm_of_descriptor",
-    "bitmap_row_cycles", "parse_nm", "RouteList", "decode_routes", "check_move", "CsrLanes",
-    "decode_csr_lanes", "dense_span", "BITMAP_CHUNK", "META_WIDTH",
+    "bitmap_row_cycles", "parse_nm", "RouteList", "decode_routes", "check_move", "check_load",
+    "CsrLanes", "decode_csr_lanes", "dense_span", "BITMAP_CHUNK", "META_WIDTH",
 ]
 
 #: Lower-case names of the formats, as the configuration and the CLI spell them.

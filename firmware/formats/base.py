@@ -10,11 +10,11 @@ import functools
 import numpy as np
 
 from zeroskip.core.arith import sign_extend
-from zeroskip.core.isa import Format, nz_entry_layout
+from zeroskip.core.isa import LOAD_REGIONS, Format, LoadRegion, MemoryMap, nz_entry_layout
 
 __all__ = ["LaneImage", "LaneStream", "DescriptorFault", "pack_entries", "unpack_entries",
-           "RouteList", "decode_routes", "check_move", "starts", "read_words", "word_at",
-           "row_tokens", "row_stream", "by_row"]
+           "RouteList", "decode_routes", "check_move", "check_load", "starts", "read_words",
+           "word_at", "row_tokens", "row_stream", "by_row"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -244,3 +244,20 @@ def check_move(args, config):
         raise DescriptorFault("move source")
     if args["dst_base"] + config.pes * count > config.x_depth:
         raise DescriptorFault("move destination")
+
+
+def check_load(args, config):
+    """Check a ``LOAD``'s operands against the memories, as the DMA engine does.
+
+    Raises
+    ------
+    DescriptorFault
+        When ``dst_base + count`` passes the depth of its region or ``src + pes *
+        count`` passes ``ext_words`` (found before anything is written).
+    """
+    count = args["count"]
+    region = LOAD_REGIONS[LoadRegion(args["region"])]
+    if args["dst_base"] + count > MemoryMap(config).depth(region):
+        raise DescriptorFault("load destination")
+    if args["src"] + config.pes * count > config.ext_words:
+        raise DescriptorFault("load source")

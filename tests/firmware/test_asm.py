@@ -24,7 +24,7 @@ def test_disassemble_forms():
         encode_move(src_base=4, dst_base=300, count=17),
         encode_halt(),
         encode_nop(),
-        0x7,
+        0x8,
     ]
     assert disassemble(words).splitlines() == [
         "set_epi shift=8 relu=1 lo=-32768 hi=32767",
@@ -33,7 +33,7 @@ def test_disassemble_forms():
         "move src=4 dst=300 count=17",
         "halt",
         "nop",
-        ".word 0x0000000000000007",
+        ".word 0x0000000000000008",
     ]
 
 
@@ -47,7 +47,7 @@ def test_encodings_come_from_isa():
     opcode, args = decode(encode_set_epi(shift=3, clamp_lo=-5, clamp_hi=7))
     assert opcode == Opcode.SET_EPI
     assert (args["shift"], args["relu"], args["clamp_lo"], args["clamp_hi"]) == (3, 0, -5, 7)
-    assert decode(0x7) == (None, {})
+    assert decode(0x8) == (None, {})
     word = encode_reduce(ptr_base=4095, src_base=7, dst_base=9)
     reduce = Insn.from_bits(word).args.reduce
     assert (reduce.ptr_base, reduce.src_base, reduce.dst_base) == (4095, 7, 9)
