@@ -550,15 +550,15 @@ def lane_tokens(ends, cols, *, x_base=0, x_banks):
 
 def _detector_plan(visited, x_base, count, x_banks):
     """The nonzero detector's steps: per bank row of ``x[x_base:x_base + count]``
-    its visited columns (relative to ``x_base``), or ``None`` for a row without."""
-    plan = []
-    if count:
-        for w in range(x_base // x_banks, (x_base + count - 1) // x_banks + 1):
-            found = [j - x_base for j in range(max(w * x_banks, x_base),
-                                               min((w + 1) * x_banks, x_base + count))
-                     if visited[j - x_base]]
-            plan += found or [None]
-    return plan
+    its visited columns (relative to ``x_base``), or ``-1`` for a row without."""
+    if not count:
+        return []
+    rows = (x_base + np.arange(count)) // x_banks
+    hits = np.flatnonzero(visited[:count])
+    empty = np.setdiff1d(np.arange(rows[0], rows[-1] + 1), rows[hits])
+    keys = np.concatenate([rows[hits], empty])
+    steps = np.concatenate([hits, np.full(len(empty), -1)])
+    return steps[np.argsort(keys, kind="stable")].tolist()
 
 
 def column_mode_cycles(streams, args, x_buffer, config, *, credits=COLUMN_CREDITS):
@@ -599,28 +599,30 @@ def column_mode_cycles(streams, args, x_buffer, config, *, credits=COLUMN_CREDIT
         visited = np.asarray(x_buffer[x_base:x_base + count]) != 0
     plan = _detector_plan(visited, x_base, count, config.x_banks)
     cycle = 5 if plan else 3
+    entries = [counts.tolist() + [0] * (count - len(counts)) for _, counts in lanes]
     moved = []                                  # d[t]
-    finished = [[] for _ in lanes]              # F[p][t]
+    latest = []                                 # max over lanes of F[p][t]
     ready = [3 + n for n, _ in lanes]           # first cycle a lane may start a column
     last_entry = [None] * len(lanes)            # E[p]
-    for step in plan + ["end"]:
-        if step is None:
+    for step in plan:
+        if step < 0:
             cycle += 1
             continue
         t = len(moved)
-        when = cycle + 1
-        if t >= credits:
-            when = max([when] + [f[t - credits] + 1 for f in finished])
+        when = cycle + 1 if t < credits else max(cycle + 1, latest[t - credits] + 1)
         moved.append(when)
-        if step != "end":
-            for p, (_, counts) in enumerate(lanes):
-                entries = int(counts[step]) if step < len(counts) else 0
-                end = max(ready[p], when + 3) + max(entries, 1) - 1
-                finished[p].append(end)
-                ready[p] = end + 1
-                if entries:
-                    last_entry[p] = end
+        start, slowest = when + 3, 0
+        for p, counts in enumerate(entries):
+            taken = counts[step]
+            end = (ready[p] if ready[p] > start else start) + (taken if taken > 1 else 1) - 1
+            ready[p] = end + 1
+            if taken:
+                last_entry[p] = end
+            slowest = end if end > slowest else slowest
+        latest.append(slowest)
         cycle = when
+    t = len(moved)
+    moved.append(cycle + 1 if t < credits else max(cycle + 1, latest[t - credits] + 1))
     final = args["accumulate"] or args["bias"] or args["epilogue"]
     worst = 0
     for p, (n, _) in enumerate(lanes):

@@ -104,6 +104,8 @@ class Machine:
         self.ptr = np.zeros((c.pes, c.row_depth), dtype=np.int64)
         self.nz = np.zeros((c.pes, c.nz_depth), dtype=np.int64)
         self.meta = np.zeros((c.pes, c.nz_depth), dtype=np.int64)
+        # Decoded lane images by descriptor, emptied by every write of ptr, nz or meta.
+        self._decoded = {}
         self.bias = np.zeros((c.pes, c.row_depth), dtype=np.int64)
         self.out = np.zeros((c.pes, c.row_depth), dtype=np.int64)
         self.ext = np.zeros(c.ext_words, dtype=np.uint32)
@@ -189,10 +191,13 @@ class Machine:
             self.x[index] = sign_extend(value, self.config.value_width)
         elif region == Region.PTR:
             self.ptr[lane, index] = value & self._ptr_mask
+            self._decoded.clear()
         elif region == Region.NZ:
             self.nz[lane, index] = value & self._nz_mask
+            self._decoded.clear()
         elif region == Region.META:
             self.meta[lane, index] = value & self._meta_mask
+            self._decoded.clear()
         elif region == Region.BIAS:
             self.bias[lane, index] = sign_extend(value, self.config.acc_width)
         else:
@@ -270,10 +275,13 @@ class Machine:
             self.x[span] = sign_extend(words, self.config.value_width)
         elif region == Region.PTR:
             self.ptr[lane, span] = words & self._ptr_mask
+            self._decoded.clear()
         elif region == Region.NZ:
             self.nz[lane, span] = words & self._nz_mask
+            self._decoded.clear()
         elif region == Region.META:
             self.meta[lane, span] = words & self._meta_mask
+            self._decoded.clear()
         elif region == Region.BIAS:
             self.bias[lane, span] = sign_extend(words, self.config.acc_width)
         else:
@@ -412,14 +420,27 @@ class Machine:
 
     # SPMV.
 
+    def _decode(self, key, decode):
+        """``decode()`` of the lane images, once per descriptor ``key`` until they change."""
+        if key not in self._decoded:
+            try:
+                self._decoded[key] = decode()
+            except DescriptorFault:
+                raise _Fault(ErrorCode.DESCRIPTOR) from None
+        return self._decoded[key]
+
     def _lane_stream(self, p, args):
-        try:
+        def decode():
             return decode_lane(Format(args["fmt"]), self.ptr[p], self.nz[p], self.meta[p],
                                ptr_base=args["ptr_base"], nz_base=args["nz_base"],
-                               x_base=args["x_base"], out_base=args["out_base"],
-                               config=self.config)
+                               x_base=0, out_base=0, config=self.config)
+        # Decoding does not depend on the bases: decode once, check the bases each time.
+        stream = self._decode((p, args["fmt"], args["ptr_base"], args["nz_base"]), decode)
+        try:
+            stream.check_bases(args["x_base"], args["out_base"], self.config)
         except DescriptorFault:
             raise _Fault(ErrorCode.DESCRIPTOR) from None
+        return stream
 
     def _spmv(self, args, run):
         if Format(args["fmt"]) is Format.CSR:
@@ -479,12 +500,9 @@ class Machine:
     def _spmv_csr(self, args, run):
         """``SPMV`` in CSR, every lane at once (the same rules as :meth:`_spmv`)."""
         c = self.config
-        try:
-            lanes = decode_csr_lanes(self.ptr, self.nz, ptr_base=args["ptr_base"],
-                                     nz_base=args["nz_base"], x_base=args["x_base"],
-                                     out_base=args["out_base"], config=c)
-        except DescriptorFault:
-            raise _Fault(ErrorCode.DESCRIPTOR) from None
+        lanes = self._decode(("csr", *args.values()), lambda: decode_csr_lanes(
+            self.ptr, self.nz, ptr_base=args["ptr_base"], nz_base=args["nz_base"],
+            x_base=args["x_base"], out_base=args["out_base"], config=c))
         products = lanes.values * self.x[args["x_base"] + lanes.cols]
         macs = int(np.count_nonzero(products))
         self._count("macs", macs)
@@ -574,10 +592,13 @@ class Machine:
         region = LOAD_REGIONS[LoadRegion(args["region"])]
         if region == Region.PTR:
             self.ptr[:, dst:dst + count] = words & self._ptr_mask
+            self._decoded.clear()
         elif region == Region.NZ:
             self.nz[:, dst:dst + count] = words & self._nz_mask
+            self._decoded.clear()
         elif region == Region.META:
             self.meta[:, dst:dst + count] = words & self._meta_mask
+            self._decoded.clear()
         else:
             self.bias[:, dst:dst + count] = sign_extend(words, c.acc_width)
         self._charge(run.load(count))
