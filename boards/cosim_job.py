@@ -29,6 +29,7 @@ from zeroskip.boards.cosim import ENV_JOB, ENV_RESULT, CosimReport, RawJob
 from zeroskip.boards.link import SerialBus
 from zeroskip.core.errors import ZeroskipError
 from zeroskip.sim.backends import run_job
+from zeroskip.sim.buses import RecordingBus
 
 #: Simulated time between two looks at the pty when it has nothing to send.
 IDLE_POLL_BYTES = 2
@@ -164,21 +165,6 @@ async def watch_writes(dut, writes):
             continue
         if int(dut.axil__awready.value):
             writes.append((int(dut.axil__awaddr.value), int(dut.axil__wdata.value)))
-
-
-class RecordingBus:
-    """A bus that remembers every word written through it."""
-
-    def __init__(self, bus):
-        self.bus = bus
-        self.writes = []
-
-    async def write(self, addr, words):
-        self.writes.extend((addr + 4 * i, int(w) & 0xFFFF_FFFF) for i, w in enumerate(words))
-        await self.bus.write(addr, words)
-
-    async def read(self, addr, count):
-        return await self.bus.read(addr, count)
 
 
 @cocotb.test()

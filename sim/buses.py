@@ -6,7 +6,7 @@ needs, ``write(addr, words)`` and ``read(addr, count)``.
 
 from zeroskip.core.errors import DeviceError
 
-__all__ = ["ModelBus", "PysimBus", "CocotbBus"]
+__all__ = ["ModelBus", "PysimBus", "CocotbBus", "RecordingBus"]
 
 _SLVERR = 2
 
@@ -105,3 +105,19 @@ class CocotbBus:
             raise _bus_error("read", addr)
         data = bytes(resp.data)
         return [int.from_bytes(data[4 * i:4 * i + 4], "little") for i in range(count)]
+
+
+class RecordingBus:
+    """Passes every access on to ``bus`` and remembers every word written through it,
+    as ``(byte address, word)`` in ``writes``."""
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.writes = []
+
+    async def write(self, addr, words):
+        self.writes.extend((addr + 4 * i, int(w) & 0xFFFF_FFFF) for i, w in enumerate(words))
+        await self.bus.write(addr, words)
+
+    async def read(self, addr, count):
+        return await self.bus.read(addr, count)

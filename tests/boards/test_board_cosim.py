@@ -148,28 +148,13 @@ def chained_session(config, images=5, batch=2):
     return q, x_int, SessionJob(program, operands)
 
 
-class RecordingBus:
-    """Remembers every word written through ``bus`` (byte addresses, as the link's)."""
-
-    def __init__(self, bus):
-        self.bus = bus
-        self.writes = []
-
-    async def write(self, addr, words):
-        self.writes.extend((addr + 4 * i, int(w) & 0xFFFF_FFFF) for i, w in enumerate(words))
-        await self.bus.write(addr, words)
-
-    async def read(self, addr, count):
-        return await self.bus.read(addr, count)
-
-
 def model_session(job):
     """The session on the ISA model: its results and every word it wrote."""
     import asyncio
 
     from zeroskip.firmware.model import Machine
     from zeroskip.sim.backends import run_job
-    from zeroskip.sim.buses import ModelBus
+    from zeroskip.sim.buses import ModelBus, RecordingBus
     bus = RecordingBus(ModelBus(Machine(CONFIG)))
     return asyncio.run(run_job(bus, CONFIG, job)), bus.writes
 
