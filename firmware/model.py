@@ -34,13 +34,11 @@ from zeroskip.firmware.asm import decode
 from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
-    check_load,
-    check_move,
     decode_csr_lanes,
     decode_lane,
-    decode_routes,
     format_name,
 )
+from zeroskip.firmware.operands import check_load, check_move, decode_routes
 
 __all__ = ["BusError", "Machine"]
 
@@ -500,7 +498,7 @@ class Machine:
     def _spmv_csr(self, args, run):
         """``SPMV`` in CSR, every lane at once (the same rules as :meth:`_spmv`)."""
         c = self.config
-        lanes = self._decode(("csr", *args.values()), lambda: decode_csr_lanes(
+        lanes = self._decode(("every lane", *args.values()), lambda: decode_csr_lanes(
             self.ptr, self.nz, ptr_base=args["ptr_base"], nz_base=args["nz_base"],
             x_base=args["x_base"], out_base=args["out_base"], config=c))
         products = lanes.values * self.x[args["x_base"] + lanes.cols]

@@ -25,14 +25,12 @@ from zeroskip.firmware.asm import decode, disassemble
 from zeroskip.firmware.cycles import RunCycles
 from zeroskip.firmware.formats import (
     DescriptorFault,
-    check_load,
-    check_move,
     decode_lane,
-    decode_routes,
     format_name,
     pack_entries,
     unpack_entries,
 )
+from zeroskip.firmware.operands import check_load, check_move, decode_routes
 
 __all__ = ["Epilogue", "Tile", "Program", "pack_nz", "unpack_nz", "config_summary",
            "lane_balance", "KERNELS"]

@@ -17,8 +17,6 @@ offers, for every format:
   programs' cycle prediction replays it;
 - :func:`lane_matrix`: the inverse of :func:`encode_lane` (a decoded image back
   to a sparse matrix), so every format round-trips;
-- :func:`decode_routes`: the lanes' ``REDUCE`` route lists, with the descriptor
-  checks of ``REDUCE``;
 - :func:`nm_violation` and :func:`prune_nm`: the N:M structure check (with the
   exact offending group) and magnitude pruning to N:M.
 """
@@ -36,10 +34,6 @@ from zeroskip.firmware.formats.base import (
     DescriptorFault,
     LaneImage,
     LaneStream,
-    RouteList,
-    check_load,
-    check_move,
-    decode_routes,
     pack_entries,
     unpack_entries,
     word_at,
@@ -66,7 +60,7 @@ __all__ = [
     "codecs", "FormatCodec", "PLAN_ROWS", "PLAN_TILES", "LaneImage", "LaneStream",
     "DescriptorFault", "encode_lane", "decode_lane", "lane_matrix", "pack_entries",
     "unpack_entries", "nm_violation", "prune_nm", "nm_descriptor", "nm_of_descriptor",
-    "bitmap_row_cycles", "parse_nm", "RouteList", "decode_routes", "check_move", "check_load",
+    "bitmap_row_cycles", "parse_nm",
     "CsrLanes", "decode_csr_lanes", "dense_span", "BITMAP_CHUNK", "META_WIDTH",
 ]
 
