@@ -11,6 +11,7 @@ misses its clock raises :class:`DoesNotFitError` or :class:`TimingError`.
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from zeroskip.core.tools import find_tool
 __all__ = ["BuildReport", "build", "program", "BoardError", "UnknownBoardError",
            "DoesNotFitError", "TimingError", "ToolchainError", "ProgramError", "BOARDS",
            "list_boards", "default_build_dir", "default_bitstream", "DEVICE_DSPS",
-           "CONFIG_FILE", "REPORT_FILE", "LOADER_LIBRARIES", "loader_problem"]
+           "CONFIG_FILE", "REPORT_FILE", "LOADER_LIBRARIES", "loader_problem", "design_digest"]
 
 #: The name of the top module and the stem of every build file.
 NAME = "top"
@@ -111,6 +112,8 @@ class BuildReport:
     build_dir : Path
     seconds : float
         Wall-clock time of the build.
+    design : str or None
+        :func:`design_digest` of what the tools were given.
     """
 
     board: str
@@ -125,6 +128,7 @@ class BuildReport:
     bitstream: Path
     build_dir: Path
     seconds: float
+    design: str | None = None
 
     @property
     def timing_met(self):
@@ -300,6 +304,35 @@ def build(board, *, config=None, clock_mhz=None, build_dir=None, program=False,
     return report
 
 
+#: The files of a build plan that hold the design (the netlist and the pin
+#: constraints); the scripts hold paths and options.
+_DESIGN_FILES = (".il", ".lpf", ".pcf")
+
+
+def _plan_digest(plan):
+    digest = hashlib.sha256()
+    for name in sorted(plan.files):
+        if not name.endswith(_DESIGN_FILES):
+            continue
+        text = plan.files[name]
+        text = text.decode() if isinstance(text, bytes) else text
+        # Source locations name the checkout and the lines, not the design.
+        lines = [line for line in text.splitlines()
+                 if not line.lstrip().startswith("attribute \\src ")]
+        digest.update(name.encode() + b"\0" + "\n".join(lines).encode() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def design_digest(board, config, clock_mhz, *, baudrate=protocol.DEFAULT_BAUDRATE):
+    """A short hash of the design a build of ``config`` on ``board`` at ``clock_mhz``
+    hands to the tools: its netlist (without source locations) and pin constraints.
+    Two builds with the same digest place and route the same design, whatever the
+    sources that generated it. Takes seconds (it elaborates the board top)."""
+    info = get_board(board)
+    top = BoardTop(info, config=config, clock_mhz=clock_mhz, baudrate=baudrate)
+    return _plan_digest(info.make_platform().build(top, name=NAME, do_build=False))
+
+
 def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
     platform = info.make_platform()
     report_json = f"{NAME}.report.json"
@@ -321,7 +354,8 @@ def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
     (root / f"{NAME}.build.log").write_text(output)
     if returncode != 0:
         raise _failure(info, config, root, output)
-    report = _report(info, config, top, target_mhz, root, started)
+    report = dataclasses.replace(_report(info, config, top, target_mhz, root, started),
+                                 design=_plan_digest(plan))
     # The configuration beside the bitstream: programs for this board are
     # compiled from it, and the report for later reading.
     config.save(root / CONFIG_FILE)

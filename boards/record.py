@@ -4,15 +4,20 @@ Every build that finishes place and route (:func:`zeroskip.boards.build.build`)
 appends one entry to :data:`RECORD_FILE` (``routed.json``, shipped with the
 package): the board, the configuration's fingerprint and fields, the
 requested and built clocks, nextpnr's Fmax, the resources, the tool versions,
-a digest of the gateware sources and the date.
+a digest of the gateware sources, a digest of the design the tools were given
+(:func:`~zeroskip.boards.build.design_digest`) and the date.
 
 :func:`clock_for` is the one lookup every time figure uses (``infer``,
 ``report``, ``run``, ``bench/``): given a board and a configuration it
 returns a :class:`Clock` with the frequency and where it came from.
 
-The rule: the newest entry of the record for the board whose configuration
-fingerprint equals the configuration's and whose gateware digest equals that
-of the installed sources gives ``min(built clock, Fmax)``: the built clock
+The rule: the newest *current* entry of the record for the board whose
+configuration fingerprint equals the configuration's gives ``min(built clock,
+Fmax)``; an entry is current when its gateware digest equals that of the
+installed sources, or its design digest equals that of the design the
+installed sources generate for it (so a change of the sources that leaves
+the design as it was keeps the measurement; the digests of designs are kept
+in :data:`DESIGN_CACHE`, by sources, since elaborating takes seconds): the built clock
 when timing was met, nextpnr's Fmax when it was missed (what a rebuild at
 that clock is expected to meet). Without such an entry the clock is the
 board's default build clock, labelled an unrouted estimate.
@@ -33,7 +38,7 @@ from zeroskip.boards.targets import BoardError, get_board
 
 __all__ = ["RECORD_FILE", "Clock", "RecordError", "clock_for", "entries", "entry_from_report",
            "append", "record_path", "gateware_digest", "tool_versions", "UNROUTED",
-           "PROJECTION", "projection"]
+           "PROJECTION", "projection", "is_current", "DESIGN_CACHE"]
 
 #: The record shipped with the package.
 RECORD_FILE = Path(__file__).with_name("routed.json")
@@ -49,6 +54,8 @@ _GATEWARE = (("zeroskip.hdl", "*.py"), ("zeroskip.boards", "tops.py"),
              ("zeroskip.boards", "bridge.py"), ("zeroskip.boards", "uart.py"),
              ("zeroskip.boards", "clocking.py"), ("zeroskip.core", "isa.py"),
              ("zeroskip.core", "config.py"), ("zeroskip.core", "formatspec.py"))
+#: Where the design digests of record entries are kept, by gateware digest.
+DESIGN_CACHE = Path("build") / "boards" / "designs.json"
 #: Keys every entry has.
 _KEYS = ("board", "fingerprint", "config", "requested_mhz", "clock_mhz", "fmax_mhz",
          "timing_met", "resources", "tools", "gateware", "date")
@@ -170,6 +177,7 @@ def entry_from_report(report, *, date=None, tools=None, gateware=None):
         "resources": {name: list(value) for name, value in report.resources.items()},
         "tools": tools if tools is not None else tool_versions(),
         "gateware": gateware if gateware is not None else gateware_digest(),
+        "design": getattr(report, "design", None),
         "date": when, "seconds": round(float(report.seconds), 1),
     }
 
@@ -199,6 +207,38 @@ def _rule(entry):
                                f"clock")
 
 
+def _design_of(entry, sources):
+    """The design digest the installed sources (digest ``sources``) generate for
+    ``entry``'s board, configuration and clock; cached in :data:`DESIGN_CACHE`."""
+    from zeroskip.boards.build import design_digest
+    from zeroskip.core.config import AcceleratorConfig
+    key = f"{sources} {entry['board']} {entry['fingerprint']} {entry['requested_mhz']:g}"
+    try:
+        cache = json.loads(DESIGN_CACHE.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        config = AcceleratorConfig.from_dict(entry["config"])
+        cache[key] = design_digest(entry["board"], config, entry["requested_mhz"])
+        try:
+            DESIGN_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            tmp = DESIGN_CACHE.with_name(f"{DESIGN_CACHE.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=1) + "\n")
+            tmp.replace(DESIGN_CACHE)
+        except OSError:
+            pass                      # a read-only checkout: elaborate again next time
+    return cache[key]
+
+
+def is_current(entry):
+    """Whether ``entry`` measured the design the installed sources generate (the
+    rule of the module docstring)."""
+    sources = gateware_digest()
+    if entry["gateware"] == sources:
+        return True
+    return bool(entry.get("design")) and entry["design"] == _design_of(entry, sources)
+
+
 def projection(config):
     """``None`` for a configuration the generated hardware is; else the one-line label
     of every figure computed for it (``products_per_lane`` above 1: the ISA model
@@ -224,15 +264,15 @@ def clock_for(board, config, path=None):
     fingerprint = config.fingerprint
     found = [e for e in entries(path) if e["board"] == info.name
              and e["fingerprint"] == fingerprint]
-    current = [e for e in found if e["gateware"] == gateware_digest()]
+    current = [e for e in found if is_current(e)]
     if current:
         entry = current[-1]
         mhz, why = _rule(entry)
         source = (f"routed build {entry['board']} {entry['fingerprint']} of {entry['date']} in "
                   f"the build record (Fmax {entry['fmax_mhz']:.1f} MHz, {why})")
         return Clock(mhz=float(mhz), routed=True, source=source, entry=entry)
-    why = ("the record's routed builds of this configuration were made from other gateware "
-           "sources" if found else f"no routed build of configuration {fingerprint} in the "
+    why = ("the record's routed builds of this configuration were made of another design"
+           if found else f"no routed build of configuration {fingerprint} in the "
            f"build record")
     return Clock(mhz=float(info.default_clock_mhz), routed=False,
                  source=f"{UNROUTED}: the {info.name}'s default build clock "

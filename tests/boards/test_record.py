@@ -1,5 +1,6 @@
 """The record of routed builds and the clock lookup every time figure uses."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -60,7 +61,31 @@ def test_entry_from_other_gateware_is_not_used(tmp_path):
     clock = record.clock_for("ulx3s-85f", CONFIG, path)
     assert not clock.routed
     assert clock.source.endswith("(the record's routed builds of this configuration were made "
-                                 "from other gateware sources)")
+                                 "of another design)")
+
+
+def test_entry_of_other_sources_but_the_same_design_is_used(tmp_path, monkeypatch):
+    """The design digest, not the sources' text, decides (a refactor keeps the measurement)."""
+    from zeroskip.boards.build import design_digest
+    monkeypatch.setattr(record, "DESIGN_CACHE", tmp_path / "designs.json")
+    path = tmp_path / "routed.json"
+    design = design_digest("ulx3s-85f", CONFIG, 50.0)
+    assert design == design_digest("ulx3s-85f", CONFIG, 50.0)
+    assert design != design_digest("ulx3s-85f", CONFIG, 60.0)
+    assert design != design_digest("ulx3s-85f", CONFIG.replace(imem_depth=16), 50.0)
+    report = dataclasses.replace(fake_report(), design=design)
+    record.append(report, path, gateware="000000000000")
+    clock = record.clock_for("ulx3s-85f", CONFIG, path)
+    assert clock.routed and clock.mhz == 50.0
+    # Kept by sources: the next lookup does not elaborate again.
+    (key,) = json.loads((tmp_path / "designs.json").read_text())
+    assert key == f"{record.gateware_digest()} ulx3s-85f {CONFIG.fingerprint} 50"
+    monkeypatch.setattr("zeroskip.boards.build.design_digest", None)
+    assert record.clock_for("ulx3s-85f", CONFIG, path).routed
+    other = tmp_path / "other.json"
+    record.append(dataclasses.replace(fake_report(), design="ffffffffffff"), other,
+                  gateware="000000000000")
+    assert not record.clock_for("ulx3s-85f", CONFIG, other).routed
 
 
 def test_malformed_record_gives_one_line(tmp_path):
@@ -77,7 +102,7 @@ def test_shipped_record_is_valid_and_has_no_stale_entries():
     """Every shipped entry matches the installed gateware (else it would be misleading)."""
     assert record.RECORD_FILE.name == "routed.json" and record.RECORD_FILE.is_file()
     for entry in record.entries(record.RECORD_FILE):
-        assert entry["gateware"] == record.gateware_digest(), entry["date"]
+        assert record.is_current(entry), entry["date"]
 
 
 def test_build_appends_to_the_record(tmp_path, monkeypatch):
@@ -99,3 +124,20 @@ def test_build_appends_to_the_record(tmp_path, monkeypatch):
     build_module.build("ulx3s-85f", config=CONFIG, build_dir=tmp_path / "b",
                        check_timing=False, record=False)
     assert len(record.entries()) == 1
+
+
+def test_the_design_digest_ignores_source_locations_and_scripts():
+    from types import SimpleNamespace
+
+    from zeroskip.boards.build import _plan_digest
+    netlist = 'attribute \\src "{}/hdl/top.py:{}"\nmodule \\top\n  wire width 1 \\clk\nend\n'
+    plan = SimpleNamespace(files={"top.il": netlist.format("/a", 10), "top.lpf": "LOCATE x;",
+                                  "build_top.sh": "nextpnr --seed 1"})
+    moved = SimpleNamespace(files={"top.il": netlist.format("/b/c", 99), "top.lpf": "LOCATE x;",
+                                   "build_top.sh": "nextpnr --seed 2"})
+    assert _plan_digest(plan) == _plan_digest(moved)
+    changed = SimpleNamespace(files={**plan.files, "top.il": plan.files["top.il"] + "\n"
+                                     + "module \\more\nend\n"})
+    assert _plan_digest(changed) != _plan_digest(plan)
+    pins = SimpleNamespace(files={**plan.files, "top.lpf": "LOCATE y;"})
+    assert _plan_digest(pins) != _plan_digest(plan)
