@@ -29,7 +29,7 @@ import dataclasses
 
 from zeroskip.core.errors import ConfigError
 
-__all__ = ["ExtMemory", "EXT_PRESETS", "ext_preset"]
+__all__ = ["ExtMemory", "EXT_PRESETS", "ext_preset", "preset_of", "describe_ext"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,3 +81,22 @@ def ext_preset(name):
         raise ConfigError(f"unknown external memory {name!r}; known: "
                           f"{', '.join(EXT_PRESETS)}")
     return EXT_PRESETS[name]
+
+
+def preset_of(config):
+    """The name of the preset whose fields ``config`` has, or ``None``."""
+    for name, preset in EXT_PRESETS.items():
+        if all(getattr(config, key) == value for key, value in preset.fields().items()):
+            return name
+    return None
+
+
+def describe_ext(config):
+    """The external memory of ``config`` (JSON-compatible), or ``None`` without one."""
+    if not config.ext_words:
+        return None
+    return {"ext_words": config.ext_words, "ext_latency": config.ext_latency,
+            "ext_words_per_cycle": config.ext_words_per_cycle,
+            "ext_rate_cycles": config.ext_rate_cycles,
+            "words_per_cycle": config.ext_words_per_cycle / config.ext_rate_cycles,
+            "preset": preset_of(config)}

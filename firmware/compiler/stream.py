@@ -4,7 +4,8 @@ A program compiled for :func:`half_config` (half the ``nz`` and ``ptr``
 memories) has tiles that each fit one half of the lane memories.
 :func:`stream_program` places all their lane images once in the external
 memory (tile after tile, region after region, each block lane-major as
-``LOAD`` reads it) and groups consecutive tiles into *runs*: one
+``LOAD`` reads it; a block equal to one placed before is not placed again)
+and groups consecutive tiles into *runs*: one
 load–run–read round of the streamed program per run. A run's tiles read the
 same X slices and their outputs fit the ``out`` memories side by side (tile
 ``k`` of a run writes from its own ``out`` offset, the bias words there too).
@@ -46,7 +47,7 @@ from zeroskip.firmware.asm import (
 )
 from zeroskip.firmware.program import Tile
 
-__all__ = ["half_config", "stream_program"]
+__all__ = ["half_config", "stream_program", "share_external_memory"]
 
 #: Each region's images in a tile, in the order a tile's loads run.
 _REGIONS = (("ptr", LoadRegion.PTR), ("nz", LoadRegion.NZ), ("meta", LoadRegion.META),
@@ -128,8 +129,10 @@ def _routes_for(images, body, half, config):
 
 
 def _place(tiles, half, config, name):
-    """Every tile's blocks in the external memory, and the memory's image."""
-    placed, chunks, at = [], [], 0
+    """Every tile's blocks in the external memory, and the memory's image. A block
+    equal to one placed before (a matrix kernel's tile repeated for every column of
+    the batch that X holds one at a time) is placed once and read from there."""
+    placed, chunks, at, seen = [], [], 0, {}
     for tile in tiles:
         body, accumulates = _tile_body(tile, name)
         blocks = {}
@@ -145,7 +148,11 @@ def _place(tiles, half, config, name):
             block = np.zeros((config.pes, count), dtype=np.uint32)
             for p, image in enumerate(images):
                 block[p, :len(image)] = np.asarray(image, dtype=np.int64) & 0xFFFF_FFFF
-            blocks[region] = (at, count)
+            key = (region, count, block.tobytes())
+            if key in seen:
+                blocks[region] = seen[key]
+                continue
+            blocks[region] = seen[key] = (at, count)
             chunks.append(block.reshape(-1))
             at += block.size
         if accumulates and placed:
@@ -257,3 +264,41 @@ def stream_program(program, config):
     report = dict(program.report, stream={"tiles": len(program.tiles), "runs": len(tiles),
                                           "ext_words": int(len(ext))})
     return dataclasses.replace(program, config=config, tiles=tiles, report=report, ext=ext)
+
+
+def _relocated(program, base, ext):
+    """``program`` with every ``LOAD`` reading ``base`` words further on and ``ext`` as its
+    external-memory image."""
+    tiles = []
+    for tile in program.tiles:
+        code = []
+        for word in tile.code.tolist():
+            opcode, args = decode(int(word))
+            code.append(encode_load(**dict(args, src=args["src"] + base))
+                        if opcode is Opcode.LOAD else int(word))
+        tiles.append(dataclasses.replace(tile, code=np.array(code, dtype=np.uint64)))
+    report = dict(program.report, stream=dict(program.report.get("stream", {}), ext_base=base))
+    return dataclasses.replace(program, tiles=tiles, report=report, ext=ext)
+
+
+def share_external_memory(programs, config, *, name="the programs"):
+    """Streamed ``programs`` (of :func:`stream_program`) placed side by side in one
+    external memory: ``(programs, ext)``, every program's ``LOAD`` reading its own
+    images at its place and its :attr:`~zeroskip.firmware.program.Program.ext` the
+    one image ``ext`` of them all, so that the host writes it once for every
+    program (a streamed network's layers).
+
+    Raises
+    ------
+    CompileError
+        When the images do not fit the external memory of ``config``.
+    """
+    sizes = [0 if program.ext is None else len(program.ext) for program in programs]
+    if sum(sizes) > config.ext_words:
+        raise CompileError(f"{name}: the lane images of {len(programs)} streamed programs "
+                           f"need {sum(sizes)} words but ext_words is {config.ext_words}")
+    ext = np.concatenate([np.zeros(0, dtype=np.uint32)] + [
+        np.asarray(p.ext, dtype=np.uint32) for p in programs if p.ext is not None])
+    bases = np.cumsum([0] + sizes[:-1]).tolist()
+    return [_relocated(program, base, ext) for program, base in zip(programs, bases,
+                                                                  strict=True)], ext
