@@ -30,6 +30,7 @@ memory (their lane field sits above ``row_addr_width``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -165,18 +166,47 @@ def _place(tiles, half, config, name):
     return placed, ext
 
 
-def _loads(entry, half, out_base, config):
-    """The ``LOAD`` of one tile's images into ``half`` (bias at ``out_base``)."""
+class _Held:
+    """What the lane memories hold from one tile of the streamed program to the next:
+    per half and region the block last loaded there, per ``out`` offset the bias block."""
+
+    def __init__(self):
+        self.halves = {0: {}, 1: {}}
+        self.bias = {}
+
+    def half_of(self, entry):
+        """A half that holds every block of ``entry`` but its bias, or ``None``."""
+        for half, held in self.halves.items():
+            if all(held.get(region) == block for region, block in entry.blocks.items()
+                   if region != "bias"):
+                return half
+        return None
+
+    def missing(self, entry, half, out_base):
+        """The regions of ``entry`` that a load into ``half`` (bias at ``out_base``) must copy."""
+        return [region for region in entry.blocks
+                if (self.bias.get(out_base) if region == "bias"
+                    else self.halves[half].get(region)) != entry.blocks[region]]
+
+
+def _loads(entry, half, out_base, config, held=None):
+    """The ``LOAD`` of one tile's images into ``half`` (bias at ``out_base``): of the
+    blocks ``held`` (a :class:`_Held`, updated) does not say are there already."""
     code = []
+    missing = list(entry.blocks) if held is None else held.missing(entry, half, out_base)
     for region, member in _REGIONS:
-        if region not in entry.blocks:
+        if region not in missing:
             continue
         src, count = entry.blocks[region]
         if region == "bias":
             dst = out_base
+            if held is not None:
+                held.bias[out_base] = (src, count)
         else:
             depth = config.nz_depth if region in ("nz", "meta") else config.row_depth
             dst = half * depth // 2
+            if held is not None:
+                held.halves[half][region] = (src, count)
         code.append(encode_load(region=member, dst_base=dst, count=count, src=src))
     return code
 
@@ -221,14 +251,40 @@ def _runs(placed, config):
     return runs
 
 
-def _run_tile(run, config, name):
-    """One load–run–read round of the streamed program."""
+def _run_tile(run, following, held, config, name):
+    """One load–run–read round of the streamed program: ``run``'s tiles, each one's
+    images loaded unless ``held`` (a :class:`_Held`) says a half holds them, the next's
+    loaded into the other half while it computes; then ``following`` (the next run's
+    first tile, or ``None``) likewise while the last computes, where that fits the
+    instruction memory and overwrites no bias the last one reads."""
     offsets = np.cumsum([0] + [entry.out_words for entry in run]).tolist()
-    code = _loads(run[0], 0, offsets[0], config) + [encode_sync()]
+    half = held.half_of(run[0])
+    half = 0 if half is None else half
+    code = _loads(run[0], half, offsets[0], config, held)
+    if code:
+        code.append(encode_sync())
     for k, entry in enumerate(run):
-        if k + 1 < len(run):
-            code += _loads(run[k + 1], (k + 1) % 2, offsets[k + 1], config)
-        code += _rebased(entry, k % 2, offsets[k], config) + [encode_sync()]
+        body = _rebased(entry, half, offsets[k], config) + [encode_sync()]
+        upcoming = run[k + 1] if k + 1 < len(run) else following
+        at = offsets[k + 1] if k + 1 < len(run) else 0
+        following_half = half
+        if upcoming is not None:
+            target = held.half_of(upcoming)
+            target = 1 - half if target is None else target
+            # The next run's bias goes to offset 0, which a run of one tile reads.
+            unsafe = upcoming is following and len(run) == 1 and \
+                "bias" in held.missing(upcoming, target, at)
+            saved = copy.deepcopy(held)
+            loads = _loads(upcoming, target, at, config, held)
+            room = config.imem_depth - len(code) - len(body) - 1 - \
+                sum(len(e.body) + len(_REGIONS) + 1 for e in run[k + 1:])
+            if upcoming is following and (unsafe or len(loads) > room):
+                held.halves, held.bias = saved.halves, saved.bias
+                loads = []
+            code += loads
+            following_half = target
+        code += body
+        half = following_half
     code.append(encode_halt())
     if len(code) > config.imem_depth:
         raise CompileError(f"{name}: a streamed tile needs {len(code)} instructions but "
@@ -239,10 +295,10 @@ def _run_tile(run, config, name):
         table[:, 1] += offset
         readback.append(table)
     empty = [np.zeros(0, dtype=np.uint32) for _ in range(config.pes)]
-    first = run[0].tile
+    tile = run[0].tile
     return Tile(code=np.array(code, dtype=np.uint64), ptr=list(empty), nz=list(empty),
-                bias=None, x_cols=first.x_cols, readback=np.concatenate(readback),
-                meta=None, x_loads=first.x_loads)
+                bias=None, x_cols=tile.x_cols, readback=np.concatenate(readback),
+                meta=None, x_loads=tile.x_loads)
 
 
 def stream_program(program, config):
@@ -260,7 +316,9 @@ def stream_program(program, config):
         raise CompileError(f"{program.name}: a streamed program is compiled for "
                            f"{half.fingerprint}, not {program.config.fingerprint}")
     placed, ext = _place(program.tiles, half, config, program.name)
-    tiles = [_run_tile(run, config, program.name) for run in _runs(placed, config)]
+    runs, held = _runs(placed, config), _Held()
+    tiles = [_run_tile(run, runs[r + 1][0] if r + 1 < len(runs) else None, held, config,
+                       program.name) for r, run in enumerate(runs)]
     report = dict(program.report, stream={"tiles": len(program.tiles), "runs": len(tiles),
                                           "ext_words": int(len(ext))})
     return dataclasses.replace(program, config=config, tiles=tiles, report=report, ext=ext)
