@@ -20,7 +20,16 @@ The microcode of a run is::
     HALT
 
 so each tile's images stream in while the one before computes (the load rule
-of :mod:`zeroskip.core.timing`). A column tile that adds the partial sums of
+of :mod:`zeroskip.core.timing`). The lane memories keep their words from one
+run to the next (the host writes no lane image of a streamed tile), so a
+tile whose blocks a half holds already loads nothing and computes from that
+half, and the last tile of a run loads the next run's first tile into the
+other half while it computes (where that fits the instruction memory and,
+in a run of one tile, overwrites no bias it reads); a run whose first tile
+a half holds needs no ``LOAD`` and no ``SYNC`` before it.
+:meth:`~zeroskip.firmware.program.Program.held_before` replays those loads
+for the predictions. :func:`share_external_memory` places several streamed
+programs (a network's layers) side by side in one image. A column tile that adds the partial sums of
 the one before it (``accumulate``: a row block wider than ``x_depth``) reads
 other X slices, so it starts a run of its own; the tile before it starts one
 too, so that both keep their ``out`` words at offset 0. ``MOVE`` is refused. The
