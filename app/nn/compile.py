@@ -405,6 +405,11 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
         them only where they provably stay zero, so the host fills in zeros
         (:func:`zero_stays_zero`); ``True`` at every layer; ``False`` never.
 
+    A streamed network (``compiled.stream``) runs layer by layer on the ISA
+    model only: one model for the whole run, its external memory written once
+    with :attr:`CompiledNetwork.ext`, then every program on it without
+    writing the image again.
+
     Returns
     -------
     NetworkRun
@@ -412,7 +417,8 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     Raises
     ------
     InputError
-        On inputs of the wrong shape.
+        On inputs of the wrong shape; a streamed network chained or on
+        another backend.
     DeviceError
         When the accelerator reports an error.
     """
