@@ -292,7 +292,7 @@ class Accelerator:
                                      saturate=saturate, source=source)
 
     def compile(self, A, x=None, *, kernel="auto", fmt="auto", nm=None, prune_nm=False,
-                split_rows="auto", saturate=False, name="matrix", source=None):
+                split_rows="auto", saturate=False, name="matrix", source=None, stream=False):
         """Quantize ``A`` and compile ``y = A x`` into a Program.
 
         Parameters
@@ -313,6 +313,9 @@ class Accelerator:
         name : str
         source : str, optional
             The file ``A`` came from (named in error messages).
+        stream : bool
+            Stream the tiles from the external memory (as for
+            :func:`zeroskip.firmware.compiler.compile_kernel`).
         """
         matrix = _matrix_operand(A, source)
         if x is not None:
@@ -336,7 +339,7 @@ class Accelerator:
         if x is not None:
             qx = self.quantize_operand(matrix_int, x, saturate=saturate)
             x_sample, x_exp = qx.ints, _first(qx.exp)
-        options = {"kernel": kernel, "fmt": fmt,
+        options = {"kernel": kernel, "fmt": fmt, "stream": stream,
                    "split_rows": {"yes": True, "no": False}.get(split_rows, split_rows)}
         if nm is not None:
             options["nm"] = _nm(nm)

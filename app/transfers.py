@@ -53,7 +53,8 @@ from zeroskip.hdl import axil
 from zeroskip.sim.driver import Driver, Session
 
 __all__ = ["KINDS", "LINKS", "AXIL_WRITE_CYCLES", "AXIL_READ_CYCLES", "UART_BITS_PER_BYTE",
-           "Transfers", "count_program", "count_resident", "link_seconds", "link_for_backend"]
+           "Transfers", "count_program", "count_resident", "count_ext_load", "link_seconds",
+           "link_for_backend"]
 
 #: Kinds of transfer, in the order they are shown.
 KINDS = ("code", "weights", "inputs", "activations", "results", "control")
@@ -142,6 +143,14 @@ def count_program(program):
     return bus.transfers
 
 
+def count_ext_load(ext, config):
+    """The :class:`Transfers` of the host writing the external-memory image ``ext``
+    once (``EXT_ADDR``, then ``EXT_DATA`` bursts: ``weights``)."""
+    bus = _CountingBus(config)
+    asyncio.run(Driver(bus, config).write_ext(0, ext))
+    return bus.transfers
+
+
 def count_resident(program):
     """``(load, batch)``: the :class:`Transfers` of a resident
     :class:`~zeroskip.sim.driver.Session` of ``program``, its one load
@@ -212,6 +221,9 @@ def count_network(compiled, run):
     the first layer's X is ``inputs``, the last layer's results ``results``.
     A chained run (``run.chained``) is its one program's count times the batches;
     a resident one (``run.resident``) its session's one load and its runs, one per batch.
+    A streamed network (``compiled.ext``) writes its external-memory image once
+    (:func:`count_ext_load`) and no program writes it again: its batches move
+    code, activations, results and control only (:func:`count_streamed`).
     """
     total = Transfers()
     if getattr(run, "chained", None) is not None:
@@ -223,6 +235,25 @@ def count_network(compiled, run):
             total += batch.scaled(batches)
             return total
         return count_program(run.chained.program).scaled(batches)
+    if getattr(compiled, "ext", None) is not None:
+        load, batches = count_streamed(compiled, run)
+        total += load
+        total += batches
+        return total
+    return _count_layers(compiled, run)
+
+
+def count_streamed(compiled, run):
+    """``(load, batches)`` of a streamed network's run: the :class:`Transfers` of the
+    one write of its external-memory image and of every batch of every layer after
+    it (each program run without writing the image)."""
+    load = count_ext_load(compiled.ext, compiled.config)
+    return load, _count_layers(compiled, run, without_ext=True)
+
+
+def _count_layers(compiled, run, *, without_ext=False):
+    """Every layer's programs, once per batch (their ``ext`` left out ``without_ext``)."""
+    total = Transfers()
     last = len(compiled.layers) - 1
     for index, layer in enumerate(compiled.layers):
         batches = run.padded_per_layer[index] // compiled.batch
@@ -232,6 +263,8 @@ def count_network(compiled, run):
         if index < last:
             rename["results"] = "activations"
         for _, program in layer.groups:
+            if without_ext:
+                program = dataclasses.replace(program, ext=None)
             total += count_program(program).scaled(batches, rename=rename)
     return total
 

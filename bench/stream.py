@@ -3,7 +3,9 @@
 One ``n x n`` matrix with ``k`` nonzeros in every row (the Graph Challenge
 layer's shape by default: 1024 x 1024, 32 per row) runs streamed
 (``compile_spmv(..., stream=True)``) on the ISA model through the driver, for
-every ``ext_words_per_cycle``; the result is checked bit-exact against SciPy.
+every ``ext_words_per_cycle`` and at the ULX3S's SDRAM (``ulx3s-sdram`` of
+:mod:`zeroskip.core.extmem`: 8 words per 17 cycles, its own latency); the
+result is checked bit-exact against SciPy.
 Printed per bandwidth: the cycles of the streamed run, the compute alone (the
 same tiles host-loaded, half the lane memories each), the transfers alone
 (:func:`zeroskip.core.timing.load_cycles` summed over the ``LOAD``) and their
@@ -22,6 +24,7 @@ import scipy.sparse as sp
 
 from zeroskip import AcceleratorConfig
 from zeroskip.core import timing
+from zeroskip.core.extmem import ext_preset
 from zeroskip.core.isa import Opcode
 from zeroskip.firmware.asm import decode
 from zeroskip.firmware.compiler import compile_spmv
@@ -50,9 +53,12 @@ def main(argv=None):
           f"{args.latency}")
     print(f"{'words/cycle':>11} {'runs':>5} {'tiles':>5} {'streamed':>9} {'compute':>8} "
           f"{'transfers':>9} {'serial':>8}")
-    for per_cycle in (1, 2, 4, 8):
-        config = base.replace(ext_words=1 << 23, ext_latency=args.latency,
-                              ext_words_per_cycle=per_cycle)
+    rates = [(str(n), dict(ext_words=1 << 23, ext_latency=args.latency,
+                           ext_words_per_cycle=n)) for n in (1, 2, 4, 8)]
+    preset = ext_preset("ulx3s-sdram")
+    rates.append((f"{preset.ext_words_per_cycle}/{preset.ext_rate_cycles}", preset.fields()))
+    for per_cycle, changes in rates:
+        config = base.replace(**changes)
         program = compile_spmv(a, config, stream=True)
         result = run_model(program, x)
         if not np.array_equal(result.y_raw, a @ x):

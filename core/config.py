@@ -16,7 +16,7 @@ from zeroskip.core import formatspec
 from zeroskip.core.errors import ConfigError
 
 __all__ = ["AcceleratorConfig", "ConfigError", "PRODUCTS_PER_LANE", "EXT_WORDS_RANGE",
-           "EXT_LATENCY_MAX", "EXT_WORDS_PER_CYCLE", "check_generated"]
+           "EXT_LATENCY_MAX", "EXT_WORDS_PER_CYCLE", "EXT_RATE_CYCLES_MAX", "check_generated"]
 
 #: The values ``products_per_lane`` takes.
 PRODUCTS_PER_LANE = (1, 2, 4, 8)
@@ -28,6 +28,10 @@ EXT_WORDS_RANGE = (1024, 1 << 26)
 EXT_LATENCY_MAX = 1024
 #: The values ``ext_words_per_cycle`` takes.
 EXT_WORDS_PER_CYCLE = (1, 2, 4, 8)
+#: The largest ``ext_rate_cycles``.
+EXT_RATE_CYCLES_MAX = 64
+#: The external-memory fields, left out of :meth:`AcceleratorConfig.to_dict` at their defaults.
+_EXT_FIELDS = ("ext_words", "ext_latency", "ext_words_per_cycle", "ext_rate_cycles")
 
 
 def _is_pow2(value):
@@ -132,12 +136,19 @@ class AcceleratorConfig:
         Cycles from a ``LOAD``'s request to its first word, 0 to 1024 (only
         with an external memory).
     ext_words_per_cycle : int
-        Words the external-memory port delivers per cycle once it streams,
-        1, 2, 4 or 8 (only with an external memory).
+        Words the external-memory port delivers every ``ext_rate_cycles``
+        cycles once it streams, 1, 2, 4 or 8 (only with an external memory).
+    ext_rate_cycles : int
+        Cycles the port takes for those ``ext_words_per_cycle`` words, 1 to
+        64 (only with an external memory): the port's rate is
+        ``ext_words_per_cycle / ext_rate_cycles`` words per cycle, so a memory
+        slower than one word per cycle has a rate too (a 16-bit SDRAM at the
+        accelerator's clock, 8 words per 17 cycles: :mod:`zeroskip.core.extmem`).
 
-    ``ext_words``, ``ext_latency`` and ``ext_words_per_cycle`` are left out of
-    :meth:`to_dict` at their defaults, so configurations without an external
-    memory keep their fingerprint.
+    ``ext_words``, ``ext_latency``, ``ext_words_per_cycle`` and
+    ``ext_rate_cycles`` are left out of :meth:`to_dict` at their defaults, so
+    configurations without an external memory (or with one at the rate of
+    one word per cycle or more) keep their fingerprint.
 
     Raises
     ------
@@ -161,6 +172,7 @@ class AcceleratorConfig:
     ext_words: int = 0
     ext_latency: int = 16
     ext_words_per_cycle: int = 1
+    ext_rate_cycles: int = 1
 
     def __post_init__(self):
         def check_int(name, low, high, *, pow2=False):
@@ -236,9 +248,10 @@ class AcceleratorConfig:
                 self.ext_words_per_cycle not in EXT_WORDS_PER_CYCLE:
             raise _invalid("ext_words_per_cycle",
                            f"must be 1, 2, 4 or 8, not {self.ext_words_per_cycle!r}")
+        check_int("ext_rate_cycles", 1, EXT_RATE_CYCLES_MAX)
         if self.ext_words == 0:
             defaults = {field.name: field.default for field in dataclasses.fields(self)}
-            for name in ("ext_latency", "ext_words_per_cycle"):
+            for name in _EXT_FIELDS[1:]:
                 if getattr(self, name) != defaults[name]:
                     raise _invalid(name, f"needs an external memory (ext_words > 0), "
                                          f"not {getattr(self, name)!r}")
@@ -348,7 +361,7 @@ class AcceleratorConfig:
         if self.move:
             del data["move"]                 # likewise
         defaults = {field.name: field.default for field in dataclasses.fields(self)}
-        for name in ("ext_words", "ext_latency", "ext_words_per_cycle"):
+        for name in _EXT_FIELDS:
             if data[name] == defaults[name]:
                 del data[name]               # likewise
         return data

@@ -32,8 +32,10 @@ the next; a lane whose partial sum is not taken stalls (one
 the run's cycle count: an instruction issued at ``t`` starts after the
 ``t`` cycles charged before it. The DMA engine transfers the loads one after
 another in issue order; load ``k`` of ``count`` words per lane takes
-:func:`load_cycles` (``ext_latency + ceil(pes * count / ext_words_per_cycle)``,
-0 for ``count = 0``) and finishes at ``F[k]``. A ``LOAD`` issued at ``t``
+:func:`load_cycles` (``ext_latency + ceil(pes * count * ext_rate_cycles /
+ext_words_per_cycle)``, 0 for ``count = 0``: the port delivers
+``ext_words_per_cycle`` words every ``ext_rate_cycles`` cycles) and finishes
+at ``F[k]``. A ``LOAD`` issued at ``t``
 first waits ``max(0, F[k - LOAD_QUEUE] - t)`` cycles (the engine holds
 :data:`LOAD_QUEUE` loads), then costs :data:`LOAD_OVERHEAD`; its transfer
 starts at ``max(t + wait + LOAD_OVERHEAD, F[k - 1])``. ``SYNC`` and ``HALT``
@@ -141,12 +143,13 @@ def move_cycles(count, pes):
 
 def load_cycles(count, config):
     """Cycles of the transfer of a ``LOAD`` of ``count`` words per lane on the
-    external memory of ``config``: ``ext_latency + ceil(pes * count /
-    ext_words_per_cycle)``, or 0 for ``count = 0`` (no request)."""
+    external memory of ``config``: ``ext_latency + ceil(pes * count *
+    ext_rate_cycles / ext_words_per_cycle)``, or 0 for ``count = 0`` (no request)."""
     words = int(config.pes) * int(count)
     if not words:
         return 0
-    return int(config.ext_latency) + -(-words // int(config.ext_words_per_cycle))
+    return int(config.ext_latency) + \
+        -(-words * int(config.ext_rate_cycles) // int(config.ext_words_per_cycle))
 
 
 class LoadEngine:

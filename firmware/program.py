@@ -417,7 +417,7 @@ class Program:
         """``(operands, images, loads)`` of every ``SPMV`` before the first ``HALT``:
         the tile as its lane images are then (the ``LOAD`` before it applied from
         :attr:`ext`) and how many ``LOAD`` came before it."""
-        found, current, loads = [], tile, 0
+        found, current, loads = [], self.held_before(tile), 0
         for word in tile.code:
             opcode, args = decode(int(word))
             if opcode is Opcode.LOAD and self.config.ext_words:
@@ -528,6 +528,7 @@ class Program:
         buffer = None if x is None else self.x_buffer(tile, x)
         run = RunCycles(config)
         streams = {}
+        tile = self.held_before(tile)
         for word in tile.code:
             opcode, args = decode(int(word))
             if opcode is Opcode.REDUCE and config.reduce:
@@ -587,6 +588,47 @@ class Program:
             run.spmv([stream.banks(args["x_base"], config.x_banks) for stream in lanes],
                      args=args)
         return run.cycles
+
+    def held_before(self, tile):
+        """``tile`` with the lane images its run starts from.
+
+        The lane memories keep their words from one tile to the next, and the
+        host writes no image of a streamed tile (its images empty, :attr:`ext`
+        given), so such a tile starts from what the ``LOAD`` of the tiles
+        before it in this program left (its own loads may then skip blocks
+        a half holds already, :mod:`~zeroskip.firmware.compiler.stream`). Any
+        other tile, or one not of this program, starts from its own images.
+        """
+        if self.ext is None or not self.config.ext_words:
+            return tile
+        index = next((i for i, other in enumerate(self.tiles) if other is tile), None)
+        if not index or any(len(image) for image in list(tile.ptr) + list(tile.nz)):
+            return tile
+        held = self._held_after(index - 1)
+        return dataclasses.replace(tile, **{name: getattr(held, name)
+                                            for name in ("ptr", "nz", "meta", "bias")})
+
+    def _held_after(self, index):
+        """The tile ``index`` with the lane images its ``LOAD`` (after the tiles
+        before it, :meth:`held_before`) leave, cached per program."""
+        cache = self.__dict__.setdefault("_held", [])
+        while len(cache) <= index:
+            tile = self.tiles[len(cache)]
+            if cache and not any(len(image) for image in list(tile.ptr) + list(tile.nz)):
+                tile = dataclasses.replace(tile, **{name: getattr(cache[-1], name)
+                                                    for name in ("ptr", "nz", "meta", "bias")})
+            for word in tile.code:
+                opcode, args = decode(int(word))
+                if opcode is Opcode.HALT or opcode is None:
+                    break
+                if opcode is Opcode.LOAD:
+                    try:
+                        check_load(args, self.config)
+                    except DescriptorFault:
+                        break
+                    tile = self._after_load(tile, args)
+            cache.append(tile)
+        return cache[index]
 
     def _after_load(self, tile, args):
         """A copy of ``tile`` whose lane images hold what the ``LOAD`` with ``args``

@@ -23,7 +23,8 @@ __all__ = ["PROG", "Mismatch", "CONFIG_OPTIONS", "CONFIG_DESTS", "SIMULATOR_TOOL
            "lazy_import", "add_config_options", "config_overrides", "config_from_args",
            "describe_config", "pes", "tiles", "seconds", "print_text", "prepare_output",
            "atomic_write", "write_json", "check_board_options", "make_accelerator",
-           "tty_progress", "find_tool", "print_error"]
+           "tty_progress", "find_tool", "print_error", "EXT_OPTIONS", "add_ext_options",
+           "check_stream_option"]
 
 PROG = "zeroskip"
 
@@ -43,8 +44,19 @@ CONFIG_OPTIONS = (
     ("products_per_lane", "products each lane issues per cycle, on k inputs of a batch: "
                           "1, 2, 4 or 8 (above 1 the ISA model only, a projection)"),
 )
+#: The external memory's options (the ISA model only): (field, help).
+EXT_OPTIONS = (
+    ("ext_words", "32-bit words of the external memory LOAD copies lane images from: 0 "
+                  "(none) or a power of two from 1024 to 2^26"),
+    ("ext_latency", "cycles from a LOAD's request to its first word, 0 to 1024"),
+    ("ext_words_per_cycle", "words the external memory delivers every --ext-rate-cycles "
+                            "cycles: 1, 2, 4 or 8"),
+    ("ext_rate_cycles", "cycles the external memory takes for --ext-words-per-cycle words, "
+                        "1 to 64 (the rate is their ratio)"),
+)
 #: The destinations of every configuration option (--config aside).
-CONFIG_DESTS = tuple(name for name, _ in CONFIG_OPTIONS) + ("formats", "reduce", "move")
+CONFIG_DESTS = tuple(name for name, _ in CONFIG_OPTIONS + EXT_OPTIONS) + \
+    ("formats", "reduce", "move")
 
 #: The program each cocotb backend runs.
 SIMULATOR_TOOLS = {"icarus": "iverilog", "verilator": "verilator"}
@@ -77,7 +89,28 @@ def add_config_options(parser):
     group.add_argument("--move", action=argparse.BooleanOptionalAction, default=None,
                        help="generate the move engine (MOVE), so that a network's layers "
                             "chain on chip (default on)")
+    add_ext_options(group)
 
+
+def add_ext_options(group):
+    """Add the external memory's options (:data:`EXT_OPTIONS`, ``--ext-memory``) to ``group``."""
+    from zeroskip.core.extmem import EXT_PRESETS
+    defaults = {field.name: field.default for field in dataclasses.fields(AcceleratorConfig)}
+    group.add_argument("--ext-memory", metavar="PRESET",
+                       help=f"a named external memory, an estimate of a board's SDRAM "
+                            f"(zeroskip.core.extmem): {', '.join(EXT_PRESETS)}; the --ext-* "
+                            f"options given override it")
+    for name, text in EXT_OPTIONS:
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=int, metavar="N",
+                           help=f"{text} (default {defaults[name]}; the ISA model only)")
+
+
+def check_stream_option(args, config):
+    """Refuse ``--stream`` without an external memory (an :class:`InputError`)."""
+    if getattr(args, "stream", False) and not config.ext_words:
+        from zeroskip.core.extmem import EXT_PRESETS
+        raise InputError(f"--stream needs an external memory: --ext-memory "
+                         f"{next(iter(EXT_PRESETS))} or --ext-words N")
 
 def _format_list(text):
     names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
@@ -85,9 +118,26 @@ def _format_list(text):
 
 
 def config_overrides(args):
-    """The configuration options given on the command line, ``{field: value}``."""
-    return {name: getattr(args, name) for name in CONFIG_DESTS
-            if getattr(args, name, None) is not None}
+    """The configuration options given on the command line, ``{field: value}``:
+    ``--ext-memory``'s fields, then every option given (the ``--ext-*`` options
+    override the preset's).
+
+    Raises
+    ------
+    InputError
+        ``"--ext-memory NAME: unknown external memory 'NAME'; known: ..."``.
+    """
+    overrides = {}
+    preset = getattr(args, "ext_memory", None)
+    if preset is not None:
+        from zeroskip.core.extmem import ext_preset
+        try:
+            overrides.update(ext_preset(preset).fields())
+        except ConfigError as error:
+            raise InputError(f"--ext-memory {preset}: {error}") from None
+    overrides.update({name: getattr(args, name) for name in CONFIG_DESTS
+                      if getattr(args, name, None) is not None})
+    return overrides
 
 
 def config_from_args(args, *, base=None):

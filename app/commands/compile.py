@@ -5,6 +5,7 @@ from pathlib import Path
 from zeroskip.app.commands.common import (
     add_config_options,
     atomic_write,
+    check_stream_option,
     config_from_args,
     pes,
     prepare_output,
@@ -56,6 +57,10 @@ def add_parser(command):
     sub.add_argument("-o", "--output", metavar="PROGRAM.npz", type=Path,
                      help="program file to write (default build/<matrix name>.program.npz)")
     add_saturate_option(sub)
+    sub.add_argument("--stream", action="store_true",
+                     help="stream the tiles from the external memory (--ext-memory or "
+                          "--ext-words): every tile's lane images in one external-memory "
+                          "image, loaded by LOAD and double-buffered (the ISA model only)")
     sub.add_argument("--listing", action="store_true", help="also print the program's listing")
     sub.add_argument("--json", metavar="OUT", type=Path,
                      help="also write the plan as JSON: kernel, format, predicted and dense-mode "
@@ -68,6 +73,7 @@ def add_parser(command):
 
 def cmd_compile(args):
     config = config_from_args(args)
+    check_stream_option(args, config)
     check_kernel_options(args)
     output = Path(args.output) if args.output else \
         Path("build") / f"{Path(args.matrix).stem}.program.npz"

@@ -88,7 +88,7 @@ def compile_matrix(accelerator, args, matrix, x, name, source):
     return accelerator.compile(matrix, x, kernel=args.kernel, fmt=args.format,
                                nm=_nm_option(args), prune_nm=args.prune_nm,
                                split_rows=args.split_rows, saturate=args.saturate, name=name,
-                               source=source)
+                               source=source, stream=getattr(args, "stream", False))
 
 
 # Operands -----------------------------------------------------------------------------------------

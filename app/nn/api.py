@@ -66,7 +66,8 @@ def compile_network(accelerator, network, calibration, *, prune=None, nm=None, b
 
 
 def prune_quantize_compile(network, config, calibration, *, inputs=None, prune=None, nm=None,
-                           batch=16, act_frac_bits=None, weight_frac_bits=None, fmt="auto"):
+                           batch=16, act_frac_bits=None, weight_frac_bits=None, fmt="auto",
+                           stream=False):
     """Prune (optional), quantize and compile ``network`` for ``config``: the one chain.
 
     ``calibration`` (checked float inputs) sets the activation scales;
@@ -74,7 +75,8 @@ def prune_quantize_compile(network, config, calibration, *, inputs=None, prune=N
     drive the cost model, a batch of ``min(batch, len(inputs))``. Returns
     ``(network, compiled, x_int)``: the pruned float network, the
     :class:`~zeroskip.app.nn.compile.CompiledNetwork` (``compiled.quantized`` is
-    the quantized network) and the quantized ``inputs``.
+    the quantized network) and the quantized ``inputs``. ``stream`` as for
+    :func:`~zeroskip.app.nn.compile.compile_network`.
     """
     if prune is not None or nm is not None:
         network, _ = prune_network(network, sparsity=prune, nm=nm)
@@ -83,7 +85,8 @@ def prune_quantize_compile(network, config, calibration, *, inputs=None, prune=N
                          weight_frac_bits=weight_frac_bits)
     inputs = calibration if inputs is None else inputs
     x_int = q.quantize_inputs(inputs)
-    compiled = _compile(q, config, x_int, batch=min(batch, len(inputs)), fmt=fmt)
+    compiled = _compile(q, config, x_int, batch=min(batch, len(inputs)), fmt=fmt,
+                        stream=stream)
     return network, compiled, x_int
 
 

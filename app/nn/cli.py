@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroskip.app.commands.common import check_board_options, write_json
+from zeroskip.app.commands.common import (
+    EXT_OPTIONS,
+    add_ext_options,
+    check_board_options,
+    write_json,
+)
 from zeroskip.boards.protocol import DEFAULT_BAUDRATE
 from zeroskip.core.errors import InputError
 from zeroskip.sim.backends import ALL_BACKENDS
@@ -105,6 +110,13 @@ def add_commands(commands, formatter):
                      help="with --chained: load the program (code, weights, biases) once and "
                           "keep it on chip; each batch writes its inputs and reads its outputs "
                           "only (--backend board always runs so)")
+    sub.add_argument("--stream", action="store_true",
+                     help="stream every layer's tiles from the external memory (--ext-memory "
+                          "or --ext-words; the ISA model only): the lane images are written "
+                          "to it once, the cycles include the loads not hidden by compute")
+    add_ext_options(sub.add_argument_group(
+        "external memory", "the board memory --stream loads lane images from (the ISA "
+                           "model only)"))
     sub.add_argument("--limit", type=int, metavar="N", help="run only the first N inputs")
     sub.add_argument("--no-baseline", action="store_true",
                      help="skip the CPU peers (scipy.sparse, onnxruntime)")
@@ -207,6 +219,16 @@ def _print_data_movement(acc):
         print(f"  resident: one load of {sum(resident['load_words'].values()):,} words "
               f"({load}), then {sum(resident['words_per_batch'].values()):,} words per batch "
               f"({batch}) x {resident['batches']} batches")
+    stream = moved.get("stream")
+    if stream:
+        load = sum(stream["load_words"].values())
+        batches = ", ".join(f"{kind} {n:,}" for kind, n in stream["batch_words"].items())
+        ext = acc.get("external_memory") or {}
+        print(f"  streamed: one load of {load:,} words into the external memory "
+              f"({ext.get('preset') or 'custom'}: {ext.get('ext_words_per_cycle')} words per "
+              f"{ext.get('ext_rate_cycles')} cycles, latency {ext.get('ext_latency')}), then "
+              f"{sum(stream['batch_words'].values()):,} words over the "
+              f"{stream['batches']} batches ({batches})")
     for link, facts in moved["links"].items():
         mark = " (this backend's link)" if link == moved["link"] else ""
         print(f"  {link}{mark}: compute {1e6 * acc['seconds_per_inference']:.2f} us + "
@@ -251,22 +273,39 @@ def cmd_infer(args):
         if args.json.is_dir():
             raise InputError(f"--json {args.json}: is a directory")
         args.json.parent.mkdir(parents=True, exist_ok=True)
-    config = None
-    if args.products_per_lane is not None:
-        from zeroskip.app.commands.common import config_from_args
-        from zeroskip.app.nn.infer import network_config
-        config = config_from_args(args, base=network_config(
-            args.board, value_width=args.value_width, nm=args.nm))
+    config = _config(args)
     result = evaluate(network, x, labels=labels, prune=prune, nm=args.nm,
                       value_width=args.value_width, backend=args.backend, board=args.board,
                       config=config, batch=args.batch, baseline=not args.no_baseline,
                       act_frac_bits=args.act_frac_bits, chained=args.chained,
-                      resident=args.resident, port=args.port, baudrate=args.baudrate)
+                      resident=args.resident, port=args.port, baudrate=args.baudrate,
+                      stream=args.stream)
     print_summary(result)
     if args.json is not None:
         write_json(args.json, result, indent=1)
         print(f"wrote {args.json}")
     return 0 if result["bit_exact_vs_quantized_reference"] else 1
+
+
+def _config(args):
+    """``None`` (the board's network configuration), or it with the configuration
+    options given (``--products-per-lane``, the external memory's)."""
+    from zeroskip.app.commands.common import check_stream_option, config_from_args
+    from zeroskip.app.nn.infer import network_config
+    names = ("products_per_lane", "ext_memory") + tuple(name for name, _ in EXT_OPTIONS)
+    config = None
+    if any(getattr(args, name) is not None for name in names):
+        config = config_from_args(args, base=network_config(
+            args.board, value_width=args.value_width, nm=args.nm))
+    check_stream_option(args, config or network_config(args.board,
+                                                       value_width=args.value_width))
+    if args.stream and args.chained:
+        raise InputError("--stream and --chained exclude each other: a streamed network runs "
+                         "layer by layer (a streamed program holds no MOVE)")
+    if args.stream and args.backend != "model":
+        raise InputError(f"--stream runs on --backend model only, not {args.backend}: the "
+                         f"generated hardware has no external-memory port yet")
+    return config
 
 
 def cmd_report(args):

@@ -107,6 +107,14 @@ class CompiledNetwork:
     config: AcceleratorConfig
     batch: int
     layers: list
+    #: With ``stream``: the external memory's one image, every layer's lane images
+    #: side by side (each program's ``LOAD`` reads its own place in it).
+    ext: np.ndarray = None
+
+    @property
+    def stream(self):
+        """Whether the layers stream their tiles from the external memory."""
+        return self.ext is not None
 
     def programs(self):
         return [program for layer in self.layers for _, program in layer.groups]
@@ -116,7 +124,7 @@ class CompiledNetwork:
 
 
 def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
-                    split_rows="auto", dense_baseline=True):
+                    split_rows="auto", dense_baseline=True, stream=False):
     """Compile every layer of ``quantized`` for ``config``.
 
     Parameters
@@ -133,6 +141,14 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
         As for :func:`~zeroskip.firmware.compiler.compile_kernel`.
     dense_baseline : bool
         Also predict the cycles of dense mode per layer.
+    stream : bool
+        Stream every layer's tiles from the external memory of ``config``
+        (``compile_kernel(..., stream=True)``, double-buffered): all the
+        layers' lane images share one external-memory image
+        (:attr:`CompiledNetwork.ext`,
+        :func:`~zeroskip.firmware.compiler.stream.share_external_memory`),
+        which the host writes once for the whole run; each batch then moves
+        code, activations and results only.
 
     Returns
     -------
@@ -162,7 +178,7 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
             bias = None if layer.bias is None else layer.bias[rows]
             kwargs = epilogue_settings(layer, shift)
             program = compile_group(layer, shift, rows, config, weight=layer.weight[rows],
-                                    x=x.T, fmt=fmt, split_rows=split_rows)
+                                    x=x.T, fmt=fmt, split_rows=split_rows, stream=stream)
             groups.append((rows, program))
             if dense_baseline:
                 dense.append(dense_mode_cycles(len(rows), layer.shape[1], config, batch=batch,
@@ -171,7 +187,20 @@ def compile_network(quantized, config, sample_int, *, batch=None, fmt="auto",
                                     nnz=int(layer.weight.nnz), groups=groups,
                                     dense_cycles=dense, dense_batch=batch))
         x = quantized.layer_reference(index, x)
-    return CompiledNetwork(quantized=quantized, config=config, batch=batch, layers=layers)
+    compiled = CompiledNetwork(quantized=quantized, config=config, batch=batch, layers=layers)
+    return _share_external_memory(compiled) if stream else compiled
+
+
+def _share_external_memory(compiled):
+    """``compiled`` (streamed) with every program's images at their place in one image."""
+    from zeroskip.firmware.compiler.stream import share_external_memory
+    programs, ext = share_external_memory(compiled.programs(), compiled.config,
+                                          name="the network")
+    programs = iter(programs)
+    for layer in compiled.layers:
+        layer.groups = [(rows, next(programs)) for rows, _ in layer.groups]
+    compiled.ext = ext
+    return compiled
 
 
 def epilogue_settings(layer, shift):
@@ -182,7 +211,7 @@ def epilogue_settings(layer, shift):
                 clamp=layer.clamp if layer.clamp is not None else None)
 
 
-def compile_group(layer, shift, rows, config, *, weight, x, fmt, split_rows):
+def compile_group(layer, shift, rows, config, *, weight, x, fmt, split_rows, stream=False):
     """The program of ``layer``'s rows ``rows`` (its shift group ``shift``): ``weight``
     (those rows, their columns as the program reads them) times the operand ``x``
     (a sample, or ``None`` for a vector with every activation nonzero)."""
@@ -190,7 +219,8 @@ def compile_group(layer, shift, rows, config, *, weight, x, fmt, split_rows):
         weight, config, x=x, fmt=fmt, bias=None if layer.bias is None else layer.bias[rows],
         a_frac_bits=int(layer.w_frac[rows].max()), x_frac_bits=layer.x_frac,
         name=f"{layer.name}[shift {shift}]" if layer.epilogue else layer.name,
-        dense_baseline=False, split_rows=split_rows, **epilogue_settings(layer, shift))
+        dense_baseline=False, split_rows=split_rows, stream=stream,
+        **epilogue_settings(layer, shift))
 
 
 def dense_mode_cycles(rows, cols, config, *, batch=1, bias=False, cache=None, **epilogue):
@@ -314,17 +344,23 @@ def _add(total, counters):
     total["pe_busy"] = [a + int(b) for a, b in zip(total["pe_busy"], counters["pe_busy"])]
 
 
-def _run_model(program, x):
+def _run_model(program, x, machine=None):
     from zeroskip.sim.backends import run_model
     try:
-        return run_model(program, x)
+        return run_model(program, x, machine=machine)
     except DeviceError as error:
         raise DeviceError(f"{program.name}: {error}", code=error.code, pc=error.pc,
                           tile=error.tile, result=error.result) from None
 
 
-def _run_jobs(layer, chunks, backend, build_dir):
-    """Results ``[chunk][group]`` of one layer."""
+def _run_jobs(layer, chunks, backend, build_dir, machine=None):
+    """Results ``[chunk][group]`` of one layer (on ``machine``, a streamed network's
+    model whose external memory holds the network's image already, if given)."""
+    if machine is not None:
+        # The image is written once for the run: no program writes it again.
+        programs = [dataclasses.replace(program, ext=None) for _, program in layer.groups]
+        return [[_run_model(program, chunk.T, machine) for program in programs]
+                for chunk in chunks]
     if backend == "model":
         return [[_run_model(program, chunk.T) for _, program in layer.groups]
                 for chunk in chunks]
@@ -369,6 +405,11 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
         them only where they provably stay zero, so the host fills in zeros
         (:func:`zero_stays_zero`); ``True`` at every layer; ``False`` never.
 
+    A streamed network (``compiled.stream``) runs layer by layer on the ISA
+    model only: one model for the whole run, its external memory written once
+    with :attr:`CompiledNetwork.ext`, then every program on it without
+    writing the image again.
+
     Returns
     -------
     NetworkRun
@@ -376,7 +417,8 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     Raises
     ------
     InputError
-        On inputs of the wrong shape.
+        On inputs of the wrong shape; a streamed network chained or on
+        another backend.
     DeviceError
         When the accelerator reports an error.
     """
@@ -388,10 +430,14 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
     if resident and not chained and backend != "board":
         raise InputError("resident=True needs chained=True: only a chained network is one "
                          "program that stays on chip")
+    if compiled.stream and (chained or board is not None):
+        raise InputError("a streamed network runs layer by layer: a chained program moves "
+                         "its layers with MOVE, which a streamed program holds none of")
     if chained or board is not None:
         return _run_chained(compiled, x, backend=backend, build_dir=build_dir,
                             progress=progress, skip_empty=skip_empty,
                             resident=resident or board is not None, board=board)
+    machine = _streaming_machine(compiled, backend)
     droppable = drop_plan(compiled.quantized, skip_empty)
     images, batch = len(x), compiled.batch
     outputs, counters, sent_counts, padded_counts = [], [], [], []
@@ -402,7 +448,7 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
         xs = np.zeros((padded, x.shape[1]), dtype=np.int64)
         xs[:count] = x[live]
         chunks = [xs[i:i + batch] for i in range(0, padded, batch)]
-        results = _run_jobs(layer, chunks, backend, build_dir) if chunks else []
+        results = _run_jobs(layer, chunks, backend, build_dir, machine) if chunks else []
         y = np.zeros((padded, layer.shape[0]), dtype=np.int64)
         total = _empty_counters(compiled.config)
         for c, per_group in enumerate(results):
@@ -428,6 +474,24 @@ def run_network(compiled, x_int, *, backend="model", build_dir="build", progress
                       padded=padded_counts[0] if padded_counts else 0, backend=backend,
                       sent=sent_counts, padded_per_layer=padded_counts,
                       dropped=[images - count for count in sent_counts], droppable=droppable)
+
+
+def _streaming_machine(compiled, backend):
+    """``None``, or for a streamed network the ISA model it runs on, its external
+    memory written once with the network's image (:attr:`CompiledNetwork.ext`)."""
+    if not compiled.stream:
+        return None
+    if backend != "model":
+        raise InputError(f"a streamed network runs on the ISA model only (the generated "
+                         f"hardware has no external-memory port yet), not on {backend!r}")
+    import asyncio
+
+    from zeroskip.firmware.model import Machine
+    from zeroskip.sim.buses import ModelBus
+    from zeroskip.sim.driver import Driver
+    machine = Machine(compiled.config)
+    asyncio.run(Driver(ModelBus(machine), machine.config).write_ext(0, compiled.ext))
+    return machine
 
 
 def _board_options(backend, port, baudrate):

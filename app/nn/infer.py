@@ -15,6 +15,7 @@ from zeroskip.app.nn.compile import check_skip_empty, run_network
 from zeroskip.boards.targets import DEFAULT_BOARD  # the board times assume (re-exported)
 from zeroskip.core import formatspec
 from zeroskip.core.errors import InputError
+from zeroskip.core.extmem import describe_ext
 
 __all__ = ["DEFAULT_BOARD", "JSON_FIELDS", "board_facts", "network_config", "evaluate",
            "check_labels"]
@@ -192,11 +193,16 @@ def _add_transfer_energy(parts, moved, images):
 
 def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cycles, moved,
                        images, batch, backend, chained=False, resident=False,
-                       baudrate=None):
+                       baudrate=None, stream=False):
     """The ``accelerator`` block: the clock and its source, compute and end-to-end times."""
     clock_hz = clock.hz
     compute = per_inf / clock_hz
-    if resident:
+    if stream:
+        rule = (f"the lane images of every layer are written to the external memory once "
+                f"for the run; every batch of {batch} inputs then loads each tile's code, "
+                f"writes its inputs and reads its outputs, so a per-inference figure is the "
+                f"words of the whole run (the one load included) / the {images} inputs")
+    elif resident:
         rule = (f"code and weights are loaded once and stay on chip; every batch of {batch} "
                 f"inputs writes its inputs, starts, polls and reads its outputs and counters, "
                 f"so a per-inference figure is the words of the whole run (the one load "
@@ -216,6 +222,7 @@ def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cyc
         "pes": config.pes, "products_per_lane": config.products_per_lane,
         "macs_per_cycle": config.macs_per_cycle, "projection": projection(config),
         "formats": list(config.formats),
+        "external_memory": describe_ext(config),
         "config_fingerprint": config.fingerprint,
         "seconds_per_inference": compute,
         "end_to_end_seconds_per_inference": movement["end_to_end_seconds_per_inference"],
@@ -231,7 +238,8 @@ def _accelerator_facts(info, config, clock, *, per_inf, dense_per_inf, batch_cyc
 def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8,
              backend="model", board=DEFAULT_BOARD, config=None, batch=16, calibrate=1000,
              baseline=True, build_dir="build", act_frac_bits=None, weight_frac_bits=None,
-             skip_empty="auto", chained=False, resident=False, port=None, baudrate=None):
+             skip_empty="auto", chained=False, resident=False, port=None, baudrate=None,
+             stream=False):
     """Prune, quantize, compile and run ``network`` on ``inputs``; compare and report.
 
     Parameters
@@ -277,6 +285,12 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
         network on the board, chained and resident. Its bitstream must be of
         this configuration (its identity and fingerprint are checked before
         anything is loaded).
+    stream : bool
+        Stream every layer's tiles from the external memory of ``config``
+        (:func:`~zeroskip.app.nn.compile.compile_network`; the ISA model
+        only): the cycles include the loads not hidden behind compute, the
+        lane images are written once for the run
+        (``accelerator.data_movement.stream``).
 
     Returns
     -------
@@ -286,9 +300,11 @@ def evaluate(network, inputs, *, labels=None, prune=None, nm=None, value_width=8
     info, _ = board_facts(board)
     config = network_config(board, value_width=value_width, nm=nm, base=config)
     clock = _clock(info, config)
+    if stream and not config.ext_words:
+        raise InputError("stream=True needs an external memory (ext_words > 0)")
     pruned, compiled, x_int = prune_quantize_compile(
         network, config, x[:calibrate], inputs=x, prune=prune, nm=nm, batch=batch,
-        act_frac_bits=act_frac_bits, weight_frac_bits=weight_frac_bits)
+        act_frac_bits=act_frac_bits, weight_frac_bits=weight_frac_bits, stream=stream)
     notes = [] if prune is None and nm is None else [PRUNING_NOTE]
     run = run_network(compiled, x_int, backend=backend, build_dir=build_dir,
                       skip_empty=skip_empty, chained=chained, resident=resident, port=port,
@@ -365,9 +381,11 @@ def _cost_fields(compiled, run, info, clock, backend, *, baudrate=None):
                                      batch_cycles=per_inf * compiled.batch, moved=moved,
                                      images=run.images, batch=compiled.batch, backend=backend,
                                      chained=run.chained is not None, resident=run.resident,
-                                     baudrate=baudrate)
+                                     baudrate=baudrate, stream=compiled.stream)
     if run.resident:
         accelerator["data_movement"]["resident"] = _resident_words(compiled, run)
+    if compiled.stream:
+        accelerator["data_movement"]["stream"] = _streamed_words(compiled, run)
     return {
         "layers": layers,
         "cycles": int(cycles),
@@ -382,6 +400,15 @@ def _cost_fields(compiled, run, info, clock, backend, *, baudrate=None):
         "energy_model": ENERGY_MODEL,
         "accelerator": accelerator,
     }
+
+
+def _streamed_words(compiled, run):
+    """The words of a streamed run's one external-memory load and of its batches, per
+    kind (:func:`zeroskip.app.transfers.count_streamed`)."""
+    load, batches = transfer_model.count_streamed(compiled, run)
+    return {"batches": run.padded // compiled.batch, "ext_words": int(len(compiled.ext)),
+            "load_words": {kind: load.words(kind) for kind in load.kinds()},
+            "batch_words": {kind: batches.words(kind) for kind in batches.kinds()}}
 
 
 def _resident_words(compiled, run):

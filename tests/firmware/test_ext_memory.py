@@ -11,6 +11,7 @@ from zeroskip.core import timing
 from zeroskip.core.arith import epilogue, sign_extend
 from zeroskip.core.config import AcceleratorConfig, ConfigError, check_generated
 from zeroskip.core.errors import CompileError, DeviceError
+from zeroskip.core.extmem import EXT_PRESETS, ext_preset
 from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
@@ -65,11 +66,41 @@ def test_defaults_keep_the_json_and_fingerprint():
     (dict(ext_latency=3), "ext_latency needs an external memory (ext_words > 0), not 3"),
     (dict(ext_words_per_cycle=2),
      "ext_words_per_cycle needs an external memory (ext_words > 0), not 2"),
+    (dict(ext_words=1024, ext_rate_cycles=0), "ext_rate_cycles must be between 1 and 64, not 0"),
+    (dict(ext_words=1024, ext_rate_cycles=65),
+     "ext_rate_cycles must be between 1 and 64, not 65"),
+    (dict(ext_words=1024, ext_rate_cycles=2.5), "ext_rate_cycles must be an integer, not 2.5"),
+    (dict(ext_rate_cycles=2),
+     "ext_rate_cycles needs an external memory (ext_words > 0), not 2"),
 ])
 def test_config_messages(changes, message):
     with pytest.raises(ConfigError) as info:
         AcceleratorConfig(**changes)
     assert str(info.value) == message
+
+
+def test_a_rate_below_one_word_per_cycle_keeps_the_other_fingerprints():
+    assert "ext_rate_cycles" not in EXT.to_dict()
+    slow = EXT.replace(ext_words_per_cycle=8, ext_rate_cycles=17)
+    assert slow.to_dict()["ext_rate_cycles"] == 17
+    assert AcceleratorConfig.from_dict(slow.to_dict()) == slow
+    assert slow.fingerprint != EXT.fingerprint
+    # ext_latency + ceil(pes * count * ext_rate_cycles / ext_words_per_cycle)
+    assert timing.load_cycles(5, slow) == 10 + -(-4 * 5 * 17 // 8) == 53
+    assert timing.load_cycles(5, EXT) == 10 + 10
+    assert timing.load_cycles(0, slow) == 0
+
+
+def test_the_ulx3s_preset_is_two_cycles_and_an_eighth_per_word():
+    preset = ext_preset("ulx3s-sdram")
+    assert preset is EXT_PRESETS["ulx3s-sdram"]
+    config = AcceleratorConfig().replace(**preset.fields())
+    assert (config.ext_words, config.ext_latency, config.ext_words_per_cycle,
+            config.ext_rate_cycles) == (1 << 23, 10, 8, 17)
+    assert preset.cycles_per_word == 2.125
+    with pytest.raises(ConfigError) as info:
+        ext_preset("ddr5")
+    assert str(info.value) == "unknown external memory 'ddr5'; known: ulx3s-sdram"
 
 
 def test_generated_hardware_refuses_an_external_memory():

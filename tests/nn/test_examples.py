@@ -56,6 +56,25 @@ def test_graph_challenge_categories_on_a_subset():
     assert any("csc" in layer["formats"] for layer in result["layers"])
 
 
+def test_graph_challenge_streamed_from_the_ulx3s_sdram_equals_the_on_chip_run():
+    from zeroskip.app.nn.infer import network_config
+    from zeroskip.core.extmem import ext_preset
+    network, images, _ = gc.load(DATA)
+    pick = np.r_[280:294, 294:296]
+    options = dict(value_width=16, act_frac_bits=8, batch=8, baseline=False)
+    on_chip = evaluate(network, images[pick], **options)
+    config = network_config(value_width=16).replace(**ext_preset("ulx3s-sdram").fields())
+    streamed = evaluate(network, images[pick], config=config, stream=True, **options)
+    assert streamed["bit_exact_vs_quantized_reference"]
+    assert streamed["outputs"] == on_chip["outputs"]
+    np.testing.assert_array_equal(pick[gc.categories(np.asarray(streamed["outputs"]))],
+                                  [286, 294])
+    # Every layer's four row blocks are one matrix: the image holds each block once.
+    stream = streamed["accelerator"]["data_movement"]["stream"]
+    assert stream["ext_words"] < sum(layer.weight.nnz for layer in network.layers) // 2
+    assert streamed["cycles_per_inference"] > on_chip["cycles_per_inference"]
+
+
 def test_graph_challenge_as_onnx_through_infer_gives_the_example_figures(tmp_path, capsys):
     """``zeroskip infer`` on the network exported as ONNX (MatMul, Add, Clip) and
     the example's path agree on every layer's cycles, dense mode and drops."""
