@@ -28,7 +28,7 @@ the next; a lane whose partial sum is not taken stalls (one
   load issued has finished (:meth:`LoadEngine.wait`),
 - every other instruction: :data:`INSN_OVERHEAD`.
 
-**The load rule** (the external memory, the ISA model only for now). Time is
+**The load rule** (the external memory; the RTL meets it on the Amaranth simulator). Time is
 the run's cycle count: an instruction issued at ``t`` starts after the
 ``t`` cycles charged before it. The DMA engine transfers the loads one after
 another in issue order; load ``k`` of ``count`` words per lane takes
@@ -36,7 +36,9 @@ another in issue order; load ``k`` of ``count`` words per lane takes
 0 for ``count = 0``) and finishes at ``F[k]``. A ``LOAD`` issued at ``t``
 first waits ``max(0, F[k - LOAD_QUEUE] - t)`` cycles (the engine holds
 :data:`LOAD_QUEUE` loads), then costs :data:`LOAD_OVERHEAD`; its transfer
-starts at ``max(t + wait + LOAD_OVERHEAD, F[k - 1])``. ``SYNC`` and ``HALT``
+starts at ``max(t + wait + LOAD_OVERHEAD, F[k - 1])``. A ``LOAD`` of no words
+costs :data:`LOAD_OVERHEAD` and is no load of the engine (it neither waits
+nor takes a place in the queue). ``SYNC`` and ``HALT``
 issued at ``t`` cost ``max(0, F[last] - t) + INSN_OVERHEAD``. So a load
 issued before an ``SPMV`` is hidden up to that ``SPMV``'s cycles; only what is
 left shows at the next ``SYNC``.
@@ -161,6 +163,8 @@ class LoadEngine:
         """A ``LOAD`` of ``count`` words per lane issued at cycle ``now``: the cycles
         it keeps the sequencer (its wait for a place in the queue, then
         :data:`LOAD_OVERHEAD`)."""
+        if not load_cycles(count, self.config):
+            return LOAD_OVERHEAD      # nothing to transfer: it neither waits nor queues
         wait = 0
         if len(self.finish) >= LOAD_QUEUE:
             wait = max(0, self.finish[-LOAD_QUEUE] - now)
