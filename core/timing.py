@@ -72,7 +72,10 @@ simulation of ``zeroskip.hdl.top``): a least-squares fit over random programs
 on three configurations leaves no residual; the ``REDUCE`` constants from
 random route lists on the top level (``tests/hdl/test_scatter.py``), the
 ``MOVE`` constant from random operands on the top level
-(``tests/hdl/test_top_move.py``).
+(``tests/hdl/test_top_move.py``), the load rule's from ``LOAD``, ``SYNC`` and
+``HALT`` runs with the simulated external memory on the top level
+(``tests/hdl/test_top_ext.py``): a transfer's ``F`` is the cycle its last
+word is written, its start the cycle its read request is taken.
 """
 
 from __future__ import annotations
@@ -118,8 +121,9 @@ COLUMN_CREDITS = 16
 #: dispatch, the operand check, the lanes' read pipeline and the last write).
 MOVE_OVERHEAD = 9
 
-#: Cycles a ``LOAD`` keeps the sequencer (fetch, decode, the operand check and
-#: the hand-over to the DMA engine); its transfer runs in the background.
+#: Cycles a ``LOAD`` keeps the sequencer (fetch, then decode with the operand
+#: check and the push to the DMA engine's queue); its transfer runs in the
+#: background.
 LOAD_OVERHEAD = 2
 
 #: Loads the DMA engine holds (the one transferring included); a ``LOAD`` issued
