@@ -149,7 +149,8 @@ class Sequencer(ConfigComponent):
                     with m.Case(Opcode.NOP):
                         retire()
                     with m.Case(Opcode.HALT):
-                        with m.If(~self.loads_busy):
+                        # Without an external memory no load is ever busy.
+                        with m.If(~self.loads_busy if config.ext_words else 1):
                             m.d.comb += self.retire.eq(1)
                             m.d.sync += self.done.eq(1)
                             m.next = "IDLE"

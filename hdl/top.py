@@ -1,6 +1,8 @@
 """The accelerator top level: host port, sequencer, gather and scatter networks, lanes,
 move engine."""
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -94,7 +96,6 @@ class ZeroskipTop(ConfigComponent):
 
     def elaborate(self, platform):
         config = self._config
-        mmap = self.memory_map
         m = Module()
 
         m.submodules.host = host = AxiLiteSlave(addr_width=MemoryMap.ADDR_WIDTH)
@@ -104,6 +105,32 @@ class ZeroskipTop(ConfigComponent):
         m.submodules.sequencer = seq = Sequencer(config)
         tag = operand_tag_layout(config)
         m.submodules.gather = gather = Gather(config, tag_shape=tag)
+        lanes, scatter, lanes_busy, desc_error = self._lanes(m, seq, gather)
+        m.d.comb += [
+            seq.lanes_busy.eq(lanes_busy),
+            seq.lanes_desc_error.eq(desc_error),
+            seq.lanes_overflow.eq(Cat(lane.overflow for lane in lanes).any()),
+            gather.rr_reset.eq(seq.start),
+            self.irq.eq(seq.done | (seq.error != ErrorCode.NONE)),
+        ]
+
+        counters, clear = self._counters(m, seq, gather, scatter, lanes)
+        dec = self._decode(bus, seq)
+        ext_ok = Signal()
+        self._host_writes(m, bus, dec, seq, gather, lanes, clear, ext_ok)
+        ext = None
+        if config.ext_words:
+            self._dma_engine(m, seq, lanes)
+            ext = self._ext_host(m, bus, ext_ok, dec.idle)
+        self._host_reads(m, bus, dec, seq, lanes, counters, ext_ok, ext)
+        return m
+
+    def _lanes(self, m, seq, gather):
+        """The lanes, the scatter network and the nonzero detector, started by ``seq``;
+        returns the lanes, the scatter network (or ``None``), their busy and their
+        descriptor error."""
+        config = self._config
+        scatter = None
         lanes = []
         for index in range(config.pes):
             lane = Lane(config)
@@ -156,15 +183,12 @@ class ZeroskipTop(ConfigComponent):
                     lane.cols.payload.eq(detector.columns.payload),
                 ]
             lanes_busy = lanes_busy | detector.busy
+        return lanes, scatter, lanes_busy, desc_error
 
-        m.d.comb += [
-            seq.lanes_busy.eq(lanes_busy),
-            seq.lanes_desc_error.eq(desc_error),
-            seq.lanes_overflow.eq(Cat(lane.overflow for lane in lanes).any()),
-            gather.rr_reset.eq(seq.start),
-            self.irq.eq(seq.done | (seq.error != ErrorCode.NONE)),
-        ]
-
+    def _counters(self, m, seq, gather, scatter, lanes):
+        """The performance counters (name -> signal, ``pe_busy`` a list) and their
+        ``clear`` strobe."""
+        config = self._config
         # Performance counters.
         cycles = Signal(COUNTER_WIDTH)
         insns = Signal(COUNTER_WIDTH)
@@ -198,20 +222,31 @@ class ZeroskipTop(ConfigComponent):
             m.d.sync += [count.eq(count + lane.pe_busy) for count, lane in zip(pe_busy, lanes)]
             if config.reduce:
                 m.d.sync += scatter_stalls.eq(scatter_stalls + scatter_stall_count)
+        counters = {"cycles": cycles, "insns": insns, "macs": macs, "skipped": skipped,
+                    "gather_stalls": stalls, "scatter_stalls": scatter_stalls,
+                    "pe_busy": pe_busy}
+        return counters, clear
 
-        # Address decode of the register bus.
-        region = bus.addr[MemoryMap.REGION_SHIFT:]
-        lane_index = bus.addr[MemoryMap.LANE_SHIFT:MemoryMap.REGION_SHIFT]
-        word = bus.addr[2:MemoryMap.LANE_SHIFT]
-        offset = bus.addr[:MemoryMap.REGION_SHIFT]
-        aligned = bus.addr[:2] == 0
+    @staticmethod
+    def _decode(bus, seq):
+        """The fields of the register bus's address."""
+        dec = SimpleNamespace(
+            region=bus.addr[MemoryMap.REGION_SHIFT:],
+            lane_index=bus.addr[MemoryMap.LANE_SHIFT:MemoryMap.REGION_SHIFT],
+            word=bus.addr[2:MemoryMap.LANE_SHIFT],
+            offset=bus.addr[:MemoryMap.REGION_SHIFT],
+            aligned=bus.addr[:2] == 0,
+            idle=~seq.busy)
+        dec.in_window = lambda depth: dec.aligned & (dec.word < depth)
+        return dec
+
+    def _host_writes(self, m, bus, dec, seq, gather, lanes, clear, ext_ok):
+        """The host's writes (and the move engine's use of the same ports)."""
+        config = self._config
+        mmap = self.memory_map
+        region, lane_index, word, offset = dec.region, dec.lane_index, dec.word, dec.offset
+        aligned, idle, in_window = dec.aligned, dec.idle, dec.in_window
         lane_ok = lane_index < config.pes
-        idle = ~seq.busy
-
-        def in_window(depth):
-            return aligned & (word < depth)
-
-        # The move engine shares the lanes' out read ports and the X write port
         # with the host, which uses them only while the accelerator is idle.
         host_x_we = Signal()
         out_addr, x_addr, x_data, x_we = word, word, bus.wdata, host_x_we
@@ -233,7 +268,6 @@ class ZeroskipTop(ConfigComponent):
         ]
 
         write_ok = Signal()
-        ext_ok = Signal()
         with m.Switch(region):
             with m.Case(Region.CSR):
                 m.d.comb += write_ok.eq((offset == Reg.CTRL) | ext_ok)
@@ -265,10 +299,15 @@ class ZeroskipTop(ConfigComponent):
                             bus.we & write_ok & (lane_index == index))
         with m.If(bus.we):
             m.d.comb += bus.err.eq(~write_ok)
-        if config.ext_words:
-            self._dma_engine(m, seq, lanes)
-            ext_addr, ext_rdata, read_ext = self._ext_host(m, bus, ext_ok, idle)
-
+    def _host_reads(self, m, bus, dec, seq, lanes, counters, ext_ok, ext):
+        """The host's reads: the CSRs, the counters, the lanes' ``out`` words and
+        (``ext``: the address register, the word returned, whether the read is
+        ``EXT_DATA``'s) the external memory's port."""
+        config = self._config
+        mmap = self.memory_map
+        region, lane_index, offset = dec.region, dec.lane_index, dec.offset
+        aligned, idle, in_window = dec.aligned, dec.idle, dec.in_window
+        lane_ok = lane_index < config.pes
         # Reads: decode now, answer READ_LATENCY cycles later: the memories read
         # synchronously and each lane registers its word (``host_rdata``); the
         # CSR word is registered likewise, so the answer's multiplexer starts
@@ -302,17 +341,17 @@ class ZeroskipTop(ConfigComponent):
                 (Reg.FINGERPRINT, mmap.fingerprint_word()),
                 (Reg.STATUS, status),
                 (Reg.PC, seq.pc),
-                (Reg.CYCLES, cycles),
-                (Reg.INSNS, insns),
-                (Reg.MACS, macs),
-                (Reg.SKIPPED, skipped),
-                (Reg.GATHER_STALLS, stalls),
-                (Reg.SCATTER_STALLS, scatter_stalls),
-                *([(Reg.EXT_ADDR, ext_addr)] if config.ext_words else []),
+                (Reg.CYCLES, counters["cycles"]),
+                (Reg.INSNS, counters["insns"]),
+                (Reg.MACS, counters["macs"]),
+                (Reg.SKIPPED, counters["skipped"]),
+                (Reg.GATHER_STALLS, counters["gather_stalls"]),
+                (Reg.SCATTER_STALLS, counters["scatter_stalls"]),
+                *([(Reg.EXT_ADDR, ext[0])] if ext else []),
             ):
                 with m.Case(reg):
                     m.d.comb += csr_data.eq(value)
-            for index, count in enumerate(pe_busy):
+            for index, count in enumerate(counters["pe_busy"]):
                 with m.Case(mmap.pe_busy(index)):
                     m.d.comb += csr_data.eq(count)
             with m.Default():
@@ -331,12 +370,12 @@ class ZeroskipTop(ConfigComponent):
         m.d.comb += [
             bus.rdata.eq(Mux(read_region == Region.CSR, csr_data, lane_data)),
         ]
-        if config.ext_words:
-            with m.If(read_ext):
-                m.d.comb += bus.rdata.eq(ext_rdata)
+        if ext:
+            with m.If(ext[2]):
+                m.d.comb += bus.rdata.eq(ext[1])
         with m.If(~bus.we):
             m.d.comb += bus.err.eq(~read_ok)
-        return m
+
 
     def _move_engine(self, m, seq, lanes):
         """The :class:`MoveEngine` of ``MOVE``, started by the sequencer ``seq``,
