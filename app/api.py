@@ -274,7 +274,7 @@ class Accelerator:
             raise ZeroskipError("the board backend needs port= (the board's serial device, "
                                 "e.g. /dev/ttyUSB1)")
         if backend != "model":
-            check_generated(self.config)
+            check_generated(self.config, ext_port=backend == "pysim")
         self.backend = backend
         self.backend_options = options
         self._sources = weakref.WeakKeyDictionary()

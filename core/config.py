@@ -130,8 +130,9 @@ class AcceleratorConfig:
         32-bit words of the external memory (board SDRAM) that ``LOAD`` copies
         lane images from: 0 (none, the default) or a power of two from 1024 to
         ``2 ** 26``. The host fills it through ``EXT_ADDR`` and ``EXT_DATA``.
-        The ISA model runs it; the generated hardware has no external-memory
-        port yet (:func:`check_generated`).
+        The ISA model runs it; the generated hardware has an external-memory
+        port that only the Amaranth simulator attaches a memory to yet
+        (:func:`check_generated`).
     ext_latency : int
         Cycles from a ``LOAD``'s request to its first word, 0 to 1024 (only
         with an external memory).
@@ -449,23 +450,52 @@ class AcceleratorConfig:
                              for key, v in data.items()})
 
 
-def check_generated(config):
-    """Refuse a configuration the generated hardware cannot be: ``products_per_lane`` > 1
-    or an external memory (``ext_words`` > 0).
+def check_generated(config, *, ext_port=False):
+    """Refuse a configuration the generated hardware cannot be.
 
     The HDL generator and every simulation backend (the Amaranth simulator,
-    Icarus, Verilator, a board) call this; only the ISA model runs more.
+    Icarus, Verilator, a board) call this; only the ISA model runs more. The
+    generated hardware issues one product per lane per cycle, and its
+    external-memory port (``zeroskip.hdl.extmem``) carries one 32-bit word per
+    cycle and answers a read in a later cycle than its request. Only the
+    Amaranth simulator attaches a memory to the port (``ext_port=True``, and
+    the hardware's own blocks); a board or a Verilog simulation does not yet.
 
     Raises
     ------
     ConfigError
         ``"products_per_lane K: the generated hardware issues one product per
-        lane per cycle; only the ISA model runs products_per_lane > 1"``.
+        lane per cycle; only the ISA model runs products_per_lane > 1"``,
+        ``"ext_words N: no board or Verilog simulation attaches the generated
+        hardware's external-memory port yet; only the ISA model and the
+        Amaranth simulator (pysim) run ext_words > 0"`` (unless ``ext_port``),
+        ``"ext_rate_cycles R: ..."`` (the simulated memory delivers a word a cycle),
+        ``"ext_words_per_cycle W: the generated hardware's external-memory port
+        carries one 32-bit word per cycle; only the ISA model runs
+        ext_words_per_cycle > 1"`` or ``"ext_latency 0: the generated
+        hardware's external-memory port answers a read request in a later
+        cycle; only the ISA model runs ext_latency 0"``.
     """
     if config.products_per_lane != 1:
         raise ConfigError(f"products_per_lane {config.products_per_lane}: the generated "
                           f"hardware issues one product per lane per cycle; only the ISA "
                           f"model runs products_per_lane > 1")
-    if config.ext_words:
-        raise ConfigError(f"ext_words {config.ext_words}: the generated hardware has no "
-                          f"external-memory port; only the ISA model runs ext_words > 0")
+    if not config.ext_words:
+        return
+    if not ext_port:
+        raise ConfigError(f"ext_words {config.ext_words}: no board or Verilog simulation "
+                          f"attaches the generated hardware's external-memory port yet; "
+                          f"only the ISA model and the Amaranth simulator (pysim) run "
+                          f"ext_words > 0")
+    if config.ext_words_per_cycle != 1:
+        raise ConfigError(f"ext_words_per_cycle {config.ext_words_per_cycle}: the generated "
+                          f"hardware's external-memory port carries one 32-bit word per "
+                          f"cycle; only the ISA model runs ext_words_per_cycle > 1")
+    if config.ext_rate_cycles != 1:
+        raise ConfigError(f"ext_rate_cycles {config.ext_rate_cycles}: the generated "
+                          f"hardware's simulated external memory delivers one word every "
+                          f"cycle; only the ISA model runs ext_rate_cycles > 1")
+    if config.ext_latency == 0:
+        raise ConfigError("ext_latency 0: the generated hardware's external-memory port "
+                          "answers a read request in a later cycle; only the ISA model runs "
+                          "ext_latency 0")

@@ -105,7 +105,9 @@ every other instruction finishes before the next is fetched, so a ``LOAD``
 never overwrites words an earlier instruction still reads. The DMA engine
 holds :data:`zeroskip.core.timing.LOAD_QUEUE` loads; the cycles are the
 rule of :mod:`zeroskip.core.timing` (:func:`~zeroskip.core.timing.load_cycles`).
-``SYNC`` without an external memory is an illegal instruction too.
+``SYNC`` without an external memory is an illegal instruction too. The
+generated hardware's DMA engine is ``zeroskip.hdl.dma``, on the
+external-memory port of ``zeroskip.hdl.extmem``.
 ``LOAD`` and ``SYNC`` change no counter but ``CYCLES`` and ``INSNS``. After
 an error, the words of loads that had not completed are undefined.
 

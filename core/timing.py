@@ -28,7 +28,7 @@ the next; a lane whose partial sum is not taken stalls (one
   load issued has finished (:meth:`LoadEngine.wait`),
 - every other instruction: :data:`INSN_OVERHEAD`.
 
-**The load rule** (the external memory, the ISA model only for now). Time is
+**The load rule** (the external memory; the RTL meets it on the Amaranth simulator). Time is
 the run's cycle count: an instruction issued at ``t`` starts after the
 ``t`` cycles charged before it. The DMA engine transfers the loads one after
 another in issue order; load ``k`` of ``count`` words per lane takes
@@ -38,7 +38,9 @@ ext_words_per_cycle)``, 0 for ``count = 0``: the port delivers
 at ``F[k]``. A ``LOAD`` issued at ``t``
 first waits ``max(0, F[k - LOAD_QUEUE] - t)`` cycles (the engine holds
 :data:`LOAD_QUEUE` loads), then costs :data:`LOAD_OVERHEAD`; its transfer
-starts at ``max(t + wait + LOAD_OVERHEAD, F[k - 1])``. ``SYNC`` and ``HALT``
+starts at ``max(t + wait + LOAD_OVERHEAD, F[k - 1])``. A ``LOAD`` of no words
+costs :data:`LOAD_OVERHEAD` and is no load of the engine (it neither waits
+nor takes a place in the queue). ``SYNC`` and ``HALT``
 issued at ``t`` cost ``max(0, F[last] - t) + INSN_OVERHEAD``. So a load
 issued before an ``SPMV`` is hidden up to that ``SPMV``'s cycles; only what is
 left shows at the next ``SYNC``.
@@ -72,7 +74,10 @@ simulation of ``zeroskip.hdl.top``): a least-squares fit over random programs
 on three configurations leaves no residual; the ``REDUCE`` constants from
 random route lists on the top level (``tests/hdl/test_scatter.py``), the
 ``MOVE`` constant from random operands on the top level
-(``tests/hdl/test_top_move.py``).
+(``tests/hdl/test_top_move.py``), the load rule's from ``LOAD``, ``SYNC`` and
+``HALT`` runs with the simulated external memory on the top level
+(``tests/hdl/test_top_ext.py``): a transfer's ``F`` is the cycle its last
+word is written, its start the cycle its read request is taken.
 """
 
 from __future__ import annotations
@@ -118,8 +123,9 @@ COLUMN_CREDITS = 16
 #: dispatch, the operand check, the lanes' read pipeline and the last write).
 MOVE_OVERHEAD = 9
 
-#: Cycles a ``LOAD`` keeps the sequencer (fetch, decode, the operand check and
-#: the hand-over to the DMA engine); its transfer runs in the background.
+#: Cycles a ``LOAD`` keeps the sequencer (fetch, then decode with the operand
+#: check and the push to the DMA engine's queue); its transfer runs in the
+#: background.
 LOAD_OVERHEAD = 2
 
 #: Loads the DMA engine holds (the one transferring included); a ``LOAD`` issued
@@ -164,6 +170,8 @@ class LoadEngine:
         """A ``LOAD`` of ``count`` words per lane issued at cycle ``now``: the cycles
         it keeps the sequencer (its wait for a place in the queue, then
         :data:`LOAD_OVERHEAD`)."""
+        if not load_cycles(count, self.config):
+            return LOAD_OVERHEAD      # nothing to transfer: it neither waits nor queues
         wait = 0
         if len(self.finish) >= LOAD_QUEUE:
             wait = max(0, self.finish[-LOAD_QUEUE] - now)

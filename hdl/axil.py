@@ -49,10 +49,12 @@ class AxiLiteSignature(wiring.Signature):
 class RegisterBusSignature(wiring.Signature):
     """The internal host bus, from the initiator's side.
 
-    ``addr`` is a byte address. A write is ``we`` for one cycle with
-    ``wdata``; ``err`` in that same cycle rejects it. A read is ``re`` for
-    one cycle; ``rdata`` and ``err`` are sampled :data:`READ_LATENCY` cycles
-    later (``addr`` is held until then).
+    ``addr`` is a byte address. A write is ``we`` with ``wdata``, taken in
+    the first cycle in which ``wait`` is low (``we`` and ``wdata`` are held
+    until then); ``err`` in that cycle rejects it. A read is ``re`` for one
+    cycle; ``rdata`` and ``err`` are sampled :data:`READ_LATENCY` cycles
+    later, or in the first cycle after that in which ``wait`` is low
+    (``addr`` is held until then). Only the external memory's port waits.
 
     Parameters
     ----------
@@ -63,7 +65,7 @@ class RegisterBusSignature(wiring.Signature):
     def __init__(self, *, addr_width):
         super().__init__({
             "addr": Out(addr_width), "wdata": Out(32), "we": Out(1), "re": Out(1),
-            "rdata": In(32), "err": In(1),
+            "rdata": In(32), "err": In(1), "wait": In(1),
         })
 
 
@@ -115,8 +117,9 @@ class AxiLiteSlave(wiring.Component):
                     m.next = "READ"
             with m.State("WRITE"):
                 m.d.comb += bus.we.eq(~resp_err)
-                m.d.sync += resp_err.eq(resp_err | bus.err)
-                m.next = "WRITE_RESP"
+                with m.If(resp_err | ~bus.wait):
+                    m.d.sync += resp_err.eq(resp_err | bus.err)
+                    m.next = "WRITE_RESP"
             with m.State("WRITE_RESP"):
                 m.d.comb += [
                     axil.bvalid.eq(1),
@@ -134,8 +137,9 @@ class AxiLiteSlave(wiring.Component):
                         m.d.comb += bus.re.eq(1)
                     m.next = after
             with m.State("READ_DATA"):
-                m.d.sync += [rdata.eq(bus.rdata), resp_err.eq(bus.err)]
-                m.next = "READ_RESP"
+                with m.If(~bus.wait):
+                    m.d.sync += [rdata.eq(bus.rdata), resp_err.eq(bus.err)]
+                    m.next = "READ_RESP"
             with m.State("READ_RESP"):
                 m.d.comb += [
                     axil.rvalid.eq(1),

@@ -91,7 +91,9 @@ class Lane(ConfigComponent):
         Column mode: the lane's column count ``c`` (0 after a header error),
         valid ``COUNT_LATENCY`` cycles after ``start``.
     host_addr : In(16)
-        Word address of the host access (truncated to the memory's depth).
+        Word address of the host's ``out`` read (truncated to the memory's depth).
+    host_waddr : In(16)
+        Word address of the host's write (the DMA engine's too), truncated likewise.
     host_wdata : In(32)
     host_we_ptr, host_we_nz, host_we_meta, host_we_bias : In(1)
         Write strobes; each memory takes the low bits of ``host_wdata``.
@@ -152,6 +154,7 @@ class Lane(ConfigComponent):
             "cols": In(stream.Signature(nonzero_column_layout(config))),
             "cols_count": Out(config.ptr_width),
             "host_addr": In(16),
+            "host_waddr": In(16),
             "host_wdata": In(32),
             "host_we_ptr": In(1),
             "host_we_nz": In(1),
@@ -190,8 +193,8 @@ class Lane(ConfigComponent):
         nz_wr = nz.write_port()
         bias_wr = bias.write_port()
         out_wr = out.write_port()
-        host_writes = [(nz_wr, self.host_we_nz, self.host_addr), (bias_wr, self.host_we_bias,
-                                                                   self.host_addr)]
+        host_writes = [(nz_wr, self.host_we_nz, self.host_waddr),
+                       (bias_wr, self.host_we_bias, self.host_waddr)]
 
         # ptr: one memory, or (column mode) an even and an odd bank. Word ``a``
         # is in bank ``a % 2`` at ``a // 2``; reading the even bank at
@@ -216,21 +219,21 @@ class Lane(ConfigComponent):
             for bank, parity in ((ptr_even, 0), (ptr_odd, 1)):
                 port = bank.write_port()
                 m.d.comb += [
-                    port.addr.eq(self.host_addr[1:]),
+                    port.addr.eq(self.host_waddr[1:]),
                     port.data.eq(self.host_wdata),
-                    port.en.eq(self.host_we_ptr & (self.host_addr[0] == parity)),
+                    port.en.eq(self.host_we_ptr & (self.host_waddr[0] == parity)),
                 ]
         else:
             m.submodules.ptr = ptr = Memory(shape=unsigned(word), depth=c.row_depth, init=[])
             ptr_rd = ptr.read_port()
             m.d.comb += [ptr_rd.addr.eq(ptr_addr), ptr_data.eq(ptr_rd.data)]
-            host_writes.append((ptr.write_port(), self.host_we_ptr, self.host_addr))
+            host_writes.append((ptr.write_port(), self.host_we_ptr, self.host_waddr))
 
         if uses_meta(c):
             m.submodules.meta = meta = Memory(shape=unsigned(META_WIDTH), depth=c.nz_depth,
                                               init=[])
             meta_rd = meta.read_port()
-            host_writes.append((meta.write_port(), self.host_we_meta, self.host_addr))
+            host_writes.append((meta.write_port(), self.host_we_meta, self.host_waddr))
             meta_addr, meta_en, meta_data = meta_rd.addr, meta_rd.en, meta_rd.data
         else:
             meta_addr, meta_en, meta_data = Signal(c.nz_addr_width), Signal(), Signal(META_WIDTH)

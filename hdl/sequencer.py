@@ -11,6 +11,7 @@ from zeroskip.core.isa import (
     ErrorCode,
     Format,
     Insn,
+    LoadArgs,
     MoveArgs,
     Opcode,
     ReduceArgs,
@@ -32,6 +33,15 @@ class Sequencer(ConfigComponent):
     Every instruction takes two cycles to fetch and decode; ``SPMV`` and
     ``REDUCE`` then start all lanes and wait until none is busy, ``MOVE``
     starts the move engine and waits until it is not busy.
+
+    With an external memory (``config.ext_words``), ``LOAD`` is decided in
+    its decode cycle: a failing operand check (``load_error``) is
+    ``DESCRIPTOR``, a load of no words retires, any other waits there while
+    the DMA engine is ``load_full`` and is then pushed to it and retires.
+    ``SYNC`` and ``HALT`` wait in their decode cycle while the DMA engine is
+    busy. A run that stops with an error waits, busy, until the DMA engine
+    has dropped its queued loads (``load_flush``) and finished the one under
+    way. Without an external memory ``LOAD`` and ``SYNC`` are illegal.
 
     Parameters
     ----------
@@ -64,6 +74,11 @@ class Sequencer(ConfigComponent):
     mdesc : Out(MoveArgs)
     move_busy, move_error : In(1)
         The move engine's ``busy`` and ``desc_error``.
+    load_args : Out(LoadArgs)
+        The operands of the ``LOAD`` in decode (valid with ``load_push``).
+    load_push, load_flush : Out(1)
+    load_error, load_full, loads_busy : In(1)
+        The DMA engine's ``push``, ``flush``, ``args_error``, ``full`` and ``busy``.
     """
 
     def __init__(self, config):
@@ -79,6 +94,8 @@ class Sequencer(ConfigComponent):
             "lanes_busy": In(1), "lanes_desc_error": In(1), "lanes_overflow": In(1),
             "move_start": Out(1), "mdesc": Out(MoveArgs),
             "move_busy": In(1), "move_error": In(1),
+            "load_args": Out(LoadArgs), "load_push": Out(1), "load_flush": Out(1),
+            "load_error": In(1), "load_full": In(1), "loads_busy": In(1),
         })
 
     def elaborate(self, platform):
@@ -100,7 +117,18 @@ class Sequencer(ConfigComponent):
 
         def fail(code):
             m.d.sync += self.error.eq(code)
-            m.next = "IDLE"
+            if config.ext_words:
+                with m.If(self.loads_busy):
+                    m.next = "ABORT"
+                with m.Else():
+                    m.next = "IDLE"
+            else:
+                m.next = "IDLE"
+
+        def retire():
+            m.d.comb += self.retire.eq(1)
+            m.d.sync += self.pc.eq(self.pc + 1)
+            m.next = "FETCH"
 
         with m.FSM():
             with m.State("IDLE"):
@@ -119,17 +147,16 @@ class Sequencer(ConfigComponent):
                 m.d.comb += self.busy.eq(1)
                 with m.Switch(insn.opcode):
                     with m.Case(Opcode.NOP):
-                        m.d.comb += self.retire.eq(1)
-                        m.d.sync += self.pc.eq(self.pc + 1)
-                        m.next = "FETCH"
+                        retire()
                     with m.Case(Opcode.HALT):
-                        m.d.comb += self.retire.eq(1)
-                        m.d.sync += self.done.eq(1)
-                        m.next = "IDLE"
+                        # Without an external memory no load is ever busy.
+                        with m.If(~self.loads_busy if config.ext_words else 1):
+                            m.d.comb += self.retire.eq(1)
+                            m.d.sync += self.done.eq(1)
+                            m.next = "IDLE"
                     with m.Case(Opcode.SET_EPI):
-                        m.d.comb += self.retire.eq(1)
-                        m.d.sync += [self.epi.eq(insn.args.epi), self.pc.eq(self.pc + 1)]
-                        m.next = "FETCH"
+                        m.d.sync += self.epi.eq(insn.args.epi)
+                        retire()
                     with m.Case(Opcode.SPMV):
                         enabled = Cat(insn.args.spmv.fmt == Format[formatspec.get(name).member]
                                       for name in config.formats).any()
@@ -146,8 +173,14 @@ class Sequencer(ConfigComponent):
                         with m.Case(Opcode.MOVE):
                             m.d.sync += self.mdesc.eq(insn.args.move)
                             m.next = "DISPATCH_MOVE"
+                    if config.ext_words:
+                        self._decode_load(m, insn, fail, retire)
                     with m.Default():
                         fail(ErrorCode.ILLEGAL_INSN)
+            with m.State("ABORT"):
+                m.d.comb += [self.busy.eq(1), self.load_flush.eq(1)]
+                with m.If(~self.loads_busy):
+                    m.next = "IDLE"
             with m.State("DISPATCH"):
                 m.d.comb += [self.busy.eq(1), self.lane_start.eq(1)]
                 m.next = "EXECUTE"
@@ -164,9 +197,7 @@ class Sequencer(ConfigComponent):
                     with m.If(self.move_error):
                         fail(ErrorCode.DESCRIPTOR)
                     with m.Else():
-                        m.d.comb += self.retire.eq(1)
-                        m.d.sync += self.pc.eq(self.pc + 1)
-                        m.next = "FETCH"
+                        retire()
             with m.State("EXECUTE"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~self.lanes_busy):
@@ -175,7 +206,20 @@ class Sequencer(ConfigComponent):
                     with m.Elif(self.lanes_overflow):
                         fail(ErrorCode.OVERFLOW)
                     with m.Else():
-                        m.d.comb += self.retire.eq(1)
-                        m.d.sync += self.pc.eq(self.pc + 1)
-                        m.next = "FETCH"
+                        retire()
         return m
+
+    def _decode_load(self, m, insn, fail, retire):
+        """The decode cycle of ``LOAD`` and ``SYNC`` (with an external memory)."""
+        with m.Case(Opcode.LOAD):
+            m.d.comb += self.load_args.eq(insn.args.load)
+            with m.If(self.load_error):
+                fail(ErrorCode.DESCRIPTOR)
+            with m.Elif(insn.args.load.count == 0):
+                retire()
+            with m.Elif(~self.load_full):
+                m.d.comb += self.load_push.eq(1)
+                retire()
+        with m.Case(Opcode.SYNC):
+            with m.If(~self.loads_busy):
+                retire()

@@ -1,6 +1,8 @@
 """The accelerator top level: host port, sequencer, gather and scatter networks, lanes,
 move engine."""
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -9,16 +11,20 @@ from zeroskip.core.config import check_generated
 from zeroskip.core.isa import (
     CTRL_CLEAR,
     CTRL_START,
+    EXT_BURST,
     HARDWARE_ID,
     STATUS_LAYOUT,
     ErrorCode,
     Format,
+    LoadRegion,
     MemoryMap,
     Reg,
     Region,
 )
 from zeroskip.hdl.axil import READ_LATENCY, AxiLiteSignature, AxiLiteSlave
 from zeroskip.hdl.component import ConfigComponent, check_config
+from zeroskip.hdl.dma import DmaEngine
+from zeroskip.hdl.extmem import ExtMemorySignature
 from zeroskip.hdl.formats import column_mode
 from zeroskip.hdl.gather import Gather
 from zeroskip.hdl.lane import Lane
@@ -72,19 +78,24 @@ class ZeroskipTop(ConfigComponent):
         The host port; its address map is :class:`~zeroskip.core.isa.MemoryMap`.
     irq : Out(1)
         High while the last run has ended (done or error) and no new run began.
+    ext : Out(ExtMemorySignature)
+        The external-memory port (only with ``config.ext_words``): the DMA
+        engine's reads (``LOAD``) and the host's ``EXT_DATA`` reads and writes.
     """
 
     def __init__(self, config):
-        check_generated(check_config(config))
+        check_generated(check_config(config), ext_port=True)
         self.memory_map = MemoryMap(config)
-        super().__init__(config, {
+        members = {
             "axil": In(AxiLiteSignature(addr_width=MemoryMap.ADDR_WIDTH)),
             "irq": Out(1),
-        })
+        }
+        if config.ext_words:
+            members["ext"] = Out(ExtMemorySignature(config))
+        super().__init__(config, members)
 
     def elaborate(self, platform):
         config = self._config
-        mmap = self.memory_map
         m = Module()
 
         m.submodules.host = host = AxiLiteSlave(addr_width=MemoryMap.ADDR_WIDTH)
@@ -94,6 +105,32 @@ class ZeroskipTop(ConfigComponent):
         m.submodules.sequencer = seq = Sequencer(config)
         tag = operand_tag_layout(config)
         m.submodules.gather = gather = Gather(config, tag_shape=tag)
+        lanes, scatter, lanes_busy, desc_error = self._lanes(m, seq, gather)
+        m.d.comb += [
+            seq.lanes_busy.eq(lanes_busy),
+            seq.lanes_desc_error.eq(desc_error),
+            seq.lanes_overflow.eq(Cat(lane.overflow for lane in lanes).any()),
+            gather.rr_reset.eq(seq.start),
+            self.irq.eq(seq.done | (seq.error != ErrorCode.NONE)),
+        ]
+
+        counters, clear = self._counters(m, seq, gather, scatter, lanes)
+        dec = self._decode(bus, seq)
+        ext_ok = Signal()
+        self._host_writes(m, bus, dec, seq, gather, lanes, clear, ext_ok)
+        ext = None
+        if config.ext_words:
+            self._dma_engine(m, seq, lanes)
+            ext = self._ext_host(m, bus, ext_ok, dec.idle)
+        self._host_reads(m, bus, dec, seq, lanes, counters, ext_ok, ext)
+        return m
+
+    def _lanes(self, m, seq, gather):
+        """The lanes, the scatter network and the nonzero detector, started by ``seq``;
+        returns the lanes, the scatter network (or ``None``), their busy and their
+        descriptor error."""
+        config = self._config
+        scatter = None
         lanes = []
         for index in range(config.pes):
             lane = Lane(config)
@@ -146,15 +183,12 @@ class ZeroskipTop(ConfigComponent):
                     lane.cols.payload.eq(detector.columns.payload),
                 ]
             lanes_busy = lanes_busy | detector.busy
+        return lanes, scatter, lanes_busy, desc_error
 
-        m.d.comb += [
-            seq.lanes_busy.eq(lanes_busy),
-            seq.lanes_desc_error.eq(desc_error),
-            seq.lanes_overflow.eq(Cat(lane.overflow for lane in lanes).any()),
-            gather.rr_reset.eq(seq.start),
-            self.irq.eq(seq.done | (seq.error != ErrorCode.NONE)),
-        ]
-
+    def _counters(self, m, seq, gather, scatter, lanes):
+        """The performance counters (name -> signal, ``pe_busy`` a list) and their
+        ``clear`` strobe."""
+        config = self._config
         # Performance counters.
         cycles = Signal(COUNTER_WIDTH)
         insns = Signal(COUNTER_WIDTH)
@@ -188,20 +222,31 @@ class ZeroskipTop(ConfigComponent):
             m.d.sync += [count.eq(count + lane.pe_busy) for count, lane in zip(pe_busy, lanes)]
             if config.reduce:
                 m.d.sync += scatter_stalls.eq(scatter_stalls + scatter_stall_count)
+        counters = {"cycles": cycles, "insns": insns, "macs": macs, "skipped": skipped,
+                    "gather_stalls": stalls, "scatter_stalls": scatter_stalls,
+                    "pe_busy": pe_busy}
+        return counters, clear
 
-        # Address decode of the register bus.
-        region = bus.addr[MemoryMap.REGION_SHIFT:]
-        lane_index = bus.addr[MemoryMap.LANE_SHIFT:MemoryMap.REGION_SHIFT]
-        word = bus.addr[2:MemoryMap.LANE_SHIFT]
-        offset = bus.addr[:MemoryMap.REGION_SHIFT]
-        aligned = bus.addr[:2] == 0
+    @staticmethod
+    def _decode(bus, seq):
+        """The fields of the register bus's address."""
+        dec = SimpleNamespace(
+            region=bus.addr[MemoryMap.REGION_SHIFT:],
+            lane_index=bus.addr[MemoryMap.LANE_SHIFT:MemoryMap.REGION_SHIFT],
+            word=bus.addr[2:MemoryMap.LANE_SHIFT],
+            offset=bus.addr[:MemoryMap.REGION_SHIFT],
+            aligned=bus.addr[:2] == 0,
+            idle=~seq.busy)
+        dec.in_window = lambda depth: dec.aligned & (dec.word < depth)
+        return dec
+
+    def _host_writes(self, m, bus, dec, seq, gather, lanes, clear, ext_ok):
+        """The host's writes (and the move engine's use of the same ports)."""
+        config = self._config
+        mmap = self.memory_map
+        region, lane_index, word, offset = dec.region, dec.lane_index, dec.word, dec.offset
+        aligned, idle, in_window = dec.aligned, dec.idle, dec.in_window
         lane_ok = lane_index < config.pes
-        idle = ~seq.busy
-
-        def in_window(depth):
-            return aligned & (word < depth)
-
-        # The move engine shares the lanes' out read ports and the X write port
         # with the host, which uses them only while the accelerator is idle.
         host_x_we = Signal()
         out_addr, x_addr, x_data, x_we = word, word, bus.wdata, host_x_we
@@ -212,7 +257,8 @@ class ZeroskipTop(ConfigComponent):
             x_data = Mux(move.x_we, move.x_data, bus.wdata)
             x_we = host_x_we | move.x_we
         for lane in lanes:
-            m.d.comb += [lane.host_addr.eq(out_addr), lane.host_wdata.eq(bus.wdata)]
+            m.d.comb += [lane.host_addr.eq(out_addr), lane.host_waddr.eq(word),
+                         lane.host_wdata.eq(bus.wdata)]
         m.d.comb += [
             seq.host_addr.eq(bus.addr[2:]),
             seq.host_wdata.eq(bus.wdata),
@@ -224,7 +270,7 @@ class ZeroskipTop(ConfigComponent):
         write_ok = Signal()
         with m.Switch(region):
             with m.Case(Region.CSR):
-                m.d.comb += write_ok.eq(offset == Reg.CTRL)
+                m.d.comb += write_ok.eq((offset == Reg.CTRL) | ext_ok)
                 with m.If(bus.we & (offset == Reg.CTRL)):
                     m.d.comb += [
                         seq.start.eq((bus.wdata & CTRL_START).any()),
@@ -253,7 +299,15 @@ class ZeroskipTop(ConfigComponent):
                             bus.we & write_ok & (lane_index == index))
         with m.If(bus.we):
             m.d.comb += bus.err.eq(~write_ok)
-
+    def _host_reads(self, m, bus, dec, seq, lanes, counters, ext_ok, ext):
+        """The host's reads: the CSRs, the counters, the lanes' ``out`` words and
+        (``ext``: the address register, the word returned, whether the read is
+        ``EXT_DATA``'s) the external memory's port."""
+        config = self._config
+        mmap = self.memory_map
+        region, lane_index, offset = dec.region, dec.lane_index, dec.offset
+        aligned, idle, in_window = dec.aligned, dec.idle, dec.in_window
+        lane_ok = lane_index < config.pes
         # Reads: decode now, answer READ_LATENCY cycles later: the memories read
         # synchronously and each lane registers its word (``host_rdata``); the
         # CSR word is registered likewise, so the answer's multiplexer starts
@@ -268,6 +322,9 @@ class ZeroskipTop(ConfigComponent):
             with m.Switch(region):
                 with m.Case(Region.CSR):
                     m.d.sync += read_ok.eq(aligned)
+                    if config.ext_words:
+                        with m.If(self._ext_data(offset)):
+                            m.d.sync += read_ok.eq(ext_ok)
                 with m.Case(Region.OUT):
                     m.d.sync += read_ok.eq(idle & lane_ok & in_window(config.row_depth))
                 with m.Default():
@@ -284,16 +341,17 @@ class ZeroskipTop(ConfigComponent):
                 (Reg.FINGERPRINT, mmap.fingerprint_word()),
                 (Reg.STATUS, status),
                 (Reg.PC, seq.pc),
-                (Reg.CYCLES, cycles),
-                (Reg.INSNS, insns),
-                (Reg.MACS, macs),
-                (Reg.SKIPPED, skipped),
-                (Reg.GATHER_STALLS, stalls),
-                (Reg.SCATTER_STALLS, scatter_stalls),
+                (Reg.CYCLES, counters["cycles"]),
+                (Reg.INSNS, counters["insns"]),
+                (Reg.MACS, counters["macs"]),
+                (Reg.SKIPPED, counters["skipped"]),
+                (Reg.GATHER_STALLS, counters["gather_stalls"]),
+                (Reg.SCATTER_STALLS, counters["scatter_stalls"]),
+                *([(Reg.EXT_ADDR, ext[0])] if ext else []),
             ):
                 with m.Case(reg):
                     m.d.comb += csr_data.eq(value)
-            for index, count in enumerate(pe_busy):
+            for index, count in enumerate(counters["pe_busy"]):
                 with m.Case(mmap.pe_busy(index)):
                     m.d.comb += csr_data.eq(count)
             with m.Default():
@@ -312,9 +370,12 @@ class ZeroskipTop(ConfigComponent):
         m.d.comb += [
             bus.rdata.eq(Mux(read_region == Region.CSR, csr_data, lane_data)),
         ]
+        if ext:
+            with m.If(ext[2]):
+                m.d.comb += bus.rdata.eq(ext[1])
         with m.If(~bus.we):
             m.d.comb += bus.err.eq(~read_ok)
-        return m
+
 
     def _move_engine(self, m, seq, lanes):
         """The :class:`MoveEngine` of ``MOVE``, started by the sequencer ``seq``,
@@ -328,3 +389,91 @@ class ZeroskipTop(ConfigComponent):
         ]
         m.d.comb += [move.out_data[p].eq(lane.host_rdata) for p, lane in enumerate(lanes)]
         return move
+
+    @staticmethod
+    def _ext_data(offset):
+        """``offset`` (of the CSR window) is a word of the ``EXT_DATA`` port."""
+        return ((offset >= Reg.EXT_DATA) & (offset < Reg.EXT_DATA + 4 * EXT_BURST)
+                & (offset[:2] == 0))
+
+    def _dma_engine(self, m, seq, lanes):
+        """The :class:`DmaEngine` of ``LOAD``, fed by the sequencer ``seq``, writing
+        the ``lanes`` through their host write ports (the host writes only while
+        the accelerator is idle, the engine only while it is busy)."""
+        m.submodules.dma = dma = DmaEngine(self._config)
+        m.d.comb += [
+            dma.args.eq(seq.load_args),
+            dma.push.eq(seq.load_push),
+            dma.flush.eq(seq.load_flush),
+            seq.load_error.eq(dma.args_error),
+            seq.load_full.eq(dma.full),
+            seq.loads_busy.eq(dma.busy),
+        ]
+        strobes = {LoadRegion.PTR: "host_we_ptr", LoadRegion.NZ: "host_we_nz",
+                   LoadRegion.META: "host_we_meta", LoadRegion.BIAS: "host_we_bias"}
+        with m.If(dma.wr_en):
+            for index, lane in enumerate(lanes):
+                m.d.comb += [lane.host_waddr.eq(dma.wr_addr), lane.host_wdata.eq(dma.wr_data)]
+                for region, strobe in strobes.items():
+                    m.d.comb += getattr(lane, strobe).eq(
+                        (dma.wr_region == region) & (dma.wr_lane == index))
+        self._dma = dma
+
+    def _ext_host(self, m, bus, ext_ok, idle):
+        """The host's ``EXT_ADDR`` register and ``EXT_DATA`` port on the external-memory
+        port (shared with the DMA engine, which uses it only while the accelerator
+        is busy, when the host's accesses answer ``SLVERR``). Drives ``ext_ok`` (the
+        access on the bus is one of them and allowed) and ``bus.wait``; returns the
+        address register, the word a read returned and whether the read in flight
+        reads it."""
+        c = self._config
+        ext, dma = self.ext, self._dma
+        offset = bus.addr[:MemoryMap.REGION_SHIFT]
+        in_csr = bus.addr[MemoryMap.REGION_SHIFT:] == Region.CSR
+        is_addr = in_csr & (offset == Reg.EXT_ADDR)
+        is_data = in_csr & self._ext_data(offset)
+        ext_addr = Signal(c.ext_addr_width + 1)    # ext_words after the last word
+        ext_rdata = Signal(32)
+        read_ext = Signal()                 # the read in flight is EXT_DATA's
+        req_valid = Signal()                # the host's read request, not yet taken
+        waiting = Signal()                  # the host's read word, not yet returned
+        data_ok = idle & (ext_addr < c.ext_words)
+        with m.If(bus.we):
+            m.d.comb += ext_ok.eq(Mux(is_addr, bus.wdata < c.ext_words, is_data & data_ok))
+        with m.Else():
+            m.d.comb += ext_ok.eq(is_data & data_ok)
+
+        # Writes: EXT_ADDR takes the word; EXT_DATA waits until the memory takes it.
+        with m.If(bus.we & is_addr & ext_ok):
+            m.d.sync += ext_addr.eq(bus.wdata)
+        m.d.comb += [
+            ext.write.valid.eq(bus.we & is_data & ext_ok),
+            ext.write.payload.addr.eq(ext_addr),
+            ext.write.payload.data.eq(bus.wdata),
+        ]
+        with m.If(ext.write.valid & ext.write.ready):
+            m.d.sync += ext_addr.eq(ext_addr + 1)
+
+        # Reads: a one-word request, then wait for its word.
+        with m.If(bus.re):
+            m.d.sync += [read_ext.eq(is_data), req_valid.eq(is_data & ext_ok),
+                         waiting.eq(is_data & ext_ok)]
+        with m.If(req_valid):
+            m.d.comb += [ext.read_req.valid.eq(1), ext.read_req.payload.addr.eq(ext_addr),
+                         ext.read_req.payload.len.eq(1)]
+            with m.If(ext.read_req.ready):
+                m.d.sync += [req_valid.eq(0), ext_addr.eq(ext_addr + 1)]
+        with m.Else():
+            m.d.comb += [ext.read_req.valid.eq(dma.read_req.valid),
+                         ext.read_req.payload.eq(dma.read_req.payload),
+                         dma.read_req.ready.eq(ext.read_req.ready)]
+        with m.If(waiting):
+            m.d.comb += ext.read_data.ready.eq(~req_valid)
+            with m.If(~req_valid & ext.read_data.valid):
+                m.d.sync += [ext_rdata.eq(ext.read_data.payload), waiting.eq(0)]
+        with m.Else():
+            m.d.comb += [dma.read_data.valid.eq(ext.read_data.valid),
+                         dma.read_data.payload.eq(ext.read_data.payload),
+                         ext.read_data.ready.eq(dma.read_data.ready)]
+        m.d.comb += bus.wait.eq(waiting | (ext.write.valid & ~ext.write.ready))
+        return ext_addr, ext_rdata, read_ext

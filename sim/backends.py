@@ -192,7 +192,7 @@ def run_many(jobs, *, backend, load=None, waves=False, build_dir="build", progre
     for job in jobs:
         job.program.check_config(config)
     if backend != "model":
-        check_generated(config)
+        check_generated(config, ext_port=backend == "pysim")
     if backend == "model":
         results = [_run_model(job, progress) for job in jobs]
     elif backend == "pysim":
@@ -237,7 +237,11 @@ def _run_pysim(config, jobs, *, waves, build_dir, progress):
     from zeroskip.hdl.top import ZeroskipTop
     from zeroskip.sim.buses import PysimBus
 
-    top = ZeroskipTop(config)
+    if config.ext_words:
+        from zeroskip.sim.extmem import SimulationTop
+        top = SimulationTop(config)
+    else:
+        top = ZeroskipTop(config)
     results = []
 
     async def testbench(ctx):

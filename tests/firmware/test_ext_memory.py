@@ -2,6 +2,7 @@
 and streamed programs on the ISA model."""
 
 import asyncio
+import dataclasses
 
 import numpy as np
 import pytest
@@ -103,16 +104,32 @@ def test_the_ulx3s_preset_is_two_cycles_and_an_eighth_per_word():
     assert str(info.value) == "unknown external memory 'ddr5'; known: ulx3s-sdram"
 
 
-def test_generated_hardware_refuses_an_external_memory():
+def test_generated_hardware_refuses_what_its_port_does_not_do():
     check_generated(AcceleratorConfig())
     with pytest.raises(ConfigError) as info:
         check_generated(EXT)
-    assert str(info.value) == ("ext_words 65536: the generated hardware has no external-memory "
-                               "port; only the ISA model runs ext_words > 0")
-
-
-# The host's port and the driver.
-
+    assert str(info.value) == (
+        "ext_words 65536: no board or Verilog simulation attaches the generated hardware's "
+        "external-memory port yet; only the ISA model and the Amaranth simulator (pysim) run "
+        "ext_words > 0")
+    with pytest.raises(ConfigError) as info:
+        check_generated(EXT, ext_port=True)
+    assert str(info.value) == (
+        "ext_words_per_cycle 2: the generated hardware's external-memory port carries one "
+        "32-bit word per cycle; only the ISA model runs ext_words_per_cycle > 1")
+    with pytest.raises(ConfigError) as info:
+        check_generated(dataclasses.replace(EXT, ext_words_per_cycle=1, ext_latency=0),
+                        ext_port=True)
+    assert str(info.value) == (
+        "ext_latency 0: the generated hardware's external-memory port answers a read request "
+        "in a later cycle; only the ISA model runs ext_latency 0")
+    with pytest.raises(ConfigError) as info:
+        check_generated(EXT.replace(ext_words_per_cycle=1, ext_rate_cycles=3), ext_port=True)
+    assert str(info.value) == (
+        "ext_rate_cycles 3: the generated hardware's simulated external memory delivers one "
+        "word every cycle; only the ISA model runs ext_rate_cycles > 1")
+    check_generated(dataclasses.replace(EXT, ext_words_per_cycle=1, ext_latency=1),
+                    ext_port=True)
 
 
 def test_driver_writes_the_external_memory_in_bursts():

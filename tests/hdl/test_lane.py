@@ -155,7 +155,7 @@ def run_lane(config, ptr, nz, bias, x, spmvs, *, meta=(), stall=0.3, latency=2, 
             found["pe_busy"] += pe_busy
 
     async def host_write(ctx, strobe, addr, value):
-        ctx.set(dut.host_addr, addr)
+        ctx.set(dut.host_waddr, addr)
         ctx.set(dut.host_wdata, value & mask)
         ctx.set(strobe, 1)
         await ctx.tick()
