@@ -203,6 +203,10 @@ class ZeroskipTop(ConfigComponent):
         # while the accelerator is idle, when nothing is pending.
         stall_count = Signal(range(config.pes + 1))
         m.d.sync += stall_count.eq(_popcount(gather.stall))
+        # So is the retire pulse, decoded from the instruction memory's output: its
+        # count would otherwise ride the memory's clock-to-output into the adder.
+        retired = Signal()
+        m.d.sync += retired.eq(seq.retire)
         if config.reduce:
             scatter_stall_count = Signal(range(config.pes + 1))
             m.d.sync += scatter_stall_count.eq(_popcount(scatter.stall))
@@ -212,7 +216,7 @@ class ZeroskipTop(ConfigComponent):
         with m.Else():
             m.d.sync += [
                 cycles.eq(cycles + seq.busy),
-                insns.eq(insns + seq.retire),
+                insns.eq(insns + retired),
                 macs.eq(macs + _popcount(Cat(lane.mac for lane in lanes))),
                 skipped.eq(skipped + _popcount(Cat(lane.skip for lane in lanes)) +
                            (_sum_tree(lane.skip_bulk for lane in lanes)

@@ -9,7 +9,8 @@ import pytest
 from zeroskip.core.config import AcceleratorConfig
 from zeroskip.core.isa import LOAD_REGIONS, LoadRegion, MemoryMap
 from zeroskip.core.timing import LOAD_QUEUE
-from zeroskip.firmware.formats.base import DescriptorFault, check_load
+from zeroskip.firmware.formats.base import DescriptorFault
+from zeroskip.firmware.operands import check_load
 from zeroskip.hdl.dma import DmaEngine
 from zeroskip.sim.streams import receive, send, simulate
 
