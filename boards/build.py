@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from zeroskip.core.tools import find_tool
 __all__ = ["BuildReport", "build", "program", "BoardError", "UnknownBoardError",
            "DoesNotFitError", "TimingError", "ToolchainError", "ProgramError", "BOARDS",
            "list_boards", "default_build_dir", "default_bitstream", "DEVICE_DSPS",
-           "CONFIG_FILE", "REPORT_FILE", "LOADER_LIBRARIES", "loader_problem", "design_digest"]
+           "CONFIG_FILE", "REPORT_FILE", "LOADER_LIBRARIES", "loader_problem", "design_digest",
+           "PlacementError", "PLACEMENT_TRIES"]
 
 #: The name of the top module and the stem of every build file.
 NAME = "top"
@@ -81,6 +83,15 @@ class ToolchainError(BoardError):
     """A tool is missing or failed."""
 
 
+class PlacementError(ToolchainError):
+    """nextpnr found no legal placement although every resource fits (a full device)."""
+
+
+#: Placement seeds a build tries, from its ``seed`` on, when nextpnr finds no legal
+#: placement of a design that fits (a device near full).
+PLACEMENT_TRIES = 3
+
+
 class ProgramError(BoardError):
     """A bitstream could not be loaded onto a board."""
 
@@ -114,6 +125,8 @@ class BuildReport:
         Wall-clock time of the build.
     design : str or None
         :func:`design_digest` of what the tools were given.
+    seed : int or None
+        nextpnr's placement seed.
     """
 
     board: str
@@ -129,6 +142,7 @@ class BuildReport:
     build_dir: Path
     seconds: float
     design: str | None = None
+    seed: int | None = None
 
     @property
     def timing_met(self):
@@ -247,7 +261,8 @@ def build(board, *, config=None, clock_mhz=None, build_dir=None, program=False,
     check_timing : bool
         Raise :class:`TimingError` when Fmax is below the clock.
     seed : int
-        nextpnr's placement seed.
+        nextpnr's placement seed (the next ones are tried when it finds no legal
+        placement: :data:`PLACEMENT_TRIES`).
     verbose : bool
         Show the tools' output instead of keeping it in the logs.
     record : bool or str or Path
@@ -290,7 +305,8 @@ def build(board, *, config=None, clock_mhz=None, build_dir=None, program=False,
     with open(build_dir / f"{NAME}.lock", "w") as lock:
         # One build at a time per directory.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        report = _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started)
+        report = _run_seeds(info, config, top, target_mhz, build_dir, env, seed, verbose,
+                            started)
     if record is not False:
         from zeroskip.boards import record as build_record
         build_record.append(report, None if record is True else record)
@@ -333,6 +349,20 @@ def design_digest(board, config, clock_mhz, *, baudrate=protocol.DEFAULT_BAUDRAT
     return _plan_digest(info.make_platform().build(top, name=NAME, do_build=False))
 
 
+def _run_seeds(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
+    """:func:`_run` from placement seed ``seed`` on, the next seed after a failed
+    placement, :data:`PLACEMENT_TRIES` seeds at most."""
+    for attempt in range(PLACEMENT_TRIES):
+        try:
+            return _run(info, config, top, target_mhz, build_dir, env, seed + attempt,
+                        verbose, started)
+        except PlacementError:
+            if attempt == PLACEMENT_TRIES - 1:
+                raise
+            print(f"{info.name}: nextpnr found no legal placement with seed {seed + attempt}; "
+                  f"trying seed {seed + attempt + 1}", file=sys.stderr, flush=True)
+
+
 def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
     platform = info.make_platform()
     report_json = f"{NAME}.report.json"
@@ -355,7 +385,7 @@ def _run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
     if returncode != 0:
         raise _failure(info, config, root, output)
     report = dataclasses.replace(_report(info, config, top, target_mhz, root, started),
-                                 design=_plan_digest(plan))
+                                 design=_plan_digest(plan), seed=seed)
     # The configuration beside the bitstream: programs for this board are
     # compiled from it, and the report for later reading.
     config.save(root / CONFIG_FILE)
@@ -437,7 +467,8 @@ def _failure(info, config, root, output):
             f"the design does not fit the {info.title} with {config.pes} PEs: {names}; "
             f"use fewer PEs or smaller buffers (log: {log_path})")
     text = _last_error(log) or _last_error(output) or output[-1500:]
-    return ToolchainError(f"the {info.name} build failed: {text} (logs in {root})")
+    kind = PlacementError if "Unable to find legal placement" in output else ToolchainError
+    return kind(f"the {info.name} build failed: {text} (logs in {root})")
 
 
 def _last_error(text):

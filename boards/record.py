@@ -178,6 +178,7 @@ def entry_from_report(report, *, date=None, tools=None, gateware=None):
         "tools": tools if tools is not None else tool_versions(),
         "gateware": gateware if gateware is not None else gateware_digest(),
         "design": getattr(report, "design", None),
+        "seed": getattr(report, "seed", None),
         "date": when, "seconds": round(float(report.seconds), 1),
     }
 

@@ -141,3 +141,33 @@ def test_the_design_digest_ignores_source_locations_and_scripts():
     assert _plan_digest(changed) != _plan_digest(plan)
     pins = SimpleNamespace(files={**plan.files, "top.lpf": "LOCATE y;"})
     assert _plan_digest(pins) != _plan_digest(plan)
+
+
+def test_build_tries_the_next_seed_when_placement_fails(tmp_path, monkeypatch, capsys):
+    """A full device: nextpnr may find no legal placement with one seed and one with the next."""
+    from zeroskip.boards import build as build_module
+    seeds = []
+
+    def fake_run(info, config, top, target_mhz, build_dir, env, seed, verbose, started):
+        seeds.append(seed)
+        if seed < limit:
+            raise build_module.PlacementError("the ulx3s-85f build failed: ERROR: Unable to "
+                                              "find legal placement for all cells")
+        return dataclasses.replace(fake_report(), seed=seed)
+
+    monkeypatch.setattr(build_module, "_run", fake_run)
+    monkeypatch.setattr(build_module, "_tool_env", lambda family: {})
+    limit = 3
+    report = build_module.build("ulx3s-85f", config=CONFIG, build_dir=tmp_path / "b",
+                                record=tmp_path / "r.json")
+    assert seeds == [1, 2, 3] and report.seed == 3
+    assert record.entries(tmp_path / "r.json")[0]["seed"] == 3
+    assert capsys.readouterr().err == (
+        "ulx3s-85f: nextpnr found no legal placement with seed 1; trying seed 2\n"
+        "ulx3s-85f: nextpnr found no legal placement with seed 2; trying seed 3\n")
+    seeds.clear()
+    limit = 99
+    with pytest.raises(build_module.PlacementError):
+        build_module.build("ulx3s-85f", config=CONFIG, build_dir=tmp_path / "b", seed=5,
+                           record=tmp_path / "r.json")
+    assert seeds == [5, 6, 7] and len(record.entries(tmp_path / "r.json")) == 1
