@@ -231,10 +231,11 @@ def _design_of(entry, sources):
     return cache[key]
 
 
-def is_current(entry):
+def is_current(entry, sources=None):
     """Whether ``entry`` measured the design the installed sources generate (the
-    rule of the module docstring)."""
-    sources = gateware_digest()
+    rule of the module docstring); ``sources``: their :func:`gateware_digest`, if
+    known already."""
+    sources = gateware_digest() if sources is None else sources
     if entry["gateware"] == sources:
         return True
     return bool(entry.get("design")) and entry["design"] == _design_of(entry, sources)
@@ -265,7 +266,8 @@ def clock_for(board, config, path=None):
     fingerprint = config.fingerprint
     found = [e for e in entries(path) if e["board"] == info.name
              and e["fingerprint"] == fingerprint]
-    current = [e for e in found if is_current(e)]
+    sources = gateware_digest()
+    current = [e for e in found if is_current(e, sources)]
     if current:
         entry = current[-1]
         mhz, why = _rule(entry)

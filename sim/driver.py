@@ -331,7 +331,7 @@ class Driver:
         program.check_config(self.config)
         await self.identify()
         result, columns, y_view = _start_result(program, x_int, self.config)
-        if getattr(program, "ext", None) is not None:
+        if program.ext is not None:
             started = time.perf_counter()
             await self.write_ext(0, program.ext)
             result.seconds["load"] += time.perf_counter() - started
@@ -404,7 +404,7 @@ class Session:
             return
         started = time.perf_counter()
         await self.driver.identify()
-        if getattr(self.program, "ext", None) is not None:
+        if self.program.ext is not None:
             await self.driver.write_ext(0, self.program.ext)
         await self.driver.load_tile(self.program.tiles[0])
         self.loaded = True
